@@ -1,0 +1,27 @@
+# Two commands set everything up on a fresh machine:
+#   make approx   -- builds .venv and runs `structlayers approx --layer acdc --depth 16`
+#   make test     -- builds .venv and runs the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup approx test
+
+setup: $(VENV)/.ready
+
+$(VENV)/.ready: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	# escnn's py3nj dependency needs a Fortran compiler; escnn works without it (numerical
+	# Clebsch-Gordan coefficients), so it is installed without dependencies and py3nj is optional.
+	$(BIN)/pip install -q --no-deps escnn==1.0.11
+	if command -v gfortran >/dev/null; then $(BIN)/pip install -q py3nj || true; fi
+	touch $@
+
+approx: setup
+	$(BIN)/structlayers approx --layer acdc --depth 16
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -q tests

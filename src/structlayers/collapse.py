@@ -1,0 +1,131 @@
+"""Test-time collapse: replace each layer plugin by the cheaper of its structured form and one
+dense ``nn.Linear`` holding its exact effective weight (matrix products are associative, so any
+linear stack folds into one matrix).  The choice is made per layer, for the shape it will see."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from structlayers.layers.base import StructuredLinear, linear_flops, rows_of
+from structlayers.report import format_table, human
+from structlayers.tracing import record_shapes, run_example
+
+#: ``cost(layer, rows, form)`` -> a cost to minimise; ``form`` is "structured" or "dense".
+CostModel = Callable[[StructuredLinear, int, str], float]
+
+
+def flop_cost(layer: StructuredLinear, rows: int, form: str) -> float:
+    """The default cost: analytic FLOPs of each form."""
+    if form == "dense":
+        return linear_flops(rows, layer.in_features, layer.out_features, True).total
+    return layer.flops(rows)
+
+
+@dataclass
+class CollapseChoice:
+    """What :func:`collapse` decided for one layer."""
+
+    name: str
+    layer: str
+    in_features: int
+    out_features: int
+    rows: int
+    structured_cost: float
+    dense_cost: float
+    chosen: str
+    reason: str = ""
+
+
+@dataclass
+class CollapseReport:
+    choices: list[CollapseChoice] = field(default_factory=list)
+
+    @property
+    def collapsed(self) -> list[str]:
+        return [c.name for c in self.choices if c.chosen == "dense"]
+
+    def to_text(self) -> str:
+        rows = [
+            (c.name, c.layer, f"{c.in_features}->{c.out_features}", c.rows, human(c.structured_cost),
+             human(c.dense_cost), c.chosen + (f" ({c.reason})" if c.reason else ""))
+            for c in self.choices
+        ]
+        return format_table(("module", "layer", "shape", "rows", "structured", "dense", "chosen"), rows, "lllrrrl")
+
+    def to_json(self) -> str:
+        return json.dumps([asdict(c) for c in self.choices], indent=2)
+
+
+def dense_linear(layer: StructuredLinear) -> nn.Linear:
+    """An ``nn.Linear`` with ``layer``'s exact effective weight and bias, on the layer's device."""
+    weight, bias = layer.to_dense()
+    ref = next(layer.parameters(), None)
+    device = ref.device if ref is not None else weight.device
+    dtype = ref.dtype if ref is not None else weight.dtype
+    linear = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None, device=device, dtype=dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
+def _plugins(model: nn.Module) -> dict[str, StructuredLinear]:
+    """Outermost plugins only: factors inside a stack belong to the stack."""
+    found: dict[str, StructuredLinear] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, StructuredLinear) and not any(p == "" or name.startswith(p + ".") for p in found):
+            found[name] = module
+    return found
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    if not name:
+        return new
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+    return model
+
+
+def collapse(
+    model: nn.Module,
+    example_input: Any = None,
+    *,
+    batch_shape: tuple[int, ...] | int = (1,),
+    cost: CostModel = flop_cost,
+    inplace: bool = False,
+) -> tuple[nn.Module, CollapseReport]:
+    """Replace every layer plugin in ``model`` by its cheaper form and report the choices.
+
+    The number of vectors each layer sees is read by running ``example_input`` through the model
+    (so pointwise convolutions count every spatial position); without it every layer is assumed to
+    see ``batch_shape``.  Nonlinear plugins (stacks with activations) stay structured.
+    """
+    model = model if inplace else copy.deepcopy(model)
+    plugins = _plugins(model)
+    rows_seen: dict[str, int] = {}
+    if example_input is not None:
+        with record_shapes(dict(plugins)) as shapes:
+            run_example(model, example_input)
+        rows_seen = {n: sum(rows_of(s[:-1]) for s in shapes[n].inputs) for n in plugins if shapes[n].calls}
+    report = CollapseReport()
+    for name, layer in plugins.items():
+        rows = rows_seen.get(name, rows_of(batch_shape))
+        structured, dense = cost(layer, rows, "structured"), cost(layer, rows, "dense")
+        choice = CollapseChoice(name or "(model)", layer.name, layer.in_features, layer.out_features, rows,
+                                structured, dense, "structured")
+        if not layer.is_linear:
+            choice.reason = "nonlinear"
+        elif dense < structured:
+            choice.chosen = "dense"
+            model = _set_submodule(model, name, dense_linear(layer))
+        report.choices.append(choice)
+    return model, report

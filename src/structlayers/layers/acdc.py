@@ -1,0 +1,87 @@
+"""ACDC (Moczulski et al., 2016): ``y = x A C D C^-1 + b`` with C the orthonormal DCT-II."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.layers.base import FlopCount, rows_of
+from structlayers.layers.diagonal import DiagonalTransformLayer
+from structlayers.layers.init import init_diagonal
+from structlayers.registry import register
+from structlayers.transforms.dct import DCT, permute, spectral_diag
+
+
+@register("acdc")
+class ACDC(DiagonalTransformLayer):
+    """Real diagonals ``A``, ``D`` around a DCT; O(N log N) time, 2N (+bias) parameters.
+
+    ``backend``: ``fft`` (fast DCT), ``dense`` (DCT as a matmul with a fixed buffer) or ``auto``
+    (whichever is measured faster for the rows, device and dtype of each call; cached).
+    ``groups``: block-diagonal DCT over that many blocks.  ``inner_shuffle``: a fixed shuffle
+    between ``C`` and ``D``.  ``in != out`` pads the input / truncates the output.
+
+    Without an inner shuffle the ``fft`` path is fused: ``C D C^T`` runs as one rfft, a
+    per-frequency scaling and one irfft (:func:`~structlayers.transforms.dct.spectral_diag`), with
+    a single gather on each side.
+    """
+
+    def build_transform(self) -> None:
+        self.A = nn.Parameter(torch.empty(self.size))
+        self.D = nn.Parameter(torch.empty(self.size))
+        self.dct = DCT(self.block, self.groups, self.backend)
+
+    def reset_parameters(self) -> None:
+        init_diagonal(self.A, self.init, self.sigma)
+        init_diagonal(self.D, self.init, self.sigma)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def fusable(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether the fused spectral path runs for ``rows`` vectors (fft backend, no inner shuffle)."""
+        return self.inner is None and self.resolve_backend(rows, device, dtype) == "fft"
+
+    def makhoul_perms(self) -> tuple[Tensor, Tensor]:
+        """``(order, inverse)`` over the full size: Makhoul's reordering of every block, and its inverse."""
+        t = self.dct.fast_tables()
+        if self.groups == 1:
+            return t["order"], t["inverse"]
+        offsets = torch.arange(0, self.size, self.block, device=t["order"].device)[:, None]
+        return (offsets + t["order"]).reshape(-1), (offsets + t["inverse"]).reshape(-1)
+
+    def spectral_core(self, v: Tensor) -> Tensor:
+        """``C D C^T`` on Makhoul-ordered rows ``v (..., size)`` (output Makhoul-ordered too)."""
+        if self.groups == 1:
+            return spectral_diag(v, self.D, self.dct.fast_tables())
+        shape = v.shape
+        blocks = v.reshape(*shape[:-1], self.groups, self.block)
+        d = self.D.view(self.groups, self.block)
+        return spectral_diag(blocks, d, self.dct.fast_tables()).reshape(shape)
+
+    def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
+        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
+        if backend == "fft" and self.inner is None:
+            order, inverse = self.makhoul_perms()
+            v = permute(x, order, inverse) * self.A.index_select(0, order)
+            return permute(self.spectral_core(v), inverse, order)
+        z = self.dct(x * self.A, backend)
+        if self.inner is not None:
+            z = self.inner(z)
+        return self.dct.inverse(z * self.D, backend)
+
+    def square_matrix(self) -> Tensor:
+        c = self.dct.matrix_dense()
+        a = self.A.detach().double().cpu()
+        d = self.D.detach().double().cpu()
+        return (a[:, None] * c) @ self.shuffle_matrix() @ (d[:, None] * c.T)
+
+    def params(self) -> int:
+        return 2 * self.size + (self.out_features if self.bias is not None else 0)
+
+    def transform_flops(self, rows: int) -> FlopCount:
+        backend = self.flop_backend(rows)
+        transforms = 2 * self.dct.flops(rows, backend)
+        scalings = 2 * rows * self.size
+        if backend == "dense":
+            return FlopCount(matmul=transforms, elementwise=scalings)
+        return FlopCount(fft=transforms, elementwise=scalings)

@@ -1,0 +1,70 @@
+"""AFDF: ``y = Re(x A F D F^-1) + b`` with complex diagonals ``A``, ``D`` and F the unitary DFT.
+
+Input and output are real; the complex diagonals are stored as real ``(N, 2)`` parameters
+(real, imaginary), so they count as 2 real parameters each and survive ``state_dict`` as floats.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.layers.base import FlopCount, rows_of
+from structlayers.layers.diagonal import DiagonalTransformLayer
+from structlayers.layers.init import init_diagonal
+from structlayers.registry import register
+from structlayers.transforms.dft import DFT
+
+
+@register("afdf")
+class AFDF(DiagonalTransformLayer):
+    """Complex diagonals around an FFT; real part of the result.  4N (+bias) real parameters.
+
+    The real parts of ``A``, ``D`` follow ``init``; imaginary parts start at 0 (``identity``,
+    ``uniform``) or N(0, sigma^2) (``normal``).
+    """
+
+    def build_transform(self) -> None:
+        self.A = nn.Parameter(torch.empty(self.size, 2))
+        self.D = nn.Parameter(torch.empty(self.size, 2))
+        self.dft = DFT(self.block, self.groups, self.backend)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for diag in (self.A, self.D):
+            init_diagonal(diag[:, 0], self.init, self.sigma)
+            if self.init == "normal":
+                diag[:, 1].normal_(0.0, self.sigma)
+            else:
+                diag[:, 1].zero_()
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
+        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
+        z = self.dft(x * torch.view_as_complex(self.A), backend)
+        if self.inner is not None:
+            z = self.inner(z)
+        z = z * torch.view_as_complex(self.D)
+        if backend == "fft":
+            return self.dft.inverse_real(z)
+        return self.dft.inverse(z, backend).real
+
+    def square_matrix(self) -> Tensor:
+        f = self.dft.matrix_dense()
+        a = torch.view_as_complex(self.A.detach().double().cpu().contiguous())
+        d = torch.view_as_complex(self.D.detach().double().cpu().contiguous())
+        p = self.shuffle_matrix().to(torch.complex128)
+        return ((a[:, None] * f) @ p @ (d[:, None] * f.conj().T)).real
+
+    def params(self) -> int:
+        return 4 * self.size + (self.out_features if self.bias is not None else 0)
+
+    def transform_flops(self, rows: int) -> FlopCount:
+        backend = self.flop_backend(rows)
+        transforms = 2 * self.dft.flops(rows, backend)
+        # real x times complex A: 2 per entry; complex times complex D: 6 per entry.
+        scalings = 8 * rows * self.size
+        if backend == "dense":
+            return FlopCount(matmul=transforms, elementwise=scalings)
+        return FlopCount(fft=transforms, elementwise=scalings)

@@ -1,0 +1,118 @@
+"""Common structure of ACDC and AFDF: ``y = x A T P D T^-1 (+ b)`` with learned diagonals ``A``,
+``D``, a fixed orthogonal transform ``T`` (block-diagonal when ``groups > 1``) and an optional fixed
+shuffle ``P`` inside the factor (the research log found a riffle there gives a weight
+distribution closer to standard initialisations)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.layers.base import FlopCount, rows_of
+from structlayers.layers.init import check_init
+from structlayers.layers.square import SquareLayer, square_size
+from structlayers.transforms.dct import BACKENDS
+from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
+
+
+class DiagonalTransformLayer(SquareLayer):
+    """Base of ACDC-like factors; subclasses provide the transform pair and the dense matrices."""
+
+    stackable = True
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        init: str = "normal",
+        sigma: float = 1e-2,
+        backend: str = "fft",
+        groups: int = 1,
+        pow2_blocks: bool = False,
+        inner_shuffle: str = "none",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(in_features, out_features)
+        check_init(self.name, init, sigma)
+        if backend not in BACKENDS:
+            raise ValueError(f"layer {self.name!r}: unknown backend {backend!r}; expected one of {BACKENDS}")
+        if inner_shuffle not in SHUFFLES:
+            raise ValueError(f"layer {self.name!r}: unknown inner_shuffle {inner_shuffle!r}; expected one of {SHUFFLES}")
+        self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
+        self.groups, self.backend, self.init, self.sigma = groups, backend, init, sigma
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.inner = (
+            Permutation(make_permutation(inner_shuffle, self.size, generator), inner_shuffle)
+            if inner_shuffle != "none"
+            else None
+        )
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.build_transform()
+        self.reset_parameters()
+
+    @abstractmethod
+    def build_transform(self) -> None:
+        """Create the diagonals and the transform modules (called once from ``__init__``)."""
+
+    @abstractmethod
+    def reset_parameters(self) -> None:
+        """Initialise the diagonals according to ``self.init`` / ``self.sigma``."""
+
+    @abstractmethod
+    def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
+        """``x A T P D T^-1`` on the padded square input, with ``backend`` (default: resolved)."""
+
+    @abstractmethod
+    def square_matrix(self) -> Tensor:
+        """The float64 ``(size, size)`` matrix ``M`` of ``square_forward`` (``y = x @ M``)."""
+
+    @abstractmethod
+    def transform_flops(self, rows: int) -> FlopCount:
+        """FLOPs of ``square_forward`` on ``rows`` vectors."""
+
+    def resolve_backend(self, rows: int, device: torch.device, dtype: torch.dtype) -> str:
+        """The backend used on ``rows`` vectors: ``fft`` / ``dense`` as given, or the measured
+        faster one for ``auto`` (timed once per (size, rows, device, dtype) and cached)."""
+        if self.backend != "auto":
+            return self.backend
+        from structlayers.bench.autotune import choose_backend
+
+        return choose_backend(self, rows, device, dtype)
+
+    def flop_backend(self, rows: int) -> str:
+        """The backend whose FLOPs ``flop_count`` reports: for ``auto``, the cached measured choice
+        for this layer's device and dtype (never measured here), else ``fft``."""
+        if self.backend != "auto":
+            return self.backend
+        from structlayers.bench.autotune import cached_backend
+
+        p = self.A
+        return cached_backend(self, rows, p.device, p.dtype) or "fft"
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.crop(self.square_forward(self.pad(x)))
+        return y + self.bias if self.bias is not None else y
+
+    def shuffle_matrix(self) -> Tensor:
+        return self.inner.matrix() if self.inner is not None else torch.eye(self.size, dtype=torch.float64)
+
+    def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        m = self.square_matrix()[: self.in_features, : self.out_features]
+        dtype = self.bias.dtype if self.bias is not None else next(self.parameters()).dtype
+        bias = self.bias.detach().clone() if self.bias is not None else None
+        return m.T.to(dtype).contiguous(), bias
+
+    def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
+        rows = rows_of(batch_shape)
+        bias = FlopCount(elementwise=rows * self.out_features if self.bias is not None else 0)
+        return self.transform_flops(rows) + bias
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, size={self.size}, groups={self.groups}, backend={self.backend!r}, "
+            f"init={self.init!r}, bias={self.bias is not None}"
+        )

@@ -1,0 +1,47 @@
+"""Shared machinery of the square structured layers: padding/truncation for ``in != out`` and
+the block (``groups``) layout.
+
+Dimension change is done by zero-padding the input to a square size ``N >= max(in, out)`` and
+keeping the first ``out`` outputs.  The research log's alternative (extra dense ``nn.Linear``
+layers that create or fold the missing dimensions) adds O(N * |in - out|) dense parameters and
+FLOPs, which defeats the compression and which the log had to switch off to train without dense
+layers; padding is exact, free, and keeps ``to_dense`` a sub-block of the square map.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from structlayers.layers.base import StructuredLinear
+
+
+def square_size(layer: str, in_features: int, out_features: int, groups: int, pow2_blocks: bool) -> tuple[int, int]:
+    """``(N, block)``: the padded square size and the length of each of its ``groups`` blocks.
+
+    Blocks have length ``ceil(max(in, out) / groups)``, rounded up to a power of two when
+    ``pow2_blocks`` (fast FFT sizes, as in the research log's grouping).
+    """
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"layer {layer!r}: groups must be a positive integer, got {groups!r}")
+    need = max(in_features, out_features)
+    if groups > need:
+        raise ValueError(f"layer {layer!r}: groups={groups} exceeds the layer size {need}")
+    block = -(-need // groups)
+    if pow2_blocks:
+        block = 1 << (block - 1).bit_length()
+    return block * groups, block
+
+
+class SquareLayer(StructuredLinear):
+    """A layer computed on a padded square of size ``size``; subclasses implement ``_square``."""
+
+    size: int
+
+    def pad(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        extra = self.size - self.in_features
+        return F.pad(x, (0, extra)) if extra else x
+
+    def crop(self, y: Tensor) -> Tensor:
+        return y[..., : self.out_features] if self.size != self.out_features else y

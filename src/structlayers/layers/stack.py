@@ -1,0 +1,180 @@
+"""Stacks of structured factors with fixed shuffles between them: ``y = f_K(P ... P f_2(P f_1(x)))``.
+
+All factors act on one padded square size ``N >= max(in, out)``: the input is zero-padded once, the
+output truncated once (see :mod:`structlayers.layers.square` for why padding).  Optional
+activations / normalisations between factors make the stack nonlinear (then it cannot collapse).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.layers.base import FlopCount, NotCollapsibleError, StructuredLinear, rows_of
+from structlayers.layers.square import SquareLayer, square_size
+from structlayers.registry import create, get, options, register
+from structlayers.transforms.dct import permute
+from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+NORMS = {"batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}
+
+
+class _FeatureBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the last dimension of ``(..., N)`` inputs."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+@register("stack")
+class Stack(SquareLayer):
+    """``depth`` factors of ``factor`` (acdc, afdf, blockdiag, ...) with ``shuffle`` between them.
+
+    ``seed`` fixes the random permutations (drawn from the global torch RNG when omitted); every
+    permutation is a buffer in the ``state_dict``.  Extra keyword options (``init``, ``sigma``,
+    ``backend``, ``bias``, ``inner_shuffle``, ...) go to every factor.
+    """
+
+    stackable = False
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        factor: str = "acdc",
+        depth: int = 2,
+        shuffle: str = "riffle",
+        groups: int = 1,
+        pow2_blocks: bool = False,
+        activation: str | None = None,
+        norm: str | None = None,
+        seed: int | None = None,
+        **factor_options: Any,
+    ) -> None:
+        super().__init__(in_features, out_features)
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+            raise ValueError(f"layer 'stack': depth must be a positive integer, got {depth!r}")
+        if shuffle not in SHUFFLES:
+            raise ValueError(f"layer 'stack': unknown shuffle {shuffle!r}; expected one of {SHUFFLES}")
+        if activation is not None and activation not in ACTIVATIONS:
+            raise ValueError(f"layer 'stack': unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        if norm is not None and norm not in NORMS:
+            raise ValueError(f"layer 'stack': unknown norm {norm!r}; expected one of {sorted(NORMS)}")
+        if not get(factor).stackable:
+            raise ValueError(f"layer 'stack': factor {factor!r} cannot be stacked (it is not a square structured factor)")
+        self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
+        self.factor, self.depth, self.shuffle = factor, depth, shuffle
+        self.activation, self.norm = activation, norm
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        generator = torch.Generator().manual_seed(seed)
+        if groups > 1 or pow2_blocks:
+            factor_options = {**factor_options, "groups": groups, "pow2_blocks": pow2_blocks}
+        seeded = "seed" in {o.name for o in options(factor)}
+        self.factors = nn.ModuleList(
+            create(factor, self.size, self.size, **factor_options, **({"seed": seed + i} if seeded else {}))
+            for i in range(depth)
+        )
+        self.shuffles = nn.ModuleList(
+            Permutation(make_permutation(shuffle, self.size, generator), shuffle) for _ in range(depth - 1)
+        )
+        self.between = nn.ModuleList(self._between() for _ in range(depth - 1))
+
+    def _between(self) -> nn.Module:
+        layers: list[nn.Module] = []
+        if self.norm == "batchnorm":
+            layers.append(_FeatureBatchNorm(self.size))
+        elif self.norm == "layernorm":
+            layers.append(nn.LayerNorm(self.size))
+        if self.activation is not None:
+            layers.append(ACTIVATIONS[self.activation]())
+        return nn.Sequential(*layers)
+
+    @property
+    def is_linear(self) -> bool:
+        return self.activation is None and self.norm is None
+
+    def _fusable(self, z: Tensor) -> bool:
+        if not (self.is_linear and self.factor == "acdc"):
+            return False
+        rows = rows_of(z.shape[:-1])
+        return all(f.fusable(rows, z.device, z.dtype) for f in self.factors)
+
+    def _fused_acdc(self, z: Tensor) -> Tensor:
+        """A linear ACDC stack with every gather between two factors fused into one: the output
+        reordering of factor ``i``, the shuffle and the input reordering of factor ``i + 1`` compose
+        into one permutation, and its diagonal ``A`` and the bias into one ``addcmul``."""
+        order, inverse = self.factors[0].makhoul_perms()
+        first = self.factors[0]
+        v = permute(z, order, inverse) * first.A.index_select(0, order)
+        for i, f in enumerate(self.factors):
+            u = f.spectral_core(v)
+            if i == self.depth - 1:
+                break
+            nxt = self.factors[i + 1]
+            between = self.shuffles[i].index.index_select(0, order)
+            gather = inverse.index_select(0, between)
+            scatter = torch.empty_like(gather)
+            scatter[gather] = torch.arange(gather.numel(), device=gather.device)
+            a = nxt.A.index_select(0, order)
+            moved = permute(u, gather, scatter)
+            v = torch.addcmul(f.bias.index_select(0, between) * a, moved, a) if f.bias is not None else moved * a
+        y = permute(u, inverse, order)
+        last = self.factors[-1]
+        return y + last.bias if last.bias is not None else y
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.pad(x)
+        if self._fusable(z):
+            return self.crop(self._fused_acdc(z))
+        for i, f in enumerate(self.factors):
+            if i:
+                z = self.between[i - 1](self.shuffles[i - 1](z))
+            z = f(z)
+        return self.crop(z)
+
+    def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        if not self.is_linear:
+            raise NotCollapsibleError(
+                f"layer 'stack' with activation={self.activation!r}, norm={self.norm!r} is not linear: no dense form"
+            )
+        m = torch.eye(self.size, dtype=torch.float64)
+        b = torch.zeros(self.size, dtype=torch.float64)
+        any_bias = False
+        for i, f in enumerate(self.factors):
+            if i:
+                p = self.shuffles[i - 1].matrix()
+                m, b = m @ p, b @ p
+            w, fb = f.to_dense()
+            m, b = m @ w.double().T.cpu(), b @ w.double().T.cpu()
+            if fb is not None:
+                any_bias = True
+                b = b + fb.double().cpu()
+        dtype = next(self.parameters()).dtype
+        weight = m[: self.in_features, : self.out_features].T.to(dtype).contiguous()
+        return weight, b[: self.out_features].to(dtype) if any_bias else None
+
+    def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
+        rows = rows_of(batch_shape)
+        total = FlopCount()
+        for f in self.factors:
+            total = total + f.flop_count(rows)
+        per_between = (self.activation is not None) + 2 * (self.norm is not None)
+        return total + FlopCount(elementwise=per_between * rows * self.size * (self.depth - 1))
+
+    def params(self) -> int:
+        norm = 2 * self.size * (self.depth - 1) if self.norm is not None else 0
+        return sum(f.params() for f in self.factors) + norm
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, factor={self.factor!r}, depth={self.depth}, shuffle={self.shuffle!r}, "
+            f"size={self.size}, activation={self.activation!r}, norm={self.norm!r}"
+        )
+
+
+__all__ = ["Stack", "StructuredLinear"]

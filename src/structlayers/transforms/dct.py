@@ -1,0 +1,302 @@
+"""Orthonormal DCT-II / DCT-III along the last dimension, as a fast transform and as a dense matmul.
+
+Conventions match ``scipy.fft.dct(x, type=2, norm="ortho")``: with ``C`` the orthonormal DCT-II
+matrix, ``dct(x) = x @ C`` for row vectors and ``idct(y) = y @ C.T``.
+
+The fast path is Makhoul's algorithm: one reordering gather, one real FFT of length ``n``, one
+complex multiply by a precomputed twiddle and one real gather (no flips, concatenations or complex
+gathers).  The conjugations Makhoul's algorithm needs are folded into the gathers (``conj(rfft(v))``
+is the rfft of ``v`` reversed circularly).  ``C`` is orthogonal, so the gradient of the DCT is the
+inverse DCT and vice versa; the autograd functions use that directly instead of differentiating
+through the FFT, the gathers and the twiddles.
+
+:func:`spectral_diag` is the middle of an ACDC factor, ``v -> C diag(d) C^T`` expressed on
+Makhoul-ordered vectors: the twiddles, normalisations and the diagonal collapse into one rfft, two
+complex multiplies, one real scaling and one irfft, with no gathers at all.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+BACKENDS = ("fft", "dense", "auto")
+
+
+def dct_matrix(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """The ``(n, n)`` orthonormal DCT-II matrix ``C`` with ``dct(x) == x @ C`` (built in float64)."""
+    idx = torch.arange(n, dtype=torch.float64)
+    c = torch.cos(math.pi * (2 * idx[:, None] + 1) * idx[None, :] / (2 * n)) * math.sqrt(2.0 / n)
+    c[:, 0] /= math.sqrt(2.0)
+    return c.to(dtype)
+
+
+def dct_flops(n: int, rows: int = 1, backend: str = "fft") -> int:
+    """FLOPs of one DCT (or inverse) of length ``n`` applied to ``rows`` vectors.
+
+    ``dense``: a matmul, ``2 n^2`` per row.  ``fft``: the standard real-FFT count
+    ``2.5 n log2 n`` plus the twiddle, 3 FLOPs per output (two multiplies and an add); gathers are
+    data movement, not arithmetic.  ``auto`` must be resolved to one of these by the caller.
+    """
+    if backend == "dense":
+        return 2 * n * n * rows
+    if backend == "fft":
+        return round(2.5 * n * math.log2(n) + 3 * n) * rows if n > 1 else 0
+    raise ValueError(f"unknown DCT backend {backend!r}; expected 'fft' or 'dense'")
+
+
+def _tables(n: int) -> dict[str, Tensor]:
+    """Gather indices (int64) and twiddles (float64, complex ones as ``(m, 2)``) for length ``n``.
+
+    ``order`` maps ``x`` to Makhoul's ``v = [x0, x2, ..., x3, x1]`` and ``inverse`` maps back.
+    ``dct_in`` is ``order`` reversed circularly (so the rfft yields the conjugate spectrum),
+    ``dct_out`` picks the outputs from the interleaved (real, imaginary) spectrum; ``idct_in`` pairs
+    ``(y_k, y_{n-k})`` as one complex number per bin and ``idct_out`` undoes both the reordering and
+    the circular reversal that stands for the conjugation.
+    """
+    m = n // 2 + 1
+    order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n)
+    k = torch.arange(m, dtype=torch.float64)
+    scale = torch.full((m,), math.sqrt(2.0 / n), dtype=torch.float64)
+    scale[0] = math.sqrt(1.0 / n)
+    # w_k = exp(-i pi k / 2n); the DCT is y_k = s_k Re(w_k V_k), y_{n-k} = -s_k Im(w_k V_k).
+    w = torch.polar(torch.ones(m, dtype=torch.float64), -math.pi * k / (2 * n))
+    dct_out = torch.empty(n, dtype=torch.long)
+    dct_out[:m] = 2 * torch.arange(m)
+    dct_out[m:] = 2 * torch.arange(n - m, 0, -1) + 1
+    # The inverse reads Q_k = (w_k / s_k) (y_k + i y_{n-k}); for k = 0 (no partner) it reads
+    # (y_0 + i y_0) with the twiddle (1 - i) / (2 s_0), whose product is exactly real.
+    inv_tw = w / scale
+    inv_tw[0] = complex(0.5, -0.5) / scale[0].item()
+    idct_in = torch.stack([torch.arange(m), (n - torch.arange(m)) % n], dim=-1).reshape(-1)
+    return {
+        "order": order,
+        "inverse": inverse,
+        "dct_in": order[(n - torch.arange(n)) % n],
+        "dct_out": dct_out,
+        "dct_tw": torch.view_as_real((w.conj() * scale).resolve_conj()).contiguous(),
+        "idct_in": idct_in,
+        "idct_out": (n - inverse) % n,
+        "idct_tw": torch.view_as_real(inv_tw).contiguous(),
+        "w": torch.view_as_real(w).contiguous(),
+        "w_conj": torch.view_as_real(w.conj().resolve_conj()).contiguous(),
+        "scale2": (scale**2)[torch.where(torch.arange(n) < m, torch.arange(n), n - torch.arange(n))],
+        "partner": (n - torch.arange(m)) % n,
+    }
+
+
+_TABLE_NAMES = tuple(_tables(2))
+
+
+@lru_cache(maxsize=128)
+def _cached_tables(n: int, device: torch.device, dtype: torch.dtype) -> dict[str, Tensor]:
+    return {k: (v.to(device) if v.dtype == torch.long else v.to(device, dtype)) for k, v in _tables(n).items()}
+
+
+def _complex(table: Tensor) -> Tensor:
+    return torch.view_as_complex(table)
+
+
+def _dct_fast(x: Tensor, t: dict[str, Tensor]) -> Tensor:
+    spec = torch.fft.rfft(x.index_select(-1, t["dct_in"]), dim=-1) * _complex(t["dct_tw"])
+    return torch.view_as_real(spec).flatten(-2).index_select(-1, t["dct_out"])
+
+
+def _idct_fast(y: Tensor, t: dict[str, Tensor]) -> Tensor:
+    n = y.shape[-1]
+    pairs = y.index_select(-1, t["idct_in"]).unflatten(-1, (-1, 2))
+    spec = torch.view_as_complex(pairs) * _complex(t["idct_tw"])
+    return torch.fft.irfft(spec, n=n, dim=-1).index_select(-1, t["idct_out"])
+
+
+class _DCTFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, tables: dict[str, Tensor], inverse: bool) -> Tensor:  # type: ignore[override]
+        ctx.tables = tables
+        ctx.inverse = inverse
+        return _idct_fast(x, tables) if inverse else _dct_fast(x, tables)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return _DCTFunction.apply(grad.contiguous(), ctx.tables, not ctx.inverse), None, None
+
+
+class _PermuteFunction(torch.autograd.Function):
+    """``x[..., index]`` for a permutation ``index``; the gradient is the gather by its inverse."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index)
+        ctx.inverse_index = inverse_index
+        return x.index_select(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        return _PermuteFunction.apply(grad.contiguous(), ctx.inverse_index, index), None, None
+
+
+def permute(x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:
+    """``x[..., index]`` with a permutation ``index`` (``inverse_index`` its inverse), differentiable.
+
+    The backward is one more gather, where autograd's ``index_select`` backward would scatter-add.
+    """
+    return _PermuteFunction.apply(x, index, inverse_index)
+
+
+def _spectral_diag_apply(v: Tensor, gains: Tensor, t: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """``(u, Y)``: ``u = irfft(conj(w) (Da Re(Y) + i Db Im(Y)))`` with ``Y = w rfft(v)``."""
+    spec = torch.fft.rfft(v, dim=-1) * _complex(t["w"])
+    mixed = torch.view_as_complex(torch.view_as_real(spec) * gains) * _complex(t["w_conj"])
+    return torch.fft.irfft(mixed, n=v.shape[-1], dim=-1), spec
+
+
+def _diag_gains(d: Tensor, t: dict[str, Tensor]) -> Tensor:
+    """``(..., m, 2)`` real gains ``(d_k, d_{n-k})`` of bin ``k`` for the diagonal ``d (..., n)``."""
+    m = t["partner"].numel()
+    return torch.stack([d[..., :m], d.index_select(-1, t["partner"])], dim=-1)
+
+
+class _SpectralDiagFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v: Tensor, d: Tensor, tables: dict[str, Tensor]) -> Tensor:  # type: ignore[override]
+        gains = _diag_gains(d.detach(), tables)
+        u, spec = _spectral_diag_apply(v, gains, tables)
+        ctx.tables = tables
+        ctx.save_for_backward(spec, gains)
+        ctx.d_shape = d.shape
+        return u
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        spec, gains = ctx.saved_tensors
+        t = ctx.tables
+        grad_d = None
+        # The map is symmetric (C diag(d) C^T conjugated by a permutation): its transpose is itself.
+        grad_v, grad_spec = _spectral_diag_apply(grad.contiguous(), gains, t)
+        if ctx.needs_input_grad[1]:
+            prod = torch.view_as_real(spec) * torch.view_as_real(grad_spec)
+            lead = prod.dim() - len(ctx.d_shape) - 1
+            per_bin = prod.sum(dim=tuple(range(lead))) if lead > 0 else prod
+            grad_d = per_bin.flatten(-2).index_select(-1, t["dct_out"]) * t["scale2"]
+            grad_d = grad_d.reshape(ctx.d_shape)
+        return grad_v, grad_d, None
+
+
+def spectral_diag(v: Tensor, d: Tensor, tables: dict[str, Tensor]) -> Tensor:
+    """``C diag(d) C^T`` on Makhoul-ordered rows: ``spectral_diag(x[order], d)[inverse] == idct(dct(x) d)``.
+
+    ``v`` is ``(..., n)`` or ``(..., blocks, n)`` with ``d`` of shape ``(n,)`` / ``(blocks, n)``;
+    the gradients are exact (the backward is the same map plus a per-frequency reduction for ``d``).
+    """
+    return _SpectralDiagFunction.apply(v, d, tables)
+
+
+def fft_tables(n: int, device: torch.device, dtype: torch.dtype) -> dict[str, Tensor]:
+    """The (cached) gather indices and twiddles of the length-``n`` fast DCT on ``device``."""
+    return _cached_tables(n, torch.device(device), dtype)
+
+
+def _check(x: Tensor) -> None:
+    if not x.is_floating_point() or x.is_complex():
+        raise ValueError(f"DCT expects a real floating-point tensor, got {x.dtype}")
+    if x.dim() == 0 or x.shape[-1] == 0:
+        raise ValueError(f"DCT needs a non-empty last dimension, got shape {tuple(x.shape)}")
+
+
+def dct(x: Tensor) -> Tensor:
+    """Orthonormal DCT-II of ``x`` along its last dimension (fast path)."""
+    _check(x)
+    return _DCTFunction.apply(x, _cached_tables(x.shape[-1], x.device, x.dtype), False)
+
+
+def idct(y: Tensor) -> Tensor:
+    """Orthonormal DCT-III (the inverse of :func:`dct`) along the last dimension (fast path)."""
+    _check(y)
+    return _DCTFunction.apply(y, _cached_tables(y.shape[-1], y.device, y.dtype), True)
+
+
+class DCT(nn.Module):
+    """Orthonormal DCT-II of length ``n`` on the last dimension, in ``blocks`` independent blocks.
+
+    ``backend="fft"`` runs the fast transform; ``backend="dense"`` multiplies by the DCT matrix,
+    kept as a buffer (never a parameter, always in the ``state_dict``); ``backend="auto"`` keeps
+    both and lets the caller choose per call (``forward(x, backend=...)``).  With ``blocks > 1``
+    the last dimension (``n * blocks``) is split into contiguous blocks of length ``n``.
+    """
+
+    def __init__(self, n: int, blocks: int = 1, backend: str = "fft") -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown DCT backend {backend!r}; expected one of {BACKENDS}")
+        if n < 1 or blocks < 1:
+            raise ValueError(f"DCT needs n >= 1 and blocks >= 1, got n={n}, blocks={blocks}")
+        self.n, self.blocks, self.backend = n, blocks, backend
+        self._build(torch.get_default_dtype(), torch.device("cpu"))
+
+    def _build(self, dtype: torch.dtype, device: torch.device) -> None:
+        """(Re)create the tables in ``dtype`` from float64 values, so ``.double()`` stays exact."""
+        if self.backend != "fft":
+            self.register_buffer("matrix", dct_matrix(self.n, dtype).to(device))
+        if self.backend != "dense":
+            for name, value in _tables(self.n).items():
+                value = value.to(device) if value.dtype == torch.long else value.to(device, dtype)
+                self.register_buffer(f"_{name}", value, persistent=False)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        super()._apply(fn, recurse)
+        ref = self.matrix if self.backend != "fft" else self._dct_tw
+        self._build(ref.dtype, ref.device)
+        return self
+
+    def fast_tables(self) -> dict[str, Tensor]:
+        """The fast-path tables on this module's device and dtype (``fft`` / ``auto`` backends)."""
+        return {k: getattr(self, f"_{k}") for k in _TABLE_NAMES}
+
+    def resolve(self, backend: str | None) -> str:
+        backend = backend or self.backend
+        if backend == "auto":
+            raise ValueError("DCT backend 'auto' must be resolved to 'fft' or 'dense' by the calling layer")
+        if backend not in self.available_backends():
+            raise ValueError(f"DCT built with backend={self.backend!r} cannot run backend {backend!r}")
+        return backend
+
+    def available_backends(self) -> tuple[str, ...]:
+        return ("fft", "dense") if self.backend == "auto" else (self.backend,)
+
+    def _apply_blocks(self, x: Tensor, inverse: bool, backend: str | None) -> Tensor:
+        if x.shape[-1] != self.n * self.blocks:
+            raise ValueError(f"DCT of size {self.n * self.blocks} got input with last dimension {x.shape[-1]}")
+        backend = self.resolve(backend)
+        shape = x.shape
+        if self.blocks > 1:
+            x = x.reshape(*shape[:-1], self.blocks, self.n)
+        if backend == "dense":
+            out = x @ (self.matrix.T if inverse else self.matrix)
+        else:
+            out = _DCTFunction.apply(x, self.fast_tables(), inverse)
+        return out.reshape(shape)
+
+    def forward(self, x: Tensor, backend: str | None = None) -> Tensor:
+        return self._apply_blocks(x, inverse=False, backend=backend)
+
+    def inverse(self, y: Tensor, backend: str | None = None) -> Tensor:
+        return self._apply_blocks(y, inverse=True, backend=backend)
+
+    def matrix_dense(self, dtype: torch.dtype = torch.float64) -> Tensor:
+        """The full ``(n*blocks, n*blocks)`` block-diagonal DCT matrix (for ``to_dense``)."""
+        return torch.block_diag(*[dct_matrix(self.n, dtype)] * self.blocks)
+
+    def flops(self, rows: int, backend: str | None = None) -> int:
+        backend = backend or self.backend
+        return dct_flops(self.n, rows * self.blocks, "fft" if backend == "auto" else backend)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, blocks={self.blocks}, backend={self.backend!r}"
