@@ -77,6 +77,18 @@ def dense_linear(layer: StructuredLinear) -> nn.Linear:
     return linear
 
 
+def _cost_model(cost: CostModel | str) -> CostModel:
+    if callable(cost):
+        return cost
+    if cost == "flops":
+        return flop_cost
+    if cost == "measured":
+        from structlayers.bench import measured_cost
+
+        return measured_cost
+    raise ValueError(f"unknown collapse cost {cost!r}; expected 'flops', 'measured' or a callable")
+
+
 def _plugins(model: nn.Module) -> dict[str, StructuredLinear]:
     """Outermost plugins only: factors inside a stack belong to the stack."""
     found: dict[str, StructuredLinear] = {}
@@ -100,7 +112,7 @@ def collapse(
     example_input: Any = None,
     *,
     batch_shape: tuple[int, ...] | int = (1,),
-    cost: CostModel = flop_cost,
+    cost: CostModel | str = "flops",
     inplace: bool = False,
 ) -> tuple[nn.Module, CollapseReport]:
     """Replace every layer plugin in ``model`` by its cheaper form and report the choices.
@@ -108,7 +120,12 @@ def collapse(
     The number of vectors each layer sees is read by running ``example_input`` through the model
     (so pointwise convolutions count every spatial position); without it every layer is assumed to
     see ``batch_shape``.  Nonlinear plugins (stacks with activations) stay structured.
+
+    ``cost`` is ``"flops"`` (analytic FLOPs of each form), ``"measured"`` (both forms timed on this
+    machine for the rows each layer sees, once, cached; see :mod:`structlayers.bench`) or any
+    ``cost(layer, rows, form)`` callable.
     """
+    cost = _cost_model(cost)
     model = model if inplace else copy.deepcopy(model)
     plugins = _plugins(model)
     rows_seen: dict[str, int] = {}

@@ -78,3 +78,13 @@ def test_collapse_inplace_on_a_bare_plugin_returns_linear() -> None:
     assert isinstance(collapsed, nn.Linear) and report.collapsed == ["(model)"]
     with pytest.raises(ValueError):
         structlayers.create("stack", 4, 4, depth=8, activation="relu").to_dense()
+
+
+def test_measured_cost_model_and_bad_cost() -> None:
+    model = nn.Sequential(structlayers.create("stack", 16, 16, depth=2, init="uniform"))
+    x = torch.randn(4, 16)
+    collapsed, report = structlayers.collapse(model, x, cost="measured")
+    assert report.choices[0].structured_cost > 0 and report.choices[0].dense_cost > 0
+    torch.testing.assert_close(collapsed(x), model(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown collapse cost"):
+        structlayers.collapse(model, x, cost="cheapest")

@@ -5,16 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from structlayers.cli import build_parser, run_cli
+from structlayers.cli import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(
-        "atompaint.cli.commands",
-        "atompaint",
-        "Protein structures as 3D images: index, voxelize, count models, train.",
-    )
-    return run_cli(parser, argv)
+    description = "Protein structures as 3D images: index, voxelize, count models, train."
+    return run_cli("atompaint.cli.commands", "atompaint", description, argv)
 
 
 if __name__ == "__main__":

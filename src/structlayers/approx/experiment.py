@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from structlayers.approx.fit import fit_layer, gaussian_target, svd_error
 from structlayers.layers.base import StructuredLinear
-from structlayers.registry import create, get
+from structlayers.registry import create, get, options
 from structlayers.report import format_table
 
 
@@ -29,7 +29,7 @@ class ApproxConfig:
     shuffle: str = "riffle"
     seeds: tuple[int, ...] = (0, 1, 2)
     optimizer: str = "adam"
-    steps: int = 1500
+    steps: int = 1000
     lr: float | None = None
     layer_options: dict[str, Any] = field(default_factory=dict)
 
@@ -136,12 +136,18 @@ def svd_rank_for_budget(params: int, n: int) -> int:
 def build_layer(config: ApproxConfig, depth: int, seed: int) -> StructuredLinear:
     """The layer fitted at ``depth``: a single factor, or a stack of ``depth`` factors."""
     torch.manual_seed(seed)
+    layer_options = dict(config.layer_options)
+    factor_options = {o.name for o in options(config.layer)}
+    if "backend" in factor_options and "backend" not in layer_options:
+        # The fit evaluates the layer on n + 1 probe vectors; at these sizes a DCT as a matmul is
+        # faster than the FFT's many small kernels.
+        layer_options["backend"] = "dense" if config.n <= 256 else "fft"
     if depth == 1:
-        return create(config.layer, config.n, config.n, **config.layer_options)
+        return create(config.layer, config.n, config.n, **layer_options)
     if not get(config.layer).stackable:
         raise ValueError(f"layer {config.layer!r} cannot be stacked, so --depth must be 1 (got {depth})")
     return create("stack", config.n, config.n, factor=config.layer, depth=depth, shuffle=config.shuffle,
-                  seed=seed, **config.layer_options)
+                  seed=seed, **layer_options)
 
 
 def run_approx(

@@ -80,17 +80,20 @@ def _minimize_lbfgs(
             for p, chunk, shape in zip(params, np.split(flat, np.cumsum(sizes)[:-1]), shapes):
                 p.copy_(torch.from_numpy(chunk.reshape(shape)).to(p))
 
+    last = [math.inf]
+
     def value_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         assign(flat)
         for p in params:
             p.grad = None
         loss = loss_fn()
         loss.backward()
-        grad = torch.cat([p.grad.reshape(-1) for p in params]).double().cpu().numpy()
-        return loss.item(), grad
+        last[0] = loss.item()
+        return last[0], torch.cat([p.grad.reshape(-1) for p in params]).double().cpu().numpy()
 
-    def on_iteration(flat: np.ndarray) -> None:
-        history.append(value_and_grad(flat)[0])
+    def on_iteration(_flat: np.ndarray) -> None:
+        # The last evaluation is the accepted point of the line search that ended the iteration.
+        history.append(last[0])
         if callback:
             callback(len(history) - 1, history[-1])
 

@@ -50,12 +50,15 @@ class AFDF(DiagonalTransformLayer):
             return self.dft.inverse_real(z)
         return self.dft.inverse(z, backend).real
 
-    def square_matrix(self) -> Tensor:
-        f = self.dft.matrix_dense()
+    def square_reference(self, z: Tensor) -> Tensor:
+        """``Re(ifft((fft(z A) P) D))`` with the complex128 FFT (O(N^2 log N) on the identity)."""
+        dft = DFT(self.block, self.groups, "fft")
         a = torch.view_as_complex(self.A.detach().double().cpu().contiguous())
         d = torch.view_as_complex(self.D.detach().double().cpu().contiguous())
-        p = self.shuffle_matrix().to(torch.complex128)
-        return ((a[:, None] * f) @ p @ (d[:, None] * f.conj().T)).real
+        z = dft(z * a)
+        if self.inner is not None:
+            z = z.index_select(-1, self.inner.index.cpu())
+        return dft.inverse(z * d).real
 
     def params(self) -> int:
         return 4 * self.size + (self.out_features if self.bias is not None else 0)

@@ -40,8 +40,11 @@ class BlockDiagonal(SquareLayer):
         y = self.crop(y)
         return y + self.bias if self.bias is not None else y
 
+    def square_reference(self, z: Tensor) -> Tensor:
+        return z @ torch.block_diag(*self.weight.detach().double().cpu())
+
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
-        m = torch.block_diag(*self.weight.detach().double().cpu())[: self.in_features, : self.out_features]
+        m = self.square_reference(torch.eye(self.size, dtype=torch.float64))[: self.in_features, : self.out_features]
         return m.T.to(self.weight.dtype).contiguous(), None if self.bias is None else self.bias.detach().clone()
 
     def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:

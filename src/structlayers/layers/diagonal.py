@@ -66,9 +66,6 @@ class DiagonalTransformLayer(SquareLayer):
     def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
         """``x A T P D T^-1`` on the padded square input, with ``backend`` (default: resolved)."""
 
-    @abstractmethod
-    def square_matrix(self) -> Tensor:
-        """The float64 ``(size, size)`` matrix ``M`` of ``square_forward`` (``y = x @ M``)."""
 
     @abstractmethod
     def transform_flops(self, rows: int) -> FlopCount:
@@ -97,11 +94,8 @@ class DiagonalTransformLayer(SquareLayer):
         y = self.crop(self.square_forward(self.pad(x)))
         return y + self.bias if self.bias is not None else y
 
-    def shuffle_matrix(self) -> Tensor:
-        return self.inner.matrix() if self.inner is not None else torch.eye(self.size, dtype=torch.float64)
-
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
-        m = self.square_matrix()[: self.in_features, : self.out_features]
+        m = self.square_reference(torch.eye(self.size, dtype=torch.float64))[: self.in_features, : self.out_features]
         dtype = self.bias.dtype if self.bias is not None else next(self.parameters()).dtype
         bias = self.bias.detach().clone() if self.bias is not None else None
         return m.T.to(dtype).contiguous(), bias

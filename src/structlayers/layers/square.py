@@ -10,6 +10,8 @@ layers; padding is exact, free, and keeps ``to_dense`` a sub-block of the square
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -34,9 +36,18 @@ def square_size(layer: str, in_features: int, out_features: int, groups: int, po
 
 
 class SquareLayer(StructuredLinear):
-    """A layer computed on a padded square of size ``size``; subclasses implement ``_square``."""
+    """A layer computed on a padded square of size ``size``.
+
+    ``square_reference`` is the unfused, float64, CPU evaluation of the square map (no bias) that
+    dense forms are built from, kept separate from the optimised ``forward`` so that tests comparing
+    ``to_dense()`` with the layer applied to the identity compare two independent computations.
+    """
 
     size: int
+
+    @abstractmethod
+    def square_reference(self, z: Tensor) -> Tensor:
+        """The square map without bias on float64 CPU rows ``z (..., size)``."""
 
     def pad(self, x: Tensor) -> Tensor:
         self.check_input(x)

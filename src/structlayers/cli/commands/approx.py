@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle", choices=SHUFFLES, default="riffle", help="shuffle between stacked factors")
     p.add_argument("--seeds", type=seed_list, default=(0, 1, 2), help="number of seeds, or a comma list (default 3)")
     p.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
-    p.add_argument("--steps", type=int, default=1500, help="optimizer steps per fit")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps (L-BFGS iterations) per fit")
     p.add_argument("--lr", type=float, default=None, help="learning rate (adam 1e-2, lbfgs 1.0 by default)")
     p.add_argument("--option", "-o", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
                    help="extra layer option, e.g. -o init=identity -o inner_shuffle=riffle")

@@ -1,0 +1,88 @@
+"""Measured costs: the collapse cost model, the memory-bandwidth / matmul-rate probes and the
+bytes-moved (roofline) bound of a layer."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from structlayers.bench.timing import time_interleaved
+from structlayers.collapse import dense_linear
+from structlayers.layers.base import StructuredLinear
+
+_MEASURED: weakref.WeakKeyDictionary[StructuredLinear, dict[int, tuple[float, float]]] = weakref.WeakKeyDictionary()
+
+
+def _layer_device_dtype(layer: StructuredLinear) -> tuple[torch.device, torch.dtype]:
+    p = next(layer.parameters(), None)
+    return (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.get_default_dtype())
+
+
+def measure_forms(layer: StructuredLinear, rows: int, repeats: int = 7) -> tuple[float, float]:
+    """Median forward seconds ``(structured, dense)`` of ``layer`` on ``rows`` vectors, interleaved."""
+    device, dtype = _layer_device_dtype(layer)
+    x = torch.randn(max(rows, 1), layer.in_features, device=device, dtype=dtype)
+    dense = dense_linear(layer)
+    with torch.no_grad():
+        timings = time_interleaved([lambda: layer(x), lambda: dense(x)], device, warmup=2, repeats=repeats, min_time=2e-3)
+    return timings[0].median, timings[1].median
+
+
+def measured_cost(layer: StructuredLinear, rows: int, form: str) -> float:
+    """A :data:`structlayers.collapse.CostModel`: measured forward seconds of ``form``
+    ("structured" or "dense"); both forms are timed together once per (layer, rows) and cached."""
+    if form not in ("structured", "dense"):
+        raise ValueError(f"unknown form {form!r}; expected 'structured' or 'dense'")
+    per_layer = _MEASURED.setdefault(layer, {})
+    if rows not in per_layer:
+        per_layer[rows] = measure_forms(layer, rows)
+    structured, dense = per_layer[rows]
+    return structured if form == "structured" else dense
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the device sustains: memory bandwidth (bytes/s, a large copy) and a large GEMM's FLOP/s."""
+
+    device: str
+    bandwidth: float
+    matmul_flops: float
+
+
+def measure_machine(
+    device: torch.device, dtype: torch.dtype = torch.float32, megabytes: int = 256, gemm_size: int = 2048
+) -> Machine:
+    """Best-of-several copy bandwidth of a ``megabytes`` buffer (read + write) and the FLOP rate of
+    a square ``gemm_size`` matmul."""
+    device = torch.device(device)
+    n = megabytes * 2**20 // torch.empty((), dtype=dtype).element_size()
+    src = torch.randn(n, device=device, dtype=dtype)
+    dst = torch.empty_like(src)
+    copy = time_interleaved([lambda: dst.copy_(src)], device, warmup=2, repeats=10)[0]
+    bandwidth = 2 * src.numel() * src.element_size() / copy.best
+    del src, dst
+    k = gemm_size
+    a = torch.randn(k, k, device=device, dtype=dtype)
+    b = torch.randn(k, k, device=device, dtype=dtype)
+    mm = time_interleaved([lambda: a @ b], device, warmup=2, repeats=5)[0]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    return Machine(name, bandwidth, 2 * k**3 / mm.best)
+
+
+def bytes_moved(layer: torch.nn.Module, rows: int, in_features: int, out_features: int, element_size: int,
+                backward: bool) -> int:
+    """Bytes a layer must move at least: its input, output and parameters once (forward); the
+    backward adds reading the output gradient, the input and the parameters again and writing the
+    input and parameter gradients."""
+    params = sum(p.numel() * (2 if p.is_complex() else 1) for p in layer.parameters())
+    forward = rows * (in_features + out_features) + params
+    if not backward:
+        return forward * element_size
+    return (forward + rows * (out_features + 2 * in_features) + 2 * params) * element_size
+
+
+def bound_seconds(machine: Machine, nbytes: int, flops: int) -> float:
+    """The roofline bound: the slower of moving ``nbytes`` and doing ``flops`` at GEMM speed."""
+    return max(nbytes / machine.bandwidth, flops / machine.matmul_flops)

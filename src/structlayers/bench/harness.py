@@ -1,0 +1,258 @@
+"""``structlayers bench``: every registered layer against ``nn.Linear`` of the same shape, timed in
+one process, interleaved (one call of each per round, order rotated), after warm-up, with repeats;
+plus the roofline bound of each layer and the speed of its :func:`~structlayers.collapse` form."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.bench.costmodel import Machine, bound_seconds, bytes_moved, measure_machine, measured_cost
+from structlayers.bench.timing import Timing, time_interleaved
+from structlayers.collapse import collapse
+from structlayers.registry import available, create
+from structlayers.report import format_table
+
+#: Layers with options that let them run on any square size (``blockdiag`` keeps its 4 groups).
+DEFAULT_LAYERS = ("acdc", "afdf", "stack", "blockdiag", "lowrank", "dense")
+
+
+@dataclass
+class BenchConfig:
+    """What ``structlayers bench`` measures."""
+
+    layers: Sequence[str] = DEFAULT_LAYERS
+    sizes: Sequence[int] = (256, 1024, 4096)
+    batches: Sequence[int] = (128,)
+    device: str = "cpu"
+    dtype: str = "float32"
+    depth: int = 16
+    backend: str = "fft"
+    repeats: int = 10
+    large_repeats: int = 5
+    large_size: int = 2048
+    warmup: int = 2
+    min_time: float = 0.005
+    backward: bool = True
+    collapse: bool = True
+    seed: int = 0
+    bandwidth_mb: int = 256
+    gemm_size: int = 2048
+
+    def repeats_for(self, size: int) -> int:
+        return self.large_repeats if size >= self.large_size else self.repeats
+
+
+@dataclass
+class BenchRow:
+    """One layer at one (N, batch) in one mode (``fwd`` or ``fwd+bwd``); times in milliseconds."""
+
+    layer: str
+    size: int
+    batch: int
+    mode: str
+    ms: float
+    iqr: float
+    linear_ms: float
+    speedup: float
+    megabytes: float
+    bound_ms: float
+    collapsed: str = ""
+    collapsed_ms: float = float("nan")
+    collapse_ratio: float = float("nan")
+
+    @property
+    def x_bound(self) -> float:
+        return self.ms / self.bound_ms if self.bound_ms > 0 else float("nan")
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    machine: Machine
+    rows: list[BenchRow] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def find(self, layer: str, size: int, mode: str, batch: int | None = None) -> BenchRow | None:
+        for r in self.rows:
+            if r.layer == layer and r.size == size and r.mode == mode and (batch is None or r.batch == batch):
+                return r
+        return None
+
+    def to_text(self) -> str:
+        m = self.machine
+        head = (
+            f"device: {m.device}; memory bandwidth {m.bandwidth / 1e9:.1f} GB/s (copy); "
+            f"GEMM {m.matmul_flops / 1e9:.0f} GFLOP/s; dtype {self.config.dtype}"
+        )
+        rows = [
+            (r.layer, r.size, r.batch, r.mode, f"{r.ms:.3f}", f"{100 * r.iqr:.0f}%", f"{r.linear_ms:.3f}",
+             f"{r.speedup:.2f}x", f"{r.megabytes:.2f}", f"{r.bound_ms:.3f}", f"{r.x_bound:.1f}",
+             r.collapsed or "-", "-" if r.collapsed == "" else f"{r.collapse_ratio:.2f}")
+            for r in self.rows
+        ]
+        table = format_table(
+            ("layer", "N", "batch", "mode", "ms", "IQR", "linear ms", "vs linear", "MB moved", "bound ms",
+             "x bound", "collapse", "coll/best"),
+            rows,
+            "lrrlrrrrrrrlr",
+        )
+        return "\n".join([head, table, "", *self.target_lines()])
+
+    def target_lines(self) -> list[str]:
+        """The issue's speed targets, checked on the rows this run measured."""
+        out: list[str] = []
+
+        def check(label: str, value: float | None, ok: Callable[[float], bool], fmt: str) -> None:
+            if value is not None:
+                out.append(f"[{'met' if ok(value) else 'NOT met'}] {label}: {fmt.format(value)}")
+
+        big = max(self.config.sizes)
+        for size, mode, need in ((big, "fwd", 10.0), (big, "fwd+bwd", 6.0), (1024, "fwd", 2.0)):
+            r = self.find("acdc", size, mode)
+            if r is not None and size in (1024, 4096):
+                check(f"acdc N={size} {mode} vs nn.Linear >= {need:g}x", r.speedup, lambda v, n=need: v >= n, "{:.2f}x")
+        for size in self.config.sizes:
+            stack, single = self.find("stack", size, "fwd"), self.find("acdc", size, "fwd")
+            if stack is not None and single is not None:
+                value = stack.ms / (self.config.depth * single.ms)
+                check(f"stack depth {self.config.depth} N={size} fwd / ({self.config.depth} x acdc) <= 1.10",
+                      value, lambda v: v <= 1.10, "{:.2f}")
+            afdf = self.find("afdf", size, "fwd")
+            if afdf is not None and single is not None:
+                check(f"afdf / acdc N={size} fwd <= 2", afdf.ms / single.ms, lambda v: v <= 2.0, "{:.2f}")
+        ratios = [r.collapse_ratio for r in self.rows if r.collapsed]
+        if ratios:
+            worst = max(ratios)
+            check("collapsed form / faster form <= 1.05 (worst layer)", worst, lambda v: v <= 1.05, "{:.2f}")
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "config": asdict(self.config),
+                "machine": asdict(self.machine),
+                "environment": self.environment,
+                "rows": [{**asdict(r), "x_bound": r.x_bound} for r in self.rows],
+                "targets": self.target_lines(),
+            },
+            indent=2,
+        )
+
+    def plot(self, path: str) -> None:
+        """Speed-up over ``nn.Linear`` against N, one line per layer, forward and forward+backward."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        modes = [m for m in ("fwd", "fwd+bwd") if any(r.mode == m for r in self.rows)]
+        fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
+        for ax, mode in zip(axes[0], modes):
+            for batch in self.config.batches:
+                for layer in self.config.layers:
+                    pts = sorted((r.size, r.speedup) for r in self.rows if r.layer == layer and r.mode == mode
+                                 and r.batch == batch)
+                    if pts:
+                        suffix = f" (batch {batch})" if len(self.config.batches) > 1 else ""
+                        ax.plot(*zip(*pts), marker="o", label=layer + suffix)
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set(xscale="log", yscale="log", xlabel="N", ylabel="speed-up over nn.Linear (x)",
+                   title=f"{mode}, {self.machine.device}")
+            ax.set_xticks(list(self.config.sizes), [str(s) for s in self.config.sizes])
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+
+def _layer_options(name: str, config: BenchConfig) -> dict[str, Any]:
+    if name == "stack":
+        return {"depth": config.depth, "factor": "acdc", "backend": config.backend, "seed": config.seed}
+    if name in ("acdc", "afdf"):
+        return {"backend": config.backend}
+    return {}
+
+
+def _step(module: nn.Module, x: Tensor, backward: bool) -> Callable[[], object]:
+    if not backward:
+        def forward() -> object:
+            with torch.no_grad():
+                return module(x)
+        return forward
+    grad = torch.randn(x.shape[0], module.out_features, device=x.device, dtype=x.dtype)
+    leaf = x.detach().clone().requires_grad_(True)
+
+    def forward_backward() -> object:
+        module.zero_grad(set_to_none=True)
+        leaf.grad = None
+        module(leaf).backward(grad)
+        return None
+
+    return forward_backward
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure the grid of ``config``; every (N, batch, mode) is one interleaved timing round."""
+    known = available()
+    unknown = [n for n in config.layers if n not in known]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {', '.join(unknown)}; available layers: {', '.join(known)}")
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda given but CUDA is not available")
+    dtype = getattr(torch, config.dtype)
+    torch.manual_seed(config.seed)
+    machine = measure_machine(device, dtype, config.bandwidth_mb, config.gemm_size)
+    result = BenchResult(config, machine, environment={
+        "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    })
+    element = torch.empty((), dtype=dtype).element_size()
+    for size in config.sizes:
+        for batch in config.batches:
+            linear = nn.Linear(size, size, device=device, dtype=dtype)
+            layers = {n: create(n, size, size, **_layer_options(n, config)).to(device, dtype) for n in config.layers}
+            collapsed: dict[str, tuple[nn.Module, str]] = {}
+            if config.collapse:
+                for name, layer in layers.items():
+                    model, report = collapse(nn.Sequential(layer), batch_shape=(batch,), cost=measured_cost)
+                    collapsed[name] = (model, report.choices[0].chosen)
+            x = torch.randn(batch, size, device=device, dtype=dtype)
+            for backward in (False, True) if config.backward else (False,):
+                mode = "fwd+bwd" if backward else "fwd"
+                if progress:
+                    progress(f"N={size} batch={batch} {mode}")
+                modules: list[nn.Module] = [linear, *layers.values()]
+                if not backward:
+                    modules += [m for m, _ in collapsed.values()]
+                timings = time_interleaved([_step(m, x, backward) for m in modules], device,
+                                           warmup=config.warmup, repeats=config.repeats_for(size),
+                                           min_time=config.min_time)
+                base: Timing = timings[0]
+                by_layer = dict(zip(layers, timings[1:1 + len(layers)]))
+                coll = dict(zip(collapsed, timings[1 + len(layers):]))
+                for name, layer in layers.items():
+                    t = by_layer[name]
+                    flops = layer.flops(batch) * (3 if backward else 1)
+                    nbytes = bytes_moved(layer, batch, size, size, element, backward)
+                    row = BenchRow(name, size, batch, mode, 1e3 * t.median, t.spread, 1e3 * base.median,
+                                   base.median / t.median, nbytes / 1e6, 1e3 * bound_seconds(machine, nbytes, flops))
+                    if name in coll:
+                        best = min(t.median, base.median)
+                        row.collapsed = collapsed[name][1]
+                        row.collapsed_ms = 1e3 * coll[name].median
+                        row.collapse_ratio = coll[name].median / best
+                    result.rows.append(row)
+                lin_bytes = bytes_moved(linear, batch, size, size, element, backward)
+                lin_flops = 2 * batch * size * size * (3 if backward else 1)
+                result.rows.append(BenchRow("nn.Linear", size, batch, mode, 1e3 * base.median, base.spread,
+                                            1e3 * base.median, 1.0, lin_bytes / 1e6,
+                                            1e3 * bound_seconds(machine, lin_bytes, lin_flops)))
+    return result

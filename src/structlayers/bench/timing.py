@@ -1,0 +1,81 @@
+"""Wall-clock timing of callables on CPU or CUDA: warm-up, repeats, interleaving, robust summaries."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_once(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes, including the device work it queued."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Repeated measurements (seconds) of one callable."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        pos = q * (len(ordered) - 1)
+        lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range relative to the median (0.05 = the middle half lies within 5%)."""
+        return (self.quantile(0.75) - self.quantile(0.25)) / self.median if self.median > 0 else 0.0
+
+
+def time_interleaved(
+    fns: Sequence[Callable[[], object]],
+    device: torch.device,
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    min_time: float = 0.0,
+) -> list[Timing]:
+    """Time every callable ``repeats`` times, round-robin (one call of each per round, the order
+    rotated every round), after ``warmup`` rounds; so slow drifts in machine load hit every
+    candidate alike.  A round that takes less than ``min_time`` seconds repeats each call until it
+    does and records the mean per call (for sub-millisecond kernels and a coarse clock)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    inner = [1] * len(fns)
+    if min_time > 0:
+        for i, fn in enumerate(fns):
+            inner[i] = max(1, int(min_time / max(time_once(fn, device), 1e-7)))
+    samples: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        for j in range(len(fns)):
+            i = (j + r) % len(fns)
+            fn, k = fns[i], inner[i]
+            if k == 1:
+                samples[i].append(time_once(fn, device))
+            else:
+                samples[i].append(time_once(lambda: [fn() for _ in range(k)], device) / k)
+    return [Timing(tuple(s)) for s in samples]

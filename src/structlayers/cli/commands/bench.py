@@ -1,0 +1,80 @@
+"""``structlayers bench``: time the layers against nn.Linear (see :mod:`structlayers.bench.harness`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from structlayers.bench.harness import DEFAULT_LAYERS, BenchConfig, run_bench
+
+NAME = "bench"
+HELP = "Time forward and forward+backward of the layers against nn.Linear of the same shape."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = BenchConfig()
+    parser.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS), help="registered layer names")
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(d.sizes), help="square sizes N")
+    parser.add_argument("--batch", nargs="+", type=int, default=list(d.batches), help="batch sizes (rows)")
+    parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:K")
+    parser.add_argument("--dtype", default=d.dtype, choices=("float32", "float64"))
+    parser.add_argument("--depth", type=int, default=d.depth, help="depth of the 'stack' layer")
+    parser.add_argument("--backend", default=d.backend, choices=("fft", "dense", "auto"),
+                        help="transform backend of acdc / afdf / stack")
+    parser.add_argument("--repeats", type=int, default=d.repeats, help="timed rounds per (N, batch, mode)")
+    parser.add_argument("--large-repeats", type=int, default=d.large_repeats,
+                        help=f"timed rounds for N >= {d.large_size}")
+    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--bandwidth-mb", type=int, default=d.bandwidth_mb,
+                        help="buffer size of the memory-bandwidth probe (MiB; larger than the caches)")
+    parser.add_argument("--gemm-size", type=int, default=d.gemm_size, help="size of the GEMM-rate probe")
+    parser.add_argument("--no-backward", action="store_true", help="forward only")
+    parser.add_argument("--no-collapse", action="store_true", help="skip timing the collapse() forms")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--plot", type=Path, default=None, help="save a speed-up plot (PNG/PDF) here")
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (every option spelled out)."""
+    parts = ["structlayers bench"]
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("_") or key == "command" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts.append(f"{flag} {' '.join(map(str, value))}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if min(args.sizes) < 1 or min(args.batch) < 1 or min(args.repeats, args.large_repeats, args.bandwidth_mb, args.gemm_size) < 1:
+        raise ValueError("sizes, batch sizes and repeats must be positive")
+    config = BenchConfig(
+        layers=tuple(args.layers), sizes=tuple(args.sizes), batches=tuple(args.batch), device=args.device,
+        dtype=args.dtype, depth=args.depth, backend=args.backend, repeats=args.repeats,
+        large_repeats=args.large_repeats, warmup=args.warmup, backward=not args.no_backward,
+        collapse=not args.no_collapse, bandwidth_mb=args.bandwidth_mb,
+        gemm_size=args.gemm_size,
+    )
+    result = run_bench(config, progress=lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True))
+    result.environment["command"] = _command(args)
+    print(result.to_text())
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(result.to_json())
+        print(f"wrote {args.out}")
+    if args.plot is not None:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        result.plot(str(args.plot))
+        print(f"wrote {args.plot}")
+    return 0

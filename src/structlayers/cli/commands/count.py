@@ -1,0 +1,88 @@
+"""``structlayers count``: parameters and FLOPs of a built-in model, before and after replacement."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from structlayers.accounting import count
+from structlayers.cli.commands.approx import layer_option
+from structlayers.models import MODELS, build_model, example_input, get_spec
+from structlayers.report import format_table, human
+from structlayers.surgery import replace, resolve_layer
+
+NAME = "count"
+HELP = "parameter / FLOP table of a built-in model (resnet18, wrn-28-10, ...) before and after replacing layers"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", choices=sorted(MODELS), help="built-in model")
+    p.add_argument("--replace", metavar="LAYER", help="replace the targets by this layer (e.g. acdc, afdf, lowrank)")
+    p.add_argument("--depth", type=int, help="with --replace: a stack of DEPTH factors of LAYER")
+    p.add_argument("--targets", nargs="+", default=["linear", "pointwise"], metavar="TARGET",
+                   help="kinds (linear, pointwise, separable, all) and/or module-name globs such as 'layer3.*' "
+                        "(default: linear pointwise)")
+    p.add_argument("--skip-first", type=int, default=0, help="keep the model's first N layers dense")
+    p.add_argument("--skip-last", type=int, default=0, help="keep the model's last N layers dense")
+    p.add_argument("--option", "-o", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="layer option, e.g. -o init=identity -o inner_shuffle=riffle")
+    p.add_argument("--model-option", "-m", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="model constructor argument, e.g. -m width=16")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass counted (default 1)")
+    p.add_argument("--per-module", action="store_true", help="also print the per-module tables")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write both counts and the replacement report as JSON")
+
+
+def flop_counter_total(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """FLOPs seen by ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    spec = get_spec(args.model)
+    torch.manual_seed(0)
+    model = build_model(args.model, **dict(args.model_option))
+    x = example_input(args.model, args.batch_size)
+    before = count(model, x)
+    reference = flop_counter_total(model, x)
+    print(f"{args.model}: {spec.description}; input {tuple(x.shape)}")
+    if args.per_module:
+        print(before.to_text())
+    rows = [("dense" if not spec.structured else "as built", human(before.total_params), human(before.total_flops),
+             human(before.total_matmul_flops))]
+    record: dict = {"model": args.model, "input_shape": list(x.shape), "before": json.loads(before.to_json()),
+                    "flop_counter_mode": reference}
+    if args.replace:
+        layer, options = resolve_layer(args.replace, args.depth, **dict(args.option))
+        new, report = replace(model, layer, args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
+                              example_input=x, **options)
+        after = count(new, x)
+        print()
+        print(report.to_text())
+        if args.per_module:
+            print()
+            print(after.to_text())
+        label = f"{args.replace}" + (f" x{args.depth}" if args.depth else "")
+        rows.append((f"replaced ({label})", human(after.total_params), human(after.total_flops), human(after.total_matmul_flops)))
+        rows.append(("ratio", f"{after.total_params / before.total_params:.3g}", f"{after.total_flops / before.total_flops:.3g}",
+                     f"{after.total_matmul_flops / before.total_matmul_flops:.3g}"))
+        record.update(after=json.loads(after.to_json()), replace=json.loads(report.to_json()))
+    print()
+    print(format_table(("model", "params", "FLOPs", "matmul FLOPs"), rows, "lrrr"))
+    agrees = "agrees with" if reference == before.total_matmul_flops else "DIFFERS from"
+    print(f"\nFlopCounterMode on the {'dense ' if not spec.structured else ''}model: {human(reference)} FLOPs, "
+          f"{agrees} count()'s matmul FLOPs ({before.total_matmul_flops:,})")
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2))
+    return 0

@@ -1,0 +1,332 @@
+"""Model surgery: swap a model's dense layers for layer plugins.
+
+Three kinds of module can be replaced:
+
+- ``linear``: ``nn.Linear(in, out)`` -> ``create(layer, in, out)``;
+- ``pointwise``: a 1x1 ``nn.Conv1d/2d/3d`` (any stride, no padding, ``groups=1``) ->
+  :class:`PointwiseConv` applying the plugin over channels at every position;
+- ``separable``: a k x k convolution (``groups=1``) -> :class:`SeparableConv`, a depthwise k x k
+  convolution followed by a structured pointwise one (the research log's final design).
+
+Selection: ``targets`` lists kinds, module types (``nn.Conv2d``...) and name globs
+(``"layer3.*"``); a module is replaced when it matches one kind or type (``linear`` and
+``pointwise`` when none is named) and, if globs are given, one glob.  ``skip_first`` /
+``skip_last`` keep the model's first / last N layers (``nn.Linear`` or convolutions, in execution
+order when an example input is given, else definition order) dense whatever the selection.
+Matching modules that cannot be replaced faithfully (grouped or transposed convolutions, padded
+1x1 convolutions, projections that ``nn.MultiheadAttention`` reads directly, modules the example
+input never calls) are skipped with a warning naming each, or raise with ``on_unsupported="error"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.accounting import count
+from structlayers.collapse import _set_submodule
+from structlayers.layers.base import StructuredLinear
+from structlayers.registry import create, get, options
+from structlayers.surgery.report import ReplaceReport, Replacement, Skipped
+from structlayers.surgery.wrappers import PointwiseConv, SeparableConv
+from structlayers.tracing import run_example
+
+KINDS = ("linear", "pointwise", "separable")
+DEFAULT_KINDS = ("linear", "pointwise")
+KEPT = "kept dense by skip_first / skip_last"
+Target = str | type[nn.Module]
+
+
+class UnsupportedModuleError(ValueError):
+    """A module selected for replacement cannot be replaced faithfully."""
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How replacements are fitted to the trained dense weights (``init_from="fit"``); L-BFGS
+    by default, which reaches far lower errors than Adam for the same number of steps."""
+
+    steps: int = 200
+    optimizer: str = "lbfgs"
+    lr: float | None = None
+
+
+def classify(module: nn.Module) -> tuple[str | None, str]:
+    """``(kind, reason)``: the replacement kind of ``module`` (``None`` if not a layer), or
+    ``"unsupported"`` with the reason it cannot be replaced."""
+    if isinstance(module, nn.Linear):
+        if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+            return "unsupported", "lazy module with uninitialised parameters (run a forward pass first)"
+        return "linear", ""
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        return None, ""
+    if module.transposed:
+        return "unsupported", "transposed convolutions are not supported"
+    if module.groups != 1:
+        return "unsupported", f"grouped convolution (groups={module.groups}) is already structured"
+    if all(k == 1 for k in module.kernel_size):
+        if not isinstance(module.padding, str) and any(p != 0 for p in module.padding):
+            return "unsupported", f"1x1 convolution with padding {module.padding} (its border outputs are the bias alone)"
+        return "pointwise", ""
+    return "separable", ""
+
+
+def _selected(module: nn.Module, kind: str, kinds: set[str], types: tuple[type, ...]) -> bool:
+    """Whether ``targets`` select ``module``; an unsupported module is selected when the kind it
+    would have (``linear``, ``pointwise`` for 1x1 kernels, else ``separable``) is."""
+    if isinstance(module, types):
+        return True
+    if kind == "unsupported":
+        if isinstance(module, nn.Linear):
+            kind = "linear"
+        else:
+            kind = "pointwise" if all(k == 1 for k in module.kernel_size) else "separable"
+    return kind in kinds
+
+
+def resolve_layer(layer: str, depth: int | None = None, **layer_options: Any) -> tuple[str, dict[str, Any]]:
+    """``(layer, options)`` for a command-line style choice: ``acdc`` with ``depth=12`` means a
+    stack of 12 ACDC factors; ``stack`` takes ``depth`` (and ``factor``) itself; any other layer
+    with a depth must be stackable."""
+    if depth is None:
+        return layer, dict(layer_options)
+    if layer == "stack":
+        return "stack", {**layer_options, "depth": depth}
+    if not get(layer).stackable:
+        raise ValueError(f"layer {layer!r} cannot be stacked, so it takes no depth")
+    return "stack", {**layer_options, "factor": layer, "depth": depth}
+
+
+def _layer_options(layer: str, layer_options: dict[str, Any], bias: bool) -> dict[str, Any]:
+    """``layer_options`` plus ``bias`` matching the original module, when the plugin takes one."""
+    if "bias" in layer_options:
+        return layer_options
+    accepted = {o.name for o in options(layer)}
+    if layer == "stack":
+        accepted |= {o.name for o in options(layer_options.get("factor", "acdc"))}
+    return {**layer_options, "bias": bias} if "bias" in accepted else layer_options
+
+
+def _to_like(new: nn.Module, old: nn.Module) -> nn.Module:
+    ref = next(old.parameters(), None)
+    return new.to(device=ref.device, dtype=ref.dtype) if ref is not None else new
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters())
+
+
+def _describe(module: nn.Module) -> str:
+    if isinstance(module, nn.Linear):
+        return f"Linear({module.in_features}->{module.out_features})"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        k = "x".join(map(str, module.kernel_size))
+        stride = f", s{module.stride[0]}" if any(s != 1 for s in module.stride) else ""
+        return f"{type(module).__name__}({module.in_channels}->{module.out_channels}, {k}{stride})"
+    if isinstance(module, PointwiseConv):
+        inner = _describe(module.layer)
+        stride = f", s{module.stride[0]}" if any(s != 1 for s in module.stride) else ""
+        return f"pointwise[{inner}{stride}]"
+    if isinstance(module, SeparableConv):
+        k = "x".join(map(str, module.depthwise.kernel_size))
+        return f"depthwise {k} + {_describe(module.pointwise)}"
+    if isinstance(module, StructuredLinear):
+        extra = f", depth {module.depth}" if hasattr(module, "depth") else ""
+        factor = f"[{module.factor}]" if hasattr(module, "factor") else ""
+        return f"{module.name}{factor}({module.in_features}->{module.out_features}{extra})"
+    return type(module).__name__
+
+
+def _fit(plugin: nn.Module, weight: Tensor, bias: Tensor | None, fit: FitOptions) -> float:
+    from structlayers.approx import fit_layer
+
+    with torch.enable_grad():
+        return fit_layer(plugin, weight.detach(), None if bias is None else bias.detach(), steps=fit.steps,
+                         optimizer=fit.optimizer, lr=fit.lr).relative_error
+
+
+def separable_factors(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """The best depthwise-separable approximation of a convolution kernel ``(out, in, *k)``:
+    depthwise filters ``(in, 1, *k)`` and a pointwise matrix ``(out, in)`` with
+    ``weight[o, i] ~ pointwise[o, i] * depthwise[i, 0]``, optimal in Frobenius norm (a rank-1 SVD
+    of each input channel's ``(out, k*k)`` slice; the scale is split evenly between the two)."""
+    out_c, in_c, *k = weight.shape
+    slices = weight.detach().double().reshape(out_c, in_c, -1).permute(1, 0, 2)
+    u, s, vh = torch.linalg.svd(slices, full_matrices=False)
+    root = s[:, 0].sqrt()
+    depthwise = (root[:, None] * vh[:, 0, :]).reshape(in_c, 1, *k)
+    pointwise = (root[:, None] * u[:, :, 0]).T
+    return depthwise.to(weight.dtype), pointwise.to(weight.dtype).contiguous()
+
+
+def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, Any], fit: FitOptions | None) -> tuple[nn.Module, float | None]:
+    """The replacement of ``module`` and, when fitted, its relative weight error."""
+    bias = module.bias if getattr(module, "bias", None) is not None else None
+    if kind == "linear":
+        plugin = _to_like(create(layer, module.in_features, module.out_features, **_layer_options(layer, layer_options, bias is not None)), module)
+        error = _fit(plugin, module.weight, bias, fit) if fit else None
+        return plugin, error
+    dims = len(module.kernel_size)
+    plugin = _to_like(create(layer, module.in_channels, module.out_channels, **_layer_options(layer, layer_options, bias is not None)), module)
+    if kind == "pointwise":
+        error = _fit(plugin, module.weight.reshape(module.out_channels, module.in_channels), bias, fit) if fit else None
+        return PointwiseConv(plugin, module.in_channels, module.out_channels, dims, module.stride), error
+    depthwise = _to_like(
+        type(module)(module.in_channels, module.in_channels, module.kernel_size, stride=module.stride, padding=module.padding,
+                     dilation=module.dilation, groups=module.in_channels, bias=False, padding_mode=module.padding_mode),
+        module,
+    )
+    new = SeparableConv(depthwise, PointwiseConv(plugin, module.in_channels, module.out_channels, dims))
+    if not fit:
+        return new, None
+    dw, pw = separable_factors(module.weight)
+    with torch.no_grad():
+        depthwise.weight.copy_(dw)
+    _fit(plugin, pw, bias, fit)
+    fitted, _ = plugin.to_dense()
+    approx = fitted.to(dw.dtype).cpu()[:, :, None] * dw.cpu().reshape(module.in_channels, -1)[None]
+    target = module.weight.detach().cpu().reshape(approx.shape)
+    return new, float(torch.linalg.norm(approx - target) / torch.linalg.norm(target))
+
+
+def _split_targets(targets: Target | Sequence[Target]) -> tuple[set[str], tuple[type, ...], list[str]]:
+    items = [targets] if isinstance(targets, (str, type)) else list(targets)
+    kinds: set[str] = set()
+    types: list[type] = []
+    globs: list[str] = []
+    for item in items:
+        if isinstance(item, type):
+            if not issubclass(item, nn.Module):
+                raise TypeError(f"target type {item!r} is not an nn.Module subclass")
+            types.append(item)
+        elif item == "all":
+            kinds.update(KINDS)
+        elif item in KINDS:
+            kinds.add(item)
+        elif isinstance(item, str):
+            globs.append(item)
+        else:
+            raise TypeError(f"targets must be kinds {KINDS}, module types or name globs, got {item!r}")
+    if not kinds and not types:
+        kinds.update(DEFAULT_KINDS)
+    return kinds, tuple(types), globs
+
+
+def _call_order(model: nn.Module, layers: dict[str, nn.Module], example_input: Any) -> list[str]:
+    """Names of ``layers`` in the order ``example_input`` first calls them (uncalled ones omitted)."""
+    order: list[str] = []
+    handles = [
+        m.register_forward_pre_hook(lambda _m, _a, name=name: order.append(name) if name not in order else None)
+        for name, m in layers.items()
+    ]
+    try:
+        run_example(model, example_input)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+def replace(
+    model: nn.Module,
+    layer: str = "acdc",
+    targets: Target | Sequence[Target] = DEFAULT_KINDS,
+    *,
+    skip_first: int = 0,
+    skip_last: int = 0,
+    init_from: Literal["scratch", "fit"] = "scratch",
+    fit: FitOptions | None = None,
+    example_input: Any = None,
+    on_unsupported: Literal["warn", "error"] = "warn",
+    inplace: bool = False,
+    **layer_options: Any,
+) -> tuple[nn.Module, ReplaceReport]:
+    """Swap the modules of ``model`` selected by ``targets`` for ``layer`` plugins (built with
+    ``layer_options``, e.g. ``factor="acdc", depth=12``) and report the change (see the module docs).
+
+    ``init_from="scratch"`` keeps the plugin's own initialisation; ``"fit"`` fits each replacement
+    to the module's trained weights with :func:`structlayers.approx.fit_layer` (``fit`` sets steps,
+    optimizer and learning rate), so a pretrained model can be compressed.  With ``example_input``
+    the report includes exact FLOPs (from :func:`structlayers.count`) and first / last layers are
+    found in execution order.  ``model`` is copied unless ``inplace``.
+    """
+    get(layer)
+    if init_from not in ("scratch", "fit"):
+        raise ValueError(f"init_from must be 'scratch' or 'fit', got {init_from!r}")
+    if on_unsupported not in ("warn", "error"):
+        raise ValueError(f"on_unsupported must be 'warn' or 'error', got {on_unsupported!r}")
+    for label, value in (("skip_first", skip_first), ("skip_last", skip_last)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
+    kinds, types, globs = _split_targets(targets)
+    fit_options = (fit or FitOptions()) if init_from == "fit" else None
+    model = model if inplace else copy.deepcopy(model)
+
+    layers: dict[str, nn.Module] = {}
+    parents: dict[str, nn.Module] = {}
+    plugins: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(p + ".") for p in plugins):
+            continue
+        if isinstance(module, StructuredLinear):
+            plugins.append(name)
+        parents.update({f"{name}.{c}" if name else c: module for c, _ in module.named_children()})
+        if classify(module)[0] is not None:
+            layers[name] = module
+    called = _call_order(model, layers, example_input) if example_input is not None else None
+    order = called + [n for n in layers if n not in called] if called is not None else list(layers)
+    kept = set(order[:skip_first]) | set(order[len(order) - skip_last :] if skip_last else ())
+    before = count(model, example_input) if example_input is not None else None
+
+    report = ReplaceReport(layer=layer, total_params_before=_params(model))
+    plan: list[tuple[str, nn.Module, str]] = []
+    for name in order:
+        module = layers[name]
+        kind, reason = classify(module)
+        if not _selected(module, kind, kinds, types) or (globs and not any(fnmatch.fnmatchcase(name, g) for g in globs)):
+            continue
+        if name in kept:
+            report.skipped.append(Skipped(name, _describe(module), KEPT))
+            continue
+        if kind != "unsupported" and isinstance(parents.get(name), nn.MultiheadAttention):
+            kind, reason = "unsupported", "nn.MultiheadAttention reads this projection's weight directly, not through forward"
+        if kind != "unsupported" and called is not None and name not in called:
+            kind, reason = "unsupported", "never called by the model on the example input"
+        if kind == "unsupported":
+            report.skipped.append(Skipped(name, _describe(module), reason))
+        else:
+            plan.append((name, module, kind))
+
+    unsupported = [s for s in report.skipped if s.reason != KEPT]
+    if unsupported:
+        detail = "; ".join(f"{s.name} ({s.module}): {s.reason}" for s in unsupported)
+        if on_unsupported == "error":
+            raise UnsupportedModuleError(f"cannot replace {len(unsupported)} selected module(s): {detail}")
+        warnings.warn(f"structlayers.replace: skipped {len(unsupported)} module(s) that cannot be replaced: {detail}", stacklevel=2)
+    if not plan and not report.skipped:
+        raise ValueError(
+            f"no module of {model.__class__.__name__} matches targets {targets!r}; "
+            f"replaceable modules: {', '.join(f'{n} ({classify(m)[0]})' for n, m in layers.items()) or 'none'}"
+        )
+
+    for name, module, kind in plan:
+        new, error = _build(module, kind, layer, layer_options, fit_options)
+        new.train(module.training)
+        model = _set_submodule(model, name, new)
+        report.replaced.append(Replacement(name, kind, _describe(module), _describe(new), _params(module), _params(new), fit_error=error))
+
+    report.total_params_after = _params(model)
+    if before is not None:
+        after = count(model, example_input)
+        for r in report.replaced:
+            r.flops_before = before.by_prefix(r.name)[1]
+            r.flops_after = after.by_prefix(r.name)[1]
+        report.total_flops_before, report.total_flops_after = before.total_flops, after.total_flops
+    return model, report

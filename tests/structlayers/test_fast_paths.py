@@ -1,0 +1,259 @@
+"""Every fast path against its dense reference: the FFT DCT / DCT-III, the fused ACDC middle
+(``spectral_diag``), the fused ACDC layer and stack, the half-length AFDF inverse and
+``backend="auto"`` -- forward and gradients, float32 and float64, even, odd and power-of-two N.
+Plus the bench machinery (timing statistics, bytes model, measured collapse cost, the CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.fft
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from structlayers.bench import autotune, measured_cost
+from structlayers.bench.costmodel import bytes_moved
+from structlayers.bench.timing import Timing, time_interleaved
+from structlayers.cli import main
+from structlayers.collapse import collapse
+from structlayers.registry import create
+from structlayers.transforms.dct import dct, dct_matrix, fft_tables, idct, permute, spectral_diag
+
+SIZES = [1, 2, 3, 7, 8, 12, 15, 64, 100]
+TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-11)}
+DTYPES = [torch.float32, torch.float64]
+
+
+def _grads(module: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
+    x = x.detach().clone().requires_grad_(True)
+    module.zero_grad(set_to_none=True)
+    module(x).backward(g)
+    return [x.grad] + [p.grad for p in module.parameters()]
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 130), rows=st.integers(1, 4), double=st.booleans())
+def test_dct_matches_scipy(n: int, rows: int, double: bool) -> None:
+    dtype = torch.float64 if double else torch.float32
+    x = torch.randn(rows, n, dtype=torch.float64)
+    ref = scipy.fft.dct(x.numpy(), type=2, norm="ortho")
+    y = dct(x.to(dtype))
+    np.testing.assert_allclose(y.double().numpy(), ref, **TOL[dtype])
+    np.testing.assert_allclose(idct(y).double().numpy(), x.numpy(), **TOL[dtype])
+    np.testing.assert_allclose(idct(x.to(dtype)).double().numpy(), scipy.fft.idct(x.numpy(), type=2, norm="ortho"),
+                               **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_dct_gradients_are_dense_transposes(n: int, dtype: torch.dtype) -> None:
+    c = dct_matrix(n, dtype)
+    x = torch.randn(3, 2, n, dtype=dtype, requires_grad=True)
+    g = torch.randn(3, 2, n, dtype=dtype)
+    (gx,) = torch.autograd.grad(dct(x), x, g)
+    torch.testing.assert_close(gx, g @ c.T, **TOL[dtype])
+    (gx,) = torch.autograd.grad(idct(x), x, g)
+    torch.testing.assert_close(gx, g @ c, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("blocks", [None, 3])
+def test_spectral_diag_matches_dense(n: int, dtype: torch.dtype, blocks: int | None) -> None:
+    t = fft_tables(n, torch.device("cpu"), dtype)
+    shape = (5, n) if blocks is None else (5, blocks, n)
+    x = torch.randn(*shape, dtype=dtype, requires_grad=True)
+    d = torch.randn(shape[1:], dtype=dtype, requires_grad=True)
+    g = torch.randn(*shape, dtype=dtype)
+    out = permute(spectral_diag(permute(x, t["order"], t["inverse"]), d, t), t["inverse"], t["order"])
+    c = dct_matrix(n, dtype)
+    xr, dr = x.detach().clone().requires_grad_(True), d.detach().clone().requires_grad_(True)
+    ref = ((xr @ c) * dr) @ c.T
+    torch.testing.assert_close(out, ref, **TOL[dtype])
+    out.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, xr.grad, **TOL[dtype])
+    torch.testing.assert_close(d.grad, dr.grad, **TOL[dtype])
+
+
+def test_permute_gradient_is_inverse_gather() -> None:
+    idx = torch.randperm(9)
+    inv = torch.argsort(idx)
+    x = torch.randn(4, 9, requires_grad=True)
+    g = torch.randn(4, 9)
+    permute(x, idx, inv).backward(g)
+    torch.testing.assert_close(x.grad, g[:, inv])
+
+
+ACDC_CASES = [
+    dict(),
+    dict(groups=3),
+    dict(bias=False),
+    dict(inner_shuffle="riffle", seed=0),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(12, 12), (7, 7), (16, 16), (10, 6), (5, 9)])
+@pytest.mark.parametrize("options", ACDC_CASES)
+@pytest.mark.parametrize("name", ["acdc", "afdf"])
+def test_fft_layers_match_dense_backend(name: str, options: dict, shape: tuple[int, int], dtype: torch.dtype) -> None:
+    if options.get("groups", 1) > max(shape):
+        pytest.skip("more groups than features")
+    torch.manual_seed(0)
+    fast = create(name, *shape, init="uniform", **options).to(dtype)
+    with torch.no_grad():
+        if fast.bias is not None:
+            fast.bias.normal_()
+    dense = create(name, *shape, init="uniform", backend="dense", **options).to(dtype)
+    dense.load_state_dict(fast.state_dict(), strict=False)
+    x = torch.randn(2, 3, shape[0], dtype=dtype)
+    g = torch.randn(2, 3, shape[1], dtype=dtype)
+    weight, bias = fast.to_dense()
+    ref = x @ weight.T + (bias if bias is not None else 0)
+    torch.testing.assert_close(fast(x), ref, **TOL[dtype])
+    for a, b in zip(_grads(fast, x, g), _grads(dense, x, g)):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+STACK_CASES = [
+    dict(),
+    dict(shuffle="random"),
+    dict(groups=2, shuffle="none"),
+    dict(bias=False),
+    dict(inner_shuffle="riffle"),
+    dict(activation="relu"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(12, 12), (9, 9), (16, 10)])
+@pytest.mark.parametrize("options", STACK_CASES)
+def test_fused_stack_matches_dense_backend(options: dict, shape: tuple[int, int], dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    fast = create("stack", *shape, depth=3, init="uniform", seed=3, **options).to(dtype)
+    with torch.no_grad():
+        for f in fast.factors:
+            if f.bias is not None:
+                f.bias.normal_()
+    dense = create("stack", *shape, depth=3, init="uniform", seed=3, backend="dense", **options).to(dtype)
+    dense.load_state_dict(fast.state_dict(), strict=False)
+    x = torch.randn(4, shape[0], dtype=dtype)
+    g = torch.randn(4, shape[1], dtype=dtype)
+    fusable = not options.get("activation") and not options.get("inner_shuffle")
+    assert fast._fusable(fast.pad(x)) == fusable
+    torch.testing.assert_close(fast(x), dense(x), **TOL[dtype])
+    if fast.is_linear:
+        weight, bias = fast.to_dense()
+        torch.testing.assert_close(fast(x), x @ weight.T + (bias if bias is not None else 0), **TOL[dtype])
+    for a, b in zip(_grads(fast, x, g), _grads(dense, x, g)):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["acdc", "afdf", "stack"])
+def test_auto_backend_measures_once_and_matches(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    autotune.clear()
+    torch.manual_seed(0)
+    layer = create(name, 16, 16, backend="auto")
+    fixed = create(name, 16, 16, backend="fft")
+    fixed.load_state_dict(layer.state_dict(), strict=False)
+    x = torch.randn(6, 16)
+    torch.testing.assert_close(layer(x), fixed(x), rtol=1e-4, atol=1e-5)
+    decisions = autotune.cache()
+    assert len(decisions) == 1
+    (key, choice), = decisions.items()
+    assert choice in autotune.CANDIDATES and key.rows == 6 and key.size == 16
+    calls = []
+    monkeypatch.setattr(autotune, "time_interleaved", lambda *a, **k: calls.append(1))
+    layer(x)
+    assert not calls, "a cached decision must not be measured again"
+    factor = layer.factors[0] if name == "stack" else layer
+    expected = factor.transform_flops(6)
+    factor_fixed = create(factor.name, 16, 16, backend=choice).transform_flops(6)
+    assert expected == factor_fixed
+
+
+def test_timing_statistics_and_interleaving() -> None:
+    t = Timing((1.0, 2.0, 3.0, 4.0, 100.0))
+    assert t.median == 3.0 and t.best == 1.0
+    assert t.quantile(0.25) == 2.0 and t.quantile(0.75) == 4.0
+    assert t.spread == pytest.approx(2.0 / 3.0)
+    order: list[str] = []
+    timings = time_interleaved([lambda: order.append("a"), lambda: order.append("b")], torch.device("cpu"),
+                               warmup=1, repeats=3)
+    assert [len(x.samples) for x in timings] == [3, 3]
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
+
+
+def test_bytes_moved_of_linear() -> None:
+    lin = torch.nn.Linear(8, 4)
+    assert bytes_moved(lin, 10, 8, 4, 4, backward=False) == 4 * (10 * 12 + 36)
+    assert bytes_moved(lin, 10, 8, 4, 4, backward=True) == 4 * (10 * 12 + 36 + 10 * (4 + 16) + 72)
+
+
+def test_measured_cost_is_cached_and_drives_collapse() -> None:
+    layer = create("acdc", 32, 32)
+    s, d = measured_cost(layer, 8, "structured"), measured_cost(layer, 8, "dense")
+    assert s > 0 and d > 0
+    assert measured_cost(layer, 8, "structured") == s
+    with pytest.raises(ValueError):
+        measured_cost(layer, 8, "other")
+    model, report = collapse(torch.nn.Sequential(layer), batch_shape=(8,), cost=measured_cost)
+    assert report.choices[0].chosen == ("dense" if d < s else "structured")
+    x = torch.randn(8, 32)
+    torch.testing.assert_close(model(x), layer(x), rtol=1e-4, atol=1e-5)
+
+
+def test_bench_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    code = main(["bench", "--layers", "acdc", "stack", "--sizes", "8", "16", "--batch", "4", "--depth", "2",
+                 "--repeats", "2", "--large-repeats", "1", "--warmup", "0", "--bandwidth-mb", "4",
+                 "--gemm-size", "64", "--out", str(out), "--plot", str(plot)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "vs linear" in text and "bound ms" in text and "stack depth 2" in text
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert {(r["layer"], r["size"], r["mode"]) for r in rows} >= {("acdc", 8, "fwd"), ("stack", 16, "fwd+bwd"),
+                                                                  ("nn.Linear", 16, "fwd")}
+    for r in rows:
+        assert r["ms"] > 0 and r["bound_ms"] > 0 and r["speedup"] == pytest.approx(r["linear_ms"] / r["ms"])
+        if r["mode"] == "fwd" and r["layer"] != "nn.Linear":
+            assert r["collapsed"] in ("dense", "structured")
+    assert data["machine"]["bandwidth"] > 0 and "structlayers bench" in data["environment"]["command"]
+    assert plot.stat().st_size > 0
+
+
+def test_bench_rejects_unknown_layer(capsys) -> None:
+    assert main(["bench", "--layers", "nope", "--sizes", "8", "--bandwidth-mb", "1", "--gemm-size", "8"]) == 2
+    assert "unknown layer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options", [dict(), dict(groups=2), dict(inner_shuffle="random", seed=1)])
+def test_to_dense_by_fast_transform_matches_matrix_products(options: dict) -> None:
+    torch.manual_seed(0)
+    layer = create("acdc", 10, 10, init="uniform", **options)
+    c = layer.dct.matrix_dense()
+    a, d = layer.A.detach().double(), layer.D.detach().double()
+    shuffle = layer.inner.matrix() if layer.inner is not None else torch.eye(10, dtype=torch.float64)
+    expected = (a[:, None] * c) @ shuffle @ (d[:, None] * c.T)
+    eye = torch.eye(10, dtype=torch.float64)
+    torch.testing.assert_close(layer.square_reference(eye), expected, rtol=1e-12, atol=1e-12)
+    stack_options = {k: v for k, v in options.items() if k != "seed"}
+    stack = create("stack", 10, 7, depth=3, init="uniform", seed=2, **stack_options)
+    with torch.no_grad():
+        for f in stack.factors:
+            f.bias.normal_()
+    m, b = torch.eye(stack.size, dtype=torch.float64), torch.zeros(stack.size, dtype=torch.float64)
+    for i, f in enumerate(stack.factors):
+        if i:
+            p = stack.shuffles[i - 1].matrix()
+            m, b = m @ p, b @ p
+        w, fb = f.to_dense()
+        m, b = m @ w.double().T, b @ w.double().T + fb.double()
+    weight, bias = stack.to_dense()
+    torch.testing.assert_close(weight.double(), m[:10, :7].T, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bias.double(), b[:7], rtol=1e-5, atol=1e-6)
