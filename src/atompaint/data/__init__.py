@@ -1,0 +1,38 @@
+"""The neighbour-location task: view-pair geometry, the Dataset and the Lightning DataModule.
+
+``NeighborLocDataModule`` yields batches ``(view_a, view_b, label)``: two float32 ``(B, C, L, L, L)``
+image tensors and an int64 ``(B,)`` tensor of neighbour-direction indices.
+"""
+
+from pathlib import Path
+
+from .datamodule import NeighborLocDataModule, default_index_path, split_structures
+from .dataset import EpochSampler, Example, NeighborLocConfig, NeighborLocDataset
+from .geometry import (
+    DIRECTION_SETS,
+    ViewPair,
+    make_view_pair,
+    neighbor_directions,
+    random_rotation,
+    random_small_rotation,
+)
+
+#: A few small real protein chains shipped with the package, for demos and default runs.
+DEMO_DIR = Path(__file__).parent / "demo"
+
+__all__ = [
+    "DEMO_DIR",
+    "DIRECTION_SETS",
+    "EpochSampler",
+    "Example",
+    "NeighborLocConfig",
+    "NeighborLocDataModule",
+    "NeighborLocDataset",
+    "ViewPair",
+    "default_index_path",
+    "make_view_pair",
+    "neighbor_directions",
+    "random_rotation",
+    "random_small_rotation",
+    "split_structures",
+]

@@ -1,0 +1,153 @@
+"""Lightning DataModule for the neighbour-location task.
+
+Batches are ``(view_a, view_b, label)``: ``view_a`` and ``view_b`` float32 ``(B, C, L, L, L)`` (channels
+per :attr:`ImageParams.channels`, ``L = length_voxels``), ``label`` int64 ``(B,)`` in
+``[0, config.num_classes)``.  Structures are split into train/validation by a hash of their name (no
+structure contributes to both); validation examples are fixed across epochs, training
+examples are fresh each epoch.  Loaders pin memory when CUDA is available.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+
+from ..origins import OriginIndex, OriginParams, build_index, find_structures
+from .dataset import EpochSampler, NeighborLocConfig, NeighborLocDataset
+
+
+def split_structures(names: dict[int, str], val_fraction: float) -> tuple[list[int], list[int]]:
+    """``(train_ids, val_ids)``: structures ordered by a hash of their name, the first
+    ``round(val_fraction * n)`` go to validation -- a split by structure that depends only on the names
+    (not on file order) and changes little when structures are added.  Both splits get at least one
+    structure when there are two or more and ``val_fraction > 0``."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
+
+    def unit(name: str) -> float:
+        return int(hashlib.sha1(name.encode()).hexdigest()[:12], 16) / 16**12
+
+    ids = sorted(names, key=lambda i: unit(names[i]))
+    n_val = round(val_fraction * len(ids))
+    if val_fraction > 0 and len(ids) >= 2:
+        n_val = min(max(n_val, 1), len(ids) - 1)
+    return sorted(ids[n_val:]), sorted(ids[:n_val])
+
+
+def default_index_path(structure_dir: str | os.PathLike[str], params: OriginParams) -> Path:
+    """Where :meth:`NeighborLocDataModule.from_structure_dir` keeps an index it builds: a per-user cache
+    keyed by the directory and origin parameters (data directories are often read-only)."""
+    key = json.dumps([str(Path(structure_dir).resolve()), asdict(params)], sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("ATOMPAINT_CACHE", Path.home() / ".cache" / "atompaint"))
+    return cache / f"origins-{Path(structure_dir).resolve().name}-{digest}.db"
+
+
+class NeighborLocDataModule(LightningDataModule):
+    """Train/validation loaders of :class:`NeighborLocDataset` over an origin index."""
+
+    def __init__(
+        self,
+        index_path: str | os.PathLike[str],
+        config: NeighborLocConfig = NeighborLocConfig(),
+        batch_size: int = 16,
+        num_workers: int = 0,
+        *,
+        train_size: int = 10_000,
+        val_size: int = 1_000,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        pin_memory: bool | None = None,
+    ):
+        super().__init__()
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
+        self.index_path = Path(index_path)
+        if not self.index_path.is_file():
+            raise FileNotFoundError(f"origin index not found: {self.index_path} (build it with `atompaint index`)")
+        self.config = config
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_size = train_size
+        self.val_size = val_size
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.train_dataset: NeighborLocDataset | None = None
+        self.val_dataset: NeighborLocDataset | None = None
+        self._train_sampler: EpochSampler | None = None
+
+    @classmethod
+    def from_structure_dir(
+        cls,
+        structure_dir: str | os.PathLike[str],
+        config: NeighborLocConfig = NeighborLocConfig(),
+        *,
+        index_path: str | os.PathLike[str] | None = None,
+        origin_params: OriginParams = OriginParams(),
+        progress: bool = False,
+        **kwargs,
+    ) -> NeighborLocDataModule:
+        """Build (or resume/reuse) the origin index of ``structure_dir``, then the data module."""
+        path = Path(index_path) if index_path is not None else default_index_path(structure_dir, origin_params)
+        build_index(find_structures(structure_dir), path, origin_params, progress=progress)
+        return cls(path, config, **kwargs)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        index = OriginIndex(self.index_path)
+        infos = [s for s in index.structures() if s.n_origins > 0]
+        if not infos:
+            raise ValueError(f"{self.index_path}: no structure has any origins")
+        train_ids, val_ids = split_structures({s.id: s.name for s in infos}, self.val_fraction)
+        self.train_dataset = NeighborLocDataset(
+            index, self.config, length=self.train_size, structure_ids=train_ids, seed=self.seed, split="train"
+        )
+        if val_ids:
+            self.val_dataset = NeighborLocDataset(
+                index, self.config, length=self.val_size, structure_ids=val_ids, seed=self.seed, split="val"
+            )
+        self._train_sampler = EpochSampler(self.train_size)
+        index.close()  # each worker reopens its own read-only connection
+
+    def _loader(self, dataset: NeighborLocDataset, sampler: EpochSampler) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        self.setup()
+        assert self.train_dataset is not None and self._train_sampler is not None
+        return self._loader(self.train_dataset, self._train_sampler)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        self.setup()
+        if self.val_dataset is None:
+            raise ValueError("no validation structures (val_fraction=0 or a single structure)")
+        return self._loader(self.val_dataset, EpochSampler(self.val_size, fixed=True))
+
+    def state_dict(self) -> dict:
+        """The training epoch counter, so a resumed run continues with fresh examples."""
+        return {"train_epoch": self._train_sampler.epoch if self._train_sampler else 0}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.setup()
+        assert self._train_sampler is not None
+        self._train_sampler.epoch = int(state_dict.get("train_epoch", 0))

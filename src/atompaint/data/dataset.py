@@ -1,0 +1,195 @@
+"""The neighbour-location dataset: pairs of voxelized views and the direction from one to the other.
+
+Each item is ``(view_a, view_b, label)``: two float32 ``(C, L, L, L)`` images and an int64 direction
+index.  Items are a pure function of ``(seed, split, epoch, index)`` -- the random generator is derived
+from those numbers with :class:`numpy.random.SeedSequence` -- so results do not depend on the number of
+workers, their order, or what was sampled before, and validation sets are fixed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..origins import OriginIndex, OriginSampler
+from ..structures import load
+from ..voxelize import ImageParams, PreparedAtoms
+from .geometry import DIRECTION_SETS, ViewPair, make_view_pair, neighbor_directions
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class NeighborLocConfig:
+    """How examples are made.
+
+    Attributes:
+        image: image size, resolution, channels, atom radii.
+        directions: neighbour direction set (see :func:`neighbor_directions`); its size is the number
+            of classes.
+        distance_A: distance between view centres; ``None`` means one image length (views touch).
+        max_translation_A: translational noise on view B's centre (uniform in a ball).
+        max_rotation_deg: rotational noise on view B (random axis, uniform angle).
+        random_orientation: rotate both views by one uniform random rotation (the task is then
+            posed in the image frame, independent of the structure's frame).
+        weighted: draw origins in proportion to their neighbour count instead of uniformly.
+        cache_structures: structures kept loaded per worker (LRU); bounds worker memory.
+    """
+
+    image: ImageParams = field(default_factory=ImageParams)
+    directions: str = "faces"
+    distance_A: float | None = None
+    max_translation_A: float = 2.0
+    max_rotation_deg: float = 20.0
+    random_orientation: bool = True
+    weighted: bool = False
+    cache_structures: int = 32
+
+    def __post_init__(self) -> None:
+        if self.directions not in DIRECTION_SETS:
+            raise ValueError(f"unknown directions {self.directions!r}; choose from {DIRECTION_SETS}")
+        if self.distance_A is not None and not self.distance_A > 0:
+            raise ValueError(f"distance_A must be positive, not {self.distance_A!r}")
+        if self.max_translation_A < 0 or self.max_rotation_deg < 0:
+            raise ValueError("noise amplitudes must be >= 0")
+        if self.max_rotation_deg > 180:
+            raise ValueError(f"max_rotation_deg must be at most 180, not {self.max_rotation_deg}")
+        if self.cache_structures < 1:
+            raise ValueError(f"cache_structures must be >= 1, not {self.cache_structures}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(neighbor_directions(self.directions))
+
+    @property
+    def neighbor_distance_A(self) -> float:
+        return self.image.length_A if self.distance_A is None else float(self.distance_A)
+
+
+@dataclass(frozen=True)
+class Example:
+    """The geometry of one item, with where it came from (for inspection and tests)."""
+
+    views: ViewPair
+    structure_id: int
+    origin_id: int
+
+
+class NeighborLocDataset(torch.utils.data.Dataset):
+    """Map-style dataset over the origins of some structures of an :class:`OriginIndex`.
+
+    ``len(dataset)`` is the number of items per epoch.  Keys ``k >= len`` are allowed: item ``k`` belongs
+    to epoch ``k // len`` (see :class:`EpochSampler`), so training sees fresh examples every epoch
+    while any single key always gives the same example.
+    """
+
+    def __init__(
+        self,
+        index: OriginIndex | str | os.PathLike[str],
+        config: NeighborLocConfig = NeighborLocConfig(),
+        *,
+        length: int,
+        structure_ids: Sequence[int] | None = None,
+        seed: int = 0,
+        split: str = "train",
+    ):
+        if length < 1:
+            raise ValueError(f"length must be >= 1, not {length}")
+        if split not in SPLIT_CODES:
+            raise ValueError(f"split must be one of {sorted(SPLIT_CODES)}, not {split!r}")
+        self.index = index if isinstance(index, OriginIndex) else OriginIndex(index)
+        self.config = config
+        self.length = int(length)
+        self.seed = int(seed)
+        self.split = split
+        self.sampler = OriginSampler(self.index, structure_ids, weighted=config.weighted)
+        self.directions = neighbor_directions(config.directions)
+        self._paths = {s.id: s.path for s in self.index.structures()}
+        self._cache: OrderedDict[int, PreparedAtoms] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()  # workers start empty; never ship loaded structures
+        return state
+
+    def rng(self, key: int) -> np.random.Generator:
+        """The generator of item ``key``: a function of (seed, split, epoch, index) only."""
+        if key < 0:
+            raise IndexError(f"negative key {key}")
+        epoch, i = divmod(int(key), self.length)
+        return np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], epoch, i]))
+
+    def example(self, key: int) -> Example:
+        """The geometry of item ``key`` without voxelizing it."""
+        rng = self.rng(key)
+        origin_id, structure_id, origin = self.sampler.sample(rng)
+        views = make_view_pair(
+            rng,
+            origin,
+            self.directions,
+            self.config.neighbor_distance_A,
+            self.config.max_translation_A,
+            self.config.max_rotation_deg,
+            self.config.random_orientation,
+        )
+        return Example(views, structure_id, origin_id)
+
+    def structure(self, structure_id: int) -> PreparedAtoms:
+        """The voxelization-ready atoms of a structure, from a bounded per-process LRU cache."""
+        prepared = self._cache.get(structure_id)
+        if prepared is not None:
+            self._cache.move_to_end(structure_id)
+            return prepared
+        atoms = load(self._paths[structure_id], **self.index.load_options)
+        prepared = PreparedAtoms(atoms, self.config.image)
+        self._cache[structure_id] = prepared
+        while len(self._cache) > self.config.cache_structures:
+            self._cache.popitem(last=False)
+        return prepared
+
+    def __getitem__(self, key: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ex = self.example(key)
+        v = ex.views
+        images = self.structure(ex.structure_id).images(
+            np.stack([v.center_a, v.center_b]), np.stack([v.rotation_a, v.rotation_b])
+        )
+        return torch.from_numpy(images[0]), torch.from_numpy(images[1]), torch.tensor(v.label, dtype=torch.int64)
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """Yields the keys of one epoch of a :class:`NeighborLocDataset`, advancing the epoch each pass.
+
+    With ``fixed=True`` every pass yields epoch 0 (validation).  Under ``torch.distributed`` each rank
+    takes every ``world_size``-th key, so ranks see disjoint examples.
+    """
+
+    def __init__(self, length: int, fixed: bool = False, start_epoch: int = 0):
+        self.length = int(length)
+        self.fixed = fixed
+        self.epoch = int(start_epoch)
+
+    def __len__(self) -> int:
+        rank, world = _rank_and_world()
+        return len(range(rank, self.length, world))
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = 0 if self.fixed else self.epoch
+        if not self.fixed:
+            self.epoch += 1
+        rank, world = _rank_and_world()
+        return iter(range(epoch * self.length + rank, (epoch + 1) * self.length, world))
+
+
+def _rank_and_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -1,0 +1,253 @@
+"""Encoder configurations and builders: the three CNNs of seed 000 and the ResNet of seeds 001/004.
+
+Every architecture maps a voxelized image ``(B, C, L, L, L)`` (``L`` odd) to rotation-invariant
+features ``(B, out_features)``.  Spatial plans use odd grid sizes and centred strides only, so the
+whole encoder commutes with the 90-degree rotations of the voxel grid.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from escnn import nn as enn
+from torch import Tensor, nn
+
+from atompaint.encoders.blocks import BLOCK_TYPES, ResBlock
+from atompaint.encoders.fields import (
+    Schedule,
+    aligned_pool_padding,
+    channel_schedule,
+    conv_output_size,
+    default_grid_size,
+    spectral_field_type,
+    trivial_field_type,
+)
+from atompaint.encoders.layers import InvariantReadout, aligned_blur_pool, conv_bn_act
+
+Architecture = Literal["no-downsample", "vgg", "shallow", "resnet"]
+ARCHITECTURES: tuple[str, ...] = ("no-downsample", "vgg", "shallow", "resnet")
+
+
+@dataclass
+class EncoderConfig:
+    """Hyperparameters of an equivariant encoder.
+
+    ``width`` and ``max_channels`` are the number of spectral regular fields in the first and the
+    last layer; ``schedule`` interpolates between them.  ``bottleneck`` (ResNet only) scales the
+    fields between a block's two convolutions (``None``: no bottleneck).  ``repeats`` is the
+    number of padded stride-1 convolutions per resolution of the VGG-like architecture.
+    """
+
+    architecture: Architecture = "resnet"
+    in_channels: int = 6
+    input_size: int = 21
+    width: int = 2
+    max_channels: int = 16
+    schedule: Schedule = "log"
+    block: str = "gamma"
+    bottleneck: float | None = None
+    band_limit: int = 2
+    grid_size: int | None = None
+    activation: str = "elu"
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose from {', '.join(ARCHITECTURES)}")
+        if self.block not in BLOCK_TYPES:
+            raise ValueError(f"unknown block {self.block!r}; choose from {', '.join(BLOCK_TYPES)}")
+        if self.input_size < 3 or self.input_size % 2 == 0:
+            raise ValueError(f"input_size must be odd and >= 3 (rotations must map the grid onto itself), got {self.input_size}")
+        if self.bottleneck is not None and not 0 < self.bottleneck <= 1:
+            raise ValueError(f"bottleneck must be in (0, 1] or null, got {self.bottleneck}")
+        if self.band_limit < 1:
+            raise ValueError(f"band_limit must be >= 1, got {self.band_limit}")
+
+    @property
+    def resolved_grid_size(self) -> int:
+        return self.grid_size if self.grid_size is not None else default_grid_size(self.band_limit)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConvStep:
+    """One convolution of a CNN plan: ``size_in -> size_out``."""
+
+    size_in: int
+    size_out: int
+    stride: int
+    padding: int
+
+
+def _conv(size: int, stride: int, padding: int) -> ConvStep:
+    return ConvStep(size, conv_output_size(size, 3, stride, padding), stride, padding)
+
+
+def plan_no_downsample(size: int) -> list[ConvStep]:
+    """Architecture #1: unpadded 3x3x3 convolutions until one voxel is left (21: ten layers)."""
+    steps = []
+    while size > 1:
+        steps.append(_conv(size, 1, 0))
+        size = steps[-1].size_out
+    return steps
+
+
+def plan_shallow(size: int) -> list[ConvStep]:
+    """Architecture #3: as few 3x3x3 layers as possible, alternating unpadded stride 1 and 2.
+
+    21 -> 19 -> 9 -> 7 -> 3 -> 1.  A stride-2 step is taken only after a stride-1 step (the first
+    layer never down-samples) and only when it lands on an odd size.
+    """
+    steps = [_conv(size, 1, 0)]
+    size = steps[-1].size_out
+    while size > 1:
+        strided = (size - 3) % 2 == 0 and ((size - 3) // 2 + 1) % 2 == 1
+        if steps[-1].stride == 1 and strided:
+            steps.append(_conv(size, 2, 0))
+        else:
+            steps.append(_conv(size, 1, 0))
+        size = steps[-1].size_out
+    return steps
+
+
+def plan_vgg(size: int, repeats: int) -> list[ConvStep]:
+    """Architecture #2: padded down-sampling, VGG-like.
+
+    Unpadded convolutions until the size is ``2^k + 1`` (so zero still means "empty space" in the
+    first layer), then per resolution ``repeats`` padded stride-1 convolutions and one padded
+    stride-2 convolution down to 5, then unpadded convolutions to 1: 21 -> 19 -> 17 -> (17) -> 9
+    -> (9) -> 5 -> 3 -> 1.
+    """
+
+    def is_pow2_plus_1(n: int) -> bool:
+        return n >= 3 and (n - 1) & (n - 2) == 0
+
+    steps = [_conv(size, 1, 0)]
+    size = steps[-1].size_out
+    while size > 5 and not is_pow2_plus_1(size):
+        steps.append(_conv(size, 1, 0))
+        size = steps[-1].size_out
+    while size > 5:
+        steps.extend(_conv(size, 1, 1) for _ in range(repeats))
+        steps.append(_conv(size, 2, 1))
+        size = steps[-1].size_out
+    while size > 1:
+        steps.append(_conv(size, 1, 0))
+        size = steps[-1].size_out
+    return steps
+
+
+def plan_resnet(size: int) -> list[int]:
+    """Grid sizes of the ResNet: every block is followed by a stride-2 pool until <= 3 voxels.
+
+    33 -> 17 -> 9 -> 5 -> 3 (seed 001), 21 -> 11 -> 5 -> 3.  The remaining voxels are averaged by the
+    read-out, which commutes with rotations of a centred grid.
+    """
+    sizes = [size]
+    while sizes[-1] > 3:
+        sizes.append(conv_output_size(sizes[-1], 3, 2, aligned_pool_padding(sizes[-1], 3, 2)))
+    return sizes
+
+
+_CACHED_BUFFERS = ("filter", "expanded_bias", "matrix")
+
+
+class Encoder(nn.Module):
+    """An escnn body plus the invariant read-out; takes and returns plain tensors.
+
+    ``forward(x: (B, in_channels, L, L, L)) -> (B, out_features)`` is invariant to rotations of the
+    input grid.  :meth:`fields` returns the spatially pooled final field ``(B, field_features)``
+    instead, which is *equivariant* (it rotates with the input): tasks whose answer depends on
+    the orientation, like the direction of a neighbor, need it.  :meth:`export` gives the same
+    functions as plain PyTorch modules.
+    """
+
+    def __init__(self, config: EncoderConfig, body: enn.SequentialModule, out_type: enn.FieldType) -> None:
+        super().__init__()
+        self.config = config
+        self.in_type = trivial_field_type(config.in_channels)
+        self.body = body
+        self.out_type = out_type
+        self.readout = InvariantReadout(out_type)
+        self.out_features = self.readout.out_features
+        self.field_features = out_type.size
+
+    def __deepcopy__(self, memo: dict) -> Encoder:
+        """Rebuild from the config and copy the state: escnn's group objects cannot be deep-copied."""
+        clone = build_encoder(copy.deepcopy(self.config, memo))
+        clone.load_state_dict(self.state_dict())
+        clone.train(self.training)
+        memo[id(self)] = clone
+        return clone
+
+    def train(self, mode: bool = True) -> Encoder:
+        """Switch mode; in eval mode escnn caches expanded filters, which are detached here.
+
+        The cached tensors would otherwise keep an autograd graph to the weights, which breaks
+        ``copy.deepcopy`` (and so :func:`structlayers.collapse`) and a second backward pass.
+        """
+        super().train(mode)
+        if not mode:
+            for module in self.body.modules():
+                for name in _CACHED_BUFFERS:
+                    value = getattr(module, name, None)
+                    if isinstance(value, Tensor) and value.requires_grad:
+                        setattr(module, name, value.detach())
+        return self
+
+    def fields(self, x: Tensor) -> Tensor:
+        """Spatial mean of the final field, ``(B, field_features)``: equivariant, not invariant."""
+        if x.dim() != 5 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected input (B, {self.config.in_channels}, L, L, L), got {tuple(x.shape)}")
+        return self.body(enn.GeometricTensor(x, self.in_type)).tensor.flatten(2).mean(dim=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.readout(self.fields(x))
+
+    def export(self) -> nn.Module:
+        """A plain-PyTorch copy for inference (see :func:`atompaint.encoders.export.export_encoder`)."""
+        from atompaint.encoders.export import export_encoder
+
+        return export_encoder(self)
+
+
+def build_encoder(config: EncoderConfig) -> Encoder:
+    """Build the encoder described by ``config``."""
+    band, grid = config.band_limit, config.resolved_grid_size
+    in_type = trivial_field_type(config.in_channels)
+    modules: list[enn.EquivariantModule] = []
+
+    if config.architecture == "resnet":
+        sizes = plan_resnet(config.input_size)
+        channels = channel_schedule(config.width, config.max_channels, len(sizes), config.schedule)
+        ftype = spectral_field_type(channels[0], band)
+        modules.append(conv_bn_act(in_type, ftype, band_limit=band, grid_size=grid, activation=config.activation, padding=1))
+        for size, out_channels in zip(sizes[:-1], channels[1:]):
+            out_type = spectral_field_type(out_channels, band)
+            mid = out_channels if config.bottleneck is None else max(1, round(out_channels * config.bottleneck))
+            mid_type = spectral_field_type(mid, band)
+            modules.append(ResBlock(ftype, mid_type, out_type, block=config.block, band_limit=band, grid_size=grid))
+            modules.append(aligned_blur_pool(out_type, size))
+            ftype = out_type
+    else:
+        if config.architecture == "no-downsample":
+            steps = plan_no_downsample(config.input_size)
+        elif config.architecture == "shallow":
+            steps = plan_shallow(config.input_size)
+        else:
+            steps = plan_vgg(config.input_size, config.repeats)
+        channels = channel_schedule(config.width, config.max_channels, len(steps), config.schedule)
+        ftype = in_type
+        for step, out_channels in zip(steps, channels):
+            out_type = spectral_field_type(out_channels, band)
+            modules.append(conv_bn_act(
+                ftype, out_type, band_limit=band, grid_size=grid, activation=config.activation,
+                stride=step.stride, padding=step.padding,
+            ))
+            ftype = out_type
+
+    return Encoder(config, enn.SequentialModule(*modules), ftype)

@@ -1,0 +1,74 @@
+"""Equivariant residual blocks: "basic" (escnn example), "alpha" and "gamma" (seed 004).
+
+All blocks are two padded 3x3x3 convolutions with batch norm and a skip connection, so they keep
+the spatial size; down-sampling happens in a separate pooling layer after the block.  They differ
+in their nonlinearities:
+
+- ``basic``: Fourier ELU after the first convolution and after the sum.
+- ``alpha``: a gated nonlinearity after the first convolution, a leaky hard-shrink Fourier
+  activation after the sum.
+- ``gamma``: a learnable tensor-product (quadratic) nonlinearity after the first convolution, the
+  first-Hermite Fourier activation after the sum; the most robust block in seed 004.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from escnn import nn as enn
+
+from atompaint.encoders.layers import FourierActivation, gate_field_type
+
+BlockType = Literal["basic", "alpha", "gamma"]
+BLOCK_TYPES: tuple[str, ...] = ("basic", "alpha", "gamma")
+
+
+class ResBlock(enn.EquivariantModule):
+    """``act2(bn2(conv2(act1(bn1(conv1(x))))) + skip(x))`` on spectral regular fields.
+
+    ``mid_type`` (the fields between the two convolutions) narrower than ``out_type`` makes a
+    bottleneck block.  ``skip`` is the identity when the types agree, else a 1x1x1 convolution.
+    """
+
+    def __init__(
+        self,
+        in_type: enn.FieldType,
+        mid_type: enn.FieldType,
+        out_type: enn.FieldType,
+        *,
+        block: BlockType,
+        band_limit: int,
+        grid_size: int,
+    ) -> None:
+        super().__init__()
+        if block not in BLOCK_TYPES:
+            raise ValueError(f"unknown block type {block!r}; choose from {', '.join(BLOCK_TYPES)}")
+        self.block = block
+        self.in_type = in_type
+        self.out_type = out_type
+
+        conv1_out = gate_field_type(mid_type) if block == "alpha" else mid_type
+        self.conv1 = enn.R3Conv(in_type, conv1_out, kernel_size=3, padding=1, bias=False)
+        self.bn1 = enn.IIDBatchNorm3d(conv1_out)
+        if block == "alpha":
+            self.act1 = enn.GatedNonLinearity1(conv1_out)
+        elif block == "gamma":
+            self.act1 = enn.TensorProductModule(mid_type, mid_type)
+        else:
+            self.act1 = FourierActivation(len(mid_type), band_limit, grid_size, "elu")
+        self.conv2 = enn.R3Conv(mid_type, out_type, kernel_size=3, padding=1, bias=False)
+        self.bn2 = enn.IIDBatchNorm3d(out_type)
+        function = {"basic": "elu", "alpha": "leaky_hardshrink", "gamma": "hermite"}[block]
+        self.act2 = FourierActivation(len(out_type), band_limit, grid_size, function)
+        self.skip = None if in_type == out_type else enn.R3Conv(in_type, out_type, kernel_size=1, bias=False)
+
+    def forward(self, x: enn.GeometricTensor) -> enn.GeometricTensor:
+        y = self.act1(self.bn1(self.conv1(x)))
+        if self.block == "alpha":
+            y = enn.GeometricTensor(y.tensor, self.conv2.in_type)
+        y = self.bn2(self.conv2(y))
+        shortcut = x if self.skip is None else self.skip(x)
+        return self.act2(y + shortcut)
+
+    def evaluate_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (input_shape[0], self.out_type.size, *input_shape[2:])

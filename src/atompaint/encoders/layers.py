@@ -1,0 +1,152 @@
+"""escnn building blocks: Fourier activations, conv-BN-activation layers, aligned pooling and the
+rotation-invariant read-out that ends every encoder."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from escnn import nn as enn
+from torch import Tensor, nn
+
+from atompaint.encoders.fields import (
+    aligned_pool_padding,
+    fields_per_irrep,
+    so3_grid,
+    so3_gspace,
+    spectral_irreps,
+)
+
+_FIRST_HERMITE_COEFF = math.sqrt(2) * math.pi ** (-1 / 4)
+
+
+def first_hermite(x: Tensor) -> Tensor:
+    """The first (normalized) Hermite function ``sqrt(2) pi^-1/4 x exp(-x^2/2)``.
+
+    Paired with a tensor-product nonlinearity this is the "gamma" block activation that seed 004
+    found most robust to the number of channels.
+    """
+    return _FIRST_HERMITE_COEFF * x * torch.exp(-(x**2) / 2)
+
+
+def leaky_hard_shrink(x: Tensor, cutoff: float = 2.0, slope: float = 0.1) -> Tensor:
+    """Hard shrinkage with a leaky linear part: zero-mean friendly, used by the "alpha" block."""
+    return F.hardshrink(x, cutoff) + slope * x
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "elu": F.elu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "hermite": first_hermite,
+    "leaky_hardshrink": leaky_hard_shrink,
+}
+
+
+def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
+    """Look up a pointwise activation by name (``relu``, ``elu``, ``hermite``, ...)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class FourierActivation(enn.FourierPointwise):
+    """A pointwise nonlinearity applied on an SO(3) grid: inverse Fourier transform, ``function``
+    on every sample, Fourier transform back.
+
+    escnn's own class only knows a few functions by string; this one takes any of
+    :data:`ACTIVATIONS` (e.g. the first Hermite function).
+    """
+
+    def __init__(self, channels: int, band_limit: int, grid_size: int, function: str = "elu") -> None:
+        gs = so3_gspace()
+        super().__init__(
+            gs, channels, spectral_irreps(band_limit), type="thomson_cube", N=grid_size,
+            function="p_relu", inplace=False,
+        )
+        self.function_name = function
+        self._function = activation_fn(function)
+        # escnn rebuilds the grid from these arguments; keep them for export and repr.
+        self.grid_size = grid_size
+        assert len(so3_grid(grid_size)) == self.A.shape[0]
+
+    def extra_repr(self) -> str:
+        return f"function={self.function_name}, grid=thomson_cube(N={self.grid_size})"
+
+
+def gate_field_type(field_type: enn.FieldType) -> enn.FieldType:
+    """``field_type`` preceded by one scalar gate per field, the input layout of a gated nonlinearity."""
+    gs = field_type.gspace
+    return enn.FieldType(gs, len(field_type) * [gs.trivial_repr] + list(field_type.representations))
+
+
+def conv_bn_act(
+    in_type: enn.FieldType,
+    out_type: enn.FieldType,
+    *,
+    band_limit: int,
+    grid_size: int,
+    activation: str,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: int = 0,
+) -> enn.SequentialModule:
+    """Equivariant 3D convolution, IID batch norm, Fourier activation.
+
+    The convolution has no bias because the batch norm re-centres its output anyway.
+    """
+    return enn.SequentialModule(
+        enn.R3Conv(in_type, out_type, kernel_size=kernel_size, stride=stride, padding=padding, bias=False),
+        enn.IIDBatchNorm3d(out_type),
+        FourierActivation(len(out_type), band_limit, grid_size, activation),
+    )
+
+
+def aligned_blur_pool(field_type: enn.FieldType, size: int, sigma: float = 0.33) -> enn.PointwiseAvgPoolAntialiased3D:
+    """Anti-aliased (Gaussian) stride-2 average pooling whose padding keeps odd grids centred.
+
+    Averaging acts on space only, so it is equivariant for any field type; the Gaussian is
+    symmetric under the cube's rotations and the centred grid makes the down-sampling commute
+    with 90-degree rotations exactly.
+    """
+    kernel_size = 2 * int(round(3 * sigma)) + 1
+    padding = aligned_pool_padding(size, kernel_size, 2)
+    return enn.PointwiseAvgPoolAntialiased3D(field_type, sigma=sigma, stride=2, padding=padding)
+
+
+class InvariantReadout(nn.Module):
+    """Rotation-invariant features of a (spatially pooled) field vector: per irrep copy its scalar
+    (for ``rho_0``) or its Euclidean norm (for ``rho_l``, ``l > 0``).
+
+    The norm of an irrep block is preserved by every rotation, so the output is exactly invariant
+    (not just up to the sampling of a Fourier grid); for a spectral regular field this is the
+    band-limited power spectrum of the function it encodes.  Plain PyTorch, so it exports as is.
+    """
+
+    def __init__(self, field_type: enn.FieldType, eps: float = 1e-8) -> None:
+        super().__init__()
+        dims = fields_per_irrep(field_type)
+        self.in_features = field_type.size
+        self.out_features = len(dims)
+        self.eps = eps
+        offsets = [0]
+        for d in dims[:-1]:
+            offsets.append(offsets[-1] + d)
+        self._dims = sorted(set(dims))
+        for d in self._dims:
+            index = torch.tensor([[o + k for k in range(d)] for o, dd in zip(offsets, dims) if dd == d])
+            self.register_buffer(f"index_{d}", index, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` is ``(B, fiber)``; returns ``(B, out_features)``."""
+        parts = []
+        for d in self._dims:
+            block = x[:, getattr(self, f"index_{d}")]
+            if d == 1:
+                parts.append(block[..., 0])
+            else:
+                parts.append(torch.sqrt(block.pow(2).sum(dim=-1) + self.eps))
+        return torch.cat(parts, dim=1)

@@ -1,0 +1,85 @@
+"""MLP heads built from structlayers plugins, so the same head can be dense or compressed.
+
+In seed 004 the MLP holds 85% of the parameters but a negligible share of the FLOPs; replacing its
+linear layers by structured ones (ACDC stacks, low rank, ...) is what this head makes a one-flag
+change (``layer: acdc, depth: 12``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import structlayers
+from torch import Tensor, nn
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+@dataclass
+class HeadConfig:
+    """An MLP ``in -> hidden[0] -> ... -> hidden[-1] -> out``.
+
+    ``layer`` is a structlayers plugin name; with ``depth`` set and a stackable factor (acdc, afdf,
+    ...) each linear layer is a ``stack`` of ``depth`` such factors.  ``options`` go to every
+    plugin.  The output layer stays dense unless ``compress_output``: it is tiny (a handful of
+    classes) and structured layers pad it up to a square anyway.
+    """
+
+    hidden: list[int] = field(default_factory=lambda: [512])
+    layer: str = "dense"
+    depth: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    activation: str = "relu"
+    dropout: float = 0.2
+    compress_output: bool = False
+
+    def __post_init__(self) -> None:
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown head activation {self.activation!r}; choose from {', '.join(_ACTIVATIONS)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.depth is not None and self.depth < 1:
+            raise ValueError(f"depth must be positive, got {self.depth}")
+
+    def with_layer(self, layer: str, depth: int | None = None, **options: Any) -> HeadConfig:
+        """The same head with another linear layer type (e.g. dense <-> acdc)."""
+        return replace(self, layer=layer, depth=depth, options=dict(options))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_linear(config: HeadConfig, in_features: int, out_features: int) -> nn.Module:
+    """One linear layer of the head as the configured structlayers plugin."""
+    if config.depth is not None and config.layer not in ("stack", "dense"):
+        return structlayers.create("stack", in_features, out_features, factor=config.layer, depth=config.depth, **config.options)
+    options = dict(config.options)
+    if config.depth is not None and config.layer == "stack":
+        options["depth"] = config.depth
+    return structlayers.create(config.layer, in_features, out_features, **options)
+
+
+class MLPHead(nn.Module):
+    """``(linear, activation, dropout) * len(hidden)`` then an output linear: ``(..., in) -> (..., out)``."""
+
+    def __init__(self, in_features: int, out_features: int, config: HeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.in_features = in_features
+        self.out_features = out_features
+        layers: list[nn.Module] = []
+        width = in_features
+        for hidden in config.hidden:
+            layers += [build_linear(config, width, hidden), _ACTIVATIONS[config.activation]()]
+            if config.dropout:
+                layers.append(nn.Dropout(config.dropout))
+            width = hidden
+        output = config if config.compress_output else config.with_layer("dense")
+        layers.append(build_linear(output, width, out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)

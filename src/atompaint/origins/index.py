@@ -1,0 +1,328 @@
+"""The on-disk origin index (SQLite), built once per dataset and sampled in O(1) by each data worker.
+
+Schema::
+
+    meta(key, value)                      -- origin/loading parameters (JSON), format version
+    structures(id, name, path, n_atoms, first_origin, n_origins, total_weight)
+    origins(id, structure_id, x, y, z, weight, cum_weight)
+    failures(path, error)                 -- unreadable files, retried when the build is resumed
+
+Origin ids are contiguous per structure (``first_origin .. first_origin + n_origins - 1``), so a uniform
+draw over any set of structures is a draw of an integer plus one primary-key lookup; a worker holds
+only a few small per-structure arrays, never the origins themselves.  ``weight`` is the neighbour count;
+weighted sampling draws a structure by total weight and an origin through the ``cum_weight`` index.
+``path`` is stored relative to the index file when possible, so a dataset directory can be moved with
+its index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..structures import StructureError, is_structure_file, load, structure_name
+from .select import OriginParams, select_origins
+
+FORMAT_VERSION = "1"
+
+#: How structures are loaded for origin selection and imaging (recorded in the index).
+LOAD_OPTIONS = {"drop_hydrogens": True, "drop_waters": True, "altloc": "first"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS structures (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    n_atoms INTEGER NOT NULL,
+    first_origin INTEGER NOT NULL,
+    n_origins INTEGER NOT NULL,
+    total_weight REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS origins (
+    id INTEGER PRIMARY KEY,
+    structure_id INTEGER NOT NULL,
+    x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL,
+    weight REAL NOT NULL,
+    cum_weight REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS origins_by_weight ON origins (structure_id, cum_weight);
+CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, error TEXT NOT NULL);
+"""
+
+
+def find_structures(directory: str | os.PathLike[str]) -> list[Path]:
+    """Structure files under ``directory`` (recursively), sorted by path."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"structure directory not found: {directory}")
+    return sorted(p for p in directory.rglob("*") if p.is_file() and is_structure_file(p))
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_index` did."""
+
+    added: int
+    skipped: int
+    failed: list[tuple[str, str]]
+    n_structures: int
+    n_origins: int
+
+
+def build_index(
+    paths: Iterable[str | os.PathLike[str]],
+    db_path: str | os.PathLike[str],
+    params: OriginParams = OriginParams(),
+    *,
+    progress: bool = False,
+) -> BuildReport:
+    """Add the origins of every structure in ``paths`` to the index at ``db_path`` (created if absent).
+
+    Resumable: structures already in the index are skipped, so an interrupted build continues where
+    it stopped (each structure is committed on its own).  Unreadable files are recorded in ``failures``,
+    reported with a warning, and retried on the next build.  Raises ``ValueError`` if the index was
+    built with different origin parameters.
+    """
+    db_path = Path(db_path)
+    paths = [Path(p) for p in paths]
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db_path)
+    try:
+        con.executescript(_SCHEMA)
+        _check_or_write_meta(con, params, db_path)
+        done = {row[0] for row in con.execute("SELECT name FROM structures")}
+        names = [structure_name(p) for p in paths]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"structure names must be unique, found duplicates: {sorted(dup)[:5]}")
+
+        todo = [(p, n) for p, n in zip(paths, names) if n not in done]
+        failed: list[tuple[str, str]] = []
+        iterator: Iterable = todo
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(todo, desc="indexing structures", unit="structure")
+        for path, name in iterator:
+            try:
+                atoms = load(path, **LOAD_OPTIONS)
+            except (StructureError, FileNotFoundError, OSError) as err:
+                failed.append((str(path), str(err)))
+                with con:
+                    con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?)", (str(path), str(err)))
+                continue
+            coords, counts = select_origins(atoms, params)
+            _insert_structure(con, name, _stored_path(path, db_path), len(atoms), coords, counts)
+            with con:
+                con.execute("DELETE FROM failures WHERE path = ?", (str(path),))
+
+        n_structures, n_origins = con.execute("SELECT COUNT(*), COALESCE(SUM(n_origins), 0) FROM structures").fetchone()
+    finally:
+        con.close()
+    if failed:
+        listing = "\n".join(f"  {e}" if p in e else f"  {p}: {e}" for p, e in failed)
+        warnings.warn(f"skipped {len(failed)} unreadable structure file(s):\n{listing}", stacklevel=2)
+    return BuildReport(
+        added=len(todo) - len(failed),
+        skipped=len(paths) - len(todo),
+        failed=failed,
+        n_structures=n_structures,
+        n_origins=n_origins,
+    )
+
+
+def _stored_path(path: Path, db_path: Path) -> str:
+    try:
+        return os.path.relpath(path.resolve(), db_path.resolve().parent)
+    except ValueError:  # different drives
+        return str(path.resolve())
+
+
+def _check_or_write_meta(con: sqlite3.Connection, params: OriginParams, db_path: Path) -> None:
+    wanted = {
+        "format_version": FORMAT_VERSION,
+        "origin_params": json.dumps(params.to_dict(), sort_keys=True),
+        "load_options": json.dumps(LOAD_OPTIONS, sort_keys=True),
+    }
+    have = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    if have:
+        for key, value in wanted.items():
+            if have.get(key) != value:
+                raise ValueError(
+                    f"{db_path} was built with {key}={have.get(key)}, not {value}; "
+                    "use a new index file for different parameters"
+                )
+        return
+    with con:
+        con.executemany("INSERT INTO meta VALUES (?, ?)", wanted.items())
+
+
+def _insert_structure(
+    con: sqlite3.Connection, name: str, path: str, n_atoms: int, coords: np.ndarray, counts: np.ndarray
+) -> None:
+    weights = counts.astype(np.float64)
+    cum = np.cumsum(weights)
+    with con:  # one transaction: the structure and all its origins, or nothing
+        first = con.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM origins").fetchone()[0]
+        cur = con.execute(
+            "INSERT INTO structures (name, path, n_atoms, first_origin, n_origins, total_weight) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (name, path, n_atoms, first, len(coords), float(weights.sum())),
+        )
+        sid = cur.lastrowid
+        con.executemany(
+            "INSERT INTO origins VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (first + i, sid, float(x), float(y), float(z), float(w), float(c))
+                for i, ((x, y, z), w, c) in enumerate(zip(coords.tolist(), weights.tolist(), cum.tolist()))
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class StructureInfo:
+    """One row of the ``structures`` table (``path`` resolved)."""
+
+    id: int
+    name: str
+    path: Path
+    n_atoms: int
+    first_origin: int
+    n_origins: int
+    total_weight: float
+
+
+class OriginIndex:
+    """Read access to an origin index; safe to pickle to data-loader workers.
+
+    The SQLite connection is opened lazily, read-only, once per process (a connection is never shared
+    across a fork), so each worker holds one small connection and no copy of the origins.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"origin index not found: {self.path}")
+        self._con: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        meta = dict(self._connection().execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{self.path}: not an origin index of format {FORMAT_VERSION}")
+        self.params = OriginParams(**_tuple_elements(json.loads(meta["origin_params"])))
+        self.load_options = json.loads(meta["load_options"])
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "params": self.params, "load_options": self.load_options}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._con, self._pid = None, None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._con is None or self._pid != os.getpid():
+            self._con = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, check_same_thread=False)
+            self._pid = os.getpid()
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None and self._pid == os.getpid():
+            self._con.close()
+        self._con, self._pid = None, None
+
+    def structures(self) -> list[StructureInfo]:
+        """All indexed structures, by id."""
+        rows = self._connection().execute(
+            "SELECT id, name, path, n_atoms, first_origin, n_origins, total_weight FROM structures ORDER BY id"
+        )
+        base = self.path.resolve().parent
+        return [StructureInfo(r[0], r[1], (base / r[2]).resolve(), *r[3:]) for r in rows]
+
+    def failures(self) -> list[tuple[str, str]]:
+        return list(self._connection().execute("SELECT path, error FROM failures ORDER BY path"))
+
+    def __len__(self) -> int:
+        return int(self._connection().execute("SELECT COUNT(*) FROM origins").fetchone()[0])
+
+    def origin(self, origin_id: int) -> tuple[int, np.ndarray]:
+        """``(structure_id, xyz)`` of one origin."""
+        row = self._connection().execute(
+            "SELECT structure_id, x, y, z FROM origins WHERE id = ?", (int(origin_id),)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"{self.path}: no origin with id {origin_id}")
+        return int(row[0]), np.array(row[1:], dtype=np.float64)
+
+    def origins_of(self, structure_id: int) -> np.ndarray:
+        """All origin coordinates ``(M, 3)`` of one structure (for inspection and tests)."""
+        rows = self._connection().execute(
+            "SELECT x, y, z FROM origins WHERE structure_id = ? ORDER BY id", (int(structure_id),)
+        ).fetchall()
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+    def weighted_origin(self, structure_id: int, u: float) -> int:
+        """The origin of ``structure_id`` at cumulative-weight fraction ``u`` in [0, 1)."""
+        con = self._connection()
+        total = con.execute("SELECT total_weight FROM structures WHERE id = ?", (int(structure_id),)).fetchone()
+        if total is None or total[0] <= 0:
+            raise KeyError(f"{self.path}: structure {structure_id} has no weighted origins")
+        row = con.execute(
+            "SELECT id FROM origins WHERE structure_id = ? AND cum_weight > ? ORDER BY cum_weight LIMIT 1",
+            (int(structure_id), float(u) * total[0]),
+        ).fetchone()
+        return int(row[0])
+
+
+def _tuple_elements(d: dict) -> dict:
+    if d.get("elements") is not None:
+        d["elements"] = tuple(d["elements"])
+    return d
+
+
+class OriginSampler:
+    """Draws origins from a subset of an index's structures: uniform over origins, or weighted.
+
+    Holds three arrays the size of the structure subset; each draw is a ``searchsorted`` plus one
+    primary-key (uniform) or indexed range (weighted) lookup.
+    """
+
+    def __init__(self, index: OriginIndex, structure_ids: Sequence[int] | None = None, weighted: bool = False):
+        info = {s.id: s for s in index.structures()}
+        ids = sorted(info) if structure_ids is None else [int(i) for i in structure_ids]
+        missing = [i for i in ids if i not in info]
+        if missing:
+            raise KeyError(f"{index.path}: unknown structure id(s) {missing[:5]}")
+        ids = [i for i in ids if info[i].n_origins > 0]
+        if not ids:
+            raise ValueError(f"{index.path}: the selected structures have no origins")
+        self.index = index
+        self.weighted = weighted
+        self.structure_ids = np.array(ids, dtype=np.int64)
+        self.first = np.array([info[i].first_origin for i in ids], dtype=np.int64)
+        counts = np.array([info[i].n_origins for i in ids], dtype=np.int64)
+        self.cum_counts = np.cumsum(counts)
+        self.cum_weights = np.cumsum([info[i].total_weight for i in ids])
+
+    def __len__(self) -> int:
+        """Number of origins available."""
+        return int(self.cum_counts[-1])
+
+    def sample(self, rng: np.random.Generator) -> tuple[int, int, np.ndarray]:
+        """``(origin_id, structure_id, xyz)``."""
+        if self.weighted:
+            s = int(np.searchsorted(self.cum_weights, rng.random() * self.cum_weights[-1], side="right"))
+            s = min(s, len(self.structure_ids) - 1)
+            origin_id = self.index.weighted_origin(int(self.structure_ids[s]), rng.random())
+        else:
+            k = int(rng.integers(self.cum_counts[-1]))
+            s = int(np.searchsorted(self.cum_counts, k, side="right"))
+            origin_id = int(self.first[s] + k - (self.cum_counts[s - 1] if s else 0))
+        structure_id, xyz = self.index.origin(origin_id)
+        return origin_id, structure_id, xyz

@@ -1,0 +1,28 @@
+"""Voxelization: atoms -> ``(C, L, L, L)`` float images of exact sphere/voxel overlap volumes."""
+
+from .core import (
+    DEFAULT_CHANNELS,
+    ImageParams,
+    PreparedAtoms,
+    channel_of_atoms,
+    prepare,
+    rasterize,
+    voxelize,
+    window_size,
+)
+from . import kernel
+from .overlap import octant_volume, sphere_box_overlap
+
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "ImageParams",
+    "PreparedAtoms",
+    "channel_of_atoms",
+    "kernel",
+    "octant_volume",
+    "prepare",
+    "rasterize",
+    "sphere_box_overlap",
+    "voxelize",
+    "window_size",
+]

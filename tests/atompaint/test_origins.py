@@ -1,0 +1,161 @@
+"""Origin selection and the SQLite origin index: contents, resumability, sampling, errors, CLI."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atompaint.cli import main as cli_main
+from atompaint.origins import (
+    OriginIndex,
+    OriginParams,
+    OriginSampler,
+    build_index,
+    find_structures,
+    select_origins,
+)
+from atompaint.structures import AtomTable, load
+
+DATA = Path(__file__).parent / "data"
+NAMES = ["2xdgA", "2xcjA", "2cviA"]
+
+
+@pytest.fixture
+def structure_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "structures"
+    d.mkdir()
+    for name in NAMES:
+        shutil.copy(DATA / f"{name}.pdb.gz", d)
+    return d
+
+
+def test_select_origins_matches_brute_force_neighbor_counts() -> None:
+    grid = np.stack(np.meshgrid(*[np.arange(5) * 1.5] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    elements = np.where(np.arange(len(grid)) % 4 == 0, "N", "C")
+    atoms = AtomTable.from_arrays(grid, elements)
+    params = OriginParams(radius_A=2.0, min_neighbors=5)
+    coords, counts = select_origins(atoms, params)
+    dist = np.linalg.norm(grid[:, None] - grid[None], axis=-1)
+    brute = (dist <= 2.0).sum(axis=1) - 1
+    np.testing.assert_array_equal(coords, grid[brute >= 5].astype(np.float32))
+    np.testing.assert_array_equal(counts, brute[brute >= 5])
+    only_n, _ = select_origins(atoms, OriginParams(radius_A=2.0, min_neighbors=5, elements=("n",)))
+    assert 0 < len(only_n) < len(coords)
+
+
+def test_hydrogens_and_waters_are_never_origins() -> None:
+    atoms = AtomTable.from_arrays(
+        np.zeros((4, 3)) + np.arange(4)[:, None] * 0.1, ["C", "H", "O", "C"], entity_type=["polymer"] * 2 + ["water", "polymer"]
+    )
+    coords, counts = select_origins(atoms, OriginParams(radius_A=1.0, min_neighbors=0))
+    assert len(coords) == 2 and counts.tolist() == [1, 1]
+
+
+def test_index_holds_the_origins_of_every_structure(structure_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "origins.db"
+    params = OriginParams()
+    report = build_index(find_structures(structure_dir), db, params)
+    assert (report.added, report.skipped, report.failed, report.n_structures) == (3, 0, [], 3)
+
+    index = OriginIndex(db)
+    infos = index.structures()
+    assert sorted(s.name for s in infos) == sorted(NAMES)
+    assert index.params == params
+    expected_first = 0
+    for info in infos:
+        atoms = load(info.path, drop_hydrogens=True, drop_waters=True, altloc="first")
+        coords, counts = select_origins(atoms, params)
+        assert info.first_origin == expected_first and info.n_origins == len(coords) > 0
+        np.testing.assert_allclose(index.origins_of(info.id), coords, atol=1e-4)
+        sid, xyz = index.origin(info.first_origin)
+        assert sid == info.id
+        np.testing.assert_allclose(xyz, coords[0], atol=1e-4)
+        expected_first += info.n_origins
+    assert len(index) == report.n_origins == expected_first
+    with pytest.raises(KeyError, match="no origin with id"):
+        index.origin(len(index))
+
+
+def test_build_is_resumable_and_reports_unreadable_files(structure_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "origins.db"
+    paths = find_structures(structure_dir)
+    first = build_index(paths[:1], db)
+    assert first.added == 1
+    (structure_dir / "broken.cif").write_text("data_broken\n_cell.length_a 1\n")
+    with pytest.warns(UserWarning, match="broken.cif"):
+        second = build_index(find_structures(structure_dir), db)
+    assert (second.added, second.skipped, len(second.failed)) == (2, 1, 1)
+    assert [Path(p).name for p, _ in OriginIndex(db).failures()] == ["broken.cif"]
+    ids = [(s.first_origin, s.n_origins) for s in OriginIndex(db).structures()]
+    assert all(a + n == b for (a, n), (b, _) in zip(ids, ids[1:]))  # contiguous ids across resumes
+    with pytest.raises(ValueError, match="origin_params"):
+        build_index(paths, db, OriginParams(radius_A=6.0))
+
+
+def test_paths_are_relative_to_the_index(structure_dir: Path, tmp_path: Path) -> None:
+    build_index(find_structures(structure_dir), structure_dir / "origins.db")
+    moved = tmp_path / "moved"
+    shutil.move(str(structure_dir), moved)
+    index = OriginIndex(moved / "origins.db")
+    assert all(s.path.is_file() and s.path.parent == moved for s in index.structures())
+
+
+def test_uniform_and_weighted_sampling(structure_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "origins.db"
+    build_index(find_structures(structure_dir), db)
+    index = OriginIndex(db)
+    infos = index.structures()
+    rng = np.random.default_rng(0)
+
+    sampler = OriginSampler(index)
+    assert len(sampler) == len(index)
+    draws = [sampler.sample(rng) for _ in range(3000)]
+    seen = np.bincount([sid for _, sid, _ in draws], minlength=max(s.id for s in infos) + 1)
+    for info in infos:  # uniform over origins: structures in proportion to their origin counts
+        assert seen[info.id] / 3000 == pytest.approx(info.n_origins / len(index), abs=0.04)
+    for origin_id, sid, xyz in draws[:20]:
+        assert index.origin(origin_id) == (sid, pytest.approx(xyz))
+
+    subset = OriginSampler(index, [infos[0].id], weighted=True)
+    weighted = [subset.sample(rng) for _ in range(200)]
+    assert {sid for _, sid, _ in weighted} == {infos[0].id}
+    origin_ids = [oid for oid, _, _ in weighted]
+    assert min(origin_ids) >= infos[0].first_origin and max(origin_ids) < infos[0].first_origin + infos[0].n_origins
+
+    with pytest.raises(KeyError, match="unknown structure"):
+        OriginSampler(index, [999])
+
+
+def test_index_pickles_without_its_connection(structure_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "origins.db"
+    build_index(find_structures(structure_dir), db)
+    index = OriginIndex(db)
+    index.origin(0)
+    clone = pickle.loads(pickle.dumps(index))
+    assert clone._con is None
+    assert clone.origin(0)[0] == index.origin(0)[0]
+
+
+def test_errors_for_missing_inputs(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="structure directory"):
+        find_structures(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="origin index"):
+        OriginIndex(tmp_path / "missing.db")
+    with pytest.raises(ValueError, match="min_neighbors"):
+        OriginParams(min_neighbors=-1)
+
+
+def test_cli_index(structure_dir: Path, tmp_path: Path, capsys) -> None:
+    (structure_dir / "empty.pdb").write_text("")
+    db = tmp_path / "cli.db"
+    assert cli_main(["index", str(structure_dir), "--out", str(db), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "added 3" in captured.out and "unreadable 1" in captured.out
+    assert "empty.pdb" in captured.err and "no atoms" in captured.err
+    assert cli_main(["index", str(structure_dir), "--out", str(db), "--no-progress"]) == 0
+    assert "already indexed 3" in capsys.readouterr().out
+    assert cli_main(["index", str(tmp_path / "nothing"), "--out", str(db)]) == 2
