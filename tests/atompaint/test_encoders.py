@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch
 
 from atompaint.encoders import (
@@ -136,3 +138,27 @@ def test_bad_configs_are_rejected():
     encoder = build_encoder(EncoderConfig(architecture="shallow", input_size=7, **SMALL))
     with pytest.raises(ValueError, match="expected input"):
         encoder(torch.zeros(1, 3, 7, 7, 7))
+
+
+@pytest.fixture(scope="module")
+def shallow_gamma():
+    torch.manual_seed(0)
+    return build_encoder(EncoderConfig(architecture="shallow", block="gamma", input_size=7, **SMALL)).eval()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    k=st.integers(1, 3),
+    axes=st.sampled_from([(2, 3), (3, 4), (2, 4)]),
+    seed=st.integers(0, 2**16),
+    batch=st.integers(1, 3),
+)
+def test_invariance_holds_for_random_inputs_and_rotations(shallow_gamma, k, axes, seed, batch):
+    """Property: any composition of grid rotations, any input, gives the same invariant features."""
+    x = torch.rand(batch, 2, 7, 7, 7, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        y = shallow_gamma(x)
+        y_rot = shallow_gamma(torch.rot90(torch.rot90(x, k, axes), 1, (2, 4)))
+        y_ref = shallow_gamma(torch.rot90(x, 1, (2, 4)))
+    torch.testing.assert_close(y_rot, y, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(y_ref, y, atol=1e-3, rtol=1e-3)

@@ -53,7 +53,7 @@ def test_run_approx_rows_and_json() -> None:
     result = run_approx(config, progress=False)
     rows = result.rows()
     assert [r.depth for r in rows] == [1, 2]
-    assert rows[1].params == 2 * rows[0].params == 2 * structlayers.create("acdc", 16, 16).params()
+    assert rows[1].params == 2 * rows[0].params == 2 * structlayers.create("acdc", 16, 16, bias=False).params() == 64
     assert all(r.seeds == 2 and r.rel_error_std >= 0 for r in rows)
     assert json.loads(result.to_json())["rows"][0]["layer"] == "acdc"
     assert "SVD" in result.to_text()

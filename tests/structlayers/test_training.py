@@ -109,8 +109,10 @@ def test_outputs_and_exact_resume(mnist_dir: Path, tmp_path: Path) -> None:
 
 def test_train_cli(mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "mnist", "--layer", "acdc", "--depth", "4", "--data-dir", str(mnist_dir), "--batch-size", "8",
-            "--fast-dev-run", "2", "--out-dir", str(tmp_path), "--no-progress", "--accelerator", "cpu", "--devices", "1"]
+            "--val-size", "16", "--fast-dev-run", "2", "--out-dir", str(tmp_path), "--no-progress", "--accelerator", "cpu", "--devices", "1"]
     assert main(argv) == 0
     assert '"val_acc"' in capsys.readouterr().out
-    assert main(["train", "cifar10", "--data-dir", str(tmp_path / "missing"), "--fast-dev-run", "1"]) == 2
+    missing = ["train", "cifar10", "--data-dir", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "run")]
+    assert main(missing) == 2
     assert "no CIFAR-10 data" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists(), "a run that cannot load its data leaves no folder behind"

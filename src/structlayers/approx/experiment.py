@@ -138,6 +138,9 @@ def build_layer(config: ApproxConfig, depth: int, seed: int) -> StructuredLinear
     torch.manual_seed(seed)
     layer_options = dict(config.layer_options)
     factor_options = {o.name for o in options(config.layer)}
+    if "bias" in factor_options:
+        # The targets are linear maps; per-factor biases would only spend parameter budget.
+        layer_options.setdefault("bias", False)
     if "backend" in factor_options and "backend" not in layer_options:
         # The fit evaluates the layer on n + 1 probe vectors; at these sizes a DCT as a matmul is
         # faster than the FFT's many small kernels.

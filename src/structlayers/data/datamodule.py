@@ -1,7 +1,7 @@
 """Lightning DataModules over in-memory uint8 image arrays.
 
-Images stay uint8 in memory; normalisation and (for CIFAR-10) the standard random-crop / flip
-augmentation run on each batch after it reaches the device.  Shuffling and augmentation draw from
+Images stay uint8 in memory; normalisation and the training augmentation (random shifts for
+MNIST, the standard random crop and flip for CIFAR-10) run on each batch after it reaches the device.  Shuffling and augmentation draw from
 generators seeded by ``(seed, epoch)`` and ``(seed, global step)``, so a run resumed from a
 checkpoint sees exactly the batches an uninterrupted run would have seen.
 """
@@ -74,6 +74,8 @@ class DataConfig:
     #: drawn with ``split_seed`` (fixed apart from ``seed`` so every run validates on the same images).
     val_size: int = 2000
     split_seed: int = 0
+    #: Largest random shift of the training augmentation in pixels (the dataset's default if None).
+    max_shift: int | None = None
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -135,9 +137,10 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = batch
         images = self.normalize(images)
         trainer = self.trainer
-        if self.config.augment and self.crop_padding and trainer is not None and trainer.training:
+        shift = self.crop_padding if self.config.max_shift is None else self.config.max_shift
+        if self.config.augment and (shift or self.flip) and trainer is not None and trainer.training:
             seed = self.config.seed * 1_000_003 + trainer.global_step * 257 + trainer.global_rank
-            images = random_crop_flip(images, self.crop_padding, torch.Generator(device=images.device).manual_seed(seed), self.flip)
+            images = random_crop_flip(images, shift, torch.Generator(device=images.device).manual_seed(seed), self.flip)
         return images, labels
 
 

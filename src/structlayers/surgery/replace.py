@@ -169,21 +169,22 @@ def separable_factors(weight: Tensor) -> tuple[Tensor, Tensor]:
 def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, Any], fit: FitOptions | None) -> tuple[nn.Module, float | None]:
     """The replacement of ``module`` and, when fitted, its relative weight error."""
     bias = module.bias if getattr(module, "bias", None) is not None else None
+    n_in, n_out = (module.in_features, module.out_features) if kind == "linear" else (module.in_channels, module.out_channels)
+    plugin = _to_like(create(layer, n_in, n_out, **_layer_options(layer, layer_options, bias is not None)), module)
+    if fit and not plugin.is_linear:
+        raise ValueError(f"init_from='fit' needs a linear layer; {_describe(plugin)} is nonlinear (activation or norm)")
     if kind == "linear":
-        plugin = _to_like(create(layer, module.in_features, module.out_features, **_layer_options(layer, layer_options, bias is not None)), module)
-        error = _fit(plugin, module.weight, bias, fit) if fit else None
-        return plugin, error
+        return plugin, _fit(plugin, module.weight, bias, fit) if fit else None
     dims = len(module.kernel_size)
-    plugin = _to_like(create(layer, module.in_channels, module.out_channels, **_layer_options(layer, layer_options, bias is not None)), module)
     if kind == "pointwise":
-        error = _fit(plugin, module.weight.reshape(module.out_channels, module.in_channels), bias, fit) if fit else None
-        return PointwiseConv(plugin, module.in_channels, module.out_channels, dims, module.stride), error
+        error = _fit(plugin, module.weight.reshape(n_out, n_in), bias, fit) if fit else None
+        return PointwiseConv(plugin, n_in, n_out, dims, module.stride), error
     depthwise = _to_like(
         type(module)(module.in_channels, module.in_channels, module.kernel_size, stride=module.stride, padding=module.padding,
                      dilation=module.dilation, groups=module.in_channels, bias=False, padding_mode=module.padding_mode),
         module,
     )
-    new = SeparableConv(depthwise, PointwiseConv(plugin, module.in_channels, module.out_channels, dims))
+    new = SeparableConv(depthwise, PointwiseConv(plugin, n_in, n_out, dims))
     if not fit:
         return new, None
     dw, pw = separable_factors(module.weight)
@@ -191,7 +192,7 @@ def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, An
         depthwise.weight.copy_(dw)
     _fit(plugin, pw, bias, fit)
     fitted, _ = plugin.to_dense()
-    approx = fitted.to(dw.dtype).cpu()[:, :, None] * dw.cpu().reshape(module.in_channels, -1)[None]
+    approx = fitted.to(dw.dtype).cpu()[:, :, None] * dw.cpu().reshape(n_in, -1)[None]
     target = module.weight.detach().cpu().reshape(approx.shape)
     return new, float(torch.linalg.norm(approx - target) / torch.linalg.norm(target))
 

@@ -115,7 +115,7 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
     spec = get_spec(config.name)
     if spec.dataset != task:
         raise ValueError(f"model {config.name!r} is built for {spec.dataset}, not {task}")
-    example = torch.zeros(2, *spec.input_shape)
+    example = torch.zeros(1, *spec.input_shape)
     if spec.structured:
         kwargs = {"factor": config.layer, **config.layer_options, **config.model_options}
         if config.depth is not None:
@@ -166,6 +166,7 @@ def _final_metrics(config: TrainConfig, module: ClassifierModule, dm: ImageDataM
     collapsed_preds = evaluate(collapsed, dm, device)
     collapsed_count = count(collapsed, example)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    best = getattr(trainer.checkpoint_callback, "best_model_score", None)
     return {
         "task": config.task,
         "model": config.model.name,
@@ -174,9 +175,7 @@ def _final_metrics(config: TrainConfig, module: ClassifierModule, dm: ImageDataM
         "global_step": trainer.global_step,
         "train_seconds": round(seconds, 1),
         "val_acc": float((preds == labels).float().mean()),
-        "best_val_acc": float(trainer.checkpoint_callback.best_model_score or float("nan"))
-        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_score is not None
-        else None,
+        "best_val_acc": None if best is None else float(best),
         "logged": logged,
         "params": trained.total_params,
         "flops_per_image": trained.total_flops,
@@ -203,12 +202,12 @@ def _final_metrics(config: TrainConfig, module: ClassifierModule, dm: ImageDataM
 def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -> TrainResult:
     """Train, validate and write the run's outputs (see the module docs); extra ``callbacks``
     go to the trainer."""
-    out, ckpt = _prepare_out_dir(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = DataConfig(**{**asdict(config.data), "seed": config.seed})
     dm = DATAMODULES[config.task](data)
     dm.setup("fit")
     model, report = build_run_model(config.model, config.task)
+    out, ckpt = _prepare_out_dir(config)
     module = ClassifierModule(model, config.optim)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
     if report is not None:

@@ -50,10 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (Nesterov)")
     g.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule, stepped per batch")
     g.add_argument("--no-augment", action="store_true", help="no random shifts (MNIST) / crops and flips (CIFAR-10)")
+    g.add_argument("--max-shift", type=int, help="largest random shift in pixels (default 2 for MNIST, 4 for CIFAR-10)")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("data and outputs")
     g.add_argument("--data-dir", type=Path, help="MNIST IDX files / CIFAR-10 python batches or npz "
                    "(default: $STRUCTLAYERS_DATA, else the packaged MNIST test split / ../shared/data/cifar10)")
+    g.add_argument("--val-size", type=int, default=2000,
+                   help="images held out for validation when only the MNIST test split is available (default 2000)")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     g.add_argument("--out-dir", type=Path, help="run folder (default runs/<task>/<model>...)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out-dir from checkpoints/last.ckpt")
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         ),
         optim=OptimConfig(args.optimizer, args.lr, args.weight_decay, args.momentum, args.schedule),
         data=DataConfig(data_dir=args.data_dir, batch_size=args.batch_size, num_workers=args.num_workers,
-                        augment=not args.no_augment),
+                        augment=not args.no_augment, val_size=args.val_size,
+                        max_shift=args.max_shift),
         epochs=args.epochs, seed=args.seed, out_dir=args.out_dir, resume=args.resume, overwrite=args.overwrite,
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, num_nodes=args.num_nodes,
         precision=args.precision, fast_dev_run=args.fast_dev_run or False,
