@@ -257,3 +257,13 @@ def test_to_dense_by_fast_transform_matches_matrix_products(options: dict) -> No
     weight, bias = stack.to_dense()
     torch.testing.assert_close(weight.double(), m[:10, :7].T, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bias.double(), b[:7], rtol=1e-5, atol=1e-6)
+
+
+def test_paired_ratio_cancels_drift_shared_by_both_callables() -> None:
+    from structlayers.bench.timing import Timing
+
+    load = [1.0, 3.0, 1.0, 5.0, 2.0]  # the machine slows down and recovers
+    fast = Timing(tuple(1e-3 * f for f in load))
+    slow = Timing(tuple(1.1e-3 * f for f in load))
+    assert slow.paired_ratio(fast) == pytest.approx(1.1)
+    assert fast.paired_ratio(fast) == 1.0

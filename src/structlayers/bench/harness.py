@@ -245,10 +245,10 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
                     row = BenchRow(name, size, batch, mode, 1e3 * t.median, t.spread, 1e3 * base.median,
                                    base.median / t.median, nbytes / 1e6, 1e3 * bound_seconds(machine, nbytes, flops))
                     if name in coll:
-                        best = min(t.median, base.median)
+                        faster = t if t.median <= base.median else base
                         row.collapsed = collapsed[name][1]
                         row.collapsed_ms = 1e3 * coll[name].median
-                        row.collapse_ratio = coll[name].median / best
+                        row.collapse_ratio = coll[name].paired_ratio(faster)
                     result.rows.append(row)
                 lin_bytes = bytes_moved(linear, batch, size, size, element, backward)
                 lin_flops = 2 * batch * size * size * (3 if backward else 1)

@@ -44,6 +44,11 @@ class Timing:
         lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
         return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
+    def paired_ratio(self, other: Timing) -> float:
+        """Median over rounds of ``self / other``, for two callables timed in the same interleaved
+        rounds: each ratio compares timings taken moments apart, so drifts in load cancel."""
+        return statistics.median(a / b for a, b in zip(self.samples, other.samples))
+
     @property
     def spread(self) -> float:
         """Interquartile range relative to the median (0.05 = the middle half lies within 5%)."""

@@ -9,7 +9,7 @@ from structlayers.layers.base import FlopCount, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
 from structlayers.registry import register
-from structlayers.transforms.dct import DCT, permute, spectral_diag
+from structlayers.transforms.dct import DCT, permute, permute_scale, spectral_diag
 
 
 @register("acdc")
@@ -62,7 +62,7 @@ class ACDC(DiagonalTransformLayer):
         backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
         if backend == "fft" and self.inner is None:
             order, inverse = self.makhoul_perms()
-            v = permute(x, order, inverse) * self.A.index_select(0, order)
+            v = permute_scale(x, order, inverse, self.A.index_select(0, order))
             return permute(self.spectral_core(v), inverse, order)
         z = self.dct(x * self.A, backend)
         if self.inner is not None:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from structlayers.layers.base import FlopCount, NotCollapsibleError, StructuredLinear, rows_of
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.registry import create, get, options, register
-from structlayers.transforms.dct import permute
+from structlayers.transforms.dct import permute, permute_scale
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -110,7 +110,7 @@ class Stack(SquareLayer):
         into one permutation, and its diagonal ``A`` and the bias into one ``addcmul``."""
         order, inverse = self.factors[0].makhoul_perms()
         first = self.factors[0]
-        v = permute(z, order, inverse) * first.A.index_select(0, order)
+        v = permute_scale(z, order, inverse, first.A.index_select(0, order))
         for i, f in enumerate(self.factors):
             u = f.spectral_core(v)
             if i == self.depth - 1:
@@ -121,8 +121,8 @@ class Stack(SquareLayer):
             scatter = torch.empty_like(gather)
             scatter[gather] = torch.arange(gather.numel(), device=gather.device)
             a = nxt.A.index_select(0, order)
-            moved = permute(u, gather, scatter)
-            v = torch.addcmul(f.bias.index_select(0, between) * a, moved, a) if f.bias is not None else moved * a
+            shift = f.bias.index_select(0, between) * a if f.bias is not None else None
+            v = permute_scale(u, gather, scatter, a, shift)
         y = permute(u, inverse, order)
         last = self.factors[-1]
         return y + last.bias if last.bias is not None else y
