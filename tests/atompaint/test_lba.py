@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from atompaint.lba import AtomLMDB, LBADataModule, LBADataset, split_paths, write_lmdb
+from atompaint.lba import AtomLMDB, LBADataset, split_paths, write_lmdb
 from atompaint.training import NeighborLocTask, config_from_dict, train
 from atompaint.voxelize import ImageParams
 

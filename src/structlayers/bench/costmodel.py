@@ -62,7 +62,6 @@ def measure_machine(
     dst = torch.empty_like(src)
     copy = time_interleaved([lambda: dst.copy_(src)], device, warmup=2, repeats=10)[0]
     bandwidth = 2 * src.numel() * src.element_size() / copy.best
-    del src, dst
     k = gemm_size
     a = torch.randn(k, k, device=device, dtype=dtype)
     b = torch.randn(k, k, device=device, dtype=dtype)
