@@ -9,7 +9,7 @@ from structlayers.layers.base import FlopCount, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
 from structlayers.registry import register
-from structlayers.transforms.dct import DCT, permute, permute_scale, spectral_diag
+from structlayers.transforms.dct import DCT, permute_scale, spectral_diag
 
 
 @register("acdc")
@@ -58,12 +58,22 @@ class ACDC(DiagonalTransformLayer):
         d = self.D.view(self.groups, self.block)
         return spectral_diag(blocks, d, self.dct.fast_tables()).reshape(shape)
 
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.pad(x)
+        if self.bias is not None and self.size == self.out_features and self.fusable(rows_of(z.shape[:-1]), z.device, z.dtype):
+            # The output gather and the bias addition share one buffer.
+            return self._fused(z, self.bias)
+        return super().forward(x)
+
+    def _fused(self, x: Tensor, shift: Tensor | None) -> Tensor:
+        order, inverse = self.makhoul_perms()
+        v = permute_scale(x, order, inverse, self.A.index_select(0, order))
+        return permute_scale(self.spectral_core(v), inverse, order, None, shift)
+
     def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
         backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
         if backend == "fft" and self.inner is None:
-            order, inverse = self.makhoul_perms()
-            v = permute_scale(x, order, inverse, self.A.index_select(0, order))
-            return permute(self.spectral_core(v), inverse, order)
+            return self._fused(x, None)
         z = self.dct(x * self.A, backend)
         if self.inner is not None:
             z = self.inner(z)

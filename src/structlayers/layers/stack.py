@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from structlayers.layers.base import FlopCount, NotCollapsibleError, StructuredLinear, rows_of
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.registry import create, get, options, register
-from structlayers.transforms.dct import permute, permute_scale
+from structlayers.transforms.dct import permute_scale
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -123,9 +123,7 @@ class Stack(SquareLayer):
             a = nxt.A.index_select(0, order)
             shift = f.bias.index_select(0, between) * a if f.bias is not None else None
             v = permute_scale(u, gather, scatter, a, shift)
-        y = permute(u, inverse, order)
-        last = self.factors[-1]
-        return y + last.bias if last.bias is not None else y
+        return permute_scale(u, inverse, order, None, self.factors[-1].bias)
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.pad(x)

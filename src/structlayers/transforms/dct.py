@@ -154,10 +154,12 @@ class _PermuteScaleFunction(torch.autograd.Function):
     """``x[..., index] * scale (+ shift)`` in one buffer; backward recomputes the gather."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, index: Tensor, inverse_index: Tensor, scale: Tensor, shift: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, index: Tensor, inverse_index: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, scale)
         ctx.index, ctx.inverse_index = index, inverse_index
-        out = x.index_select(-1, index).mul_(scale)
+        out = x.index_select(-1, index)
+        if scale is not None:
+            out.mul_(scale)
         return out.add_(shift) if shift is not None else out
 
     @staticmethod
@@ -165,13 +167,16 @@ class _PermuteScaleFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, scale = ctx.saved_tensors
         n = grad.shape[-1]
-        grad_x = (grad * scale).index_select(-1, ctx.inverse_index) if ctx.needs_input_grad[0] else None
+        scaled = grad * scale if scale is not None else grad
+        grad_x = scaled.index_select(-1, ctx.inverse_index) if ctx.needs_input_grad[0] else None
         grad_scale = (grad * x.index_select(-1, ctx.index)).reshape(-1, n).sum(0) if ctx.needs_input_grad[3] else None
         grad_shift = grad.reshape(-1, n).sum(0) if ctx.needs_input_grad[4] else None
         return grad_x, None, None, grad_scale, grad_shift
 
 
-def permute_scale(x: Tensor, index: Tensor, inverse_index: Tensor, scale: Tensor, shift: Tensor | None = None) -> Tensor:
+def permute_scale(
+    x: Tensor, index: Tensor, inverse_index: Tensor, scale: Tensor | None, shift: Tensor | None = None
+) -> Tensor:
     """``x[..., index] * scale + shift`` for a permutation ``index`` and vectors ``scale``,
     ``shift`` of the last dimension's length: one output buffer instead of three."""
     return _PermuteScaleFunction.apply(x, index, inverse_index, scale, shift)
