@@ -58,26 +58,21 @@ class ACDC(DiagonalTransformLayer):
         d = self.D.view(self.groups, self.block)
         return spectral_diag(blocks, d, self.dct.fast_tables()).reshape(shape)
 
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.pad(x)
-        if self.bias is not None and self.size == self.out_features and self.fusable(rows_of(z.shape[:-1]), z.device, z.dtype):
-            # The output gather and the bias addition share one buffer.
-            return self._fused(z, self.bias)
-        return super().forward(x)
-
     def _fused(self, x: Tensor, shift: Tensor | None) -> Tensor:
         order, inverse = self.makhoul_perms()
         v = permute_scale(x, order, inverse, self.A.index_select(0, order))
         return permute_scale(self.spectral_core(v), inverse, order, None, shift)
 
-    def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
+    def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
         backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
         if backend == "fft" and self.inner is None:
-            return self._fused(x, None)
+            # The output gather and the shift share one buffer.
+            return self._fused(x, shift)
         z = self.dct(x * self.A, backend)
         if self.inner is not None:
             z = self.inner(z)
-        return self.dct.inverse(z * self.D, backend)
+        y = self.dct.inverse(z * self.D, backend)
+        return y + shift if shift is not None else y
 
     def square_reference(self, z: Tensor) -> Tensor:
         """``idct((dct(z A) P) D)`` with an unfused float64 FFT DCT: O(N^2 log N) on the identity,

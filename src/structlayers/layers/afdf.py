@@ -40,15 +40,14 @@ class AFDF(DiagonalTransformLayer):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
+    def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
         backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
         z = self.dft(x * torch.view_as_complex(self.A), backend)
         if self.inner is not None:
             z = self.inner(z)
         z = z * torch.view_as_complex(self.D)
-        if backend == "fft":
-            return self.dft.inverse_real(z)
-        return self.dft.inverse(z, backend).real
+        y = self.dft.inverse_real(z) if backend == "fft" else self.dft.inverse(z, backend).real
+        return y + shift if shift is not None else y
 
     def square_reference(self, z: Tensor) -> Tensor:
         """``Re(ifft((fft(z A) P) D))`` with the complex128 FFT (O(N^2 log N) on the identity)."""

@@ -63,8 +63,9 @@ class DiagonalTransformLayer(SquareLayer):
         """Initialise the diagonals according to ``self.init`` / ``self.sigma``."""
 
     @abstractmethod
-    def square_forward(self, x: Tensor, backend: str | None = None) -> Tensor:
-        """``x A T P D T^-1`` on the padded square input, with ``backend`` (default: resolved)."""
+    def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
+        """``x A T P D T^-1 (+ shift)`` on the padded square input, with ``backend`` (default:
+        resolved); the shift lets a square layer add its bias without another pass."""
 
 
     @abstractmethod
@@ -91,7 +92,10 @@ class DiagonalTransformLayer(SquareLayer):
         return cached_backend(self, rows, p.device, p.dtype) or "fft"
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.crop(self.square_forward(self.pad(x)))
+        z = self.pad(x)
+        if self.size == self.out_features:
+            return self.square_forward(z, shift=self.bias)
+        y = self.crop(self.square_forward(z))
         return y + self.bias if self.bias is not None else y
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:

@@ -127,29 +127,6 @@ class _DCTFunction(torch.autograd.Function):
         return _DCTFunction.apply(grad.contiguous(), ctx.tables, not ctx.inverse), None, None
 
 
-class _PermuteFunction(torch.autograd.Function):
-    """``x[..., index]`` for a permutation ``index``; the gradient is the gather by its inverse."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(index)
-        ctx.inverse_index = inverse_index
-        return x.index_select(-1, index)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (index,) = ctx.saved_tensors
-        return _PermuteFunction.apply(grad.contiguous(), ctx.inverse_index, index), None, None
-
-
-def permute(x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:
-    """``x[..., index]`` with a permutation ``index`` (``inverse_index`` its inverse), differentiable.
-
-    The backward is one more gather, where autograd's ``index_select`` backward would scatter-add.
-    """
-    return _PermuteFunction.apply(x, index, inverse_index)
-
-
 class _PermuteScaleFunction(torch.autograd.Function):
     """``x[..., index] * scale (+ shift)`` in one buffer; backward recomputes the gather."""
 
@@ -180,6 +157,12 @@ def permute_scale(
     """``x[..., index] * scale + shift`` for a permutation ``index`` and vectors ``scale``,
     ``shift`` of the last dimension's length: one output buffer instead of three."""
     return _PermuteScaleFunction.apply(x, index, inverse_index, scale, shift)
+
+
+def permute(x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:
+    """``x[..., index]`` for a permutation ``index`` (``inverse_index`` its inverse), differentiable;
+    the backward is one more gather, where autograd's ``index_select`` backward would scatter-add."""
+    return permute_scale(x, index, inverse_index, None)
 
 
 def _spectral_diag_apply(v: Tensor, gains: Tensor, t: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -86,9 +86,6 @@ class DFT(nn.Module):
         hermitian = (x[..., :m] + x.index_select(-1, partner).conj()) * 0.5
         return torch.fft.irfft(hermitian, n=self.n, dim=-1, norm="ortho").reshape(shape)
 
-    def matrix_dense(self) -> Tensor:
-        return torch.block_diag(*[dft_matrix(self.n)] * self.blocks)
-
     def flops(self, rows: int, backend: str | None = None) -> int:
         backend = backend or self.backend
         return fft_flops(self.n, rows * self.blocks, "fft" if backend == "auto" else backend)
