@@ -6,6 +6,9 @@ Plus the bench machinery (timing statistics, bytes model, measured collapse cost
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,8 +17,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from structlayers.allocator import keep_freed_memory
 from structlayers.bench import autotune, measured_cost
 from structlayers.bench.costmodel import bytes_moved
+from structlayers.bench.harness import BenchConfig, run_bench
 from structlayers.bench.timing import Timing, time_interleaved
 from structlayers.cli import main
 from structlayers.collapse import collapse
@@ -182,10 +187,18 @@ def test_timing_statistics_and_interleaving() -> None:
     assert t.quantile(0.25) == 2.0 and t.quantile(0.75) == 4.0
     assert t.spread == pytest.approx(2.0 / 3.0)
     order: list[str] = []
-    timings = time_interleaved([lambda: order.append("a"), lambda: order.append("b")], torch.device("cpu"),
-                               warmup=1, repeats=3)
-    assert [len(x.samples) for x in timings] == [3, 3]
-    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    fns = [lambda name=name: order.append(name) for name in "abc"]
+    timings = time_interleaved(fns, torch.device("cpu"), warmup=1, repeats=12)
+    assert [len(x.samples) for x in timings] == [12, 12, 12]
+    rounds = [order[i:i + 3] for i in range(0, len(order), 3)]
+    assert rounds[0] == ["a", "b", "c"] and all(sorted(r) == ["a", "b", "c"] for r in rounds[1:])
+    # Random orders: every callable follows each of the others at some point.
+    follows = {(r[i], r[i + 1]) for r in rounds[1:] for i in range(2)}
+    assert follows == {(p, q) for p in "abc" for q in "abc" if p != q}
+    again: list[str] = []
+    time_interleaved([lambda name=name: again.append(name) for name in "abc"], torch.device("cpu"),
+                     warmup=1, repeats=12)
+    assert again == order  # seeded
 
 
 def test_bytes_moved_of_linear() -> None:
@@ -210,8 +223,9 @@ def test_measured_cost_is_cached_and_drives_collapse() -> None:
 def test_bench_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     code = main(["bench", "--layers", "acdc", "stack", "--sizes", "8", "16", "--batch", "4", "--depth", "2",
-                 "--repeats", "2", "--large-repeats", "1", "--warmup", "0", "--bandwidth-mb", "4",
-                 "--gemm-size", "64", "--out", str(out), "--plot", str(plot)])
+                 "--repeats", "2", "--large-repeats", "1", "--collapse-repeats", "2", "--warmup", "0",
+                 "--bandwidth-mb", "4", "--gemm-size", "64", "--allocator", "system",
+                 "--out", str(out), "--plot", str(plot)])
     assert code == 0
     text = capsys.readouterr().out
     assert "vs linear" in text and "bound ms" in text and "stack depth 2" in text
@@ -220,16 +234,66 @@ def test_bench_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
     assert {(r["layer"], r["size"], r["mode"]) for r in rows} >= {("acdc", 8, "fwd"), ("stack", 16, "fwd+bwd"),
                                                                   ("nn.Linear", 16, "fwd")}
     for r in rows:
-        assert r["ms"] > 0 and r["bound_ms"] > 0 and r["speedup"] == pytest.approx(r["linear_ms"] / r["ms"])
+        assert r["ms"] > 0 and r["bound_ms"] > 0 and r["speedup"] > 0 and len(r["samples"]) == 2
+        if r["layer"] == "nn.Linear":
+            assert r["speedup"] == 1.0
         if r["mode"] == "fwd" and r["layer"] != "nn.Linear":
-            assert r["collapsed"] in ("dense", "structured")
+            assert r["collapsed"] in ("dense", "structured") and r["collapse_ratio"] > 0
     assert data["machine"]["bandwidth"] > 0 and "structlayers bench" in data["environment"]["command"]
+    assert data["environment"]["allocator"] == "system malloc (unchanged)"
     assert plot.stat().st_size > 0
 
 
 def test_bench_rejects_unknown_layer(capsys) -> None:
     assert main(["bench", "--layers", "nope", "--sizes", "8", "--bandwidth-mb", "1", "--gemm-size", "8"]) == 2
     assert "unknown layer" in capsys.readouterr().err
+
+
+def test_bench_rejects_unknown_allocator_setting() -> None:
+    with pytest.raises(ValueError, match="unknown allocator setting"):
+        run_bench(BenchConfig(layers=("acdc",), sizes=(8,), allocator="tcmalloc"))
+
+
+def test_bench_times_compiled_modules() -> None:
+    config = BenchConfig(layers=("acdc",), sizes=(8,), batches=(4,), repeats=2, warmup=1, backward=False,
+                         collapse=False, compile=True, allocator="system", bandwidth_mb=1, gemm_size=8)
+    result = run_bench(config)
+    row = result.find("acdc", 8, "fwd")
+    assert row is not None and row.ms > 0 and len(row.samples) == 2
+
+
+_PAGE_FAULTS = """
+import resource, sys, torch
+from structlayers.allocator import keep_freed_memory
+# "keep": the defaults; "trim": glibc's initial thresholds (128 KiB), fixed so that they cannot adapt.
+settings = keep_freed_memory() if sys.argv[1] == "keep" else keep_freed_memory(128 << 10, 128 << 10)
+assert settings.applied
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    [torch.ones(1 << 17) for _ in range(8)]
+start = faults()
+for _ in range(50):
+    [torch.ones(1 << 17) for _ in range(8)]
+print((faults() - start) / 50)
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc mallopt")
+def test_keep_freed_memory_stops_page_faults_of_repeated_allocations() -> None:
+    """Eight 512 KiB tensors a call (an ACDC forward's buffers at N=1024): with glibc's initial
+    thresholds they are mapped and unmapped (re-faulted) every call; kept, they are reused."""
+    def faults_per_call(setting: str) -> float:
+        run = subprocess.run([sys.executable, "-c", _PAGE_FAULTS, setting], capture_output=True, text=True, check=True)
+        return float(run.stdout.strip())
+
+    assert faults_per_call("keep") < 2
+    assert faults_per_call("trim") > 100
+
+
+def test_keep_freed_memory_rejects_negative_sizes() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        keep_freed_memory(mmap_threshold=-1)
 
 
 @pytest.mark.parametrize("options", [dict(), dict(groups=2), dict(inner_shuffle="random", seed=1)])

@@ -13,14 +13,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from structlayers.allocator import keep_freed_memory
 from structlayers.bench.costmodel import Machine, bound_seconds, bytes_moved, measure_machine, measured_cost
 from structlayers.bench.timing import Timing, time_interleaved
-from structlayers.collapse import collapse
+from structlayers.collapse import collapse, dense_linear
 from structlayers.registry import available, create
 from structlayers.report import format_table
 
 #: Layers with options that let them run on any square size (``blockdiag`` keeps its 4 groups).
 DEFAULT_LAYERS = ("acdc", "afdf", "stack", "blockdiag", "lowrank", "dense")
+
+#: ``keep``: :func:`~structlayers.allocator.keep_freed_memory` before timing (CPU); ``system``: leave malloc as it is.
+ALLOCATORS = ("keep", "system")
 
 
 @dataclass
@@ -41,6 +45,10 @@ class BenchConfig:
     min_time: float = 0.005
     backward: bool = True
     collapse: bool = True
+    collapse_repeats: int = 30
+    collapse_min_time: float = 0.02
+    allocator: str = "keep"
+    compile: bool = False
     seed: int = 0
     bandwidth_mb: int = 256
     gemm_size: int = 2048
@@ -51,7 +59,11 @@ class BenchConfig:
 
 @dataclass
 class BenchRow:
-    """One layer at one (N, batch) in one mode (``fwd`` or ``fwd+bwd``); times in milliseconds."""
+    """One layer at one (N, batch) in one mode (``fwd`` or ``fwd+bwd``); times in milliseconds.
+
+    ``speedup`` is the median over rounds of nn.Linear's time over the layer's time in the same
+    round (not the ratio of the medians), so load that drifts between rounds cancels;
+    ``samples`` are the per-round seconds it was computed from."""
 
     layer: str
     size: int
@@ -66,6 +78,11 @@ class BenchRow:
     collapsed: str = ""
     collapsed_ms: float = float("nan")
     collapse_ratio: float = float("nan")
+    samples: tuple[float, ...] = ()
+
+    def paired_ratio(self, other: BenchRow) -> float:
+        """Median over the rounds of this row's time over ``other``'s (rows timed in the same rounds)."""
+        return Timing(self.samples).paired_ratio(Timing(other.samples))
 
     @property
     def x_bound(self) -> float:
@@ -113,20 +130,19 @@ class BenchResult:
             if value is not None:
                 out.append(f"[{'met' if ok(value) else 'NOT met'}] {label}: {fmt.format(value)}")
 
-        big = max(self.config.sizes)
-        for size, mode, need in ((big, "fwd", 10.0), (big, "fwd+bwd", 6.0), (1024, "fwd", 2.0)):
+        for size, mode, need in ((4096, "fwd", 10.0), (4096, "fwd+bwd", 6.0), (1024, "fwd", 2.0)):
             r = self.find("acdc", size, mode)
-            if r is not None and size in (1024, 4096):
+            if r is not None:
                 check(f"acdc N={size} {mode} vs nn.Linear >= {need:g}x", r.speedup, lambda v, n=need: v >= n, "{:.2f}x")
         for size in self.config.sizes:
             stack, single = self.find("stack", size, "fwd"), self.find("acdc", size, "fwd")
             if stack is not None and single is not None:
-                value = stack.ms / (self.config.depth * single.ms)
+                value = stack.paired_ratio(single) / self.config.depth
                 check(f"stack depth {self.config.depth} N={size} fwd / ({self.config.depth} x acdc) <= 1.10",
                       value, lambda v: v <= 1.10, "{:.2f}")
             afdf = self.find("afdf", size, "fwd")
             if afdf is not None and single is not None:
-                check(f"afdf / acdc N={size} fwd <= 2", afdf.ms / single.ms, lambda v: v <= 2.0, "{:.2f}")
+                check(f"afdf / acdc N={size} fwd <= 2", afdf.paired_ratio(single), lambda v: v <= 2.0, "{:.2f}")
         ratios = [r.collapse_ratio for r in self.rows if r.collapsed]
         if ratios:
             worst = max(ratios)
@@ -198,61 +214,83 @@ def _step(module: nn.Module, x: Tensor, backward: bool) -> Callable[[], object]:
     return forward_backward
 
 
+def _collapse_ratios(
+    layers: dict[str, nn.Module], x: Tensor, config: BenchConfig, device: torch.device
+) -> dict[str, tuple[str, float, float]]:
+    """``{layer: (chosen form, collapsed ms, collapsed / faster form)}``.  Per layer, its two forms
+    (structured, and :func:`~structlayers.collapse.dense_linear` of its exact weight) and the model
+    :func:`~structlayers.collapse.collapse` made of it are timed together, interleaved, over
+    ``collapse_repeats`` rounds of at least ``collapse_min_time`` seconds per form; the ratio is the
+    median over rounds of the collapsed time over the faster form's time in the same round.  A layer
+    at a time, so the three timings of a round are milliseconds apart and share the machine's load."""
+    out: dict[str, tuple[str, float, float]] = {}
+    for name, layer in layers.items():
+        # The layer itself as the model: no container around it adds Python overhead to one form only.
+        model, report = collapse(layer, batch_shape=(x.shape[0],), cost=measured_cost)
+        forms = [layer, dense_linear(layer), model]
+        structured, dense, collapsed = time_interleaved(
+            [_step(m, x, False) for m in forms], device, warmup=config.warmup, repeats=config.collapse_repeats,
+            min_time=config.collapse_min_time)
+        faster = structured if structured.median <= dense.median else dense
+        out[name] = (report.choices[0].chosen, 1e3 * collapsed.median, collapsed.paired_ratio(faster))
+    return out
+
+
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure the grid of ``config``; every (N, batch, mode) is one interleaved timing round."""
     known = available()
     unknown = [n for n in config.layers if n not in known]
     if unknown:
         raise ValueError(f"unknown layer(s) {', '.join(unknown)}; available layers: {', '.join(known)}")
+    if config.allocator not in ALLOCATORS:
+        raise ValueError(f"unknown allocator setting {config.allocator!r}; expected one of {ALLOCATORS}")
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda given but CUDA is not available")
+    allocator = keep_freed_memory() if config.allocator == "keep" and device.type == "cpu" else None
     dtype = getattr(torch, config.dtype)
     torch.manual_seed(config.seed)
     machine = measure_machine(device, dtype, config.bandwidth_mb, config.gemm_size)
     result = BenchResult(config, machine, environment={
         "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "allocator": allocator.describe() if allocator is not None else "system malloc (unchanged)",
     })
     element = torch.empty((), dtype=dtype).element_size()
     for size in config.sizes:
         for batch in config.batches:
             linear = nn.Linear(size, size, device=device, dtype=dtype)
             layers = {n: create(n, size, size, **_layer_options(n, config)).to(device, dtype) for n in config.layers}
-            collapsed: dict[str, tuple[nn.Module, str]] = {}
-            if config.collapse:
-                for name, layer in layers.items():
-                    model, report = collapse(nn.Sequential(layer), batch_shape=(batch,), cost=measured_cost)
-                    collapsed[name] = (model, report.choices[0].chosen)
             x = torch.randn(batch, size, device=device, dtype=dtype)
             for backward in (False, True) if config.backward else (False,):
                 mode = "fwd+bwd" if backward else "fwd"
                 if progress:
                     progress(f"N={size} batch={batch} {mode}")
                 modules: list[nn.Module] = [linear, *layers.values()]
-                if not backward:
-                    modules += [m for m, _ in collapsed.values()]
+                if config.compile:
+                    modules = [torch.compile(m) for m in modules]
                 timings = time_interleaved([_step(m, x, backward) for m in modules], device,
                                            warmup=config.warmup, repeats=config.repeats_for(size),
                                            min_time=config.min_time)
                 base: Timing = timings[0]
-                by_layer = dict(zip(layers, timings[1:1 + len(layers)]))
-                coll = dict(zip(collapsed, timings[1 + len(layers):]))
-                for name, layer in layers.items():
-                    t = by_layer[name]
+                for (name, layer), t in zip(layers.items(), timings[1:]):
                     flops = layer.flops(batch) * (3 if backward else 1)
                     nbytes = bytes_moved(layer, batch, size, size, element, backward)
-                    row = BenchRow(name, size, batch, mode, 1e3 * t.median, t.spread, 1e3 * base.median,
-                                   base.median / t.median, nbytes / 1e6, 1e3 * bound_seconds(machine, nbytes, flops))
-                    if name in coll:
-                        faster = t if t.median <= base.median else base
-                        row.collapsed = collapsed[name][1]
-                        row.collapsed_ms = 1e3 * coll[name].median
-                        row.collapse_ratio = coll[name].paired_ratio(faster)
-                    result.rows.append(row)
+                    result.rows.append(BenchRow(
+                        name, size, batch, mode, 1e3 * t.median, t.spread, 1e3 * base.median,
+                        base.paired_ratio(t), nbytes / 1e6, 1e3 * bound_seconds(machine, nbytes, flops),
+                        samples=t.samples))
                 lin_bytes = bytes_moved(linear, batch, size, size, element, backward)
                 lin_flops = 2 * batch * size * size * (3 if backward else 1)
                 result.rows.append(BenchRow("nn.Linear", size, batch, mode, 1e3 * base.median, base.spread,
                                             1e3 * base.median, 1.0, lin_bytes / 1e6,
-                                            1e3 * bound_seconds(machine, lin_bytes, lin_flops)))
+                                            1e3 * bound_seconds(machine, lin_bytes, lin_flops),
+                                            samples=base.samples))
+            if config.collapse:
+                if progress:
+                    progress(f"N={size} batch={batch} collapse forms")
+                for name, (form, ms, ratio) in _collapse_ratios(layers, x, config, device).items():
+                    row = result.find(name, size, "fwd", batch)
+                    assert row is not None
+                    row.collapsed, row.collapsed_ms, row.collapse_ratio = form, ms, ratio
     return result

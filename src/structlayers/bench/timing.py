@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -62,11 +63,15 @@ def time_interleaved(
     warmup: int = 2,
     repeats: int = 10,
     min_time: float = 0.0,
+    seed: int = 0,
 ) -> list[Timing]:
-    """Time every callable ``repeats`` times, round-robin (one call of each per round, the order
-    rotated every round), after ``warmup`` rounds; so slow drifts in machine load hit every
-    candidate alike.  A round that takes less than ``min_time`` seconds repeats each call until it
-    does and records the mean per call (for sub-millisecond kernels and a coarse clock)."""
+    """Time every callable ``repeats`` times in rounds (one call of each per round), after
+    ``warmup`` rounds; so slow drifts in machine load hit every candidate alike.  Each round runs
+    the callables in a fresh random order (seeded): with a fixed or rotated order a callable would
+    always follow the same neighbour and inherit its cache and thread state, a bias that does not
+    average out.  A callable faster than ``min_time`` seconds is repeated within its turn until it
+    takes that long, and the mean per call is recorded (for sub-millisecond kernels and a coarse
+    clock)."""
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -75,9 +80,11 @@ def time_interleaved(
         for i, fn in enumerate(fns):
             inner[i] = max(1, int(min_time / max(time_once(fn, device), 1e-7)))
     samples: list[list[float]] = [[] for _ in fns]
-    for r in range(repeats):
-        for j in range(len(fns)):
-            i = (j + r) % len(fns)
+    rng = random.Random(seed)
+    order = list(range(len(fns)))
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for i in order:
             fn, k = fns[i], inner[i]
             if k == 1:
                 samples[i].append(time_once(fn, device))

@@ -165,12 +165,14 @@ def permute(x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:
     return permute_scale(x, index, inverse_index, None)
 
 
-def _spectral_diag_apply(v: Tensor, gains: Tensor, t: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """``(u, Y)``: ``u = irfft(conj(w) (Da Re(Y) + i Db Im(Y)))`` with ``Y = w rfft(v)``."""
+def _spectral_diag_apply(v: Tensor, gains: Tensor, t: dict[str, Tensor], keep_spec: bool) -> tuple[Tensor, Tensor | None]:
+    """``(u, Y)``: ``u = irfft(conj(w) (Da Re(Y) + i Db Im(Y)))`` with ``Y = w rfft(v)``; ``Y`` is
+    returned only if ``keep_spec``, otherwise its buffer is reused for the scaled spectrum."""
     # In place where the buffer is fresh: fewer large allocations (and page faults) per call.
     spec = torch.fft.rfft(v, dim=-1).mul_(_complex(t["w"]))
-    mixed = torch.view_as_complex(torch.view_as_real(spec) * gains).mul_(_complex(t["w_conj"]))
-    return torch.fft.irfft(mixed, n=v.shape[-1], dim=-1), spec
+    scaled = torch.view_as_real(spec) * gains if keep_spec else torch.view_as_real(spec).mul_(gains)
+    mixed = torch.view_as_complex(scaled).mul_(_complex(t["w_conj"]))
+    return torch.fft.irfft(mixed, n=v.shape[-1], dim=-1), spec if keep_spec else None
 
 
 def _diag_gains(d: Tensor, t: dict[str, Tensor]) -> Tensor:
@@ -183,7 +185,8 @@ class _SpectralDiagFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v: Tensor, d: Tensor, tables: dict[str, Tensor]) -> Tensor:  # type: ignore[override]
         gains = _diag_gains(d.detach(), tables)
-        u, spec = _spectral_diag_apply(v, gains, tables)
+        # The spectrum is kept only for the gradient of ``d``.
+        u, spec = _spectral_diag_apply(v, gains, tables, keep_spec=ctx.needs_input_grad[1])
         ctx.tables = tables
         ctx.save_for_backward(spec, gains)
         ctx.d_shape = d.shape
@@ -196,7 +199,7 @@ class _SpectralDiagFunction(torch.autograd.Function):
         t = ctx.tables
         grad_d = None
         # The map is symmetric (C diag(d) C^T conjugated by a permutation): its transpose is itself.
-        grad_v, grad_spec = _spectral_diag_apply(grad.contiguous(), gains, t)
+        grad_v, grad_spec = _spectral_diag_apply(grad.contiguous(), gains, t, keep_spec=ctx.needs_input_grad[1])
         if ctx.needs_input_grad[1]:
             prod = torch.view_as_real(spec) * torch.view_as_real(grad_spec)
             lead = prod.dim() - len(ctx.d_shape) - 1

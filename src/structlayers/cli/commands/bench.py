@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from structlayers.bench.harness import DEFAULT_LAYERS, BenchConfig, run_bench
+from structlayers.bench.harness import ALLOCATORS, DEFAULT_LAYERS, BenchConfig, run_bench
 
 NAME = "bench"
 HELP = "Time forward and forward+backward of the layers against nn.Linear of the same shape."
@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gemm-size", type=int, default=d.gemm_size, help="size of the GEMM-rate probe")
     parser.add_argument("--no-backward", action="store_true", help="forward only")
     parser.add_argument("--no-collapse", action="store_true", help="skip timing the collapse() forms")
+    parser.add_argument("--collapse-repeats", type=int, default=d.collapse_repeats,
+                        help="timed rounds of each layer's structured, dense and collapsed forms")
+    parser.add_argument("--allocator", default=d.allocator, choices=ALLOCATORS,
+                        help="keep: glibc malloc keeps freed memory for reuse, as PyTorch's CPU launcher does "
+                             "with tcmalloc/jemalloc (no page faults per call); system: leave malloc untouched")
+    parser.add_argument("--compile", action="store_true",
+                        help="time torch.compile'd modules (nn.Linear too) instead of eager ones")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="save a speed-up plot (PNG/PDF) here")
 
@@ -57,14 +64,16 @@ def _command(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if min(args.sizes) < 1 or min(args.batch) < 1 or min(args.repeats, args.large_repeats, args.bandwidth_mb, args.gemm_size) < 1:
+    counts = (args.repeats, args.large_repeats, args.collapse_repeats, args.bandwidth_mb, args.gemm_size)
+    if min(args.sizes) < 1 or min(args.batch) < 1 or min(counts) < 1:
         raise ValueError("sizes, batch sizes and repeats must be positive")
     config = BenchConfig(
         layers=tuple(args.layers), sizes=tuple(args.sizes), batches=tuple(args.batch), device=args.device,
         dtype=args.dtype, depth=args.depth, backend=args.backend, repeats=args.repeats,
         large_repeats=args.large_repeats, warmup=args.warmup, backward=not args.no_backward,
-        collapse=not args.no_collapse, bandwidth_mb=args.bandwidth_mb,
-        gemm_size=args.gemm_size,
+        collapse=not args.no_collapse, collapse_repeats=args.collapse_repeats, allocator=args.allocator,
+        compile=args.compile,
+        bandwidth_mb=args.bandwidth_mb, gemm_size=args.gemm_size,
     )
     result = run_bench(config, progress=lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True))
     result.environment["command"] = _command(args)
