@@ -120,8 +120,19 @@ def test_fft_layers_match_dense_backend(name: str, options: dict, shape: tuple[i
     weight, bias = fast.to_dense()
     ref = x @ weight.T + (bias if bias is not None else 0)
     torch.testing.assert_close(fast(x), ref, **TOL[dtype])
+    _assert_graph_free_path_matches(fast, x)
     for a, b in zip(_grads(fast, x, g), _grads(dense, x, g)):
         torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+def _assert_graph_free_path_matches(layer: torch.nn.Module, x: torch.Tensor) -> None:
+    """Without a graph to record, the fast paths skip autograd and work in place: same result,
+    bit for bit, and the caller's input untouched."""
+    before = x.clone()
+    recorded = layer(x)
+    with torch.no_grad():
+        assert torch.equal(layer(x), recorded)
+    assert torch.equal(x, before)
 
 
 STACK_CASES = [
@@ -151,11 +162,27 @@ def test_fused_stack_matches_dense_backend(options: dict, shape: tuple[int, int]
     fusable = not options.get("activation") and not options.get("inner_shuffle")
     assert fast._fusable(fast.pad(x)) == fusable
     torch.testing.assert_close(fast(x), dense(x), **TOL[dtype])
+    _assert_graph_free_path_matches(fast, x)
     if fast.is_linear:
         weight, bias = fast.to_dense()
         torch.testing.assert_close(fast(x), x @ weight.T + (bias if bias is not None else 0), **TOL[dtype])
     for a, b in zip(_grads(fast, x, g), _grads(dense, x, g)):
         torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("backend", ["fft", "auto"])
+def test_dct_fast_tables_follow_dtype_and_device_moves(backend: str) -> None:
+    from structlayers.transforms.dct import DCT
+
+    module = DCT(12, backend=backend)
+    assert module.fast_tables()["w"].dtype == torch.float32
+    module.double()
+    tables = module.fast_tables()
+    assert tables["w"].dtype == torch.float64 and tables["order"].dtype == torch.long
+    assert all(tables[k] is getattr(module, f"_{k}") for k in tables)
+    x = torch.randn(3, 12, dtype=torch.float64)
+    expected = torch.from_numpy(scipy.fft.dct(x.numpy(), norm="ortho"))
+    torch.testing.assert_close(module(x, backend="fft"), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["acdc", "afdf", "stack"])

@@ -29,6 +29,9 @@ class _FeatureBatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
+_JUNCTIONS = ("_junction_between", "_junction_gather", "_junction_scatter")
+
+
 @register("stack")
 class Stack(SquareLayer):
     """``depth`` factors of ``factor`` (acdc, afdf, blockdiag, ...) with ``shuffle`` between them.
@@ -83,6 +86,29 @@ class Stack(SquareLayer):
             Permutation(make_permutation(shuffle, self.size, generator), shuffle) for _ in range(depth - 1)
         )
         self.between = nn.ModuleList(self._between() for _ in range(depth - 1))
+        if factor == "acdc" and self.factors[0].backend != "dense":
+            # The fused path's permutations between factors depend only on the fixed shuffles:
+            # built once (and again whenever a state_dict loads other shuffles), not per call.
+            for name, table in zip(_JUNCTIONS, self._junction_tables()):
+                self.register_buffer(name, table, persistent=False)
+            self.register_load_state_dict_post_hook(Stack._refresh_junctions)
+
+    def _junction_tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(between, gather, scatter)``, one row per junction of two factors: the shuffle seen in
+        Makhoul order, the single gather that replaces (output reordering, shuffle, input
+        reordering), and its inverse."""
+        order, inverse = self.factors[0].makhoul_perms()
+        n = order.numel()
+        between = torch.stack([s.index.index_select(0, order) for s in self.shuffles]) if self.shuffles else (
+            torch.empty(0, n, dtype=torch.long, device=order.device))
+        gather = inverse[between]
+        return between, gather, torch.argsort(gather, dim=-1)
+
+    @staticmethod
+    def _refresh_junctions(module: Stack, incompatible_keys: object) -> None:
+        with torch.no_grad():
+            for name, table in zip(_JUNCTIONS, module._junction_tables()):
+                getattr(module, name).copy_(table)
 
     def _between(self) -> nn.Module:
         layers: list[nn.Module] = []
@@ -116,13 +142,10 @@ class Stack(SquareLayer):
             if i == self.depth - 1:
                 break
             nxt = self.factors[i + 1]
-            between = self.shuffles[i].index.index_select(0, order)
-            gather = inverse.index_select(0, between)
-            scatter = torch.empty_like(gather)
-            scatter[gather] = torch.arange(gather.numel(), device=gather.device)
+            between = self._junction_between[i]
             a = nxt.A.index_select(0, order)
             shift = f.bias.index_select(0, between) * a if f.bias is not None else None
-            v = permute_scale(u, gather, scatter, a, shift)
+            v = permute_scale(u, self._junction_gather[i], self._junction_scatter[i], a, shift)
         return permute_scale(u, inverse, order, None, self.factors[-1].bias)
 
     def forward(self, x: Tensor) -> Tensor:

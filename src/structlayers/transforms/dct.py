@@ -87,7 +87,6 @@ def _tables(n: int) -> dict[str, Tensor]:
         "w": torch.view_as_real(w).contiguous(),
         "w_conj": torch.view_as_real(w.conj().resolve_conj()).contiguous(),
         "scale2": (scale**2)[torch.where(torch.arange(n) < m, torch.arange(n), n - torch.arange(n))],
-        "partner": (n - torch.arange(m)) % n,
     }
 
 
@@ -127,6 +126,19 @@ class _DCTFunction(torch.autograd.Function):
         return _DCTFunction.apply(grad.contiguous(), ctx.tables, not ctx.inverse), None, None
 
 
+def needs_graph(*tensors: Tensor | None) -> bool:
+    """Whether autograd must record an op on ``tensors``; when not, the fast paths call their
+    kernels directly and skip the ``autograd.Function`` machinery (tens of microseconds a call)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _permute_scale(x: Tensor, index: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:
+    out = x.index_select(-1, index)
+    if scale is not None:
+        out.mul_(scale)
+    return out.add_(shift) if shift is not None else out
+
+
 class _PermuteScaleFunction(torch.autograd.Function):
     """``x[..., index] * scale (+ shift)`` in one buffer; backward recomputes the gather."""
 
@@ -134,10 +146,7 @@ class _PermuteScaleFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, index: Tensor, inverse_index: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, scale)
         ctx.index, ctx.inverse_index = index, inverse_index
-        out = x.index_select(-1, index)
-        if scale is not None:
-            out.mul_(scale)
-        return out.add_(shift) if shift is not None else out
+        return _permute_scale(x, index, scale, shift)
 
     @staticmethod
     @once_differentiable
@@ -156,7 +165,9 @@ def permute_scale(
 ) -> Tensor:
     """``x[..., index] * scale + shift`` for a permutation ``index`` and vectors ``scale``,
     ``shift`` of the last dimension's length: one output buffer instead of three."""
-    return _PermuteScaleFunction.apply(x, index, inverse_index, scale, shift)
+    if needs_graph(x, scale, shift):
+        return _PermuteScaleFunction.apply(x, index, inverse_index, scale, shift)
+    return _permute_scale(x, index, scale, shift)
 
 
 def permute(x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:
@@ -176,9 +187,9 @@ def _spectral_diag_apply(v: Tensor, gains: Tensor, t: dict[str, Tensor], keep_sp
 
 
 def _diag_gains(d: Tensor, t: dict[str, Tensor]) -> Tensor:
-    """``(..., m, 2)`` real gains ``(d_k, d_{n-k})`` of bin ``k`` for the diagonal ``d (..., n)``."""
-    m = t["partner"].numel()
-    return torch.stack([d[..., :m], d.index_select(-1, t["partner"])], dim=-1)
+    """``(..., m, 2)`` real gains ``(d_k, d_{n-k})`` of bin ``k`` for the diagonal ``d (..., n)``
+    (``idct_in`` lists exactly those index pairs)."""
+    return d.index_select(-1, t["idct_in"]).unflatten(-1, (-1, 2))
 
 
 class _SpectralDiagFunction(torch.autograd.Function):
@@ -215,7 +226,9 @@ def spectral_diag(v: Tensor, d: Tensor, tables: dict[str, Tensor]) -> Tensor:
     ``v`` is ``(..., n)`` or ``(..., blocks, n)`` with ``d`` of shape ``(n,)`` / ``(blocks, n)``;
     the gradients are exact (the backward is the same map plus a per-frequency reduction for ``d``).
     """
-    return _SpectralDiagFunction.apply(v, d, tables)
+    if needs_graph(v, d):
+        return _SpectralDiagFunction.apply(v, d, tables)
+    return _spectral_diag_apply(v, _diag_gains(d, tables), tables, keep_spec=False)[0]
 
 
 def fft_tables(n: int, device: torch.device, dtype: torch.dtype) -> dict[str, Tensor]:
@@ -268,6 +281,8 @@ class DCT(nn.Module):
             for name, value in _tables(self.n).items():
                 value = value.to(device) if value.dtype == torch.long else value.to(device, dtype)
                 self.register_buffer(f"_{name}", value, persistent=False)
+            # Looked up on every forward: a dict of a dozen module buffers costs ~20 us to rebuild.
+            self._fast = {k: self._buffers[f"_{k}"] for k in _TABLE_NAMES}
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         super()._apply(fn, recurse)
@@ -277,7 +292,7 @@ class DCT(nn.Module):
 
     def fast_tables(self) -> dict[str, Tensor]:
         """The fast-path tables on this module's device and dtype (``fft`` / ``auto`` backends)."""
-        return {k: getattr(self, f"_{k}") for k in _TABLE_NAMES}
+        return self._fast
 
     def resolve(self, backend: str | None) -> str:
         backend = backend or self.backend

@@ -74,18 +74,6 @@ class DFT(nn.Module):
     def inverse(self, x: Tensor, backend: str | None = None) -> Tensor:
         return self._run(x, inverse=True, backend=backend)
 
-    def inverse_real(self, x: Tensor) -> Tensor:
-        """``Re(inverse(x))`` by the fft backend: one half-length inverse real FFT of the Hermitian
-        part ``(x_k + conj(x_{-k})) / 2`` instead of a full complex inverse FFT."""
-        self.resolve("fft")
-        shape = x.shape[:-1] + (self.n * self.blocks,)
-        if self.blocks > 1:
-            x = x.reshape(*x.shape[:-1], self.blocks, self.n)
-        m = self.n // 2 + 1
-        partner = (self.n - torch.arange(m, device=x.device)) % self.n
-        hermitian = (x[..., :m] + x.index_select(-1, partner).conj()) * 0.5
-        return torch.fft.irfft(hermitian, n=self.n, dim=-1, norm="ortho").reshape(shape)
-
     def flops(self, rows: int, backend: str | None = None) -> int:
         backend = backend or self.backend
         return fft_flops(self.n, rows * self.blocks, "fft" if backend == "auto" else backend)
