@@ -170,6 +170,19 @@ def test_fused_stack_matches_dense_backend(options: dict, shape: tuple[int, int]
         torch.testing.assert_close(a, b, **TOL[dtype])
 
 
+def test_fused_stack_follows_shuffles_loaded_from_a_state_dict() -> None:
+    """The fused path's between-factor permutations are derived from the shuffle buffers once;
+    loading another stack's shuffles must rebuild them."""
+    source = create("stack", 12, 12, depth=4, shuffle="random", seed=1)
+    target = create("stack", 12, 12, depth=4, shuffle="random", seed=2)
+    x = torch.randn(5, 12)
+    assert not torch.allclose(source(x), target(x))
+    target.load_state_dict(source.state_dict())
+    torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+    weight, bias = source.to_dense()
+    torch.testing.assert_close(target(x), x @ weight.T + bias, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("backend", ["fft", "auto"])
 def test_dct_fast_tables_follow_dtype_and_device_moves(backend: str) -> None:
     from structlayers.transforms.dct import DCT
