@@ -7,6 +7,8 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 import structlayers
 from structlayers.layers import NotCollapsibleError
@@ -162,3 +164,37 @@ def test_torch_compile_matches_eager() -> None:
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
     for g, p in zip(grads, layer.parameters()):
         torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-5)
+
+
+class _DeviceAudit(TorchDispatchMode):
+    """Records every op that receives a CPU tensor with dimensions while the layer runs elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offenders: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        for leaf in tree_leaves((args, kwargs or {})):
+            if isinstance(leaf, torch.Tensor) and leaf.device.type == "cpu" and leaf.dim() > 0:
+                self.offenders.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name,options", CONFIGS + [("stack", {"depth": 3, "backend": "auto"})], ids=IDS + ["auto"])
+def test_layers_run_on_another_device_without_touching_cpu_tensors(name: str, options: dict) -> None:
+    """The device-agnostic check that CPU-only CI can make for the CUDA path: on the ``meta`` device,
+    forward (with and without a graph) and backward pass no CPU tensor (an index, a twiddle table,
+    a mask) to any op, which on a GPU would fail or copy host-to-device on every call."""
+    layer = build(name, options, 10, 7).float().to("meta")
+    if options.get("backend") == "auto":
+        for f in layer.factors:
+            f.backend = "fft"  # the autotuner times real kernels; meta tensors have none
+    x = torch.empty(3, 10, device="meta")
+    audit = _DeviceAudit()
+    with audit:
+        with torch.no_grad():
+            y = layer(x)
+        layer(x.requires_grad_()).sum().backward()
+    assert y.shape == (3, 7) and y.device.type == "meta"
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in layer.parameters())
+    assert not audit.offenders, f"ops given CPU tensors: {sorted(audit.offenders)}"
