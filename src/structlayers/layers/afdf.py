@@ -47,7 +47,7 @@ class AFDF(DiagonalTransformLayer):
         # Without a graph to record, multiply the fresh buffers in place (PyTorch's float-times-complex
         # kernel is ~10x slower than a cast followed by a complex multiply).
         inplace = not needs_graph(x, a, d)
-        u = x.to(a.dtype)
+        u = x.to(a.dtype, copy=True)  # a fresh buffer even if x were complex already
         z = self.dft(u.mul_(a) if inplace else u * a, backend)
         if self.inner is not None:
             z = self.inner(z)
