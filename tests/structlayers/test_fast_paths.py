@@ -289,6 +289,32 @@ def test_bench_rejects_unknown_layer(capsys) -> None:
     assert "unknown layer" in capsys.readouterr().err
 
 
+def test_bench_target_lines_judge_the_issue_targets_from_paired_rounds() -> None:
+    from structlayers.bench.costmodel import Machine
+    from structlayers.bench.harness import BenchResult, BenchRow
+
+    def row(layer: str, size: int, mode: str, samples: tuple[float, ...], speedup: float = 1.0, **kw) -> BenchRow:
+        return BenchRow(layer, size, 128, mode, 1e3 * samples[0], 0.0, 1.0, speedup, 1.0, 1.0, samples=samples, **kw)
+
+    acdc = (1.0, 2.0, 1.0)  # the machine slows down in round 2: paired ratios cancel it
+    result = BenchResult(BenchConfig(sizes=(1024, 4096)), Machine("cpu", 1e10, 1e11), rows=[
+        row("acdc", 4096, "fwd", acdc, 12.0, collapsed="structured", collapse_ratio=1.02),
+        row("acdc", 4096, "fwd+bwd", acdc, 5.0),
+        row("stack", 4096, "fwd", tuple(16 * 1.2 * t for t in acdc)),
+        row("afdf", 4096, "fwd", tuple(1.5 * t for t in acdc), collapsed="structured", collapse_ratio=1.07),
+        row("acdc", 1024, "fwd", acdc, 2.5),
+        row("stack", 1024, "fwd", tuple(16 * 1.3 * t for t in acdc)),
+    ])
+    lines = result.target_lines()
+    assert "[met] acdc N=4096 fwd vs nn.Linear >= 10x: 12.00x" in lines
+    assert "[NOT met] acdc N=4096 fwd+bwd vs nn.Linear >= 6x: 5.00x" in lines
+    assert "[met] acdc N=1024 fwd vs nn.Linear >= 2x: 2.50x" in lines
+    assert "[NOT met] stack depth 16 N=4096 fwd / (16 x acdc) <= 1.10: 1.20" in lines
+    assert "[info] stack depth 16 N=1024 fwd / (16 x acdc): 1.30" in lines
+    assert "[met] afdf / acdc N=4096 fwd <= 2: 1.50" in lines
+    assert "[NOT met] collapsed form / faster form <= 1.05 (worst layer): 1.07" in lines
+
+
 def test_bench_rejects_unknown_allocator_setting() -> None:
     with pytest.raises(ValueError, match="unknown allocator setting"):
         run_bench(BenchConfig(layers=("acdc",), sizes=(8,), allocator="tcmalloc"))

@@ -138,8 +138,11 @@ class BenchResult:
             stack, single = self.find("stack", size, "fwd"), self.find("acdc", size, "fwd")
             if stack is not None and single is not None:
                 value = stack.paired_ratio(single) / self.config.depth
-                check(f"stack depth {self.config.depth} N={size} fwd / ({self.config.depth} x acdc) <= 1.10",
-                      value, lambda v: v <= 1.10, "{:.2f}")
+                label = f"stack depth {self.config.depth} N={size} fwd / ({self.config.depth} x acdc)"
+                if size == 4096:  # the target's size; elsewhere the ratio is reported, not judged
+                    check(f"{label} <= 1.10", value, lambda v: v <= 1.10, "{:.2f}")
+                else:
+                    out.append(f"[info] {label}: {value:.2f}")
             afdf = self.find("afdf", size, "fwd")
             if afdf is not None and single is not None:
                 check(f"afdf / acdc N={size} fwd <= 2", afdf.paired_ratio(single), lambda v: v <= 2.0, "{:.2f}")

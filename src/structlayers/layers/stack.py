@@ -135,17 +135,20 @@ class Stack(SquareLayer):
         reordering of factor ``i``, the shuffle and the input reordering of factor ``i + 1`` compose
         into one permutation, and its diagonal ``A`` and the bias into one ``addcmul``."""
         order, inverse = self.factors[0].makhoul_perms()
-        first = self.factors[0]
-        v = permute_scale(z, order, inverse, first.A.index_select(0, order))
+        # Every factor's A in Makhoul order, and every junction's bias carried through it, in a few
+        # batched ops rather than a few tiny ops per factor.
+        a = torch.stack([f.A for f in self.factors]).index_select(1, order)
+        shifts = None
+        if any(f.bias is not None for f in self.factors[:-1]):
+            biases = torch.stack([f.bias if f.bias is not None else torch.zeros_like(a[0]) for f in self.factors[:-1]])
+            shifts = torch.gather(biases, 1, self._junction_between) * a[1:]
+        v = permute_scale(z, order, inverse, a[0])
         for i, f in enumerate(self.factors):
             u = f.spectral_core(v)
             if i == self.depth - 1:
                 break
-            nxt = self.factors[i + 1]
-            between = self._junction_between[i]
-            a = nxt.A.index_select(0, order)
-            shift = f.bias.index_select(0, between) * a if f.bias is not None else None
-            v = permute_scale(u, self._junction_gather[i], self._junction_scatter[i], a, shift)
+            shift = shifts[i] if shifts is not None else None
+            v = permute_scale(u, self._junction_gather[i], self._junction_scatter[i], a[i + 1], shift)
         return permute_scale(u, inverse, order, None, self.factors[-1].bias)
 
     def forward(self, x: Tensor) -> Tensor:
