@@ -241,6 +241,18 @@ def test_timing_statistics_and_interleaving() -> None:
     assert again == order  # seeded
 
 
+def test_min_per_turn_records_the_fastest_call_of_each_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from structlayers.bench import timing
+
+    durations = iter([5.0, 9.0, 1.0, 7.0, 3.0, 4.0] * 4)  # probe, then turns of 3 calls: minima 1 and 3
+    monkeypatch.setattr(timing, "time_once", lambda fn, device: next(durations))
+    (t,) = timing.time_interleaved([lambda: None], torch.device("cpu"), warmup=0, repeats=2, min_time=15.0,
+                                   per_turn="min")
+    assert t.samples == (1.0, 3.0)
+    with pytest.raises(ValueError, match="per_turn"):
+        timing.time_interleaved([lambda: None], torch.device("cpu"), per_turn="median")
+
+
 def test_bytes_moved_of_linear() -> None:
     lin = torch.nn.Linear(8, 4)
     assert bytes_moved(lin, 10, 8, 4, 4, backward=False) == 4 * (10 * 12 + 36)

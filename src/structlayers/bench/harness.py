@@ -223,9 +223,10 @@ def _collapse_ratios(
     """``{layer: (chosen form, collapsed ms, collapsed / faster form)}``.  Per layer, its two forms
     (structured, and :func:`~structlayers.collapse.dense_linear` of its exact weight) and the model
     :func:`~structlayers.collapse.collapse` made of it are timed together, interleaved, over
-    ``collapse_repeats`` rounds of at least ``collapse_min_time`` seconds per form; the ratio is the
-    median over rounds of the collapsed time over the faster form's time in the same round.  A layer
-    at a time, so the three timings of a round are milliseconds apart and share the machine's load."""
+    ``collapse_repeats`` rounds of at least ``collapse_min_time`` seconds per form, each turn
+    recording its fastest call; the ratio is the median over rounds of the collapsed time over the
+    faster form's time in the same round.  A layer at a time, so the three timings of a round are
+    milliseconds apart and share the machine's load."""
     out: dict[str, tuple[str, float, float]] = {}
     for name, layer in layers.items():
         # The layer itself as the model: no container around it adds Python overhead to one form only.
@@ -233,7 +234,7 @@ def _collapse_ratios(
         forms = [layer, dense_linear(layer), model]
         structured, dense, collapsed = time_interleaved(
             [_step(m, x, False) for m in forms], device, warmup=config.warmup, repeats=config.collapse_repeats,
-            min_time=config.collapse_min_time)
+            min_time=config.collapse_min_time, per_turn="min")
         faster = structured if structured.median <= dense.median else dense
         out[name] = (report.choices[0].chosen, 1e3 * collapsed.median, collapsed.paired_ratio(faster))
     return out

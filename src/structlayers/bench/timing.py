@@ -64,14 +64,18 @@ def time_interleaved(
     repeats: int = 10,
     min_time: float = 0.0,
     seed: int = 0,
+    per_turn: str = "mean",
 ) -> list[Timing]:
     """Time every callable ``repeats`` times in rounds (one call of each per round), after
     ``warmup`` rounds; so slow drifts in machine load hit every candidate alike.  Each round runs
     the callables in a fresh random order (seeded): with a fixed or rotated order a callable would
     always follow the same neighbour and inherit its cache and thread state, a bias that does not
     average out.  A callable faster than ``min_time`` seconds is repeated within its turn until it
-    takes that long, and the mean per call is recorded (for sub-millisecond kernels and a coarse
-    clock)."""
+    takes that long; ``per_turn`` says what a turn records: ``mean`` (the turn's time per call) or
+    ``min`` (the fastest single call of the turn: the least disturbed estimate of what the code
+    itself costs, for telling apart two forms that may be the same computation)."""
+    if per_turn not in ("mean", "min"):
+        raise ValueError(f"per_turn must be 'mean' or 'min', got {per_turn!r}")
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -86,8 +90,14 @@ def time_interleaved(
         rng.shuffle(order)
         for i in order:
             fn, k = fns[i], inner[i]
-            if k == 1:
-                samples[i].append(time_once(fn, device))
+            if per_turn == "min":
+                samples[i].append(min(time_once(fn, device) for _ in range(k)))
             else:
-                samples[i].append(time_once(lambda: [fn() for _ in range(k)], device) / k)
+                samples[i].append(time_once(lambda: _repeat(fn, k), device) / k)
     return [Timing(tuple(s)) for s in samples]
+
+
+def _repeat(fn: Callable[[], object], k: int) -> None:
+    """``k`` calls, each result dropped at once (as a training or inference loop would)."""
+    for _ in range(k):
+        fn()
