@@ -184,6 +184,7 @@ class BenchResult:
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.set(xscale="log", yscale="log", xlabel="N", ylabel="speed-up over nn.Linear (x)",
                    title=f"{mode}, {self.machine.device}")
+            ax.minorticks_off()
             ax.set_xticks(list(self.config.sizes), [str(s) for s in self.config.sizes])
             ax.legend(fontsize=8)
         fig.tight_layout()
