@@ -153,10 +153,16 @@ class _PermuteScaleFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, scale = ctx.saved_tensors
         n = grad.shape[-1]
-        scaled = grad * scale if scale is not None else grad
-        grad_x = scaled.index_select(-1, ctx.inverse_index) if ctx.needs_input_grad[0] else None
-        grad_scale = (grad * x.index_select(-1, ctx.index)).reshape(-1, n).sum(0) if ctx.needs_input_grad[3] else None
         grad_shift = grad.reshape(-1, n).sum(0) if ctx.needs_input_grad[4] else None
+        # One gather serves both: with g = grad[..., inverse], the input gradient is
+        # g * scale[inverse] and the scale gradient is sum_rows(g * x)[index].
+        g = grad.index_select(-1, ctx.inverse_index)
+        grad_scale = None
+        if ctx.needs_input_grad[3]:
+            grad_scale = (g * x).reshape(-1, n).sum(0).index_select(0, ctx.index)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g.mul_(scale.index_select(0, ctx.inverse_index)) if scale is not None else g
         return grad_x, None, None, grad_scale, grad_shift
 
 
@@ -176,14 +182,16 @@ def permute(x: Tensor, index: Tensor, inverse_index: Tensor) -> Tensor:
     return permute_scale(x, index, inverse_index, None)
 
 
-def _spectral_diag_apply(v: Tensor, gains: Tensor, t: dict[str, Tensor], keep_spec: bool) -> tuple[Tensor, Tensor | None]:
-    """``(u, Y)``: ``u = irfft(conj(w) (Da Re(Y) + i Db Im(Y)))`` with ``Y = w rfft(v)``; ``Y`` is
-    returned only if ``keep_spec``, otherwise its buffer is reused for the scaled spectrum."""
-    # In place where the buffer is fresh: fewer large allocations (and page faults) per call.
-    spec = torch.fft.rfft(v, dim=-1).mul_(_complex(t["w"]))
-    scaled = torch.view_as_real(spec) * gains if keep_spec else torch.view_as_real(spec).mul_(gains)
-    mixed = torch.view_as_complex(scaled).mul_(_complex(t["w_conj"]))
-    return torch.fft.irfft(mixed, n=v.shape[-1], dim=-1), spec if keep_spec else None
+def _spectrum(v: Tensor, t: dict[str, Tensor]) -> Tensor:
+    """``Y = w rfft(v)``: the spectrum of Makhoul-ordered rows with the DCT twiddle applied."""
+    return torch.fft.rfft(v, dim=-1).mul_(_complex(t["w"]))
+
+
+def _scaled_inverse(spec: Tensor, gains: Tensor, t: dict[str, Tensor], n: int) -> Tensor:
+    """``irfft(conj(w) (Da Re(Y) + i Db Im(Y)))`` for ``Y = spec``, overwriting ``spec``: in place
+    on a fresh buffer, so fewer large allocations (and page faults) per call."""
+    torch.view_as_real(spec).mul_(gains)
+    return torch.fft.irfft(spec.mul_(_complex(t["w_conj"])), n=n, dim=-1)
 
 
 def _diag_gains(d: Tensor, t: dict[str, Tensor]) -> Tensor:
@@ -196,10 +204,12 @@ class _SpectralDiagFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v: Tensor, d: Tensor, tables: dict[str, Tensor]) -> Tensor:  # type: ignore[override]
         gains = _diag_gains(d.detach(), tables)
+        spec = _spectrum(v, tables)
         # The spectrum is kept only for the gradient of ``d``.
-        u, spec = _spectral_diag_apply(v, gains, tables, keep_spec=ctx.needs_input_grad[1])
+        keep = ctx.needs_input_grad[1]
+        u = _scaled_inverse(spec.clone() if keep else spec, gains, tables, v.shape[-1])
         ctx.tables = tables
-        ctx.save_for_backward(spec, gains)
+        ctx.save_for_backward(spec if keep else None, gains)
         ctx.d_shape = d.shape
         return u
 
@@ -208,15 +218,16 @@ class _SpectralDiagFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         spec, gains = ctx.saved_tensors
         t = ctx.tables
+        grad_spec = _spectrum(grad.contiguous(), t)
         grad_d = None
-        # The map is symmetric (C diag(d) C^T conjugated by a permutation): its transpose is itself.
-        grad_v, grad_spec = _spectral_diag_apply(grad.contiguous(), gains, t, keep_spec=ctx.needs_input_grad[1])
         if ctx.needs_input_grad[1]:
             prod = torch.view_as_real(spec) * torch.view_as_real(grad_spec)
             lead = prod.dim() - len(ctx.d_shape) - 1
             per_bin = prod.sum(dim=tuple(range(lead))) if lead > 0 else prod
             grad_d = per_bin.flatten(-2).index_select(-1, t["dct_out"]) * t["scale2"]
             grad_d = grad_d.reshape(ctx.d_shape)
+        # The map is symmetric (C diag(d) C^T conjugated by a permutation): its transpose is itself.
+        grad_v = _scaled_inverse(grad_spec, gains, t, grad.shape[-1]) if ctx.needs_input_grad[0] else None
         return grad_v, grad_d, None
 
 
@@ -228,7 +239,7 @@ def spectral_diag(v: Tensor, d: Tensor, tables: dict[str, Tensor]) -> Tensor:
     """
     if needs_graph(v, d):
         return _SpectralDiagFunction.apply(v, d, tables)
-    return _spectral_diag_apply(v, _diag_gains(d, tables), tables, keep_spec=False)[0]
+    return _scaled_inverse(_spectrum(v, tables), _diag_gains(d, tables), tables, v.shape[-1])
 
 
 def fft_tables(n: int, device: torch.device, dtype: torch.dtype) -> dict[str, Tensor]:
