@@ -43,10 +43,6 @@ class BlockDiagonal(SquareLayer):
     def square_reference(self, z: Tensor) -> Tensor:
         return z @ torch.block_diag(*self.weight.detach().double().cpu())
 
-    def to_dense(self) -> tuple[Tensor, Tensor | None]:
-        m = self.square_reference(torch.eye(self.size, dtype=torch.float64))[: self.in_features, : self.out_features]
-        return m.T.to(self.weight.dtype).contiguous(), None if self.bias is None else self.bias.detach().clone()
-
     def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
         rows = rows_of(batch_shape)
         blocks = linear_flops(rows * self.groups, self.block, self.block, False)

@@ -67,7 +67,6 @@ class DiagonalTransformLayer(SquareLayer):
         """``x A T P D T^-1 (+ shift)`` on the padded square input, with ``backend`` (default:
         resolved); the shift lets a square layer add its bias without another pass."""
 
-
     @abstractmethod
     def transform_flops(self, rows: int) -> FlopCount:
         """FLOPs of ``square_forward`` on ``rows`` vectors."""
@@ -97,12 +96,6 @@ class DiagonalTransformLayer(SquareLayer):
             return self.square_forward(z, shift=self.bias)
         y = self.crop(self.square_forward(z))
         return y + self.bias if self.bias is not None else y
-
-    def to_dense(self) -> tuple[Tensor, Tensor | None]:
-        m = self.square_reference(torch.eye(self.size, dtype=torch.float64))[: self.in_features, : self.out_features]
-        dtype = self.bias.dtype if self.bias is not None else next(self.parameters()).dtype
-        bias = self.bias.detach().clone() if self.bias is not None else None
-        return m.T.to(dtype).contiguous(), bias
 
     def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
         rows = rows_of(batch_shape)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from structlayers.layers.base import StructuredLinear
+from structlayers.layers.base import StructuredLinear, dense_weight_dtype
 
 
 def square_size(layer: str, in_features: int, out_features: int, groups: int, pow2_blocks: bool) -> tuple[int, int]:
@@ -48,6 +49,14 @@ class SquareLayer(StructuredLinear):
     @abstractmethod
     def square_reference(self, z: Tensor) -> Tensor:
         """The square map without bias on float64 CPU rows ``z (..., size)``."""
+
+    def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        """The reference map applied to the identity, cut to ``(in, out)``, and the layer's own
+        ``bias`` (added after the square map).  A stack, whose biases sit between its factors,
+        overrides this."""
+        m = self.square_reference(torch.eye(self.size, dtype=torch.float64))[: self.in_features, : self.out_features]
+        bias = self.bias.detach().clone() if self.bias is not None else None
+        return m.T.to(dense_weight_dtype(self)).contiguous(), bias
 
     def pad(self, x: Tensor) -> Tensor:
         self.check_input(x)

@@ -133,7 +133,8 @@ class Stack(SquareLayer):
     def _fused_acdc(self, z: Tensor) -> Tensor:
         """A linear ACDC stack with every gather between two factors fused into one: the output
         reordering of factor ``i``, the shuffle and the input reordering of factor ``i + 1`` compose
-        into one permutation, and its diagonal ``A`` and the bias into one ``addcmul``."""
+        into one permutation, applied in one buffer with the next factor's ``A`` and the bias
+        carried through it (:func:`~structlayers.transforms.dct.permute_scale`)."""
         order, inverse = self.factors[0].makhoul_perms()
         # Every factor's A in Makhoul order, and every junction's bias carried through it, in a few
         # batched ops rather than a few tiny ops per factor.
