@@ -91,6 +91,7 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config or DataConfig()
         self.splits = splits
+        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def load(self) -> ImageSplits:
         """Read the dataset files (subclasses name the dataset)."""
@@ -128,9 +129,12 @@ class ImageDataModule(L.LightningDataModule):
         return DataLoader(self.val_set, batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers)
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 images to normalised float32."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        """uint8 images to normalised float32 (the channel statistics built once per device, not
+        copied to it on every batch)."""
+        if images.device not in self._stats:
+            self._stats[images.device] = tuple(
+                torch.tensor(v, device=images.device).view(1, -1, 1, 1) for v in (self.mean, self.std))
+        mean, std = self._stats[images.device]
         return (images.float() / 255.0 - mean) / std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
