@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
-from typing import Any
 
 from structlayers.approx import ApproxConfig, run_approx
 from structlayers.approx.plot import plot_error_vs_params
+from structlayers.cli.arguments import layer_option
 from structlayers.transforms.shuffle import SHUFFLES
 
 NAME = "approx"
@@ -37,17 +36,6 @@ def seed_list(text: str) -> tuple[int, ...]:
     if count < 1:
         raise argparse.ArgumentTypeError("need at least one seed")
     return tuple(range(count))
-
-
-def layer_option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"layer options are KEY=VALUE, got {text!r}")
-    try:
-        parsed: Any = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value
-    return key.strip(), parsed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

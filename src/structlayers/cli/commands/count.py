@@ -10,10 +10,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from structlayers.accounting import count
-from structlayers.cli.commands.approx import layer_option
+from structlayers.cli.arguments import add_replace_arguments, layer_option
 from structlayers.models import MODELS, build_model, example_input, get_spec
 from structlayers.report import format_table, human
 from structlayers.surgery import replace, resolve_layer
+from structlayers.tracing import run_example
 
 NAME = "count"
 HELP = "parameter / FLOP table of a built-in model (resnet18, wrn-28-10, ...) before and after replacing layers"
@@ -21,15 +22,8 @@ HELP = "parameter / FLOP table of a built-in model (resnet18, wrn-28-10, ...) be
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", choices=sorted(MODELS), help="built-in model")
-    p.add_argument("--replace", metavar="LAYER", help="replace the targets by this layer (e.g. acdc, afdf, lowrank)")
+    add_replace_arguments(p, "replace the targets by this layer (e.g. acdc, afdf, lowrank)")
     p.add_argument("--depth", type=int, help="with --replace: a stack of DEPTH factors of LAYER")
-    p.add_argument("--targets", nargs="+", default=["linear", "pointwise"], metavar="TARGET",
-                   help="kinds (linear, pointwise, separable, all) and/or module-name globs such as 'layer3.*' "
-                        "(default: linear pointwise)")
-    p.add_argument("--skip-first", type=int, default=0, help="keep the model's first N layers dense")
-    p.add_argument("--skip-last", type=int, default=0, help="keep the model's last N layers dense")
-    p.add_argument("--option", "-o", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="layer option, e.g. -o init=identity -o inner_shuffle=riffle")
     p.add_argument("--model-option", "-m", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor argument, e.g. -m width=16")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass counted (default 1)")
@@ -39,11 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def flop_counter_total(model: torch.nn.Module, x: torch.Tensor) -> int:
     """FLOPs seen by ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
+    with FlopCounterMode(display=False) as counter:
+        run_example(model, x)
     return counter.get_total_flops()
 
 

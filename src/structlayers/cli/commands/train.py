@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from structlayers.cli.commands.approx import layer_option
+from structlayers.cli.arguments import add_replace_arguments, layer_option
 from structlayers.data.datamodule import DATAMODULES, DataConfig
 from structlayers.models import MODELS
 from structlayers.training.module import OPTIMIZERS, SCHEDULES, OptimConfig
@@ -34,13 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model constructor argument, e.g. -m width=16 (ResNet18 base width) or -m hidden=128")
     g.add_argument("--layer", default="acdc", help="factor of the structured MNIST models' stack (default acdc)")
     g.add_argument("--depth", type=int, help="stack depth (MNIST stack models; with --replace, a stack of DEPTH factors)")
-    g.add_argument("--replace", metavar="LAYER", help="replace the --targets of a dense model by this layer")
-    g.add_argument("--targets", nargs="+", default=["linear", "pointwise"], metavar="TARGET",
-                   help="kinds (linear, pointwise, separable, all) and/or module-name globs (default: linear pointwise)")
-    g.add_argument("--skip-first", type=int, default=0, help="keep the model's first N layers dense")
-    g.add_argument("--skip-last", type=int, default=0, help="keep the model's last N layers dense")
-    g.add_argument("--option", "-o", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="layer option, e.g. -o inner_shuffle=riffle -o init=identity")
+    add_replace_arguments(g, "replace the --targets of a dense model by this layer")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=128)
