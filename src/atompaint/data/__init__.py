@@ -6,16 +6,15 @@ image tensors and an int64 ``(B,)`` tensor of neighbour-direction indices.
 
 from pathlib import Path
 
-from .datamodule import NeighborLocDataModule, default_index_path, split_structures
-from .dataset import EpochSampler, Example, NeighborLocConfig, NeighborLocDataset
-from .geometry import (
-    DIRECTION_SETS,
-    ViewPair,
-    make_view_pair,
-    neighbor_directions,
-    random_rotation,
-    random_small_rotation,
-)
+from atompaint._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["NeighborLocDataModule", "default_index_path", "split_structures"], "datamodule"),
+    **dict.fromkeys(["EpochSampler", "Example", "NeighborLocConfig", "NeighborLocDataset"], "dataset"),
+    **dict.fromkeys(["DIRECTION_SETS", "ViewPair", "make_view_pair", "neighbor_directions", "random_rotation",
+                     "random_small_rotation"], "geometry"),
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 #: A few small real protein chains shipped with the package, for demos and default runs.
 DEMO_DIR = Path(__file__).parent / "demo"
