@@ -153,7 +153,8 @@ def plan_resnet(size: int) -> list[int]:
     return sizes
 
 
-_CACHED_BUFFERS = ("filter", "expanded_bias", "matrix")
+#: Tensors escnn expands from the weights and caches in eval mode: derived, so a checkpoint need not hold them.
+CACHED_BUFFERS = ("filter", "expanded_bias", "matrix")
 
 
 class Encoder(nn.Module):
@@ -193,7 +194,7 @@ class Encoder(nn.Module):
         super().train(mode)
         if not mode:
             for module in self.body.modules():
-                for name in _CACHED_BUFFERS:
+                for name in CACHED_BUFFERS:
                     value = getattr(module, name, None)
                     if isinstance(value, Tensor) and value.requires_grad:
                         setattr(module, name, value.detach())

@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def build_index(
         _check_or_write_meta(con, params, db_path)
         done = {row[0] for row in con.execute("SELECT name FROM structures")}
         names = [structure_name(p) for p in paths]
-        dup = {n for n in names if names.count(n) > 1}
+        dup = {n for n, k in Counter(names).items() if k > 1}
         if dup:
             raise ValueError(f"structure names must be unique, found duplicates: {sorted(dup)[:5]}")
 

@@ -11,6 +11,7 @@ import torchmetrics
 from torch import Tensor
 
 from atompaint.encoders import build_encoder
+from atompaint.encoders.architectures import CACHED_BUFFERS
 from atompaint.heads import AffinityRegressor, NeighborLocClassifier
 from atompaint.training.config import TrainConfig, config_from_dict
 
@@ -155,7 +156,7 @@ def load_pretrained_encoder(encoder: torch.nn.Module, checkpoint: str) -> None:
         missing, unexpected = encoder.load_state_dict(weights, strict=False)
     except RuntimeError as err:
         raise ValueError(f"{checkpoint} does not fit this encoder (same architecture and channels?): {err}") from err
-    relevant_missing = [k for k in missing if not k.endswith(("filter", "expanded_bias", "matrix"))]
+    relevant_missing = [k for k in missing if not k.endswith(CACHED_BUFFERS)]
     if relevant_missing or unexpected:
         raise ValueError(
             f"{checkpoint} does not match this encoder: missing {relevant_missing[:5]}, unexpected {unexpected[:5]}"
