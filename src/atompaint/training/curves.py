@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-import pandas as pd  # noqa: E402
+
+from structlayers.training.curves import read_epoch_metrics  # noqa: E402
 
 
 def plot_curves(
@@ -20,27 +22,26 @@ def plot_curves(
     """One panel per metric (``loss``, ``acc``, ``rmse``, ...), train and val per epoch.
 
     Epoch-level values (``train/loss_epoch`` or ``val/loss``) are plotted against the epoch.  Several
-    CSV files (a run and its resumptions, in order) are concatenated; later epochs win.
+    CSV files (a run and its resumptions, in order) are read in turn; later epochs win
+    (:func:`structlayers.training.read_epoch_metrics`).
     """
     paths = [metrics_csv] if isinstance(metrics_csv, (str, os.PathLike)) else list(metrics_csv)
-    frame = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    if "epoch" not in frame:
-        raise ValueError(f"{metrics_csv} has no 'epoch' column; is it a Lightning CSV log?")
-    series: dict[str, dict[str, pd.Series]] = {}
-    for column in frame.columns:
-        if "/" not in column or column.endswith("_step"):
-            continue
-        stage, metric = column.split("/", 1)
-        metric = metric.removesuffix("_epoch")
-        values = frame[["epoch", column]].dropna().groupby("epoch")[column].last()
-        if len(values):
-            series.setdefault(metric, {})[stage] = values
+    for path in paths:
+        with Path(path).open(newline="") as f:
+            if "epoch" not in next(csv.reader(f), []):
+                raise ValueError(f"{path} has no 'epoch' column; is it a Lightning CSV log?")
+    series: dict[str, dict[str, dict[int, float]]] = {}
+    for key, by_epoch in read_epoch_metrics(*paths).items():
+        if "/" in key:
+            stage, metric = key.split("/", 1)
+            series.setdefault(metric, {})[stage] = by_epoch
     if not series:
         raise ValueError(f"{metrics_csv} holds no epoch-level metrics to plot")
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.5), squeeze=False)
     for ax, (metric, stages) in zip(axes[0], sorted(series.items())):
-        for stage, values in sorted(stages.items()):
-            ax.plot(values.index + 1, values.values, marker="o", label=stage)
+        for stage, by_epoch in sorted(stages.items()):
+            epochs = sorted(by_epoch)
+            ax.plot([e + 1 for e in epochs], [by_epoch[e] for e in epochs], marker="o", label=stage)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
