@@ -271,14 +271,12 @@ def replace(
     model = model if inplace else copy.deepcopy(model)
 
     layers: dict[str, nn.Module] = {}
-    parents: dict[str, nn.Module] = {}
     plugins: list[str] = []
     for name, module in model.named_modules():
         if any(name.startswith(p + ".") for p in plugins):
             continue
         if isinstance(module, StructuredLinear):
             plugins.append(name)
-        parents.update({f"{name}.{c}" if name else c: module for c, _ in module.named_children()})
         if classify(module)[0] is not None:
             layers[name] = module
     called = _call_order(model, layers, example_input) if example_input is not None else None
@@ -296,7 +294,8 @@ def replace(
         if name in kept:
             report.skipped.append(Skipped(name, _describe(module), KEPT))
             continue
-        if kind != "unsupported" and isinstance(parents.get(name), nn.MultiheadAttention):
+        parent = model.get_submodule(name.rpartition(".")[0])
+        if kind != "unsupported" and isinstance(parent, nn.MultiheadAttention):
             kind, reason = "unsupported", "nn.MultiheadAttention reads this projection's weight directly, not through forward"
         if kind != "unsupported" and called is not None and name not in called:
             kind, reason = "unsupported", "never called by the model on the example input"
