@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
 import shutil
 from pathlib import Path
@@ -92,6 +93,10 @@ def test_build_is_resumable_and_reports_unreadable_files(structure_dir: Path, tm
     assert [Path(p).name for p, _ in OriginIndex(db).failures()] == ["broken.cif"]
     ids = [(s.first_origin, s.n_origins) for s in OriginIndex(db).structures()]
     assert all(a + n == b for (a, n), (b, _) in zip(ids, ids[1:]))  # contiguous ids across resumes
+    # A file that is readable on a later build is indexed and its failure record cleared.
+    (structure_dir / "broken.cif").write_bytes(gzip.decompress((DATA / "2xcjA.cif.gz").read_bytes()))
+    third = build_index(find_structures(structure_dir), db)
+    assert (third.added, third.failed, list(OriginIndex(db).failures())) == (1, [], [])
     with pytest.raises(ValueError, match="origin_params"):
         build_index(paths, db, OriginParams(radius_A=6.0))
 

@@ -121,9 +121,7 @@ def build_index(
                     con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?)", (str(path), str(err)))
                 continue
             coords, counts = select_origins(atoms, params)
-            _insert_structure(con, name, _stored_path(path, db_path), len(atoms), coords, counts)
-            with con:
-                con.execute("DELETE FROM failures WHERE path = ?", (str(path),))
+            _insert_structure(con, name, path, _stored_path(path, db_path), len(atoms), coords, counts)
 
         n_structures, n_origins = con.execute("SELECT COUNT(*), COALESCE(SUM(n_origins), 0) FROM structures").fetchone()
     finally:
@@ -167,11 +165,14 @@ def _check_or_write_meta(con: sqlite3.Connection, params: OriginParams, db_path:
 
 
 def _insert_structure(
-    con: sqlite3.Connection, name: str, path: str, n_atoms: int, coords: np.ndarray, counts: np.ndarray
+    con: sqlite3.Connection, name: str, source: Path, path: str, n_atoms: int, coords: np.ndarray, counts: np.ndarray
 ) -> None:
+    """Add a structure read from ``source`` (stored as ``path``) with its origins, and clear any
+    earlier failure recorded for ``source``."""
     weights = counts.astype(np.float64)
     cum = np.cumsum(weights)
-    with con:  # one transaction: the structure and all its origins, or nothing
+    with con:  # one transaction (one commit): the structure, all its origins and the failure row
+        con.execute("DELETE FROM failures WHERE path = ?", (str(source),))
         first = con.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM origins").fetchone()[0]
         cur = con.execute(
             "INSERT INTO structures (name, path, n_atoms, first_origin, n_origins, total_weight) "
