@@ -107,9 +107,12 @@ class NeighborLocDataset(torch.utils.data.Dataset):
         self.length = int(length)
         self.seed = int(seed)
         self.split = split
-        self.sampler = OriginSampler(self.index, structure_ids, weighted=config.weighted)
+        structures = self.index.structures()
+        self.sampler = OriginSampler(self.index, structure_ids, weighted=config.weighted, structures=structures)
         self.directions = neighbor_directions(config.directions)
-        self._paths = {s.id: s.path for s in self.index.structures()}
+        # Only the structures this split draws from: the map is pickled to every loader worker.
+        drawn = set(self.sampler.structure_ids.tolist())
+        self._paths = {s.id: s.path for s in structures if s.id in drawn}
         self._cache: OrderedDict[int, PreparedAtoms] = OrderedDict()
 
     def __len__(self) -> int:

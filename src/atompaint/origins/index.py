@@ -295,8 +295,15 @@ class OriginSampler:
     primary-key (uniform) or indexed range (weighted) lookup.
     """
 
-    def __init__(self, index: OriginIndex, structure_ids: Sequence[int] | None = None, weighted: bool = False):
-        info = {s.id: s for s in index.structures()}
+    def __init__(
+        self,
+        index: OriginIndex,
+        structure_ids: Sequence[int] | None = None,
+        weighted: bool = False,
+        structures: Sequence[StructureInfo] | None = None,
+    ):
+        """``structures``: ``index.structures()`` if the caller has already read them."""
+        info = {s.id: s for s in (index.structures() if structures is None else structures)}
         ids = sorted(info) if structure_ids is None else [int(i) for i in structure_ids]
         missing = [i for i in ids if i not in info]
         if missing:
