@@ -9,7 +9,6 @@ estimate missed escnn's large temporary buffers).
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import resource
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import structlayers
 import torch
+from structlayers.allocator import release_free_memory, set_malloc_thresholds
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -148,13 +148,8 @@ def _forward_backward(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Non
 def _return_free_memory_to_os() -> None:
     """Make RSS follow live memory: mmap every allocation over 128 KiB (glibc otherwise raises the
     threshold after frees and recycles heap pages, hiding new allocations) and trim the heap."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_mmap_threshold = -3
-    libc.mallopt(m_mmap_threshold, 128 * 1024)
-    libc.malloc_trim(0)
+    set_malloc_thresholds(128 * 1024)
+    release_free_memory()
 
 
 def _reset_peak_rss() -> bool:
