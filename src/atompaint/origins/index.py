@@ -269,15 +269,18 @@ class OriginIndex:
         ).fetchall()
         return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
-    def weighted_origin(self, structure_id: int, u: float) -> int:
-        """The origin of ``structure_id`` at cumulative-weight fraction ``u`` in [0, 1)."""
+    def weighted_origin(self, structure_id: int, u: float, total_weight: float | None = None) -> int:
+        """The origin of ``structure_id`` at cumulative-weight fraction ``u`` in [0, 1).
+        ``total_weight``: the structure's ``total_weight`` if the caller holds it (saves a query)."""
         con = self._connection()
-        total = con.execute("SELECT total_weight FROM structures WHERE id = ?", (int(structure_id),)).fetchone()
-        if total is None or total[0] <= 0:
+        if total_weight is None:
+            row = con.execute("SELECT total_weight FROM structures WHERE id = ?", (int(structure_id),)).fetchone()
+            total_weight = row[0] if row is not None else None
+        if total_weight is None or total_weight <= 0:
             raise KeyError(f"{self.path}: structure {structure_id} has no weighted origins")
         row = con.execute(
             "SELECT id FROM origins WHERE structure_id = ? AND cum_weight > ? ORDER BY cum_weight LIMIT 1",
-            (int(structure_id), float(u) * total[0]),
+            (int(structure_id), float(u) * total_weight),
         ).fetchone()
         return int(row[0])
 
@@ -317,7 +320,8 @@ class OriginSampler:
         self.first = np.array([info[i].first_origin for i in ids], dtype=np.int64)
         counts = np.array([info[i].n_origins for i in ids], dtype=np.int64)
         self.cum_counts = np.cumsum(counts)
-        self.cum_weights = np.cumsum([info[i].total_weight for i in ids])
+        self.total_weights = np.array([info[i].total_weight for i in ids], dtype=np.float64)
+        self.cum_weights = np.cumsum(self.total_weights)
 
     def __len__(self) -> int:
         """Number of origins available."""
@@ -328,7 +332,7 @@ class OriginSampler:
         if self.weighted:
             s = int(np.searchsorted(self.cum_weights, rng.random() * self.cum_weights[-1], side="right"))
             s = min(s, len(self.structure_ids) - 1)
-            origin_id = self.index.weighted_origin(int(self.structure_ids[s]), rng.random())
+            origin_id = self.index.weighted_origin(int(self.structure_ids[s]), rng.random(), float(self.total_weights[s]))
         else:
             k = int(rng.integers(self.cum_counts[-1]))
             s = int(np.searchsorted(self.cum_counts, k, side="right"))
