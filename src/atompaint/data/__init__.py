@@ -4,8 +4,6 @@
 image tensors and an int64 ``(B,)`` tensor of neighbour-direction indices.
 """
 
-from pathlib import Path
-
 from atompaint._lazy import lazy_exports
 
 _EXPORTS = {
@@ -16,22 +14,4 @@ _EXPORTS = {
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-#: A few small real protein chains shipped with the package, for demos and default runs.
-DEMO_DIR = Path(__file__).parent / "demo"
-
-__all__ = [
-    "DEMO_DIR",
-    "DIRECTION_SETS",
-    "EpochSampler",
-    "Example",
-    "NeighborLocConfig",
-    "NeighborLocDataModule",
-    "NeighborLocDataset",
-    "ViewPair",
-    "default_index_path",
-    "make_view_pair",
-    "neighbor_directions",
-    "random_rotation",
-    "random_small_rotation",
-    "split_structures",
-]
+__all__ = sorted(_EXPORTS)

@@ -11,23 +11,4 @@ _EXPORTS = {
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "FinetuneConfig",
-    "ImageConfig",
-    "LBADataConfig",
-    "LBATask",
-    "NeighborLocDataConfig",
-    "NeighborLocTask",
-    "OptimConfig",
-    "RunResult",
-    "TrainConfig",
-    "TrainerConfig",
-    "build_datamodule",
-    "build_task",
-    "config_from_dict",
-    "find_last_checkpoint",
-    "load_config",
-    "load_pretrained_encoder",
-    "plot_curves",
-    "train",
-]
+__all__ = sorted(_EXPORTS)
