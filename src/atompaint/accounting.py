@@ -15,14 +15,14 @@ import resource
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import structlayers
 import torch
-from structlayers.allocator import release_free_memory, set_malloc_thresholds
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import structlayers
 from atompaint.encoders import Encoder, build_encoder
 from atompaint.heads import HeadConfig, NeighborLocClassifier
+from structlayers.allocator import release_free_memory, set_malloc_thresholds
 
 
 @dataclass

@@ -2,20 +2,26 @@
 dense ones, with exact accounting and collapsible test-time forms.
 
 >>> import structlayers
->>> layer = structlayers.create("stack", 512, 512, factor="acdc", depth=12)
+>>> layer = structlayers.create("acdc", 512, 512, depth=12)   # a stack of 12 ACDC factors
 >>> weight, bias = layer.to_dense()
+
+The package is the library: layers and their registry, accounting, collapse, surgery and the
+plugin contract (:mod:`structlayers.testing`).  Experiments built on it live in
+:mod:`structlayers.lab` and the command line in :mod:`structlayers.cli`; neither is imported here.
 """
 
+import structlayers.layers  # noqa: F401  (registers the built-in plugins)
 from structlayers.accounting import CountReport, count
+from structlayers.base import FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_linear
 from structlayers.collapse import CollapseReport, collapse
-from structlayers.layers import FlopCount, NotCollapsibleError, StructuredLinear
-from structlayers.registry import available, create, options, register
+from structlayers.registry import available, create, options, register, resolve
 from structlayers.surgery import ReplaceReport, replace
 
 __all__ = [
     "CollapseReport",
     "CountReport",
     "FlopCount",
+    "Fusable",
     "NotCollapsibleError",
     "ReplaceReport",
     "StructuredLinear",
@@ -23,7 +29,9 @@ __all__ = [
     "collapse",
     "count",
     "create",
+    "dense_linear",
     "options",
     "register",
     "replace",
+    "resolve",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from structlayers.layers.base import FlopCount, StructuredLinear, rows_of
+from structlayers.base import FlopCount, StructuredLinear, rows_of
 from structlayers.report import format_table, human
 from structlayers.tracing import CallShapes, record_shapes, run_example
 

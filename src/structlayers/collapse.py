@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
-from structlayers.layers.base import StructuredLinear, linear_flops, rows_of
+from structlayers.base import StructuredLinear, dense_linear, rows_of
+from structlayers.costs import CostModel, cost_model
 from structlayers.report import format_table, human
 from structlayers.tracing import record_shapes, run_example
-
-#: ``cost(layer, rows, form)`` -> a cost to minimise; ``form`` is "structured" or "dense".
-CostModel = Callable[[StructuredLinear, int, str], float]
-
-
-def flop_cost(layer: StructuredLinear, rows: int, form: str) -> float:
-    """The default cost: analytic FLOPs of each form."""
-    if form == "dense":
-        return linear_flops(rows, layer.in_features, layer.out_features, True).total
-    return layer.flops(rows)
 
 
 @dataclass
@@ -63,32 +52,6 @@ class CollapseReport:
         return json.dumps([asdict(c) for c in self.choices], indent=2)
 
 
-def dense_linear(layer: StructuredLinear) -> nn.Linear:
-    """An ``nn.Linear`` with ``layer``'s exact effective weight and bias, on the layer's device."""
-    weight, bias = layer.to_dense()
-    ref = next(layer.parameters(), None)
-    device = ref.device if ref is not None else weight.device
-    dtype = ref.dtype if ref is not None else weight.dtype
-    linear = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None, device=device, dtype=dtype)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        if bias is not None:
-            linear.bias.copy_(bias)
-    return linear
-
-
-def _cost_model(cost: CostModel | str) -> CostModel:
-    if callable(cost):
-        return cost
-    if cost == "flops":
-        return flop_cost
-    if cost == "measured":
-        from structlayers.bench import measured_cost
-
-        return measured_cost
-    raise ValueError(f"unknown collapse cost {cost!r}; expected 'flops', 'measured' or a callable")
-
-
 def _plugins(model: nn.Module) -> dict[str, StructuredLinear]:
     """Outermost plugins only: factors inside a stack belong to the stack."""
     found: dict[str, StructuredLinear] = {}
@@ -122,10 +85,10 @@ def collapse(
     see ``batch_shape``.  Nonlinear plugins (stacks with activations) stay structured.
 
     ``cost`` is ``"flops"`` (analytic FLOPs of each form), ``"measured"`` (both forms timed on this
-    machine for the rows each layer sees, once, cached; see :mod:`structlayers.bench`) or any
+    machine for the rows each layer sees, once, cached; see :mod:`structlayers.costs`) or any
     ``cost(layer, rows, form)`` callable.
     """
-    cost = _cost_model(cost)
+    cost = cost_model(cost)
     model = model if inplace else copy.deepcopy(model)
     plugins = _plugins(model)
     rows_seen: dict[str, int] = {}

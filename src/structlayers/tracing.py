@@ -23,6 +23,15 @@ class CallShapes:
         return len(self.inputs)
 
 
+_UNWRAPPERS: dict[type, Callable[[Any], torch.Tensor]] = {}
+
+
+def register_tensor_type(cls: type, unwrap: Callable[[Any], torch.Tensor]) -> None:
+    """Teach the tracer a tensor wrapper that modules take and return (an application's
+    ``GeometricTensor``, say): ``unwrap(obj)`` gives the plain tensor whose shape is recorded."""
+    _UNWRAPPERS[cls] = unwrap
+
+
 def _first_tensor(obj: Any) -> torch.Tensor | None:
     if isinstance(obj, torch.Tensor):
         return obj
@@ -31,8 +40,11 @@ def _first_tensor(obj: Any) -> torch.Tensor | None:
             t = _first_tensor(item)
             if t is not None:
                 return t
-    tensor = getattr(obj, "tensor", None)  # escnn GeometricTensor
-    return tensor if isinstance(tensor, torch.Tensor) else None
+        return None
+    for cls, unwrap in _UNWRAPPERS.items():
+        if isinstance(obj, cls):
+            return unwrap(obj)
+    return None
 
 
 @contextmanager

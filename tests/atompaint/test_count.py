@@ -6,11 +6,11 @@ import json
 import warnings
 
 import pytest
-import structlayers
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+import structlayers
 from atompaint.accounting import count_neighbor_loc, encoder_flops, human, measure_peak_memory
 from atompaint.cli import main
 from atompaint.encoders import EncoderConfig, build_encoder

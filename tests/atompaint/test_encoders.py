@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import torch
 
 from atompaint.encoders import (
     EncoderConfig,
@@ -122,7 +122,7 @@ def test_bottleneck_and_band_limit_change_the_model():
     base = dict(architecture="resnet", block="basic", input_size=7, in_channels=2, width=2, max_channels=4, band_limit=1, grid_size=1)
     full = build_encoder(EncoderConfig(**base))
     narrow = build_encoder(EncoderConfig(**base, bottleneck=0.5))
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(narrow) < count(full)
     assert full.out_type.representations[0].size == 10  # rho_0 + 3 rho_1
     assert full.out_features == 4 * 4  # 4 fields x (1 + 3) irreps

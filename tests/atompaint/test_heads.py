@@ -5,12 +5,12 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import structlayers
 import torch
-from structlayers.layers import StructuredLinear
 
+import structlayers
 from atompaint.encoders import EncoderConfig, build_encoder
 from atompaint.heads import AffinityRegressor, HeadConfig, MLPHead, NeighborLocClassifier
+from structlayers.base import StructuredLinear
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 
@@ -30,7 +30,7 @@ def test_dense_and_acdc_heads_have_the_same_shapes():
     assert dense(x).shape == acdc(x).shape == (5, 6)
     plugins = [m for m in acdc.layers if isinstance(m, StructuredLinear)]
     assert [type(m).name for m in plugins] == ["stack", "stack", "dense"]
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(acdc) < count(dense) / 4
 
 

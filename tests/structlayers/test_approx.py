@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import structlayers
-from structlayers.approx import ApproxConfig, fit_layer, gaussian_target, run_approx, svd_error
-from structlayers.approx.experiment import svd_rank_for_budget
 from structlayers.cli import main
+from structlayers.lab.approx import ApproxConfig, gaussian_target, run_approx, svd_error
+from structlayers.lab.approx.experiment import svd_rank_for_budget
+from structlayers.surgery import fit_layer
 
 
 def test_fit_recovers_a_realisable_target() -> None:
@@ -60,7 +61,7 @@ def test_run_approx_rows_and_json() -> None:
 
 
 def test_interrupt_keeps_finished_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    import structlayers.approx.experiment as experiment
+    import structlayers.lab.approx.experiment as experiment
 
     real_fit = experiment.fit_layer
     calls = {"n": 0}

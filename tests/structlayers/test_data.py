@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from structlayers.data import (
+from structlayers.lab.data import (
     CIFAR10DataModule,
     DataConfig,
     DataError,
@@ -20,7 +20,7 @@ from structlayers.data import (
     write_cifar_batch,
     write_idx,
 )
-from structlayers.data.datamodule import EpochShuffleSampler, random_crop_flip
+from structlayers.lab.data.datamodule import EpochShuffleSampler, random_crop_flip
 
 
 def make_mnist(folder: Path, n: int, split: str = "t10k", gz: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

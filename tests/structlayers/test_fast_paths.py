@@ -17,14 +17,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from structlayers import autotune
 from structlayers.allocator import keep_freed_memory
-from structlayers.bench import autotune, measured_cost
-from structlayers.bench.costmodel import bytes_moved
-from structlayers.bench.harness import BenchConfig, run_bench
-from structlayers.bench.timing import Timing, time_interleaved
 from structlayers.cli import main
 from structlayers.collapse import collapse
+from structlayers.costs import measured_cost
+from structlayers.lab.bench.harness import BenchConfig, run_bench
+from structlayers.lab.bench.machine import bytes_moved
 from structlayers.registry import create
+from structlayers.timing import Timing, time_interleaved
 from structlayers.transforms.dct import dct, dct_matrix, fft_tables, idct, permute, spectral_diag
 
 SIZES = [1, 2, 3, 7, 8, 12, 15, 64, 100]
@@ -257,7 +258,7 @@ def test_timing_statistics_and_interleaving() -> None:
 
 
 def test_min_per_turn_records_the_fastest_call_of_each_turn(monkeypatch: pytest.MonkeyPatch) -> None:
-    from structlayers.bench import timing
+    from structlayers import timing
 
     durations = iter([5.0, 9.0, 1.0, 7.0, 3.0, 4.0] * 4)  # probe, then turns of 3 calls: minima 1 and 3
     monkeypatch.setattr(timing, "time_once", lambda fn, device: next(durations))
@@ -317,8 +318,8 @@ def test_bench_rejects_unknown_layer(capsys) -> None:
 
 
 def test_bench_target_lines_judge_the_issue_targets_from_paired_rounds() -> None:
-    from structlayers.bench.costmodel import Machine
-    from structlayers.bench.harness import BenchResult, BenchRow
+    from structlayers.lab.bench.harness import BenchResult, BenchRow
+    from structlayers.lab.bench.machine import Machine
 
     def row(layer: str, size: int, mode: str, samples: tuple[float, ...], speedup: float = 1.0, **kw) -> BenchRow:
         return BenchRow(layer, size, 128, mode, 1e3 * samples[0], 0.0, 1.0, speedup, 1.0, 1.0, samples=samples, **kw)
@@ -417,7 +418,7 @@ def test_to_dense_by_fast_transform_matches_matrix_products(options: dict) -> No
 
 
 def test_paired_ratio_cancels_drift_shared_by_both_callables() -> None:
-    from structlayers.bench.timing import Timing
+    from structlayers.timing import Timing
 
     load = [1.0, 3.0, 1.0, 5.0, 2.0]  # the machine slows down and recovers
     fast = Timing(tuple(1e-3 * f for f in load))

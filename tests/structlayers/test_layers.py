@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import structlayers
-from structlayers.layers import NotCollapsibleError
+from structlayers.base import NotCollapsibleError
 
 # (name, options) covering every layer, both backends, groups, shuffles and dimension changes.
 CONFIGS: list[tuple[str, dict[str, Any]]] = [

@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import structlayers
-from structlayers.models import MODELS, build_model, example_input
+from structlayers.lab.models import MODELS, build_model, example_input
 
 
 def flop_counter(model: torch.nn.Module, x: torch.Tensor) -> int:

@@ -10,14 +10,14 @@ from torch import nn
 
 import structlayers
 from structlayers.cli import main
-from structlayers.models import build_model
+from structlayers.lab.models import build_model
+from structlayers.registry import resolve
 from structlayers.surgery import (
     FitOptions,
     PointwiseConv,
     SeparableConv,
     UnsupportedModuleError,
     replace,
-    resolve_layer,
     separable_factors,
 )
 
@@ -161,10 +161,10 @@ def test_resnet18_replacement_and_collapse_after_training() -> None:
 
 
 def test_resolve_layer() -> None:
-    assert resolve_layer("acdc", 12) == ("stack", {"factor": "acdc", "depth": 12})
-    assert resolve_layer("lowrank", None, rank=4) == ("lowrank", {"rank": 4})
+    assert resolve("acdc", 12) == ("stack", {"factor": "acdc", "depth": 12})
+    assert resolve("lowrank", None, rank=4) == ("lowrank", {"rank": 4})
     with pytest.raises(ValueError, match="cannot be stacked"):
-        resolve_layer("lowrank", 3)
+        resolve("lowrank", 3)
 
 
 def test_count_cli(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from structlayers.cli import main
-from structlayers.data import DataConfig, write_cifar_batch, write_idx
-from structlayers.training import ModelConfig, OptimConfig, TrainConfig, run_training
-from structlayers.training.curves import read_epoch_metrics, run_csv_files
+from structlayers.lab.data import DataConfig, write_cifar_batch, write_idx
+from structlayers.lab.training import ModelConfig, TrainConfig, run_training
+from structlayers.runs import OptimConfig, TrainerConfig
+from structlayers.runs.curves import read_epoch_metrics, run_csv_files
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_fast_dev_run_of_each_sanity_run(run: str, mnist_dir: Path, cifar_dir: P
     task, model = SANITY_RUNS[run]
     config = TrainConfig(
         task=task, model=model, data=DataConfig(data_dir=mnist_dir if task == "mnist" else cifar_dir, batch_size=8, val_size=16),
-        out_dir=tmp_path, fast_dev_run=2, progress_bar=False, accelerator="cpu", devices=1,
+        out_dir=tmp_path, trainer=TrainerConfig(fast_dev_run=2, progress_bar=False, accelerator="cpu", devices=1),
     )
     result = run_training(config)
     m = result.metrics
@@ -74,8 +75,8 @@ class StopAfterFirstEpoch(L.Callback):
 def tiny_config(mnist_dir: Path, out: Path, **kwargs) -> TrainConfig:
     return TrainConfig(
         task="mnist", model=ModelConfig("mnist-stack-linear", "acdc", 2), optim=OptimConfig(lr=1e-2),
-        data=DataConfig(data_dir=mnist_dir, batch_size=16, val_size=16), epochs=3, out_dir=out,
-        progress_bar=False, accelerator="cpu", devices=1, **kwargs,
+        data=DataConfig(data_dir=mnist_dir, batch_size=16, val_size=16), out_dir=out,
+        trainer=TrainerConfig(max_epochs=3, progress_bar=False, accelerator="cpu", devices=1), **kwargs,
     )
 
 

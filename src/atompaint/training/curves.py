@@ -10,10 +10,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
-from structlayers.training.curves import read_epoch_metrics  # noqa: E402
+from structlayers.runs.curves import read_epoch_metrics
 
 
 def plot_curves(
@@ -23,7 +23,7 @@ def plot_curves(
 
     Epoch-level values (``train/loss_epoch`` or ``val/loss``) are plotted against the epoch.  Several
     CSV files (a run and its resumptions, in order) are read in turn; later epochs win
-    (:func:`structlayers.training.read_epoch_metrics`).
+    (:func:`structlayers.lab.training.read_epoch_metrics`).
     """
     paths = [metrics_csv] if isinstance(metrics_csv, (str, os.PathLike)) else list(metrics_csv)
     for path in paths:

@@ -1,5 +1,6 @@
 """Voxelization: atoms -> ``(C, L, L, L)`` float images of exact sphere/voxel overlap volumes."""
 
+from . import kernel
 from .core import (
     DEFAULT_CHANNELS,
     ImageParams,
@@ -10,7 +11,6 @@ from .core import (
     voxelize,
     window_size,
 )
-from . import kernel
 from .overlap import octant_volume, sphere_box_overlap
 
 __all__ = [

@@ -1,26 +1,26 @@
-"""Argument types and groups shared by several subcommands (kept out of ``cli.commands`` so that
-importing them never imports another subcommand and its dependencies)."""
+"""Argument groups shared by several subcommands (kept out of ``cli.commands`` so that importing
+them never imports another subcommand and its dependencies)."""
 
 from __future__ import annotations
 
 import argparse
-import ast
 from typing import Any
 
+from structlayers.clikit import key_value
+from structlayers.registry import parse_options
 from structlayers.surgery import DEFAULT_KINDS
 
 
-def layer_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with the value read as a Python literal where it is one (``3``, ``True``,
-    ``"riffle"``), else kept as the string."""
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"layer options are KEY=VALUE, got {text!r}")
-    try:
-        parsed: Any = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value
-    return key.strip(), parsed
+def add_layer_options(group: argparse._ActionsContainer) -> None:
+    """``-o KEY=VALUE``, repeatable: options of the chosen layer, checked against their types."""
+    group.add_argument("--option", "-o", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="layer option, e.g. -o init=identity -o inner_shuffle=riffle -o bias=false")
+
+
+def layer_options(layer: str, args: argparse.Namespace, depth: int | None = None) -> dict[str, Any]:
+    """The ``-o`` options of ``args`` typed for ``layer`` (with ``depth``), see
+    :func:`structlayers.registry.parse_options`."""
+    return parse_options(layer, dict(args.option), depth)
 
 
 def add_replace_arguments(group: argparse._ActionsContainer, replace_help: str) -> None:
@@ -32,5 +32,10 @@ def add_replace_arguments(group: argparse._ActionsContainer, replace_help: str) 
                             f"'layer3.*' (default: {' '.join(DEFAULT_KINDS)})")
     group.add_argument("--skip-first", type=int, default=0, help="keep the model's first N layers dense")
     group.add_argument("--skip-last", type=int, default=0, help="keep the model's last N layers dense")
-    group.add_argument("--option", "-o", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
-                       help="layer option, e.g. -o init=identity -o inner_shuffle=riffle")
+    add_layer_options(group)
+
+
+def add_model_options(group: argparse._ActionsContainer) -> None:
+    """``-m KEY=VALUE``, repeatable: constructor arguments of a built-in model."""
+    group.add_argument("--model-option", "-m", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="model constructor argument, e.g. -m width=16")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from structlayers.layers.base import FlopCount, rows_of
+from structlayers.base import FlopCount, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
 from structlayers.registry import register
@@ -37,11 +37,22 @@ class ACDC(DiagonalTransformLayer):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
+    # The Fusable protocol (structlayers.base): stacks of ACDC factors chain the fused path.
+
     def fusable(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
         """Whether the fused spectral path runs for ``rows`` vectors (fft backend, no inner shuffle)."""
         return self.inner is None and self.resolve_backend(rows, device, dtype) == "fft"
 
-    def makhoul_perms(self) -> tuple[Tensor, Tensor]:
+    def fusion_scale(self) -> Tensor:
+        return self.A
+
+    def fusion_perms(self) -> tuple[Tensor, Tensor] | None:
+        """Makhoul's reordering of every block and its inverse, unless the options rule fusion out."""
+        if self.inner is not None or self.backend == "dense":
+            return None
+        return self._makhoul_perms()
+
+    def _makhoul_perms(self) -> tuple[Tensor, Tensor]:
         """``(order, inverse)`` over the full size: Makhoul's reordering of every block, and its inverse."""
         t = self.dct.fast_tables()
         if self.groups == 1:
@@ -49,7 +60,7 @@ class ACDC(DiagonalTransformLayer):
         offsets = torch.arange(0, self.size, self.block, device=t["order"].device)[:, None]
         return (offsets + t["order"]).reshape(-1), (offsets + t["inverse"]).reshape(-1)
 
-    def spectral_core(self, v: Tensor) -> Tensor:
+    def fused_core(self, v: Tensor) -> Tensor:
         """``C D C^T`` on Makhoul-ordered rows ``v (..., size)`` (output Makhoul-ordered too)."""
         if self.groups == 1:
             return spectral_diag(v, self.D, self.dct.fast_tables())
@@ -59,9 +70,9 @@ class ACDC(DiagonalTransformLayer):
         return spectral_diag(blocks, d, self.dct.fast_tables()).reshape(shape)
 
     def _fused(self, x: Tensor, shift: Tensor | None) -> Tensor:
-        order, inverse = self.makhoul_perms()
+        order, inverse = self._makhoul_perms()
         v = permute_scale(x, order, inverse, self.A.index_select(0, order))
-        return permute_scale(self.spectral_core(v), inverse, order, None, shift)
+        return permute_scale(self.fused_core(v), inverse, order, None, shift)
 
     def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
         backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)

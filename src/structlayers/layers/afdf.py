@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from structlayers.layers.base import FlopCount, rows_of
+from structlayers.base import FlopCount, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
 from structlayers.registry import register

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from structlayers.layers.base import FlopCount, linear_flops, rows_of
+from structlayers.base import FlopCount, linear_flops, rows_of
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.registry import register
 

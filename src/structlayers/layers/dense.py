@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from structlayers.layers.base import FlopCount, StructuredLinear, linear_flops, rows_of
+from structlayers.base import FlopCount, StructuredLinear, linear_flops, rows_of
 from structlayers.registry import register
 
 

@@ -10,7 +10,8 @@ from abc import abstractmethod
 import torch
 from torch import Tensor, nn
 
-from structlayers.layers.base import FlopCount, rows_of
+from structlayers.autotune import cached_backend, choose_backend
+from structlayers.base import FlopCount, rows_of
 from structlayers.layers.init import check_init
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.transforms.dct import BACKENDS
@@ -76,8 +77,6 @@ class DiagonalTransformLayer(SquareLayer):
         faster one for ``auto`` (timed once per (size, rows, device, dtype) and cached)."""
         if self.backend != "auto":
             return self.backend
-        from structlayers.bench.autotune import choose_backend
-
         return choose_backend(self, rows, device, dtype)
 
     def flop_backend(self, rows: int) -> str:
@@ -85,8 +84,6 @@ class DiagonalTransformLayer(SquareLayer):
         for this layer's device and dtype (never measured here), else ``fft``."""
         if self.backend != "auto":
             return self.backend
-        from structlayers.bench.autotune import cached_backend
-
         p = self.A
         return cached_backend(self, rows, p.device, p.dtype) or "fft"
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from structlayers.layers.base import StructuredLinear, dense_weight_dtype
+from structlayers.base import StructuredLinear, dense_weight_dtype
 
 
 def square_size(layer: str, in_features: int, out_features: int, groups: int, pow2_blocks: bool) -> tuple[int, int]:

@@ -7,14 +7,15 @@ activations / normalisations between factors make the stack nonlinear (then it c
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from structlayers.layers.base import FlopCount, NotCollapsibleError, StructuredLinear, rows_of
+from structlayers.base import FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_weight_dtype, rows_of
 from structlayers.layers.square import SquareLayer, square_size
-from structlayers.registry import create, get, options, register
+from structlayers.registry import accepted_options, create, get, option_types, register
 from structlayers.transforms.dct import permute_scale
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
 
@@ -77,7 +78,7 @@ class Stack(SquareLayer):
         generator = torch.Generator().manual_seed(seed)
         if groups > 1 or pow2_blocks:
             factor_options = {**factor_options, "groups": groups, "pow2_blocks": pow2_blocks}
-        seeded = "seed" in {o.name for o in options(factor)}
+        seeded = "seed" in accepted_options(factor)
         self.factors = nn.ModuleList(
             create(factor, self.size, self.size, **factor_options, **({"seed": seed + i} if seeded else {}))
             for i in range(depth)
@@ -86,18 +87,24 @@ class Stack(SquareLayer):
             Permutation(make_permutation(shuffle, self.size, generator), shuffle) for _ in range(depth - 1)
         )
         self.between = nn.ModuleList(self._between() for _ in range(depth - 1))
-        if factor == "acdc" and self.factors[0].backend != "dense":
+        self._fusable_factors = isinstance(self.factors[0], Fusable) and self.factors[0].fusion_perms() is not None
+        if self._fusable_factors:
             # The fused path's permutations between factors depend only on the fixed shuffles:
             # built once (and again whenever a state_dict loads other shuffles), not per call.
             for name, table in zip(_JUNCTIONS, self._junction_tables()):
                 self.register_buffer(name, table, persistent=False)
             self.register_load_state_dict_post_hook(Stack._refresh_junctions)
 
+    @classmethod
+    def option_types(cls, layer_options: dict[str, object]) -> dict[str, object]:
+        factor = layer_options.get("factor", inspect.signature(cls.__init__).parameters["factor"].default)
+        return {**option_types(str(factor)), **super().option_types(layer_options)}
+
     def _junction_tables(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(between, gather, scatter)``, one row per junction of two factors: the shuffle seen in
-        Makhoul order, the single gather that replaces (output reordering, shuffle, input
+        factors' order, the single gather that replaces (output reordering, shuffle, input
         reordering), and its inverse."""
-        order, inverse = self.factors[0].makhoul_perms()
+        order, inverse = self.factors[0].fusion_perms()
         n = order.numel()
         between = torch.stack([s.index.index_select(0, order) for s in self.shuffles]) if self.shuffles else (
             torch.empty(0, n, dtype=torch.long, device=order.device))
@@ -125,27 +132,28 @@ class Stack(SquareLayer):
         return self.activation is None and self.norm is None
 
     def _fusable(self, z: Tensor) -> bool:
-        if not (self.is_linear and self.factor == "acdc"):
+        if not (self.is_linear and self._fusable_factors):
             return False
         rows = rows_of(z.shape[:-1])
         return all(f.fusable(rows, z.device, z.dtype) for f in self.factors)
 
-    def _fused_acdc(self, z: Tensor) -> Tensor:
-        """A linear ACDC stack with every gather between two factors fused into one: the output
-        reordering of factor ``i``, the shuffle and the input reordering of factor ``i + 1`` compose
-        into one permutation, applied in one buffer with the next factor's ``A`` and the bias
-        carried through it (:func:`~structlayers.transforms.dct.permute_scale`)."""
-        order, inverse = self.factors[0].makhoul_perms()
-        # Every factor's A in Makhoul order, and every junction's bias carried through it, in a few
-        # batched ops rather than a few tiny ops per factor.
-        a = torch.stack([f.A for f in self.factors]).index_select(1, order)
+    def _fused(self, z: Tensor) -> Tensor:
+        """A linear stack of :class:`~structlayers.base.Fusable` factors with every gather between
+        two factors fused into one: the output reordering of factor ``i``, the shuffle and the input
+        reordering of factor ``i + 1`` compose into one permutation, applied in one buffer with the
+        next factor's input scale and the bias carried through it
+        (:func:`~structlayers.transforms.dct.permute_scale`)."""
+        order, inverse = self.factors[0].fusion_perms()
+        # Every factor's scale in the fused order, and every junction's bias carried through it, in
+        # a few batched ops rather than a few tiny ops per factor.
+        a = torch.stack([f.fusion_scale() for f in self.factors]).index_select(1, order)
         shifts = None
         if any(f.bias is not None for f in self.factors[:-1]):
             biases = torch.stack([f.bias if f.bias is not None else torch.zeros_like(a[0]) for f in self.factors[:-1]])
             shifts = torch.gather(biases, 1, self._junction_between) * a[1:]
         v = permute_scale(z, order, inverse, a[0])
         for i, f in enumerate(self.factors):
-            u = f.spectral_core(v)
+            u = f.fused_core(v)
             if i == self.depth - 1:
                 break
             shift = shifts[i] if shifts is not None else None
@@ -155,7 +163,7 @@ class Stack(SquareLayer):
     def forward(self, x: Tensor) -> Tensor:
         z = self.pad(x)
         if self._fusable(z):
-            return self.crop(self._fused_acdc(z))
+            return self.crop(self._fused(z))
         for i, f in enumerate(self.factors):
             if i:
                 z = self.between[i - 1](self.shuffles[i - 1](z))
@@ -163,13 +171,20 @@ class Stack(SquareLayer):
         return self.crop(z)
 
     def square_reference(self, z: Tensor) -> Tensor:
-        """Factors' reference maps, their biases and the shuffles, on float64 CPU rows."""
+        """Factors' reference maps, their biases and the shuffles, on float64 CPU rows.  A factor
+        that is not a :class:`SquareLayer` (a third-party plugin) contributes its ``to_dense()``."""
         for i, f in enumerate(self.factors):
             if i:
                 z = z.index_select(-1, self.shuffles[i - 1].index.cpu())
-            z = f.square_reference(z)
-            if f.bias is not None:
-                z = z + f.bias.detach().double().cpu()
+            if isinstance(f, SquareLayer):
+                z = f.square_reference(z)
+                if f.bias is not None:
+                    z = z + f.bias.detach().double().cpu()
+            else:
+                weight, bias = f.to_dense()
+                z = z @ weight.detach().double().cpu().T
+                if bias is not None:
+                    z = z + bias.detach().double().cpu()
         return z
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
@@ -179,7 +194,7 @@ class Stack(SquareLayer):
             raise NotCollapsibleError(
                 f"layer 'stack' with activation={self.activation!r}, norm={self.norm!r} is not linear: no dense form"
             )
-        dtype = next(self.parameters()).dtype
+        dtype = dense_weight_dtype(self)
         probe = torch.cat([torch.zeros(1, self.size, dtype=torch.float64), torch.eye(self.size, dtype=torch.float64)])
         out = self.square_reference(probe[: self.in_features + 1])[:, : self.out_features]
         bias = out[0]

@@ -2,12 +2,13 @@
 structured layer plugins, optionally fitted to the trained weights.
 
 >>> import structlayers
->>> from structlayers.models import build_model, example_input
+>>> from structlayers.lab.models import build_model, example_input
 >>> model, report = structlayers.replace(build_model("resnet18"), "stack", ["pointwise"],
 ...                                      factor="acdc", depth=12, example_input=example_input("resnet18"))
 >>> print(report.to_text())  # doctest: +SKIP
 """
 
+from structlayers.surgery.fit import FitResult, fit_layer
 from structlayers.surgery.replace import (
     DEFAULT_KINDS,
     KINDS,
@@ -15,16 +16,16 @@ from structlayers.surgery.replace import (
     UnsupportedModuleError,
     classify,
     replace,
-    resolve_layer,
     separable_factors,
 )
-from structlayers.surgery.report import ReplaceReport, Replacement, Skipped
+from structlayers.surgery.report import Replacement, ReplaceReport, Skipped
 from structlayers.surgery.wrappers import PointwiseConv, SeparableConv
 
 __all__ = [
     "DEFAULT_KINDS",
     "KINDS",
     "FitOptions",
+    "FitResult",
     "PointwiseConv",
     "ReplaceReport",
     "Replacement",
@@ -32,7 +33,7 @@ __all__ = [
     "Skipped",
     "UnsupportedModuleError",
     "classify",
+    "fit_layer",
     "replace",
-    "resolve_layer",
     "separable_factors",
 ]

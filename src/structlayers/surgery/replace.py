@@ -31,10 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.accounting import count
+from structlayers.base import StructuredLinear, count_params, device_dtype
 from structlayers.collapse import _set_submodule
-from structlayers.layers.base import StructuredLinear
-from structlayers.registry import create, get, options
-from structlayers.surgery.report import ReplaceReport, Replacement, Skipped
+from structlayers.registry import accepted_options, create, get, resolve
+from structlayers.surgery.fit import fit_layer
+from structlayers.surgery.report import Replacement, ReplaceReport, Skipped
 from structlayers.surgery.wrappers import PointwiseConv, SeparableConv
 from structlayers.tracing import run_example
 
@@ -91,36 +92,16 @@ def _selected(module: nn.Module, kind: str, kinds: set[str], types: tuple[type, 
     return kind in kinds
 
 
-def resolve_layer(layer: str, depth: int | None = None, **layer_options: Any) -> tuple[str, dict[str, Any]]:
-    """``(layer, options)`` for a command-line style choice: ``acdc`` with ``depth=12`` means a
-    stack of 12 ACDC factors; ``stack`` takes ``depth`` (and ``factor``) itself; any other layer
-    with a depth must be stackable."""
-    if depth is None:
-        return layer, dict(layer_options)
-    if layer == "stack":
-        return "stack", {**layer_options, "depth": depth}
-    if not get(layer).stackable:
-        raise ValueError(f"layer {layer!r} cannot be stacked, so it takes no depth")
-    return "stack", {**layer_options, "factor": layer, "depth": depth}
-
-
 def _layer_options(layer: str, layer_options: dict[str, Any], bias: bool) -> dict[str, Any]:
     """``layer_options`` plus ``bias`` matching the original module, when the plugin takes one."""
-    if "bias" in layer_options:
+    if "bias" in layer_options or "bias" not in accepted_options(layer, layer_options):
         return layer_options
-    accepted = {o.name for o in options(layer)}
-    if layer == "stack":
-        accepted |= {o.name for o in options(layer_options.get("factor", "acdc"))}
-    return {**layer_options, "bias": bias} if "bias" in accepted else layer_options
+    return {**layer_options, "bias": bias}
 
 
 def _to_like(new: nn.Module, old: nn.Module) -> nn.Module:
-    ref = next(old.parameters(), None)
-    return new.to(device=ref.device, dtype=ref.dtype) if ref is not None else new
-
-
-def _params(module: nn.Module) -> int:
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters())
+    device, dtype = device_dtype(old)
+    return new.to(device=device, dtype=dtype)
 
 
 def _describe(module: nn.Module) -> str:
@@ -145,8 +126,6 @@ def _describe(module: nn.Module) -> str:
 
 
 def _fit(plugin: nn.Module, weight: Tensor, bias: Tensor | None, fit: FitOptions) -> float:
-    from structlayers.approx import fit_layer
-
     with torch.enable_grad():
         return fit_layer(plugin, weight.detach(), None if bias is None else bias.detach(), steps=fit.steps,
                          optimizer=fit.optimizer, lr=fit.lr).relative_error
@@ -247,17 +226,20 @@ def replace(
     example_input: Any = None,
     on_unsupported: Literal["warn", "error"] = "warn",
     inplace: bool = False,
+    depth: int | None = None,
     **layer_options: Any,
 ) -> tuple[nn.Module, ReplaceReport]:
     """Swap the modules of ``model`` selected by ``targets`` for ``layer`` plugins (built with
-    ``layer_options``, e.g. ``factor="acdc", depth=12``) and report the change (see the module docs).
+    ``depth`` and ``layer_options`` by :func:`structlayers.create`, so ``"acdc", depth=12`` is a
+    stack of 12 ACDC factors) and report the change (see the module docs).
 
     ``init_from="scratch"`` keeps the plugin's own initialisation; ``"fit"`` fits each replacement
-    to the module's trained weights with :func:`structlayers.approx.fit_layer` (``fit`` sets steps,
+    to the module's trained weights with :func:`structlayers.surgery.fit_layer` (``fit`` sets steps,
     optimizer and learning rate), so a pretrained model can be compressed.  With ``example_input``
     the report includes exact FLOPs (from :func:`structlayers.count`) and first / last layers are
     found in execution order.  ``model`` is copied unless ``inplace``.
     """
+    layer, layer_options = resolve(layer, depth, **layer_options)
     get(layer)
     if init_from not in ("scratch", "fit"):
         raise ValueError(f"init_from must be 'scratch' or 'fit', got {init_from!r}")
@@ -284,7 +266,7 @@ def replace(
     kept = set(order[:skip_first]) | set(order[len(order) - skip_last :] if skip_last else ())
     before = count(model, example_input) if example_input is not None else None
 
-    report = ReplaceReport(layer=layer, total_params_before=_params(model))
+    report = ReplaceReport(layer=layer, total_params_before=count_params(model))
     plan: list[tuple[str, nn.Module, str]] = []
     for name in order:
         module = layers[name]
@@ -320,9 +302,9 @@ def replace(
         new, error = _build(module, kind, layer, layer_options, fit_options)
         new.train(module.training)
         model = _set_submodule(model, name, new)
-        report.replaced.append(Replacement(name, kind, _describe(module), _describe(new), _params(module), _params(new), fit_error=error))
+        report.replaced.append(Replacement(name, kind, _describe(module), _describe(new), count_params(module), count_params(new), fit_error=error))
 
-    report.total_params_after = _params(model)
+    report.total_params_after = count_params(model)
     if before is not None:
         after = count(model, example_input)
         for r in report.replaced:

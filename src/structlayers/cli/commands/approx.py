@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from structlayers.approx import ApproxConfig, run_approx
-from structlayers.approx.plot import plot_error_vs_params
-from structlayers.cli.arguments import layer_option
+from structlayers.cli.arguments import add_layer_options
+from structlayers.clikit import add_json, add_no_progress, add_plot, check_output_path, write_output
+from structlayers.lab.approx import ApproxConfig, run_approx
+from structlayers.lab.approx.plot import plot_error_vs_params
+from structlayers.registry import parse_options
+from structlayers.surgery.fit import OPTIMIZERS
 from structlayers.transforms.shuffle import SHUFFLES
 
 NAME = "approx"
@@ -39,19 +41,21 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--layer", default="acdc", help="registered layer to fit (see `structlayers layers`)")
-    p.add_argument("--n", type=int, default=64, help="size of the square target matrix (default 64)")
-    p.add_argument("--depth", type=int_list, default=(1,), help="stack depth, or a list such as 1,2,4,8,16,32")
-    p.add_argument("--shuffle", choices=SHUFFLES, default="riffle", help="shuffle between stacked factors")
-    p.add_argument("--seeds", type=seed_list, default=(0, 1, 2), help="number of seeds, or a comma list (default 3)")
-    p.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
-    p.add_argument("--steps", type=int, default=1000, help="optimizer steps (L-BFGS iterations) per fit")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (adam 1e-2, lbfgs 1.0 by default)")
-    p.add_argument("--option", "-o", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra layer option, e.g. -o init=identity -o inner_shuffle=riffle")
-    p.add_argument("--out", type=Path, help="write the results as JSON")
-    p.add_argument("--plot", type=Path, help="write error against parameters (PNG or SVG)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = ApproxConfig()
+    p.add_argument("--layer", default=d.layer, help=f"registered layer to fit (see `structlayers layers`; default {d.layer})")
+    p.add_argument("--n", type=int, default=d.n, help=f"size of the square target matrix (default {d.n})")
+    p.add_argument("--depth", type=int_list, default=d.depths,
+                   help="stack depth, or a list such as 1,2,4,8,16,32 (default: the layer itself)")
+    p.add_argument("--shuffle", choices=SHUFFLES, default=d.shuffle, help=f"shuffle between stacked factors (default {d.shuffle})")
+    p.add_argument("--seeds", type=seed_list, default=d.seeds,
+                   help=f"number of seeds, or a comma list (default {len(d.seeds)})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"default {d.optimizer}")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (L-BFGS iterations) per fit (default {d.steps})")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (adam 1e-2, lbfgs 1.0 by default)")
+    add_layer_options(p)
+    add_json(p, old="--out")
+    add_plot(p, "write error against parameters (PNG or SVG)")
+    add_no_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,20 +63,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be at least 2, got {args.n}")
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    check_output_path(args.json, "--json")
+    check_output_path(args.plot, "--plot")
     config = ApproxConfig(
         layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds,
-        optimizer=args.optimizer, steps=args.steps, lr=args.lr, layer_options=dict(args.option),
+        optimizer=args.optimizer, steps=args.steps, lr=args.lr, layer_options=parse_options(args.layer, dict(args.option)),
     )
     result = run_approx(config, progress=not args.no_progress)
     if not result.runs:
         print("interrupted before any fit finished", file=sys.stderr)
         return 130
     print(result.to_text())
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(result.to_json())
-        print(f"wrote {args.out}")
+    write_output(args.json, result.to_json(), "the results")
     if args.plot:
         plot_error_vs_params(result, args.plot)
-        print(f"wrote {args.plot}")
+        print(f"wrote the plot to {args.plot}", file=sys.stderr)
     return 130 if result.interrupted else 0

@@ -1,14 +1,14 @@
-"""``structlayers bench``: time the layers against nn.Linear (see :mod:`structlayers.bench.harness`)."""
+"""``structlayers bench``: time the layers against nn.Linear (see :mod:`structlayers.lab.bench.harness`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-from structlayers.bench.harness import ALLOCATORS, DEFAULT_LAYERS, BenchConfig, run_bench
+from structlayers.clikit import add_json, add_plot, check_output_path, write_output
+from structlayers.lab.bench.harness import ALLOCATORS, BenchConfig, run_bench
 
 NAME = "bench"
 HELP = "Time forward and forward+backward of the layers against nn.Linear of the same shape."
@@ -16,7 +16,7 @@ HELP = "Time forward and forward+backward of the layers against nn.Linear of the
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = BenchConfig()
-    parser.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS), help="registered layer names")
+    parser.add_argument("--layers", nargs="+", default=list(d.layers), help="registered layer names")
     parser.add_argument("--sizes", nargs="+", type=int, default=list(d.sizes), help="square sizes N")
     parser.add_argument("--batch", nargs="+", type=int, default=list(d.batches), help="batch sizes (rows)")
     parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:K")
@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with tcmalloc/jemalloc (no page faults per call); system: leave malloc untouched")
     parser.add_argument("--compile", action="store_true",
                         help="time torch.compile'd modules (nn.Linear too) instead of eager ones")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    parser.add_argument("--plot", type=Path, default=None, help="save a speed-up plot (PNG/PDF) here")
+    add_json(parser, old="--out")
+    add_plot(parser, "save a speed-up plot (PNG/PDF) here")
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -64,6 +64,8 @@ def _command(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    check_output_path(args.json, "--json")
+    check_output_path(args.plot, "--plot")
     counts = (args.repeats, args.large_repeats, args.collapse_repeats, args.bandwidth_mb, args.gemm_size)
     if min(args.sizes) < 1 or min(args.batch) < 1 or min(counts) < 1:
         raise ValueError("sizes, batch sizes and repeats must be positive")
@@ -78,12 +80,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(config, progress=lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True))
     result.environment["command"] = _command(args)
     print(result.to_text())
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(result.to_json())
-        print(f"wrote {args.out}")
+    write_output(args.json, result.to_json(), "the results")
     if args.plot is not None:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
         result.plot(str(args.plot))
-        print(f"wrote {args.plot}")
+        print(f"wrote the plot to {args.plot}", file=sys.stderr)
     return 0

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from structlayers.accounting import count
-from structlayers.cli.arguments import add_replace_arguments, layer_option
-from structlayers.models import MODELS, build_model, example_input, get_spec
+from structlayers.cli.arguments import add_model_options, add_replace_arguments, layer_options
+from structlayers.clikit import add_json, check_output_path, write_output
+from structlayers.lab.models import MODELS, build_model, example_input, get_spec, parse_model_options
 from structlayers.report import format_table, human
-from structlayers.surgery import replace, resolve_layer
+from structlayers.surgery import replace
 from structlayers.tracing import run_example
 
 NAME = "count"
@@ -24,11 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", choices=sorted(MODELS), help="built-in model")
     add_replace_arguments(p, "replace the targets by this layer (e.g. acdc, afdf, lowrank)")
     p.add_argument("--depth", type=int, help="with --replace: a stack of DEPTH factors of LAYER")
-    p.add_argument("--model-option", "-m", type=layer_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="model constructor argument, e.g. -m width=16")
+    add_model_options(p)
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass counted (default 1)")
     p.add_argument("--per-module", action="store_true", help="also print the per-module tables")
-    p.add_argument("--json", type=Path, metavar="PATH", help="write both counts and the replacement report as JSON")
+    add_json(p, "write both counts and the replacement report as JSON ('-': standard output)")
 
 
 def flop_counter_total(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -41,9 +40,10 @@ def flop_counter_total(model: torch.nn.Module, x: torch.Tensor) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_output_path(args.json, "--json")
     spec = get_spec(args.model)
     torch.manual_seed(0)
-    model = build_model(args.model, **dict(args.model_option))
+    model = build_model(args.model, **parse_model_options(args.model, dict(args.model_option)))
     x = example_input(args.model, args.batch_size)
     before = count(model, x)
     reference = flop_counter_total(model, x)
@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
     record: dict = {"model": args.model, "input_shape": list(x.shape), "before": json.loads(before.to_json()),
                     "flop_counter_mode": reference}
     if args.replace:
-        layer, options = resolve_layer(args.replace, args.depth, **dict(args.option))
-        new, report = replace(model, layer, args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
-                              example_input=x, **options)
+        new, report = replace(model, args.replace, args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
+                              example_input=x, depth=args.depth, **layer_options(args.replace, args, args.depth))
         after = count(new, x)
         print()
         print(report.to_text())
@@ -74,6 +73,5 @@ def run(args: argparse.Namespace) -> int:
     agrees = "agrees with" if reference == before.total_matmul_flops else "DIFFERS from"
     print(f"\nFlopCounterMode on the {'dense ' if not spec.structured else ''}model: {human(reference)} FLOPs, "
           f"{agrees} count()'s matmul FLOPs ({before.total_matmul_flops:,})")
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=2))
+    write_output(args.json, json.dumps(record, indent=2), "the counts")
     return 0

@@ -10,8 +10,7 @@ validation), or an ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`
 ``(N, 3, 32, 32)`` images), such as the 6,102-image subset ``cifar10_subset.npz``.
 
 Without ``data_dir``, the environment variable ``STRUCTLAYERS_DATA`` is used; failing that MNIST
-falls back to the packaged test split and CIFAR-10 to ``../shared/data/cifar10/cifar10_subset.npz``
-next to a source checkout.
+falls back to the packaged test split, and CIFAR-10 (which is not packaged) is an error.
 """
 
 from __future__ import annotations
@@ -22,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from structlayers.data.idx import DataError, check_labels, read_cifar_batch, read_idx
+from structlayers.lab.data.idx import DataError, check_labels, read_cifar_batch, read_idx
 
 ENV_VAR = "STRUCTLAYERS_DATA"
 PACKAGED_MNIST = Path(__file__).resolve().parent / "mnist"
-#: Where a source checkout finds the shared CIFAR-10 subset (the repository's parent holds ``shared/``).
-CHECKOUT_CIFAR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cifar10" / "cifar10_subset.npz"
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -158,12 +155,10 @@ def load_cifar10(data_dir: str | Path | None = None) -> ImageSplits:
     """CIFAR-10 from ``data_dir`` (an ``.npz`` file, or a folder holding ``cifar-10-batches-py/`` or an npz)."""
     root = _data_root(data_dir)
     if root is None:
-        if not CHECKOUT_CIFAR.is_file():
-            raise FileNotFoundError(
-                f"no CIFAR-10 data: pass --data-dir (a cifar-10-batches-py/ folder or an npz) or set {ENV_VAR}; "
-                f"the fallback {CHECKOUT_CIFAR} does not exist"
-            )
-        return _load_cifar_npz(CHECKOUT_CIFAR)
+        raise FileNotFoundError(
+            f"no CIFAR-10 data: pass --data-dir (a cifar-10-batches-py/ folder or an npz such as "
+            f"cifar10_subset.npz) or set {ENV_VAR}"
+        )
     if root.is_file():
         return _load_cifar_npz(root)
     for folder in (root, root / "cifar-10-batches-py", root / "cifar10" / "cifar-10-batches-py"):

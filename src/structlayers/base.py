@@ -1,11 +1,14 @@
-"""The contract every layer plugin satisfies, and the FLOP breakdown it reports."""
+"""The contract every layer plugin satisfies, the FLOP breakdown it reports, and the dense
+``nn.Linear`` form every linear plugin has."""
 
 from __future__ import annotations
 
+import inspect
 import math
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -83,6 +86,15 @@ class StructuredLinear(nn.Module, ABC):
     def params(self) -> int:
         """Number of trainable real numbers (a complex parameter counts 2), computed analytically."""
 
+    @classmethod
+    def option_types(cls, layer_options: dict[str, object]) -> dict[str, object]:
+        """The annotated type of every keyword option this layer accepts when built with
+        ``layer_options`` (its constructor's keyword parameters after ``in_features`` and
+        ``out_features``; a container that passes options on to parts adds theirs)."""
+        hints = typing.get_type_hints(cls.__init__)
+        params = list(inspect.signature(cls.__init__).parameters.values())[3:]
+        return {p.name: hints.get(p.name, typing.Any) for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
     @property
     def is_linear(self) -> bool:
         """Whether the layer is an affine map, so ``to_dense`` is exact and it can be collapsed."""
@@ -101,8 +113,61 @@ class StructuredLinear(nn.Module, ABC):
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
+def device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of ``module``'s first parameter (or buffer); CPU and the default dtype when
+    it has neither."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point() or t.is_complex():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
 def dense_weight_dtype(module: nn.Module) -> torch.dtype:
     """The floating dtype of ``module``'s parameters (float32 when it has none)."""
-    for p in module.parameters():
-        return p.dtype
-    return torch.get_default_dtype()
+    return device_dtype(module)[1]
+
+
+def count_params(module: nn.Module, recurse: bool = True) -> int:
+    """Real numbers in ``module``'s parameters: a complex entry counts 2 (its real and imaginary
+    parts), the convention of every plugin's analytic ``params()``."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters(recurse=recurse))
+
+
+def dense_linear(layer: StructuredLinear) -> nn.Linear:
+    """An ``nn.Linear`` with ``layer``'s exact effective weight and bias, on the layer's device
+    and in its dtype: the collapsed test-time form of a linear plugin."""
+    weight, bias = layer.to_dense()
+    device, dtype = device_dtype(layer) if next(layer.parameters(), None) is not None else (weight.device, weight.dtype)
+    linear = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None, device=device, dtype=dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
+@runtime_checkable
+class Fusable(Protocol):
+    """A square factor that a stack can chain without leaving its internal ordering.
+
+    The factor computes ``y = core((x * scale)[order])[inverse] + bias`` where ``order`` /
+    ``inverse`` are a fixed permutation pair (for ACDC, Makhoul's DCT reordering) shared by every
+    factor of the same size.  A :class:`~structlayers.layers.stack.Stack` of such factors composes
+    the output gather of one factor, the shuffle and the input gather of the next into a single
+    permutation (one pass over memory per junction instead of three).
+    """
+
+    bias: Tensor | None
+
+    def fusion_scale(self) -> Tensor:
+        """The input diagonal ``scale`` (natural order), a view of the parameter so gradients flow."""
+
+    def fusion_perms(self) -> tuple[Tensor, Tensor] | None:
+        """``(order, inverse)`` over the square size, or ``None`` when this factor's options rule
+        fusion out for every call (e.g. an inner shuffle or the dense backend)."""
+
+    def fusable(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether the fused path runs for a call on ``rows`` vectors."""
+
+    def fused_core(self, v: Tensor) -> Tensor:
+        """The factor's map between the two gathers, on rows already in ``order``."""

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 import torch
 from torch import Tensor
 
-from structlayers.layers.base import StructuredLinear
+from structlayers.base import StructuredLinear, device_dtype
 
 OPTIMIZERS = ("adam", "lbfgs")
 
@@ -33,18 +32,6 @@ class FitResult:
     history: list[float] = field(default_factory=list)
 
 
-def gaussian_target(n_in: int, n_out: int | None = None, seed: int = 0) -> Tensor:
-    """A random ``(n_out, n_in)`` matrix with N(0, 1/n_in) entries (unit-variance outputs)."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n_out or n_in, n_in, generator=g, dtype=torch.float64) / math.sqrt(n_in)
-
-
-def svd_error(target: Tensor, rank: int) -> float:
-    """Relative Frobenius error of the best rank-``rank`` approximation (Eckart-Young)."""
-    s = torch.linalg.svdvals(target.double())
-    return float(torch.sqrt((s[rank:] ** 2).sum() / (s**2).sum())) if rank < s.numel() else 0.0
-
-
 def _probe(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """The identity plus a zero row: ``layer(probe)`` holds ``W^T + b`` and then ``b`` alone, so
     weight and bias are both pinned down (the identity alone lets them trade a constant)."""
@@ -54,10 +41,9 @@ def _probe(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
 def output_mse(layer: StructuredLinear, weight: Tensor, bias: Tensor | None, samples: int = 1024, seed: int = 0) -> float:
     """Mean squared output error on ``samples`` fixed N(0, I) inputs."""
     g = torch.Generator().manual_seed(seed)
-    dtype = next(layer.parameters()).dtype
+    device, dtype = device_dtype(layer)
     x = torch.randn(samples, layer.in_features, generator=g, dtype=torch.float64)
     target = x @ weight.double().T + (bias.double() if bias is not None else 0.0)
-    device = next(layer.parameters()).device
     with torch.no_grad():
         y = layer(x.to(device, dtype)).double().cpu()
     return float(((y - target) ** 2).mean())
@@ -97,6 +83,8 @@ def _minimize_lbfgs(
         if callback:
             callback(len(history) - 1, history[-1])
 
+    import scipy.optimize  # only here: importing structlayers must not pay for scipy.optimize
+
     x0 = torch.cat([p.detach().reshape(-1) for p in params]).double().cpu().numpy()
     result = scipy.optimize.minimize(
         value_and_grad, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
@@ -131,8 +119,7 @@ def fit_layer(
         )
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    param = next(layer.parameters())
-    device, dtype = param.device, param.dtype
+    device, dtype = device_dtype(layer)
     probe = _probe(layer.in_features, device, dtype)
     bias = torch.zeros(layer.out_features) if target_bias is None else target_bias
     target = probe @ target_weight.T.to(device, dtype) + bias.to(device, dtype)

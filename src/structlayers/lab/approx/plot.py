@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from structlayers.approx.experiment import ApproxResult
-from structlayers.approx.fit import gaussian_target, svd_error
+from structlayers.lab.approx.experiment import ApproxResult
+from structlayers.lab.approx.targets import gaussian_target, svd_error
 
 
 def plot_error_vs_params(result: ApproxResult, path: Path) -> None:
@@ -21,7 +21,7 @@ def plot_error_vs_params(result: ApproxResult, path: Path) -> None:
     ax.errorbar([r.params for r in rows], [r.rel_error_mean for r in rows], yerr=[r.rel_error_std for r in rows],
                 marker="o", capsize=3, label=f"{result.config.layer} stack ({result.config.shuffle})")
     for r in rows:
-        ax.annotate(f"K={r.depth}", (r.params, r.rel_error_mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(f"K={r.depth or 1}", (r.params, r.rel_error_mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
     target = gaussian_target(n, seed=result.config.seeds[0])
     ranks = [r for r in range(1, n + 1)]
     ax.plot([2 * n * r for r in ranks], [svd_error(target, r) for r in ranks], "k--", label="truncated SVD")

@@ -23,7 +23,7 @@ class MNISTStack(nn.Module):
     def __init__(self, factor: str = "acdc", depth: int = 32, num_classes: int = 10, activation: str | None = "relu", **layer_options: Any) -> None:
         super().__init__()
         self.stack = structlayers.create(
-            "stack", IMAGE_FEATURES, num_classes, factor=factor, depth=depth, activation=activation, **layer_options
+            factor, IMAGE_FEATURES, num_classes, depth=depth, activation=activation, **layer_options
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -43,9 +43,7 @@ class MNISTStackLinear(nn.Module):
         **layer_options: Any,
     ) -> None:
         super().__init__()
-        self.stack = structlayers.create(
-            "stack", IMAGE_FEATURES, hidden, factor=factor, depth=depth, activation=activation, **layer_options
-        )
+        self.stack = structlayers.create(factor, IMAGE_FEATURES, hidden, depth=depth, activation=activation, **layer_options)
         self.relu = nn.ReLU()
         self.fc = nn.Linear(hidden, num_classes)
 

@@ -14,11 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.allocator import keep_freed_memory
-from structlayers.bench.costmodel import Machine, bound_seconds, bytes_moved, measure_machine, measured_cost
-from structlayers.bench.timing import Timing, time_interleaved
-from structlayers.collapse import collapse, dense_linear
-from structlayers.registry import available, create
+from structlayers.base import dense_linear
+from structlayers.collapse import collapse
+from structlayers.costs import measured_cost
+from structlayers.lab.bench.machine import Machine, bound_seconds, bytes_moved, measure_machine
+from structlayers.registry import accepted_options, available, create
 from structlayers.report import format_table
+from structlayers.timing import Timing, time_interleaved
 
 #: Layers with options that let them run on any square size (``blockdiag`` keeps its 4 groups).
 DEFAULT_LAYERS = ("acdc", "afdf", "stack", "blockdiag", "lowrank", "dense")
@@ -192,12 +194,12 @@ class BenchResult:
         plt.close(fig)
 
 
-def _layer_options(name: str, config: BenchConfig) -> dict[str, Any]:
-    if name == "stack":
-        return {"depth": config.depth, "factor": "acdc", "backend": config.backend, "seed": config.seed}
-    if name in ("acdc", "afdf"):
-        return {"backend": config.backend}
-    return {}
+def build_bench_layer(name: str, size: int, config: BenchConfig) -> nn.Module:
+    """Layer ``name`` at ``size`` x ``size``; ``stack`` is a stack of ``config.depth`` factors of its
+    default factor; ``backend`` and ``seed`` go to every layer that takes them."""
+    given = {"backend": config.backend, "seed": config.seed}
+    layer_options = {k: v for k, v in given.items() if k in accepted_options(name)}
+    return create(name, size, size, depth=config.depth if name == "stack" else None, **layer_options)
 
 
 def _step(module: nn.Module, x: Tensor, backward: bool) -> Callable[[], object]:
@@ -265,7 +267,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
     for size in config.sizes:
         for batch in config.batches:
             linear = nn.Linear(size, size, device=device, dtype=dtype)
-            layers = {n: create(n, size, size, **_layer_options(n, config)).to(device, dtype) for n in config.layers}
+            layers = {n: build_bench_layer(n, size, config).to(device, dtype) for n in config.layers}
             x = torch.randn(batch, size, device=device, dtype=dtype)
             for backward in (False, True) if config.backward else (False,):
                 mode = "fwd+bwd" if backward else "fwd"

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from structlayers.approx.fit import fit_layer, gaussian_target, svd_error
-from structlayers.layers.base import StructuredLinear
-from structlayers.registry import create, get, options
+from structlayers.base import StructuredLinear
+from structlayers.lab.approx.targets import gaussian_target, svd_error
+from structlayers.registry import accepted_options, create
 from structlayers.report import format_table
+from structlayers.surgery.fit import fit_layer
 
 
 @dataclass
@@ -25,7 +26,8 @@ class ApproxConfig:
 
     layer: str = "acdc"
     n: int = 64
-    depths: tuple[int, ...] = (1,)
+    #: Stack depths; ``None`` fits the layer itself.
+    depths: tuple[int | None, ...] = (None,)
     shuffle: str = "riffle"
     seeds: tuple[int, ...] = (0, 1, 2)
     optimizer: str = "adam"
@@ -38,7 +40,7 @@ class ApproxConfig:
 class ApproxRun:
     """One fit: one depth, one seed."""
 
-    depth: int
+    depth: int | None
     seed: int
     params: int
     relative_error: float
@@ -51,7 +53,7 @@ class ApproxRow:
     """Runs of one depth aggregated over seeds, with the SVD baseline at the same budget."""
 
     layer: str
-    depth: int
+    depth: int | None
     shuffle: str
     params: int
     seeds: int
@@ -81,7 +83,7 @@ class ApproxResult:
                 ApproxRow(
                     layer=self.config.layer,
                     depth=depth,
-                    shuffle=self.config.shuffle if depth > 1 else "-",
+                    shuffle=self.config.shuffle if depth is not None and depth > 1 else "-",
                     params=runs[0].params,
                     seeds=len(runs),
                     rel_error_mean=statistics.fmean(errs),
@@ -98,7 +100,7 @@ class ApproxResult:
     def to_text(self) -> str:
         rows = [
             (
-                r.layer, r.depth, r.shuffle, r.params, r.seeds,
+                r.layer, "-" if r.depth is None else r.depth, r.shuffle, r.params, r.seeds,
                 f"{r.rel_error_mean:.4f} +- {r.rel_error_std:.4f}",
                 f"{r.mse_mean:.4f} +- {r.mse_std:.4f}",
                 r.svd_rank, f"{r.svd_rel_error:.4f}",
@@ -133,24 +135,23 @@ def svd_rank_for_budget(params: int, n: int) -> int:
     return min(n, params // (2 * n))
 
 
-def build_layer(config: ApproxConfig, depth: int, seed: int) -> StructuredLinear:
-    """The layer fitted at ``depth``: a single factor, or a stack of ``depth`` factors."""
+def build_layer(config: ApproxConfig, depth: int | None, seed: int) -> StructuredLinear:
+    """The layer fitted at ``depth`` (``None``: the layer itself; else a stack of ``depth``
+    factors, built by :func:`structlayers.create`)."""
     torch.manual_seed(seed)
     layer_options = dict(config.layer_options)
-    factor_options = {o.name for o in options(config.layer)}
-    if "bias" in factor_options:
+    accepted = accepted_options(config.layer, layer_options)
+    if "bias" in accepted:
         # The targets are linear maps; per-factor biases would only spend parameter budget.
         layer_options.setdefault("bias", False)
-    if "backend" in factor_options and "backend" not in layer_options:
+    if "backend" in accepted:
         # The fit evaluates the layer on n + 1 probe vectors; at these sizes a DCT as a matmul is
         # faster than the FFT's many small kernels.
-        layer_options["backend"] = "dense" if config.n <= 256 else "fft"
-    if depth == 1:
-        return create(config.layer, config.n, config.n, **layer_options)
-    if not get(config.layer).stackable:
-        raise ValueError(f"layer {config.layer!r} cannot be stacked, so --depth must be 1 (got {depth})")
-    return create("stack", config.n, config.n, factor=config.layer, depth=depth, shuffle=config.shuffle,
-                  seed=seed, **layer_options)
+        layer_options.setdefault("backend", "dense" if config.n <= 256 else "fft")
+    if depth is not None:
+        layer_options.setdefault("shuffle", config.shuffle)
+        layer_options.setdefault("seed", seed)
+    return create(config.layer, config.n, config.n, depth=depth, **layer_options)
 
 
 def run_approx(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from structlayers.bench.timing import time_interleaved
+from structlayers.timing import time_interleaved
 
 CANDIDATES = ("fft", "dense")
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from structlayers.data.sources import ImageSplits, load_cifar10, load_mnist
+from structlayers.lab.data.sources import ImageSplits, load_cifar10, load_mnist
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -149,7 +149,7 @@ class ImageDataModule(L.LightningDataModule):
 
 
 class MNISTDataModule(ImageDataModule):
-    """MNIST (see :func:`~structlayers.data.sources.load_mnist`) with random shifts of up to 2
+    """MNIST (see :func:`~structlayers.lab.data.sources.load_mnist`) with random shifts of up to 2
     pixels (digits are not mirror-symmetric, so no flips)."""
 
     mean, std = MNIST_MEAN, MNIST_STD
@@ -160,7 +160,7 @@ class MNISTDataModule(ImageDataModule):
 
 
 class CIFAR10DataModule(ImageDataModule):
-    """CIFAR-10 (see :func:`~structlayers.data.sources.load_cifar10`) with random crop and flip."""
+    """CIFAR-10 (see :func:`~structlayers.lab.data.sources.load_cifar10`) with random crop and flip."""
 
     mean, std = CIFAR10_MEAN, CIFAR10_STD
     crop_padding, flip = 4, True

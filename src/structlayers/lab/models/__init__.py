@@ -1,12 +1,14 @@
 """Built-in models for the sanity runs and ``structlayers count``, by name.
 
->>> from structlayers.models import build_model, example_input
+>>> from structlayers.lab.models import build_model, example_input
 >>> model = build_model("resnet18")
 >>> x = example_input("resnet18", batch_size=1)   # (1, 3, 32, 32)
 """
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from structlayers.models.mnist import MNISTMLP, MNISTStack, MNISTStackLinear
-from structlayers.models.resnet import BasicBlock, ResNet, WideBasic, WideResNet, resnet18, wrn_28_10
+from structlayers.configs import coerce
+from structlayers.lab.models.mnist import MNISTMLP, MNISTStack, MNISTStackLinear
+from structlayers.lab.models.resnet import BasicBlock, ResNet, WideBasic, WideResNet, resnet18, wrn_28_10
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,20 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     return get_spec(name).builder(**kwargs)
 
 
+def parse_model_options(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of model ``name`` given as text (``-m width=16``), checked and
+    converted against the constructor's annotations; unknown names are errors."""
+    builder = get_spec(name).builder
+    signature = inspect.signature(builder)
+    hints = typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder)
+    named = {p.name for p in signature.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    unknown = sorted(set(raw) - named)
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
+                         f"its options are: {', '.join(sorted(named))} (layer options go to -o)")
+    return {k: coerce(v, hints.get(k, Any), f"model option {k!r}") for k, v in raw.items()}
+
+
 def example_input(name: str, batch_size: int = 1) -> torch.Tensor:
     """A zero input batch of the shape model ``name`` expects."""
     return torch.zeros(batch_size, *get_spec(name).input_shape)
@@ -74,6 +91,7 @@ __all__ = [
     "build_model",
     "example_input",
     "get_spec",
+    "parse_model_options",
     "resnet18",
     "wrn_28_10",
 ]

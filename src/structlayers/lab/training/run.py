@@ -28,12 +28,11 @@ from torch import nn
 
 from structlayers.accounting import count
 from structlayers.collapse import collapse
-from structlayers.data.datamodule import DATAMODULES, DataConfig, ImageDataModule
-from structlayers.models import build_model, get_spec
-from structlayers.surgery import ReplaceReport, replace
-from structlayers.surgery.replace import resolve_layer
-from structlayers.training.curves import plot_curves, run_csv_files
-from structlayers.training.module import ClassifierModule, OptimConfig
+from structlayers.lab.data.datamodule import DATAMODULES, DataConfig, ImageDataModule
+from structlayers.lab.models import build_model, get_spec
+from structlayers.lab.training.module import ClassifierModule
+from structlayers.runs import OptimConfig, TrainerConfig, plot_curves, run_csv_files
+from structlayers.surgery import DEFAULT_KINDS, ReplaceReport, replace
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
 
@@ -51,7 +50,7 @@ class ModelConfig:
     layer: str = "acdc"
     depth: int | None = None
     replace: str | None = None
-    targets: list[str] = field(default_factory=lambda: ["linear", "pointwise"])
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))
     skip_first: int = 0
     skip_last: int = 0
     layer_options: dict[str, Any] = field(default_factory=dict)
@@ -61,33 +60,21 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """A full sanity run.  ``devices`` / ``strategy`` / ``num_nodes`` / ``accelerator`` /
-    ``precision`` go to ``lightning.Trainer`` unchanged."""
+    """A full sanity run; ``trainer`` goes to ``lightning.Trainer`` (devices, strategy, ...)."""
 
     task: str = "mnist"
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 10
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
-    out_dir: str | Path | None = None
+    out_dir: Path | None = None
     resume: bool = False
     overwrite: bool = False
-    accelerator: str = "auto"
-    devices: int | str | list[int] = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str | None = None
-    fast_dev_run: int | bool = False
-    limit_train_batches: float | int | None = None
-    limit_val_batches: float | int | None = None
-    progress_bar: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in DATAMODULES:
             raise ValueError(f"unknown task {self.task!r}; expected one of {sorted(DATAMODULES)}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
 
     def run_dir(self) -> Path:
         if self.out_dir is not None:
@@ -125,9 +112,8 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
         model = build_model(config.name, **config.model_options)
     if not config.replace:
         return model, None
-    layer, options = resolve_layer(config.replace, config.depth, **config.layer_options)
-    return replace(model, layer, config.targets, skip_first=config.skip_first, skip_last=config.skip_last,
-                   example_input=example, inplace=True, **options)
+    return replace(model, config.replace, config.targets, skip_first=config.skip_first, skip_last=config.skip_last,
+                   example_input=example, inplace=True, depth=config.depth, **config.layer_options)
 
 
 def _prepare_out_dir(config: TrainConfig) -> tuple[Path, Path | None]:
@@ -137,7 +123,7 @@ def _prepare_out_dir(config: TrainConfig) -> tuple[Path, Path | None]:
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint {last} to continue from")
         return out, last
-    if out.exists() and any(out.iterdir()) and not config.overwrite and not config.fast_dev_run:
+    if out.exists() and any(out.iterdir()) and not config.overwrite and not config.trainer.fast_dev_run:
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or --overwrite / another --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     return out, None
@@ -215,21 +201,11 @@ def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val/acc",
                                  mode="max", save_last=True, auto_insert_metric_name=False)
     trainer = L.Trainer(
-        max_epochs=config.epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy=config.strategy,
-        num_nodes=config.num_nodes,
-        precision=config.precision,
+        **config.trainer.trainer_kwargs(),
         logger=[CSVLogger(out, name="csv"), TensorBoardLogger(out, name="tensorboard")],
-        callbacks=[checkpoint, *([TQDMProgressBar()] if config.progress_bar else []), *(callbacks or [])],
-        enable_progress_bar=config.progress_bar,
+        callbacks=[checkpoint, *([TQDMProgressBar()] if config.trainer.progress_bar else []), *(callbacks or [])],
         enable_model_summary=False,
-        fast_dev_run=config.fast_dev_run,
-        limit_train_batches=config.limit_train_batches,
-        limit_val_batches=config.limit_val_batches,
         default_root_dir=out,
-        log_every_n_steps=10,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():

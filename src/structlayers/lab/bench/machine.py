@@ -1,45 +1,14 @@
-"""Measured costs: the collapse cost model, the memory-bandwidth / matmul-rate probes and the
-bytes-moved (roofline) bound of a layer."""
+"""What the machine sustains (memory bandwidth, GEMM rate) and the bytes-moved (roofline) bound
+of a layer, printed beside every timing of ``structlayers bench``."""
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import torch
 
-from structlayers.bench.timing import time_interleaved
-from structlayers.collapse import dense_linear
-from structlayers.layers.base import StructuredLinear
-
-_MEASURED: weakref.WeakKeyDictionary[StructuredLinear, dict[int, tuple[float, float]]] = weakref.WeakKeyDictionary()
-
-
-def _layer_device_dtype(layer: StructuredLinear) -> tuple[torch.device, torch.dtype]:
-    p = next(layer.parameters(), None)
-    return (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.get_default_dtype())
-
-
-def measure_forms(layer: StructuredLinear, rows: int, repeats: int = 7) -> tuple[float, float]:
-    """Median forward seconds ``(structured, dense)`` of ``layer`` on ``rows`` vectors, interleaved."""
-    device, dtype = _layer_device_dtype(layer)
-    x = torch.randn(max(rows, 1), layer.in_features, device=device, dtype=dtype)
-    dense = dense_linear(layer)
-    with torch.no_grad():
-        timings = time_interleaved([lambda: layer(x), lambda: dense(x)], device, warmup=2, repeats=repeats, min_time=2e-3)
-    return timings[0].median, timings[1].median
-
-
-def measured_cost(layer: StructuredLinear, rows: int, form: str) -> float:
-    """A :data:`structlayers.collapse.CostModel`: measured forward seconds of ``form``
-    ("structured" or "dense"); both forms are timed together once per (layer, rows) and cached."""
-    if form not in ("structured", "dense"):
-        raise ValueError(f"unknown form {form!r}; expected 'structured' or 'dense'")
-    per_layer = _MEASURED.setdefault(layer, {})
-    if rows not in per_layer:
-        per_layer[rows] = measure_forms(layer, rows)
-    structured, dense = per_layer[rows]
-    return structured if form == "structured" else dense
+from structlayers.base import count_params
+from structlayers.timing import time_interleaved
 
 
 @dataclass(frozen=True)
@@ -75,7 +44,7 @@ def bytes_moved(layer: torch.nn.Module, rows: int, in_features: int, out_feature
     """Bytes a layer must move at least: its input, output and parameters once (forward); the
     backward adds reading the output gradient, the input and the parameters again and writing the
     input and parameter gradients."""
-    params = sum(p.numel() * (2 if p.is_complex() else 1) for p in layer.parameters())
+    params = count_params(layer)
     forward = rows * (in_features + out_features) + params
     if not backward:
         return forward * element_size

@@ -1,0 +1,234 @@
+"""Command-line building blocks shared by every CLI built on structlayers (``structlayers`` and
+``atompaint``): subcommand discovery, the one vocabulary of flag words, deprecated spellings,
+``KEY=VALUE`` options, and flags generated from configuration dataclasses so that each default is
+declared once, in the component (argparse only; no experiment code is imported).
+
+The flag words, the same in every command:
+
+``--out PATH``      the command's main output file (an image, an index database);
+``--out-dir DIR``   the folder of a run's outputs (logs, checkpoints, metrics, curves);
+``--json PATH``     the results as JSON (``-`` writes them to standard output);
+``--plot PATH``     a figure of the results (PNG, SVG or PDF by extension);
+``--no-progress``   no progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import pkgutil
+import sys
+import types
+import typing
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from structlayers.configs import ConfigError, coerce, field_types
+
+#: Exceptions that a subcommand raises for bad user input: printed as one line, exit status 2.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
+
+
+def build_parser(package: str, prog: str, description: str, only: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one subcommand per module of ``package`` (or just ``only``).
+
+    Each module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
+    only the module of the subcommand being run is imported (``--help`` imports them all), so a
+    light command never pays for another's heavy imports.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    for name in [only] if only in names else names:
+        module = importlib.import_module(f"{package}.{name}")
+        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def run_cli(package: str, prog: str, description: str, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; user errors exit with status 2 and a message."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(package, prog, description, only=argv[0].replace("-", "_") if argv else None)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+class _DeprecatedFlag(argparse.Action):
+    """Stores like the new flag, after a warning that names it."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        warnings.warn(f"{option_string} is deprecated and will be removed in the next release; use {self.new}",
+                      FutureWarning, stacklevel=2)
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if values is None and self.nargs == "?" else values)
+
+
+def add_deprecated(container: argparse._ActionsContainer, old: str, new: str, dest: str, **kwargs: Any) -> None:
+    """Accept the old spelling ``old`` of flag ``new`` (same ``dest``), warning when it is used."""
+    container.add_argument(old, dest=dest, action=_DeprecatedFlag, new=new, help=argparse.SUPPRESS,
+                           default=argparse.SUPPRESS, **kwargs)
+
+
+def add_out(container: argparse._ActionsContainer, help: str, required: bool = False) -> None:
+    container.add_argument("--out", type=Path, required=required, metavar="PATH", help=help)
+
+
+def add_out_dir(container: argparse._ActionsContainer, help: str, default: Path | None = None) -> None:
+    container.add_argument("--out-dir", type=Path, default=default, metavar="DIR", help=help)
+    add_deprecated(container, "--output-dir", "--out-dir", "out_dir", type=Path)
+
+
+def add_json(container: argparse._ActionsContainer, help: str = "write the results as JSON ('-': standard output)",
+             old: str | None = None) -> None:
+    """``--json PATH``; ``old`` is an earlier spelling of it (e.g. ``--out``), kept with a warning."""
+    container.add_argument("--json", type=Path, metavar="PATH", help=help)
+    if old:
+        add_deprecated(container, old, "--json PATH", "json", type=Path)
+
+
+def add_plot(container: argparse._ActionsContainer, help: str, old: str | None = None) -> None:
+    container.add_argument("--plot", type=Path, metavar="PATH", help=help)
+    if old:
+        add_deprecated(container, old, "--plot PATH", "plot", type=Path)
+
+
+def add_no_progress(container: argparse._ActionsContainer) -> None:
+    container.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_output_path(path: Path | None, what: str = "output") -> Path | None:
+    """Fail before any work starts if ``path`` cannot be written: its folder must exist or be
+    creatable, it must not be a folder, and the folder must be writable.  ``-`` (stdout) passes."""
+    if path is None or str(path) == "-":
+        return path
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file path")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"cannot create the folder of {what} {path}: {err.strerror or err}") from None
+    probe = parent / f".{path.name}.writable"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"cannot write {what} {path}: {err.strerror or err}") from None
+    return path
+
+
+def write_output(path: Path | None, text: str, what: str = "results") -> None:
+    """Write ``text`` to ``path`` (``-``: standard output) and say where it went."""
+    if path is None:
+        return
+    if str(path) == "-":
+        print(text)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {what} to {path}", file=sys.stderr)
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` split at the first ``=``; the value stays text until it is checked against the
+    option's declared type (:func:`structlayers.configs.coerce`)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"options are KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _argparse_type(hint: Any, flag: str) -> tuple[Callable[[str], Any] | None, dict[str, Any]]:
+    """``(type, extra add_argument kwargs)`` for a field annotation."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return _argparse_type(rest[0], flag)
+    if typing.get_origin(hint) is Literal:
+        return None, {"choices": list(args)}
+    if typing.get_origin(hint) in (list, tuple, Sequence):
+        item = args[0] if args else str
+
+        def parse_item(text: str) -> Any:
+            try:
+                return coerce(text, item, flag)
+            except ConfigError as err:
+                raise argparse.ArgumentTypeError(str(err)) from None
+
+        return parse_item, {"nargs": "+"}
+
+    def parse(text: str) -> Any:
+        try:
+            return coerce(text, hint, flag)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return parse, {}
+
+
+def add_config_arguments(
+    container: argparse._ActionsContainer,
+    cls: type,
+    *,
+    only: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    flags: dict[str, str] | None = None,
+    help: dict[str, str] | None = None,
+    dest_prefix: str = "",
+) -> None:
+    """One flag per field of dataclass ``cls`` (``--field-name``, or ``flags[name]``), typed by
+    the field's annotation, with the dataclass's own default, so defaults are never restated.
+    Booleans get ``--name`` / ``--no-name``; ``Literal`` fields get choices; lists take several values.
+    ``dest`` is ``dest_prefix + name``; :func:`config_from_args` reads them back."""
+    defaults = cls()
+    hints = field_types(cls)
+    flags, help = flags or {}, help or {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip or (only is not None and f.name not in only):
+            continue
+        flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
+        default = getattr(defaults, f.name)
+        text = help.get(f.name, f.name.replace("_", " "))
+        kwargs: dict[str, Any] = {"dest": dest_prefix + f.name, "default": default}
+        hint = hints[f.name]
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["help"] = f"{text} (default: {'on' if default else 'off'})"
+        else:
+            parse, extra = _argparse_type(hint, flag)
+            if parse is not None:
+                kwargs["type"] = parse
+            kwargs.update(extra)
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            kwargs["help"] = f"{text} (default: {shown})"
+            kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper() if "choices" not in extra else None
+        container.add_argument(flag, **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, dest_prefix: str = "", **values: Any) -> Any:
+    """Dataclass ``cls`` from the flags :func:`add_config_arguments` added (those present in
+    ``args``), plus ``values`` for the fields set otherwise."""
+    for f in dataclasses.fields(cls):
+        dest = dest_prefix + f.name
+        if f.name not in values and hasattr(args, dest):
+            value = getattr(args, dest)
+            values[f.name] = value
+    return cls(**values)

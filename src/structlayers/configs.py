@@ -1,0 +1,213 @@
+"""Typed configuration dataclasses from plain data (YAML, JSON, ``KEY=VALUE`` text) and back.
+
+A component declares its options once, as a dataclass with defaults; :func:`from_dict` builds it
+from a mapping (nested dataclasses recursively), checking every value against the field's
+annotation and rejecting unknown keys, so a typo never falls back silently to a default.
+:func:`coerce` is the same check for one value, used for layer options read from the command line.
+The command-line flags generated from a dataclass (:mod:`structlayers.clikit`) read their defaults
+from it, as minGPT's ``get_default_config()`` and Lightning's ``LightningCLI`` do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"none", "null", "~"}
+
+
+class ConfigError(ValueError):
+    """A configuration value that does not fit its declared type, or an unknown key."""
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (Union, types.UnionType)
+
+
+def _describe(hint: Any) -> str:
+    if _is_union(hint):
+        return " | ".join(_describe(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _parse_text(text: str) -> Any:
+    """A command-line word read as JSON where it is JSON (numbers, ``[1, 2]``); else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def coerce(value: Any, hint: Any, where: str = "value") -> Any:
+    """``value`` checked against the type ``hint`` (and converted where that is lossless: text to
+    a number or boolean, an int to a float, a list to a tuple).  Floats must be finite.  Raises
+    :class:`ConfigError` naming ``where`` otherwise."""
+    if hint is Any or hint is typing.Any:
+        return value
+    if _is_union(hint):
+        args = typing.get_args(hint)
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            if type(None) in args:
+                return None
+        # Non-text targets first, so "3" becomes 3 for int | str.
+        for arg in sorted(args, key=lambda a: a is str):
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value in allowed:
+            return value
+        if isinstance(value, str):
+            for a in allowed:
+                if not isinstance(a, str) and str(a).lower() == value.strip().lower():
+                    return a
+        raise ConfigError(f"{where}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    if hint is type(None):
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            return None
+        raise ConfigError(f"{where}: expected None, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, str):
+            value = _parse_text(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, str):
+            value = _parse_text(value)
+            if isinstance(value, str) and value.strip().lower() in ("inf", "+inf", "-inf", "nan"):
+                value = float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if hint is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    if origin in (list, tuple, Sequence):
+        if isinstance(value, str):
+            value = _parse_text(value)
+            if isinstance(value, (str, int, float)):
+                value = [v.strip() for v in str(value).split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        return from_dict(hint, value, where)
+    if isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
+    return value
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved annotation of every field of dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
+    """Dataclass ``cls`` from a mapping; missing keys keep their defaults, unknown keys and
+    ill-typed values raise :class:`ConfigError` naming the key (``where`` prefixes the names)."""
+    where = where or cls.__name__
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = field_types(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(hints))}")
+    kwargs = {key: coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()}
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def to_dict(config: Any) -> Any:
+    """Plain data (for YAML / JSON) from a dataclass, recursively; paths become strings and tuples lists."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (list, tuple)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, dict):
+        return {k: to_dict(v) for k, v in config.items()}
+    if isinstance(config, Path):
+        return str(config)
+    return config
+
+
+def replace_fields(config: T, changes: Mapping[str, Any], where: str | None = None) -> T:
+    """A copy of dataclass ``config`` with ``changes`` (dotted keys reach into nested dataclasses),
+    each value checked like :func:`from_dict` does."""
+    nested: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[key] = value
+    where = where or type(config).__name__
+    hints = field_types(type(config))
+    unknown = sorted((set(flat) | set(nested)) - set(hints))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(hints))}")
+    kwargs = {key: coerce(value, hints[key], f"{where}.{key}") for key, value in flat.items()}
+    for key, sub in nested.items():
+        kwargs[key] = replace_fields(getattr(config, key), sub, f"{where}.{key}")
+    try:
+        return dataclasses.replace(config, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err

@@ -1,0 +1,14 @@
+"""Lightning sanity runs: the classifier module, run configuration, metrics JSON and curves
+(optimiser settings and curve plotting come from :mod:`structlayers.runs`)."""
+
+from structlayers.lab.training.module import ClassifierModule
+from structlayers.lab.training.run import ModelConfig, TrainConfig, TrainResult, build_run_model, run_training
+
+__all__ = [
+    "ClassifierModule",
+    "ModelConfig",
+    "TrainConfig",
+    "TrainResult",
+    "build_run_model",
+    "run_training",
+]
