@@ -6,12 +6,20 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def human(n: float) -> str:
-    """Compact engineering notation: 1234567 -> '1.23M'."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.4g}" if isinstance(n, float) else str(n)
+def human(n: float, unit: str = "", base: int = 1000) -> str:
+    """Compact engineering notation: ``1234567 -> '1.23M'``; with a ``unit`` and ``base=1024``,
+    binary prefixes (``human(3 << 30, "B", 1024) -> '3 GiB'``)."""
+    prefixes = ("", "K", "M", "G", "T", "P")
+    value, i = float(n), 0
+    while abs(value) >= base and i < len(prefixes) - 1:
+        value /= base
+        i += 1
+    if i == 0:
+        text = f"{n:.4g}" if isinstance(n, float) else str(n)
+    else:
+        text = f"{value:.3g}"
+    suffix = prefixes[i] + ("i" if base == 1024 and i else "") + unit
+    return f"{text} {suffix}".rstrip() if unit else text + suffix
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
