@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh machine:
 #   make approx   -- builds .venv and runs `structlayers approx --layer acdc --depth 16`
 #   make test     -- builds .venv and runs the whole test suite
+#   make lint     -- ruff (configured in pyproject.toml); .ci/run runs it before the tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup approx test
+.PHONY: setup approx test lint
 
 setup: $(VENV)/.ready
 
@@ -13,7 +14,7 @@ $(VENV)/.ready: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[lab,atompaint,test]'
 	# escnn's py3nj dependency needs a Fortran compiler; escnn works without it (numerical
 	# Clebsch-Gordan coefficients), so it is installed without dependencies and py3nj is optional.
 	$(BIN)/pip install -q --no-deps escnn==1.0.11
@@ -25,3 +26,6 @@ approx: setup
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q tests
+
+lint: setup
+	$(BIN)/ruff check src tests experiments

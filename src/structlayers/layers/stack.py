@@ -172,11 +172,12 @@ class Stack(SquareLayer):
 
     def square_reference(self, z: Tensor) -> Tensor:
         """Factors' reference maps, their biases and the shuffles, on float64 CPU rows.  A factor
-        that is not a :class:`SquareLayer` (a third-party plugin) contributes its ``to_dense()``."""
+        that is not a :class:`SquareLayer` of the stack's size (a third-party plugin, or a factor
+        that pads to a larger block size itself) contributes its ``to_dense()``."""
         for i, f in enumerate(self.factors):
             if i:
                 z = z.index_select(-1, self.shuffles[i - 1].index.cpu())
-            if isinstance(f, SquareLayer):
+            if isinstance(f, SquareLayer) and f.size == self.size:
                 z = f.square_reference(z)
                 if f.bias is not None:
                     z = z + f.bias.detach().double().cpu()

@@ -1,0 +1,202 @@
+"""The plugin contract as a reusable check, for third-party plugin authors and for our own suite.
+
+>>> from structlayers.testing import check_layer
+>>> report = check_layer("acdc", 12, 7, groups=2)      # raises AssertionError on a broken contract
+>>> report.checks
+['shapes', 'to_dense', 'params', 'flops', 'state_dict', 'gradcheck', 'collapse', 'stack']
+
+Like e3nn's ``assert_equivariant``, it is meant to be called from a plugin package's tests with the
+plugin's own options.  What it checks, in float64 on CPU:
+
+- ``shapes``: ``(..., in) -> (..., out)`` for an unbatched vector, a batch and a batch of batches;
+- ``to_dense``: ``forward(x) == x @ W.T + b`` for a linear layer; a nonlinear one raises
+  :class:`~structlayers.base.NotCollapsibleError`;
+- ``params``: the analytic ``params()`` equals the number of trainable real numbers;
+- ``flops``: ``flops()`` is the total of ``flop_count()``, is positive, and grows linearly with rows;
+- ``state_dict``: a second instance built with the same options reproduces the outputs after
+  ``load_state_dict`` (buffers such as fixed permutations included);
+- ``gradcheck``: autograd's gradients with respect to the input and every parameter match finite
+  differences (``torch.autograd.gradcheck``);
+- ``collapse``: :func:`structlayers.collapse` forced to the dense form gives the same outputs;
+- ``stack``: a stackable layer works as a factor of a depth-2 ``stack`` (forward, ``to_dense``,
+  collapse), which needs it registered (:func:`structlayers.register` or an entry point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.base import NotCollapsibleError, StructuredLinear, dense_linear
+from structlayers.collapse import collapse
+from structlayers.registry import available, create
+
+
+@dataclass
+class LayerReport:
+    """The checks that ran on one layer configuration, in order."""
+
+    layer: str
+    in_features: int
+    out_features: int
+    options: dict[str, Any]
+    checks: list[str] = field(default_factory=list)
+
+
+class _Checker:
+    def __init__(self, build: Any, label: str, in_features: int, out_features: int, seed: int) -> None:
+        self.build, self.label = build, label
+        self.in_features, self.out_features, self.seed = in_features, out_features, seed
+
+    def fail(self, check: str, message: str) -> None:
+        raise AssertionError(f"{self.label}: contract check {check!r} failed: {message}")
+
+    def close(self, check: str, got: Tensor, expected: Tensor, what: str, tol: float = 1e-9) -> None:
+        if got.shape != expected.shape:
+            self.fail(check, f"{what}: shape {tuple(got.shape)} != {tuple(expected.shape)}")
+        scale = max(1.0, float(expected.abs().max())) if expected.numel() else 1.0
+        err = float((got - expected).abs().max()) if expected.numel() else 0.0
+        if not err <= tol * scale:
+            self.fail(check, f"{what}: max abs difference {err:.3g} (tolerance {tol * scale:.3g})")
+
+    def inputs(self, *batch: int) -> Tensor:
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.randn(*batch, self.in_features, generator=g, dtype=torch.float64)
+
+
+def _trainable(module: nn.Module) -> int:
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters() if p.requires_grad)
+
+
+def _new(build: Any, seed: int) -> StructuredLinear:
+    torch.manual_seed(seed)
+    return build().double()
+
+
+def check_layer(
+    layer: str | type[StructuredLinear],
+    in_features: int = 12,
+    out_features: int = 12,
+    *,
+    seed: int = 0,
+    gradcheck: bool = True,
+    stack: bool = True,
+    **options: Any,
+) -> LayerReport:
+    """Check the plugin contract (see the module docs) for ``layer`` (a registered name or a
+    :class:`~structlayers.base.StructuredLinear` subclass) built as ``(in_features, out_features,
+    **options)``; raise ``AssertionError`` naming the failed check, else return what ran."""
+    if isinstance(layer, str):
+        name = layer
+
+        def build() -> StructuredLinear:
+            return create(name, in_features, out_features, **options)
+    else:
+        name = layer.name or layer.__qualname__
+
+        def build() -> StructuredLinear:
+            return layer(in_features, out_features, **options)
+
+    label = f"layer {name!r} ({in_features} -> {out_features}{''.join(f', {k}={v!r}' for k, v in options.items())})"
+    c = _Checker(build, label, in_features, out_features, seed)
+    report = LayerReport(name, in_features, out_features, dict(options))
+    module = _new(build, seed)
+    if not isinstance(module, StructuredLinear):
+        c.fail("type", f"built a {type(module).__name__}, not a StructuredLinear")
+    module.eval()
+
+    # shapes
+    for batch in ((), (3,), (2, 3)):
+        with torch.no_grad():
+            y = module(c.inputs(*batch))
+        if tuple(y.shape) != (*batch, out_features):
+            c.fail("shapes", f"input {(*batch, in_features)} gave output {tuple(y.shape)}, expected {(*batch, out_features)}")
+        if not torch.isfinite(y).all():
+            c.fail("shapes", f"non-finite outputs for input shape {(*batch, in_features)}")
+    report.checks.append("shapes")
+
+    # to_dense
+    x = c.inputs(5)
+    with torch.no_grad():
+        y = module(x)
+    if module.is_linear:
+        weight, bias = module.to_dense()
+        if tuple(weight.shape) != (out_features, in_features):
+            c.fail("to_dense", f"weight shape {tuple(weight.shape)}, expected {(out_features, in_features)}")
+        dense = x @ weight.double().T + (bias.double() if bias is not None else 0.0)
+        c.close("to_dense", y, dense, "forward vs to_dense()", tol=1e-8)
+    else:
+        try:
+            module.to_dense()
+        except NotCollapsibleError:
+            pass
+        else:
+            c.fail("to_dense", "a nonlinear layer (is_linear False) must raise NotCollapsibleError from to_dense()")
+    report.checks.append("to_dense")
+
+    # params
+    if module.params() != _trainable(module):
+        c.fail("params", f"params() = {module.params()}, but the module has {_trainable(module)} trainable numbers")
+    report.checks.append("params")
+
+    # flops
+    counts = {rows: module.flop_count(rows) for rows in (1, 4, 8)}
+    if any(module.flops(rows) != fc.total for rows, fc in counts.items()):
+        c.fail("flops", "flops(rows) differs from flop_count(rows).total")
+    if counts[1].total <= 0:
+        c.fail("flops", f"flops(1) = {counts[1].total}, expected a positive count")
+    if counts[8].total != 2 * counts[4].total or module.flops((2, 4)) != counts[8].total:
+        c.fail("flops", f"FLOPs are not linear in the number of rows: {counts[4].total} for 4, {counts[8].total} for 8")
+    report.checks.append("flops")
+
+    # state_dict
+    other = _new(build, seed + 1)
+    try:
+        other.load_state_dict(module.state_dict())
+    except RuntimeError as err:
+        c.fail("state_dict", f"load_state_dict into a fresh instance failed: {err}")
+    other.eval()
+    with torch.no_grad():
+        c.close("state_dict", other(x), y, "outputs after load_state_dict", tol=1e-12)
+    report.checks.append("state_dict")
+
+    # gradcheck
+    if gradcheck:
+        names = [n for n, p in module.named_parameters() if p.requires_grad]
+        params = [p.detach().clone().requires_grad_(True) for n, p in module.named_parameters() if p.requires_grad]
+        probe = c.inputs(2).requires_grad_(True)
+        module.train()
+
+        def f(inp: Tensor, *values: Tensor) -> Tensor:
+            return torch.func.functional_call(module, dict(zip(names, values)), (inp,))
+
+        try:
+            torch.autograd.gradcheck(f, (probe, *params), eps=1e-6, atol=1e-5, rtol=1e-4)
+        except Exception as err:  # gradcheck raises GradcheckError or a backend error
+            c.fail("gradcheck", str(err).splitlines()[0])
+        module.eval()
+        report.checks.append("gradcheck")
+
+    # collapse
+    if module.is_linear:
+        prefer_dense = lambda _layer, _rows, form: 0.0 if form == "dense" else 1.0  # noqa: E731
+        collapsed, choice = collapse(nn.Sequential(module), x, cost=prefer_dense)
+        if choice.choices[0].chosen != "dense":
+            c.fail("collapse", "collapse() kept the structured form although the dense one was cheaper")
+        with torch.no_grad():
+            c.close("collapse", collapsed(x), y, "collapsed model outputs", tol=1e-8)
+            c.close("collapse", dense_linear(module)(x), y, "dense_linear outputs", tol=1e-8)
+        report.checks.append("collapse")
+
+    # stack
+    if stack and type(module).stackable:
+        if name not in available() or available()[name] is not type(module):
+            c.fail("stack", f"stackable layer {name!r} must be registered (structlayers.register or an entry point) "
+                            "to be a stack factor")
+        check_layer("stack", in_features, out_features, seed=seed, gradcheck=False, stack=False,
+                    factor=name, depth=2, **options)
+        report.checks.append("stack")
+    return report

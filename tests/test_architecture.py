@@ -1,0 +1,191 @@
+"""The layering of the packages: arrows point down (library <- lab <- cli; atompaint -> structlayers'
+library only), no import cycles, and a light ``import structlayers``.
+
+The static checks read every ``import`` statement (function-level ones included) with ``ast``; the
+dynamic ones import each library module in a fresh interpreter and look at what got loaded.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGES = ("structlayers", "atompaint")
+#: Layers of structlayers that the library must never import.
+UPPER = ("structlayers.lab", "structlayers.cli")
+#: Heavy dependencies that belong to the lab and applications, never to the library.
+HEAVY = ("lightning", "pytorch_lightning", "matplotlib", "pandas", "escnn", "gemmi", "torchmetrics", "tensorboard")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for pkg in PACKAGES for p in sorted((SRC / pkg).rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """Every project module ``name`` imports, resolving ``from a import b`` to the submodule a.b
+    when there is one and relative imports to absolute names."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
+
+
+def is_library(name: str) -> bool:
+    return name.startswith("structlayers") and not name.startswith(UPPER)
+
+
+def test_no_import_cycles() -> None:
+    """Tarjan's strongly connected components over the import graph: every one must be a single module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(GRAPH[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_library_never_imports_lab_or_cli() -> None:
+    bad = {name: sorted(t for t in targets if t.startswith(UPPER))
+           for name, targets in GRAPH.items() if is_library(name)}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_atompaint_uses_only_structlayers_library() -> None:
+    bad = {name: sorted(t for t in targets if t.startswith(UPPER))
+           for name, targets in GRAPH.items() if name.startswith("atompaint")}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_the_registry_is_a_leaf() -> None:
+    assert GRAPH["structlayers.registry"] <= {"structlayers.base", "structlayers.configs"}
+    assert GRAPH["structlayers.base"] == set() and GRAPH["structlayers.configs"] == set()
+
+
+def test_lab_never_imports_cli() -> None:
+    bad = {n: sorted(t for t in ts if t.startswith("structlayers.cli")) for n, ts in GRAPH.items()
+           if n.startswith("structlayers.lab")}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+PROBE = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_by(module: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE, module], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"importing {module} failed:\n{out.stderr}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+LIBRARY = sorted(n for n in MODULES if is_library(n))
+
+
+def test_each_library_module_alone_loads_no_lab_cli_or_heavy_dependency() -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(LIBRARY, pool.map(loaded_by, LIBRARY)))
+    offenders = {}
+    for module, loaded in results.items():
+        bad = [m for m in loaded if m.startswith(UPPER) or m.split(".")[0] in HEAVY]
+        if bad:
+            offenders[module] = sorted({m if m.startswith("structlayers") else m.split(".")[0] for m in bad})
+    assert not offenders
+
+
+def test_import_structlayers_is_light() -> None:
+    loaded = set(loaded_by("structlayers"))
+    assert not {"scipy.optimize", "lightning", "matplotlib", "escnn", "pandas", "yaml"} & loaded
+
+
+@pytest.mark.parametrize("module", ["structlayers", "structlayers.testing", "structlayers.clikit"])
+def test_library_works_without_the_extras(module: str) -> None:
+    """The base install (torch, numpy, scipy, tqdm): with every extra made unimportable, the library
+    imports, builds, counts, collapses, fits and replaces."""
+    script = f"""
+import importlib.abc, sys
+BLOCKED = {HEAVY + ("yaml", "onnx", "timm", "torchvision", "numba", "lmdb")!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import torch, structlayers, {module}
+from structlayers.surgery import fit_layer
+layer = structlayers.create("acdc", 16, 16, depth=2)
+x = torch.randn(3, 16)
+assert structlayers.count(layer, x).total_flops > 0
+model, _ = structlayers.collapse(torch.nn.Sequential(layer), x)
+fit_layer(structlayers.create("lowrank", 6, 6, rank=2), torch.randn(6, 6), steps=5, optimizer="lbfgs")
+structlayers.replace(torch.nn.Sequential(torch.nn.Linear(8, 8)), "acdc", depth=2)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
+
+
+def test_base_install_requires_only_the_core_dependencies() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((SRC.parent / "pyproject.toml").read_text())["project"]
+    names = {d.split(";")[0].split("[")[0].split("=")[0].split("<")[0].split(">")[0].strip().lower()
+             for d in project["dependencies"]}
+    assert names == {"torch", "numpy", "scipy", "tqdm"}
+    assert {"lab", "atompaint", "test"} <= set(project["optional-dependencies"])
