@@ -63,7 +63,8 @@ class CountReport:
             for r in self.rows
             if not skip_empty or r.params or r.flops
         ]
-        rows.append(("total", "", human(self.total_params), human(self.total_flops), human(self.total_matmul_flops), ""))
+        rows.append(("total", "", human(self.total_params), human(self.total_flops), human(self.total_matmul_flops),
+                     ""))
         return format_table(("module", "type", "params", "FLOPs", "matmul FLOPs", "calls"), rows, "llrrrr")
 
     def to_json(self) -> str:
@@ -131,6 +132,7 @@ def count(model: nn.Module, example_input: Any) -> CountReport:
         flops = _module_flops(module, shapes[name])
         if params or flops.total or shapes[name].calls:
             report.rows.append(
-                CountRow(name or "(model)", type(module).__name__, params, flops.total, flops.matmul, shapes[name].calls)
+                CountRow(name or "(model)", type(module).__name__, params, flops.total, flops.matmul,
+                         shapes[name].calls)
             )
     return report

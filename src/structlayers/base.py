@@ -93,7 +93,8 @@ class StructuredLinear(nn.Module, ABC):
         ``out_features``; a container that passes options on to parts adds theirs)."""
         hints = typing.get_type_hints(cls.__init__)
         params = list(inspect.signature(cls.__init__).parameters.values())[3:]
-        return {p.name: hints.get(p.name, typing.Any) for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        return {p.name: hints.get(p.name, typing.Any) for p in params
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
     @property
     def is_linear(self) -> bool:

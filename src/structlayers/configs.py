@@ -163,10 +163,12 @@ def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
     hints = field_types(cls)
     unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(hints))}")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+                          f"allowed: {', '.join(sorted(hints))}")
     kwargs = {key: coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()}
     missing = [f.name for f in dataclasses.fields(cls)
-               if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+               if f.name not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
     try:

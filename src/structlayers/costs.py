@@ -42,7 +42,8 @@ def measure_forms(layer: StructuredLinear, rows: int, repeats: int = 7) -> tuple
     x = torch.randn(max(rows, 1), layer.in_features, device=device, dtype=dtype)
     dense = dense_linear(layer)
     with torch.no_grad():
-        timings = time_interleaved([lambda: layer(x), lambda: dense(x)], device, warmup=2, repeats=repeats, min_time=2e-3)
+        timings = time_interleaved([lambda: layer(x), lambda: dense(x)], device, warmup=2, repeats=repeats,
+                                   min_time=2e-3)
     return timings[0].median, timings[1].median
 
 

@@ -42,7 +42,8 @@ def register(name: str) -> Callable[[L], L]:
             raise TypeError(f"layer {name!r} must subclass StructuredLinear, got {cls!r}")
         existing = _REGISTRY.get(name)
         if existing is not None and existing is not cls:
-            raise ValueError(f"layer name {name!r} is already registered by {existing.__module__}.{existing.__qualname__}")
+            raise ValueError(f"layer name {name!r} is already registered by "
+                             f"{existing.__module__}.{existing.__qualname__}")
         cls.name = name
         _REGISTRY[name] = cls
         return cls

@@ -93,7 +93,7 @@ def time_interleaved(
             if per_turn == "min":
                 samples[i].append(min(time_once(fn, device) for _ in range(k)))
             else:
-                samples[i].append(time_once(lambda: _repeat(fn, k), device) / k)
+                samples[i].append(time_once(lambda fn=fn, k=k: _repeat(fn, k), device) / k)
     return [Timing(tuple(s)) for s in samples]
 
 

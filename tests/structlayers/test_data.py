@@ -23,7 +23,8 @@ from structlayers.lab.data import (
 from structlayers.lab.data.datamodule import EpochShuffleSampler, random_crop_flip
 
 
-def make_mnist(folder: Path, n: int, split: str = "t10k", gz: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_mnist(folder: Path, n: int, split: str = "t10k", gz: bool = True,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     labels = (np.arange(n) % 10).astype(np.uint8)

@@ -23,7 +23,8 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     labels = np.arange(64) % 10
     # Class-dependent images, so that a couple of epochs learn something.
-    images = (rng.integers(0, 60, (64, 28, 28)) + 150 * (np.arange(28)[None, None, :] // 3 == labels[:, None, None])).astype(np.uint8)
+    images = (rng.integers(0, 60, (64, 28, 28))
+              + 150 * (np.arange(28)[None, None, :] // 3 == labels[:, None, None])).astype(np.uint8)
     write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels.astype(np.uint8))
     return folder
@@ -45,8 +46,9 @@ SANITY_RUNS = {
     "cifar-resnet18-dense": ("cifar10", ModelConfig("resnet18", model_options={"width": 16})),
     "cifar-resnet18-shortcuts": ("cifar10", ModelConfig("resnet18", depth=12, replace="acdc", targets=["pointwise"],
                                                         model_options={"width": 16})),
-    "cifar-resnet18-all": ("cifar10", ModelConfig("resnet18", depth=12, replace="acdc", targets=["pointwise", "separable"],
-                                                  skip_first=1, model_options={"width": 16})),
+    "cifar-resnet18-all": ("cifar10", ModelConfig("resnet18", depth=12, replace="acdc",
+                                                  targets=["pointwise", "separable"], skip_first=1,
+                                                  model_options={"width": 16})),
 }
 
 
@@ -54,7 +56,8 @@ SANITY_RUNS = {
 def test_fast_dev_run_of_each_sanity_run(run: str, mnist_dir: Path, cifar_dir: Path, tmp_path: Path) -> None:
     task, model = SANITY_RUNS[run]
     config = TrainConfig(
-        task=task, model=model, data=DataConfig(data_dir=mnist_dir if task == "mnist" else cifar_dir, batch_size=8, val_size=16),
+        task=task, model=model,
+        data=DataConfig(data_dir=mnist_dir if task == "mnist" else cifar_dir, batch_size=8, val_size=16),
         out_dir=tmp_path, trainer=TrainerConfig(fast_dev_run=2, progress_bar=False, accelerator="cpu", devices=1),
     )
     result = run_training(config)
@@ -110,7 +113,8 @@ def test_outputs_and_exact_resume(mnist_dir: Path, tmp_path: Path) -> None:
 
 def test_train_cli(mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "mnist", "--layer", "acdc", "--depth", "4", "--data-dir", str(mnist_dir), "--batch-size", "8",
-            "--val-size", "16", "--fast-dev-run", "2", "--out-dir", str(tmp_path), "--no-progress", "--accelerator", "cpu", "--devices", "1"]
+            "--val-size", "16", "--fast-dev-run", "2", "--out-dir", str(tmp_path), "--no-progress",
+            "--accelerator", "cpu", "--devices", "1"]
     assert main(argv) == 0
     assert '"val_acc"' in capsys.readouterr().out
     missing = ["train", "cifar10", "--data-dir", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "run")]

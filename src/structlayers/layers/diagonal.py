@@ -42,7 +42,8 @@ class DiagonalTransformLayer(SquareLayer):
         if backend not in BACKENDS:
             raise ValueError(f"layer {self.name!r}: unknown backend {backend!r}; expected one of {BACKENDS}")
         if inner_shuffle not in SHUFFLES:
-            raise ValueError(f"layer {self.name!r}: unknown inner_shuffle {inner_shuffle!r}; expected one of {SHUFFLES}")
+            raise ValueError(f"layer {self.name!r}: unknown inner_shuffle {inner_shuffle!r}; "
+                             f"expected one of {SHUFFLES}")
         self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
         self.groups, self.backend, self.init, self.sigma = groups, backend, init, sigma
         generator = torch.Generator().manual_seed(seed) if seed is not None else None

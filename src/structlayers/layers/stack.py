@@ -69,7 +69,8 @@ class Stack(SquareLayer):
         if norm is not None and norm not in NORMS:
             raise ValueError(f"layer 'stack': unknown norm {norm!r}; expected one of {sorted(NORMS)}")
         if not get(factor).stackable:
-            raise ValueError(f"layer 'stack': factor {factor!r} cannot be stacked (it is not a square structured factor)")
+            raise ValueError(f"layer 'stack': factor {factor!r} cannot be stacked "
+                             "(it is not a square structured factor)")
         self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
         self.factor, self.depth, self.shuffle = factor, depth, shuffle
         self.activation, self.norm = activation, norm

@@ -1,7 +1,8 @@
 """Fit a layer plugin to a fixed dense target ``y = x W^T + b``.
 
 The objective is the relative squared Frobenius error of the effective affine map,
-``(||W_hat - W||_F^2 + ...) / ||W||_F^2``, read off the layer applied to the identity and to zero.  For Gaussian inputs this is, up to a constant, the expected output MSE the
+``(||W_hat - W||_F^2 + ...) / ||W||_F^2``, read off the layer applied to the identity and to zero.
+For Gaussian inputs this is, up to a constant, the expected output MSE the
 research log minimised on random batches, without its sampling noise, and it lets L-BFGS work.
 """
 
@@ -38,7 +39,8 @@ def _probe(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     return torch.cat([torch.eye(n, device=device, dtype=dtype), torch.zeros(1, n, device=device, dtype=dtype)])
 
 
-def output_mse(layer: StructuredLinear, weight: Tensor, bias: Tensor | None, samples: int = 1024, seed: int = 0) -> float:
+def output_mse(layer: StructuredLinear, weight: Tensor, bias: Tensor | None, samples: int = 1024,
+               seed: int = 0) -> float:
     """Mean squared output error on ``samples`` fixed N(0, I) inputs."""
     g = torch.Generator().manual_seed(seed)
     device, dtype = device_dtype(layer)
@@ -148,7 +150,8 @@ def fit_layer(
         _minimize_lbfgs(layer, loss_fn, steps, history, callback)
     layer.train(was_training)
     weight, bias = layer.to_dense()
-    rel = float(torch.linalg.norm(weight.double().cpu() - target_weight.double()) / torch.linalg.norm(target_weight.double()))
+    rel = float(torch.linalg.norm(weight.double().cpu() - target_weight.double())
+                / torch.linalg.norm(target_weight.double()))
     return FitResult(
         relative_error=rel,
         output_mse=output_mse(layer, target_weight, target_bias),

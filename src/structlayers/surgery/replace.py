@@ -74,7 +74,8 @@ def classify(module: nn.Module) -> tuple[str | None, str]:
         return "unsupported", f"grouped convolution (groups={module.groups}) is already structured"
     if all(k == 1 for k in module.kernel_size):
         if not isinstance(module.padding, str) and any(p != 0 for p in module.padding):
-            return "unsupported", f"1x1 convolution with padding {module.padding} (its border outputs are the bias alone)"
+            return "unsupported", (f"1x1 convolution with padding {module.padding} "
+                                   "(its border outputs are the bias alone)")
         return "pointwise", ""
     return "separable", ""
 
@@ -145,10 +146,12 @@ def separable_factors(weight: Tensor) -> tuple[Tensor, Tensor]:
     return depthwise.to(weight.dtype), pointwise.to(weight.dtype).contiguous()
 
 
-def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, Any], fit: FitOptions | None) -> tuple[nn.Module, float | None]:
+def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, Any],
+           fit: FitOptions | None) -> tuple[nn.Module, float | None]:
     """The replacement of ``module`` and, when fitted, its relative weight error."""
     bias = module.bias if getattr(module, "bias", None) is not None else None
-    n_in, n_out = (module.in_features, module.out_features) if kind == "linear" else (module.in_channels, module.out_channels)
+    n_in, n_out = ((module.in_features, module.out_features) if kind == "linear"
+                   else (module.in_channels, module.out_channels))
     plugin = _to_like(create(layer, n_in, n_out, **_layer_options(layer, layer_options, bias is not None)), module)
     if fit and not plugin.is_linear:
         raise ValueError(f"init_from='fit' needs a linear layer; {_describe(plugin)} is nonlinear (activation or norm)")
@@ -159,8 +162,9 @@ def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, An
         error = _fit(plugin, module.weight.reshape(n_out, n_in), bias, fit) if fit else None
         return PointwiseConv(plugin, n_in, n_out, dims, module.stride), error
     depthwise = _to_like(
-        type(module)(module.in_channels, module.in_channels, module.kernel_size, stride=module.stride, padding=module.padding,
-                     dilation=module.dilation, groups=module.in_channels, bias=False, padding_mode=module.padding_mode),
+        type(module)(module.in_channels, module.in_channels, module.kernel_size, stride=module.stride,
+                     padding=module.padding, dilation=module.dilation, groups=module.in_channels, bias=False,
+                     padding_mode=module.padding_mode),
         module,
     )
     new = SeparableConv(depthwise, PointwiseConv(plugin, n_in, n_out, dims))
@@ -271,14 +275,16 @@ def replace(
     for name in order:
         module = layers[name]
         kind, reason = classify(module)
-        if not _selected(module, kind, kinds, types) or (globs and not any(fnmatch.fnmatchcase(name, g) for g in globs)):
+        if not _selected(module, kind, kinds, types) or (
+                globs and not any(fnmatch.fnmatchcase(name, g) for g in globs)):
             continue
         if name in kept:
             report.skipped.append(Skipped(name, _describe(module), KEPT))
             continue
         parent = model.get_submodule(name.rpartition(".")[0])
         if kind != "unsupported" and isinstance(parent, nn.MultiheadAttention):
-            kind, reason = "unsupported", "nn.MultiheadAttention reads this projection's weight directly, not through forward"
+            kind, reason = ("unsupported",
+                            "nn.MultiheadAttention reads this projection's weight directly, not through forward")
         if kind != "unsupported" and called is not None and name not in called:
             kind, reason = "unsupported", "never called by the model on the example input"
         if kind == "unsupported":
@@ -291,7 +297,8 @@ def replace(
         detail = "; ".join(f"{s.name} ({s.module}): {s.reason}" for s in unsupported)
         if on_unsupported == "error":
             raise UnsupportedModuleError(f"cannot replace {len(unsupported)} selected module(s): {detail}")
-        warnings.warn(f"structlayers.replace: skipped {len(unsupported)} module(s) that cannot be replaced: {detail}", stacklevel=2)
+        warnings.warn(f"structlayers.replace: skipped {len(unsupported)} module(s) that cannot be replaced: {detail}",
+                      stacklevel=2)
     if not plan and not report.skipped:
         raise ValueError(
             f"no module of {model.__class__.__name__} matches targets {targets!r}; "
@@ -302,7 +309,8 @@ def replace(
         new, error = _build(module, kind, layer, layer_options, fit_options)
         new.train(module.training)
         model = _set_submodule(model, name, new)
-        report.replaced.append(Replacement(name, kind, _describe(module), _describe(new), count_params(module), count_params(new), fit_error=error))
+        report.replaced.append(Replacement(name, kind, _describe(module), _describe(new), count_params(module),
+                                           count_params(new), fit_error=error))
 
     report.total_params_after = count_params(model)
     if before is not None:

@@ -58,7 +58,8 @@ class ReplaceReport:
              f"{opt(r.flops_before)} -> {opt(r.flops_after)}", "-" if r.fit_error is None else f"{r.fit_error:.3g}")
             for r in self.replaced
         ]
-        rows.append(("total (model)", "", "", "", f"{human(self.total_params_before)} -> {human(self.total_params_after)}",
+        rows.append(("total (model)", "", "", "",
+                     f"{human(self.total_params_before)} -> {human(self.total_params_after)}",
                      f"{opt(self.total_flops_before)} -> {opt(self.total_flops_after)}", ""))
         text = format_table(("module", "kind", "before", "after", "params", "FLOPs", "fit error"), rows, "lllllll")
         if self.skipped:

@@ -25,7 +25,8 @@ class PointwiseConv(nn.Module):
     ``(C, *spatial)``, like ``nn.ConvNd``.
     """
 
-    def __init__(self, layer: nn.Module, in_channels: int, out_channels: int, dims: int = 2, stride: int | tuple[int, ...] = 1) -> None:
+    def __init__(self, layer: nn.Module, in_channels: int, out_channels: int, dims: int = 2,
+                 stride: int | tuple[int, ...] = 1) -> None:
         super().__init__()
         self.layer = layer
         self.in_channels, self.out_channels, self.dims = in_channels, out_channels, dims
@@ -57,7 +58,8 @@ class SeparableConv(nn.Module):
             raise ValueError("SeparableConv: the depthwise convolution must have groups == in_channels == out_channels")
         if pointwise.in_channels != depthwise.out_channels:
             raise ValueError(
-                f"SeparableConv: pointwise expects {pointwise.in_channels} channels, depthwise gives {depthwise.out_channels}"
+                f"SeparableConv: pointwise expects {pointwise.in_channels} channels, "
+                f"depthwise gives {depthwise.out_channels}"
             )
         self.depthwise = depthwise
         self.pointwise = pointwise

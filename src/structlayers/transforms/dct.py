@@ -143,7 +143,9 @@ class _PermuteScaleFunction(torch.autograd.Function):
     """``x[..., index] * scale (+ shift)`` in one buffer; backward recomputes the gather."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, index: Tensor, inverse_index: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, index: Tensor, inverse_index: Tensor, scale: Tensor | None, shift: Tensor | None
+    ) -> Tensor:
         ctx.save_for_backward(x, scale)
         ctx.index, ctx.inverse_index = index, inverse_index
         return _permute_scale(x, index, scale, shift)

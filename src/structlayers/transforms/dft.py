@@ -13,7 +13,8 @@ from structlayers.transforms.dct import BACKENDS
 def dft_matrix(n: int) -> Tensor:
     """The ``(n, n)`` unitary DFT matrix ``F`` with ``fft(x, norm="ortho") == x @ F`` (complex128)."""
     k = torch.arange(n, dtype=torch.float64)
-    return torch.polar(torch.full((n, n), 1.0 / math.sqrt(n), dtype=torch.float64), -2 * math.pi * k[:, None] * k[None, :] / n)
+    return torch.polar(torch.full((n, n), 1.0 / math.sqrt(n), dtype=torch.float64),
+                       -2 * math.pi * k[:, None] * k[None, :] / n)
 
 
 def fft_flops(n: int, rows: int = 1, backend: str = "fft") -> int:

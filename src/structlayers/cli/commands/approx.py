@@ -42,15 +42,18 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ApproxConfig()
-    p.add_argument("--layer", default=d.layer, help=f"registered layer to fit (see `structlayers layers`; default {d.layer})")
+    p.add_argument("--layer", default=d.layer,
+                   help=f"registered layer to fit (see `structlayers layers`; default {d.layer})")
     p.add_argument("--n", type=int, default=d.n, help=f"size of the square target matrix (default {d.n})")
     p.add_argument("--depth", type=int_list, default=d.depths,
                    help="stack depth, or a list such as 1,2,4,8,16,32 (default: the layer itself)")
-    p.add_argument("--shuffle", choices=SHUFFLES, default=d.shuffle, help=f"shuffle between stacked factors (default {d.shuffle})")
+    p.add_argument("--shuffle", choices=SHUFFLES, default=d.shuffle,
+                   help=f"shuffle between stacked factors (default {d.shuffle})")
     p.add_argument("--seeds", type=seed_list, default=d.seeds,
                    help=f"number of seeds, or a comma list (default {len(d.seeds)})")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"default {d.optimizer}")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (L-BFGS iterations) per fit (default {d.steps})")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help=f"optimizer steps (L-BFGS iterations) per fit (default {d.steps})")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (adam 1e-2, lbfgs 1.0 by default)")
     add_layer_options(p)
     add_json(p, old="--out")
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.plot, "--plot")
     config = ApproxConfig(
         layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds,
-        optimizer=args.optimizer, steps=args.steps, lr=args.lr, layer_options=parse_options(args.layer, dict(args.option)),
+        optimizer=args.optimizer, steps=args.steps, lr=args.lr,
+        layer_options=parse_options(args.layer, dict(args.option)),
     )
     result = run_approx(config, progress=not args.no_progress)
     if not result.runs:

@@ -64,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
             print()
             print(after.to_text())
         label = f"{args.replace}" + (f" x{args.depth}" if args.depth else "")
-        rows.append((f"replaced ({label})", human(after.total_params), human(after.total_flops), human(after.total_matmul_flops)))
-        rows.append(("ratio", f"{after.total_params / before.total_params:.3g}", f"{after.total_flops / before.total_flops:.3g}",
+        rows.append((f"replaced ({label})", human(after.total_params), human(after.total_flops),
+                     human(after.total_matmul_flops)))
+        rows.append(("ratio", f"{after.total_params / before.total_params:.3g}",
+                     f"{after.total_flops / before.total_flops:.3g}",
                      f"{after.total_matmul_flops / before.total_matmul_flops:.3g}"))
         record.update(after=json.loads(after.to_json()), replace=json.loads(report.to_json()))
     print()

@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="allow writing into a folder that holds a run")
     g = p.add_argument_group("Lightning Trainer")
-    add_config_arguments(g, TrainerConfig, dest_prefix="trainer.", flags={"max_epochs": "--epochs", "progress_bar": "--progress"},
+    add_config_arguments(g, TrainerConfig, dest_prefix="trainer.",
+                         flags={"max_epochs": "--epochs", "progress_bar": "--progress"},
                          help={"max_epochs": "epochs", "max_time": "wall-clock limit DD:HH:MM:SS",
                                "devices": "device count, ids such as 0,1, or auto",
                                "strategy": "Lightning strategy, e.g. ddp, ddp_spawn, fsdp",

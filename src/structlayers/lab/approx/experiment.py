@@ -113,7 +113,8 @@ class ApproxResult:
                    "SVD rank", "SVD error", "beats SVD", "time (s)")
         table = format_table(headers, rows, "lrlrrrrrrlr")
         note = f"\ntarget: random Gaussian {self.config.n}x{self.config.n} matrices, N(0, 1/n); "
-        note += f"{self.config.optimizer}, {self.config.steps} steps; SVD = best low-rank matrix with at most as many parameters"
+        note += (f"{self.config.optimizer}, {self.config.steps} steps; "
+                 "SVD = best low-rank matrix with at most as many parameters")
         if self.interrupted:
             note += "\ninterrupted: the table holds the fits finished so far"
         return table + note
@@ -176,7 +177,8 @@ def run_approx(
 
             start = time.perf_counter()
             fit = fit_layer(layer, target, steps=config.steps, optimizer=config.optimizer, lr=config.lr, callback=tick)
-            run = ApproxRun(depth, seed, layer.params(), fit.relative_error, fit.output_mse, time.perf_counter() - start)
+            run = ApproxRun(depth, seed, layer.params(), fit.relative_error, fit.output_mse,
+                            time.perf_counter() - start)
             result.runs.append(run)
             if on_run:
                 on_run(run)

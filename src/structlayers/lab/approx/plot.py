@@ -21,7 +21,8 @@ def plot_error_vs_params(result: ApproxResult, path: Path) -> None:
     ax.errorbar([r.params for r in rows], [r.rel_error_mean for r in rows], yerr=[r.rel_error_std for r in rows],
                 marker="o", capsize=3, label=f"{result.config.layer} stack ({result.config.shuffle})")
     for r in rows:
-        ax.annotate(f"K={r.depth or 1}", (r.params, r.rel_error_mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(f"K={r.depth or 1}", (r.params, r.rel_error_mean), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
     target = gaussian_target(n, seed=result.config.seeds[0])
     ranks = [r for r in range(1, n + 1)]
     ax.plot([2 * n * r for r in ranks], [svd_error(target, r) for r in ranks], "k--", label="truncated SVD")

@@ -1,9 +1,9 @@
 """Lightning DataModules over in-memory uint8 image arrays.
 
 Images stay uint8 in memory; normalisation and the training augmentation (random shifts for
-MNIST, the standard random crop and flip for CIFAR-10) run on each batch after it reaches the device.  Shuffling and augmentation draw from
-generators seeded by ``(seed, epoch)`` and ``(seed, global step)``, so a run resumed from a
-checkpoint sees exactly the batches an uninterrupted run would have seen.
+MNIST, the standard random crop and flip for CIFAR-10) run on each batch after it reaches the device.
+Shuffling and augmentation draw from generators seeded by ``(seed, epoch)`` and ``(seed, global step)``,
+so a run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator, f
     rows = (oy[:, None] + torch.arange(h, device=device))[:, None, :, None]
     cols = ox[:, None] + torch.arange(w, device=device)
     cols = torch.where(mirror[:, None], cols.flip(-1), cols)[:, None, None, :]
-    return padded[torch.arange(b, device=device)[:, None, None, None], torch.arange(c, device=device)[None, :, None, None], rows, cols]
+    return padded[torch.arange(b, device=device)[:, None, None, None],
+                  torch.arange(c, device=device)[None, :, None, None], rows, cols]
 
 
 @dataclass

@@ -47,7 +47,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(IDX_DTYPES[data[2]])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:
-        raise DataError(f"{path}: IDX header promises shape {shape} ({expected} bytes) but the file has {len(data)} bytes")
+        raise DataError(f"{path}: IDX header promises shape {shape} ({expected} bytes) "
+                        f"but the file has {len(data)} bytes")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -98,6 +99,7 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def write_cifar_batch(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write images ``(N, 3, 32, 32)`` uint8 and labels in the official python-batch format."""
-    batch = {b"data": np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1), b"labels": list(map(int, labels))}
+    batch = {b"data": np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1),
+             b"labels": list(map(int, labels))}
     with Path(path).open("wb") as f:
         pickle.dump(batch, f)

@@ -39,7 +39,10 @@ MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("resnet18", resnet18, (3, 32, 32), "cifar10", "ResNet18 for CIFAR (kuangliu/pytorch-cifar)"),
         ModelSpec("wrn-28-10", wrn_28_10, (3, 32, 32), "cifar10", "Wide ResNet 28-10 for CIFAR"),
-        ModelSpec("mnist-stack", MNISTStack, (1, 28, 28), "mnist", "stack of structured factors 784 -> 10, no dense layer", True),
+        ModelSpec(
+            "mnist-stack", MNISTStack, (1, 28, 28), "mnist", "stack of structured factors 784 -> 10, no dense layer",
+            True,
+        ),
         ModelSpec(
             "mnist-stack-linear", MNISTStackLinear, (1, 28, 28), "mnist", "stack 784 -> 64, ReLU, Linear(64, 10)", True
         ),

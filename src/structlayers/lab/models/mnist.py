@@ -20,7 +20,8 @@ IMAGE_FEATURES = 28 * 28
 class MNISTStack(nn.Module):
     """Flatten -> ``stack(784 -> num_classes, factor, depth)``; no dense layer."""
 
-    def __init__(self, factor: str = "acdc", depth: int = 32, num_classes: int = 10, activation: str | None = "relu", **layer_options: Any) -> None:
+    def __init__(self, factor: str = "acdc", depth: int = 32, num_classes: int = 10, activation: str | None = "relu",
+                 **layer_options: Any) -> None:
         super().__init__()
         self.stack = structlayers.create(
             factor, IMAGE_FEATURES, num_classes, depth=depth, activation=activation, **layer_options
@@ -43,7 +44,8 @@ class MNISTStackLinear(nn.Module):
         **layer_options: Any,
     ) -> None:
         super().__init__()
-        self.stack = structlayers.create(factor, IMAGE_FEATURES, hidden, depth=depth, activation=activation, **layer_options)
+        self.stack = structlayers.create(factor, IMAGE_FEATURES, hidden, depth=depth, activation=activation,
+                                         **layer_options)
         self.relu = nn.ReLU()
         self.fc = nn.Linear(hidden, num_classes)
 

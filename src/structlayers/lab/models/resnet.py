@@ -34,7 +34,8 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """A CIFAR ResNet: a 3x3 stem (no max-pool), four stages of ``blocks`` and a linear head."""
 
-    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 10, in_channels: int = 3, width: int = 64) -> None:
+    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 10, in_channels: int = 3,
+                 width: int = 64) -> None:
         super().__init__()
         self.in_planes = width
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
@@ -89,7 +90,8 @@ class WideBasic(nn.Module):
 class WideResNet(nn.Module):
     """WRN-``depth``-``widen`` for CIFAR: ``(depth - 4) / 6`` blocks per stage, widths 16k/32k/64k."""
 
-    def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3) -> None:
+    def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10, dropout: float = 0.0,
+                 in_channels: int = 3) -> None:
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"Wide ResNet depth must be 6n + 4, got {depth}")
