@@ -113,7 +113,8 @@ def check_layer(
         with torch.no_grad():
             y = module(c.inputs(*batch))
         if tuple(y.shape) != (*batch, out_features):
-            c.fail("shapes", f"input {(*batch, in_features)} gave output {tuple(y.shape)}, expected {(*batch, out_features)}")
+            c.fail("shapes", f"input {(*batch, in_features)} gave output {tuple(y.shape)}, "
+                             f"expected {(*batch, out_features)}")
         if not torch.isfinite(y).all():
             c.fail("shapes", f"non-finite outputs for input shape {(*batch, in_features)}")
     report.checks.append("shapes")
@@ -182,7 +183,7 @@ def check_layer(
 
     # collapse
     if module.is_linear:
-        prefer_dense = lambda _layer, _rows, form: 0.0 if form == "dense" else 1.0  # noqa: E731
+        prefer_dense = lambda _layer, _rows, form: 0.0 if form == "dense" else 1.0
         collapsed, choice = collapse(nn.Sequential(module), x, cost=prefer_dense)
         if choice.choices[0].chosen != "dense":
             c.fail("collapse", "collapse() kept the structured form although the dense one was cheaper")

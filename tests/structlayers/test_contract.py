@@ -52,7 +52,8 @@ def test_option_variants_meet_the_contract(name: str, options: dict) -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(n_in=st.integers(1, 24), n_out=st.integers(1, 24), groups=st.integers(1, 4), factor=st.sampled_from(["acdc", "afdf"]))
+@given(n_in=st.integers(1, 24), n_out=st.integers(1, 24), groups=st.integers(1, 4),
+       factor=st.sampled_from(["acdc", "afdf"]))
 def test_contract_over_random_shapes(n_in: int, n_out: int, groups: int, factor: str) -> None:
     groups = min(groups, max(n_in, n_out))
     check_layer(factor, n_in, n_out, groups=groups, gradcheck=False)

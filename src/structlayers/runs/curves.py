@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-
 def read_epoch_metrics(*csv_paths: str | Path) -> dict[str, dict[int, float]]:
     """``{metric: {epoch: value}}`` of the epoch-level metrics in Lightning ``metrics.csv`` files.
 
