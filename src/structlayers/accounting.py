@@ -1,6 +1,6 @@
 """Exact parameter and FLOP accounting of a model on an example input.
 
-Rules (each guards against a mistake in the research log):
+Rules (each guards against a classic counting mistake):
 - a layer plugin is counted as a whole, analytically: a stack counts every factor;
 - FLOPs are counted for every call and every vector a layer sees, so a pointwise convolution or
   a plugin applied per pixel counts every spatial position, and a shared module counts each call;

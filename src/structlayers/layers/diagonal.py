@@ -1,7 +1,7 @@
 """Common structure of ACDC and AFDF: ``y = x A T P D T^-1 (+ b)`` with learned diagonals ``A``,
 ``D``, a fixed orthogonal transform ``T`` (block-diagonal when ``groups > 1``) and an optional fixed
-shuffle ``P`` inside the factor (the research log found a riffle there gives a weight
-distribution closer to standard initialisations)."""
+shuffle ``P`` inside the factor (a riffle there makes the effective weights of a stack look more
+like a standard dense initialisation than the near-circulant structure of ``T D T^-1`` alone)."""
 
 from __future__ import annotations
 

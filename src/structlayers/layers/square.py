@@ -2,10 +2,9 @@
 the block (``groups``) layout.
 
 Dimension change is done by zero-padding the input to a square size ``N >= max(in, out)`` and
-keeping the first ``out`` outputs.  The research log's alternative (extra dense ``nn.Linear``
-layers that create or fold the missing dimensions) adds O(N * |in - out|) dense parameters and
-FLOPs, which defeats the compression and which the log had to switch off to train without dense
-layers; padding is exact, free, and keeps ``to_dense`` a sub-block of the square map.
+keeping the first ``out`` outputs.  The alternative, extra dense ``nn.Linear`` layers that create
+or fold the missing dimensions, adds O(N * |in - out|) dense parameters and FLOPs, which defeats
+the compression; padding is exact, free, and keeps ``to_dense`` a sub-block of the square map.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ def square_size(layer: str, in_features: int, out_features: int, groups: int, po
     """``(N, block)``: the padded square size and the length of each of its ``groups`` blocks.
 
     Blocks have length ``ceil(max(in, out) / groups)``, rounded up to a power of two when
-    ``pow2_blocks`` (fast FFT sizes, as in the research log's grouping).
+    ``pow2_blocks`` (sizes for which the FFT is fastest).
     """
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"layer {layer!r}: groups must be a positive integer, got {groups!r}")

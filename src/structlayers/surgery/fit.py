@@ -2,8 +2,8 @@
 
 The objective is the relative squared Frobenius error of the effective affine map,
 ``(||W_hat - W||_F^2 + ...) / ||W||_F^2``, read off the layer applied to the identity and to zero.
-For Gaussian inputs this is, up to a constant, the expected output MSE the
-research log minimised on random batches, without its sampling noise, and it lets L-BFGS work.
+For Gaussian inputs this is, up to a constant, the expected output MSE ``E||x W_hat - x W||^2`` of
+a fit on random batches, without its sampling noise, so deterministic optimisers such as L-BFGS apply.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def fit_layer(
 
     ``optimizer="adam"`` takes ``steps`` Adam steps (default lr 1e-2, cosine-decayed);
     ``"lbfgs"`` runs ``scipy.optimize.minimize(method="L-BFGS-B")`` for at most ``steps``
-    iterations on the flattened parameters (as in the research log's scipy wrapper).
+    iterations on the flattened parameters.
     ``callback(step, loss)`` is called after every step (progress bars use it).
     """
     if optimizer not in OPTIMIZERS:

@@ -6,7 +6,8 @@ Three kinds of module can be replaced:
 - ``pointwise``: a 1x1 ``nn.Conv1d/2d/3d`` (any stride, no padding, ``groups=1``) ->
   :class:`PointwiseConv` applying the plugin over channels at every position;
 - ``separable``: a k x k convolution (``groups=1``) -> :class:`SeparableConv`, a depthwise k x k
-  convolution followed by a structured pointwise one (the research log's final design).
+  convolution followed by a structured pointwise one (MobileNet's factorisation, Howard et al., 2017,
+  with the pointwise step structured).
 
 Selection: ``targets`` lists kinds, module types (``nn.Conv2d``...) and name globs
 (``"layer3.*"``); a module is replaced when it matches one kind or type (``linear`` and

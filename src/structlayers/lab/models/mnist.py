@@ -1,9 +1,9 @@
-"""The research log's MNIST models, on flattened 28x28 images.
+"""MNIST models on flattened 28x28 images, after the stacked-ACDC classifiers of Moczulski et al.
+(2016, "ACDC: A Structured Efficient Linear Layer").
 
 ``MNISTStack``: one stack of structured factors on the 784 pixels and no dense layer at all; the
-stack pads to its square size and the first 10 outputs are the logits (the log reached 97% with 32
-ACDC factors).  ``MNISTStackLinear``: a stack 784 -> 64 (12 factors in the log), ReLU, then a dense
-``Linear(64, 10)``.  ``MNISTMLP`` is the dense counterpart of the latter, for surgery and baselines.
+stack pads to its square size and the first 10 outputs are the logits.  ``MNISTStackLinear``: a
+stack 784 -> 64, ReLU, then a dense ``Linear(64, 10)``.  ``MNISTMLP`` is the dense counterpart of the latter, for surgery and baselines.
 """
 
 from __future__ import annotations

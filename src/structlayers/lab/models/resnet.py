@@ -1,5 +1,5 @@
-"""CIFAR-sized residual networks: ResNet18 (He et al., 2016, as in kuangliu/pytorch-cifar, which the
-research log used) and Wide ResNet WRN-d-k (Zagoruyko & Komodakis, 2016)."""
+"""CIFAR-sized residual networks: ResNet18 (He et al., 2016, in the CIFAR variant of
+kuangliu/pytorch-cifar) and Wide ResNet WRN-d-k (Zagoruyko & Komodakis, 2016)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm; a strided 1x1 convolution on the shortcut when the
-    shape changes (the modules the research log replaced first)."""
+    shape changes (the pointwise modules that structured replacements target first)."""
 
     expansion = 1
 
