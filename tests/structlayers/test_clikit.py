@@ -30,7 +30,8 @@ def test_generated_flags_are_typed() -> None:
     add_config_arguments(parser, TrainerConfig, flags={"max_epochs": "--epochs", "progress_bar": "--progress"})
     args = parser.parse_args(["--epochs", "3", "--devices", "0,1", "--limit-train-batches", "0.25", "--no-progress"])
     config = config_from_args(TrainerConfig, args)
-    assert (config.max_epochs, config.devices, config.limit_train_batches, config.progress_bar) == (3, [0, 1], 0.25, False)
+    got = (config.max_epochs, config.devices, config.limit_train_batches, config.progress_bar)
+    assert got == (3, [0, 1], 0.25, False)
     with pytest.raises(SystemExit):
         parser.parse_args(["--epochs", "three"])
     parser = argparse.ArgumentParser()
@@ -56,7 +57,8 @@ class _Outer:
 def test_from_dict_checks_types_and_keys() -> None:
     built = configs.from_dict(_Outer, {"name": "x", "inner": {"size": "4", "mode": "b"}, "weights": [1, 2]})
     assert built == _Outer("x", _Inner(4, "b"), (1.0, 2.0))
-    assert configs.to_dict(built) == {"name": "x", "inner": {"size": 4, "mode": "b"}, "weights": [1.0, 2.0], "path": None}
+    plain = {"name": "x", "inner": {"size": 4, "mode": "b"}, "weights": [1.0, 2.0], "path": None}
+    assert configs.to_dict(built) == plain
     for bad, match in [({"name": "x", "inner": {"sise": 4}}, "unknown key"), ({"name": "x", "inner": {"mode": "c"}},
                        "one of"), ({"inner": {}}, "missing required"), ({"name": "x", "weights": ["nan"]}, "finite")]:
         with pytest.raises(configs.ConfigError, match=match):
