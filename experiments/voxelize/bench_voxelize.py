@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atompaint.data.geometry import random_rotation
 from atompaint.structures import AtomTable, load
-from atompaint.voxelize import ImageParams, PreparedAtoms
+from atompaint.voxelize import ImageParams, PreparedAtoms, random_rotation
 
 CHANNELS = [["C"], ["N"], ["O"], ["S", "SE"], ["*"]]
 

@@ -1,5 +1,6 @@
 """Lazy re-exports for package ``__init__`` modules: a name is imported from its submodule on first
-access, so touching a light submodule (``atompaint.data.geometry``) does not import Lightning."""
+access, so touching a light submodule (``atompaint.tasks.neighbor_loc.geometry``) does not import
+Lightning (see the ``__init__`` rule in :mod:`atompaint`)."""
 
 from __future__ import annotations
 

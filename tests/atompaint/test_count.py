@@ -11,10 +11,13 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 import structlayers
-from atompaint.accounting import count_neighbor_loc, encoder_flops, human, measure_peak_memory
 from atompaint.cli import main
 from atompaint.encoders import EncoderConfig, build_encoder
-from atompaint.heads import HeadConfig, NeighborLocClassifier
+from atompaint.encoders.costs import encoder_flops, measure_peak_memory
+from atompaint.heads import HeadConfig
+from atompaint.tasks.neighbor_loc.count import count_neighbor_loc
+from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
+from structlayers.report import human
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 
@@ -59,6 +62,10 @@ def test_counts_agree_with_structlayers(encoder):
     assert by_label["acdc"].mlp.params < by_label["dense"].mlp.params
     text = table.to_text()
     assert "encoder (2 views) params" in text and "MLP FLOPs" in text and "peak memory" in text
+    rows = {line.split("  ")[0]: line for line in text.splitlines()}
+    assert rows["MLP params"].split()[-2:] == [human(by_label["dense"].mlp.params), human(by_label["acdc"].mlp.params)]
+    memory = human(by_label["acdc"].peak_memory_bytes, "B", 1024)
+    assert rows["peak memory fwd+bwd (batch 2)"].endswith(memory) and memory.endswith("iB")
 
 
 def test_peak_memory_grows_with_batch(encoder):
@@ -81,15 +88,27 @@ def test_count_cli(tmp_path, capsys):
     assert main(["count", str(path), "--head-depth", "2", "--memory-batch-size", "2"]) == 0
     out = capsys.readouterr().out
     assert "dense" in out and "compressed, collapsed" in out and "acdc x2" in out
-    assert main(["count", str(path), "--json", "--memory-batch-size", "0"]) == 0
+    assert main(["count", str(path), "--json", "-", "--memory-batch-size", "0"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [c["label"] for c in data["columns"]] == ["dense", "compressed", "compressed, collapsed"]
     assert data["columns"][0]["mlp"]["params"] == (2 * 2 * 10 + 1) * 32 + (32 + 1) * 6
+    assert all(c["peak_memory_bytes"] is None for c in data["columns"])
+    json_path = tmp_path / "out" / "count.json"
+    assert main(["count", str(path), "--json", str(json_path), "--memory-batch-size", "0"]) == 0
+    assert "MLP params" in capsys.readouterr().out  # the table still goes to stdout
+    assert json.loads(json_path.read_text()) == data
     assert main(["count", str(tmp_path / "missing.yaml")]) == 2
 
 
-def test_human():
-    assert human(2_700_000) == "2.7M"
-    assert human(938e9) == "938G"
-    assert human(512) == "512"
-    assert human(3 * 1024**2, "B", 1024) == "3 MiB"
+def test_count_cli_bare_json_is_deprecated_but_works(tmp_path, capsys):
+    config = {
+        "name": "tiny", "task": "neighbor-loc", "encoder": {k: v for k, v in ENCODER.items() if k != "input_size"},
+        "head": {"hidden": [8]}, "data": {"image": {"length_voxels": 7, "channels": [["C"], ["*"]]}},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.warns(FutureWarning, match="bare --json"):
+        assert main(["count", str(path), "--memory-batch-size", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["config"] == "tiny"
+    assert "deprecated" in captured.err

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from atompaint.data import (
+from atompaint.origins import OriginParams, build_index, find_structures
+from atompaint.tasks.neighbor_loc import (
     EpochSampler,
     NeighborLocConfig,
+    NeighborLocDataConfig,
     NeighborLocDataModule,
     NeighborLocDataset,
     make_view_pair,
     neighbor_directions,
-    random_rotation,
     split_structures,
 )
-from atompaint.origins import OriginParams, build_index, find_structures
-from atompaint.voxelize import ImageParams
+from atompaint.voxelize import ImageParams, random_rotation
 
 DATA = Path(__file__).parent / "data"
 SMALL = ImageParams(length_voxels=9, resolution_A=1.0)
@@ -123,15 +123,15 @@ def test_images_show_the_labelled_offset(single_atom_index: Path) -> None:
 def test_items_are_deterministic_and_independent_of_workers(index_path: Path) -> None:
     config = NeighborLocConfig(image=SMALL)
     ds = NeighborLocDataset(index_path, config, length=12, seed=5)
-    a0, b0, l0 = ds[7]
+    a0, b0, label0 = ds[7]
     again = NeighborLocDataset(index_path, config, length=12, seed=5)[7]
-    assert torch.equal(a0, again[0]) and torch.equal(b0, again[1]) and torch.equal(l0, again[2])
+    assert torch.equal(a0, again[0]) and torch.equal(b0, again[1]) and torch.equal(label0, again[2])
     assert not torch.equal(a0, NeighborLocDataset(index_path, config, length=12, seed=6)[7][0])
-    assert a0.dtype == torch.float32 and a0.shape == (5, 9, 9, 9) and l0.dtype == torch.int64
+    assert a0.dtype == torch.float32 and a0.shape == (5, 9, 9, 9) and label0.dtype == torch.int64
 
     def collect(workers: int) -> list[torch.Tensor]:
         loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=EpochSampler(12), num_workers=workers)
-        return [torch.cat([a.flatten(1), b.flatten(1), l[:, None].float()], dim=1) for a, b, l in loader]
+        return [torch.cat([a.flatten(1), b.flatten(1), label[:, None].float()], dim=1) for a, b, label in loader]
 
     serial, parallel = collect(0), collect(2)
     assert all(torch.equal(x, y) for x, y in zip(serial, parallel))
@@ -145,8 +145,11 @@ def test_epochs_differ_and_validation_is_fixed() -> None:
 
 
 def test_datamodule_batches_and_split(index_path: Path) -> None:
-    config = NeighborLocConfig(image=SMALL, directions="icosahedron")
-    dm = NeighborLocDataModule(index_path, config, batch_size=4, train_size=8, val_size=4, val_fraction=0.34)
+    config = NeighborLocDataConfig(
+        index_path=str(index_path), image=SMALL, directions="icosahedron", batch_size=4, train_size=8, val_size=4,
+        val_fraction=0.34,
+    )
+    dm = NeighborLocDataModule(config)
     dm.setup("fit")
     train_ids = set(dm.train_dataset.sampler.structure_ids.tolist())
     val_ids = set(dm.val_dataset.sampler.structure_ids.tolist())
@@ -161,16 +164,17 @@ def test_datamodule_batches_and_split(index_path: Path) -> None:
     assert dm.state_dict()["train_epoch"] == 3
 
 
-def test_from_structure_dir_builds_then_reuses_the_index(tmp_path: Path, monkeypatch) -> None:
+def test_structure_dir_builds_then_reuses_the_index(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ATOMPAINT_CACHE", str(tmp_path / "cache"))
     d = tmp_path / "s"
     d.mkdir()
     for name in ["2xdgA", "2xcjA"]:
         shutil.copy(DATA / f"{name}.pdb.gz", d)
-    dm = NeighborLocDataModule.from_structure_dir(d, NeighborLocConfig(image=SMALL), batch_size=2, train_size=2)
+    config = NeighborLocDataConfig(structure_dir=str(d), image=SMALL, batch_size=2, train_size=2)
+    dm = NeighborLocDataModule(config)
     assert dm.index_path.parent == tmp_path / "cache" and dm.index_path.is_file()
     mtime = dm.index_path.stat().st_mtime_ns
-    again = NeighborLocDataModule.from_structure_dir(d, NeighborLocConfig(image=SMALL), batch_size=2, train_size=2)
+    again = NeighborLocDataModule(config)
     assert again.index_path == dm.index_path and dm.index_path.stat().st_mtime_ns == mtime
     a, _, _ = next(iter(again.train_dataloader()))
     assert a.shape == (2, 5, 9, 9, 9)
@@ -218,7 +222,11 @@ def test_bad_configuration_errors(index_path: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="length"):
         NeighborLocDataset(index_path, length=0)
     with pytest.raises(FileNotFoundError, match="origin index"):
-        NeighborLocDataModule(tmp_path / "none.db")
+        NeighborLocDataModule(NeighborLocDataConfig(index_path=str(tmp_path / "none.db")))
+    with pytest.raises(ValueError, match="structure_dir"):
+        NeighborLocDataModule(NeighborLocDataConfig())
+    with pytest.raises(ValueError, match="batch_size"):
+        NeighborLocDataConfig(batch_size=0)
     with pytest.raises(ValueError, match="val_fraction"):
         split_structures({1: "a"}, 1.5)
     assert replace(NeighborLocConfig(), directions="dodecahedron").num_classes == 20

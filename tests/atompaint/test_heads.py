@@ -9,7 +9,9 @@ import torch
 
 import structlayers
 from atompaint.encoders import EncoderConfig, build_encoder
-from atompaint.heads import AffinityRegressor, HeadConfig, MLPHead, NeighborLocClassifier
+from atompaint.heads import HeadConfig, MLPHead
+from atompaint.tasks.lba.model import AffinityRegressor
+from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
 from structlayers.base import StructuredLinear
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
@@ -43,6 +45,23 @@ def test_every_head_layer_is_a_plugin_and_options_reach_it():
         MLPHead(32, 3, HeadConfig(hidden=[16], layer="no-such-layer"))
     with pytest.raises(ValueError):
         HeadConfig(activation="swish2")
+    with pytest.raises(ValueError, match="rank"):
+        HeadConfig(layer="lowrank", options={"rank": "two"})
+    assert HeadConfig(layer="lowrank", options={"rank": "2"}).options == {"rank": 2}  # typed like the CLI's
+
+
+def test_depth_follows_structlayers_create():
+    """A depth makes a stackable layer a stack of that many factors; a dense layer takes no depth."""
+    with pytest.raises(ValueError, match="'dense' cannot be stacked"):
+        HeadConfig(layer="dense", depth=12)
+    with pytest.raises(ValueError, match="'lowrank' cannot be stacked"):
+        HeadConfig(layer="lowrank", depth=2, options={"rank": 2})
+    assert HeadConfig().depth is None
+    assert type(MLPHead(16, 4, HeadConfig(hidden=[8])).layers[0]).name == "dense"  # the default head builds
+    stack = MLPHead(16, 4, HeadConfig(hidden=[8], layer="afdf", depth=3)).layers[0]
+    assert type(stack).name == "stack" and len(stack.factors) == 3
+    explicit = MLPHead(16, 4, HeadConfig(hidden=[8], layer="stack", depth=2, options={"factor": "acdc"})).layers[0]
+    assert type(explicit).name == "stack" and len(explicit.factors) == 2
 
 
 def test_neighbor_loc_head_swap_keeps_shapes_and_encoder(encoder):

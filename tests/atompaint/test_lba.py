@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from atompaint.lba import AtomLMDB, LBADataset, split_paths, write_lmdb
-from atompaint.training import NeighborLocTask, config_from_dict, train
+from atompaint.tasks.lba import AtomLMDB, LBADataset, split_paths, write_lmdb
+from atompaint.tasks.neighbor_loc import NeighborLocTask
+from atompaint.training import config_from_dict, train
 from atompaint.voxelize import ImageParams
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
@@ -110,7 +111,7 @@ def test_finetune_from_neighbor_loc_with_frozen_encoder(tmp_path, monkeypatch):
     pretrain = NeighborLocTask(config_from_dict({
         "name": "pre", "task": "neighbor-loc", "encoder": encoder,
         "data": {"structure_dir": "unused", "image": image},
-    }).to_dict(), num_classes=6)
+    }), num_classes=6)
     checkpoint = tmp_path / "pre.ckpt"
     torch.save({"state_dict": pretrain.state_dict()}, checkpoint)
 
@@ -118,9 +119,10 @@ def test_finetune_from_neighbor_loc_with_frozen_encoder(tmp_path, monkeypatch):
         "name": "lba", "task": "lba", "encoder": encoder, "head": {"hidden": [8]},
         "data": {"root": str(tmp_path / "lba"), "image": image, "batch_size": 4, "ligand_channels": False},
         "finetune": {"pretrained": str(checkpoint), "freeze_encoder_epochs": 1},
-        "trainer": {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1},
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1, "progress_bar": False},
     })
-    result = train(config, output_dir=tmp_path / "runs", enable_progress_bar=False)
+    assert config.encoder.in_channels == 2  # ligand_channels: false keeps the pretrained encoder's input
+    result = train(config, out_dir=tmp_path / "runs")
     for key in ("val/rmse", "val/mae", "val/pearson", "val/spearman", "train/rmse"):
         assert key in result.metrics
     state = torch.load(result.last_checkpoint, map_location="cpu", weights_only=False)["state_dict"]

@@ -1,9 +1,13 @@
-"""Training: YAML configs, a fast_dev_run, checkpoints/CSV/curves under the output dir, resume."""
+"""Training: YAML configs, a fast_dev_run, checkpoints/CSV/curves under the output dir, resume, the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
+import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -12,13 +16,22 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+import atompaint.training.run
 from atompaint.cli import main
-from atompaint.training import NeighborLocTask, config_from_dict, load_config, train
+from atompaint.encoders import EncoderConfig
+from atompaint.heads import HeadConfig
+from atompaint.tasks.lba import FinetuneConfig, LBADataConfig
+from atompaint.tasks.neighbor_loc import NeighborLocConfig, NeighborLocDataConfig, NeighborLocTask
+from atompaint.training import RunResult, config_from_dict, load_config, train
+from atompaint.voxelize import ImageParams
+from structlayers.configs import ConfigError, to_dict
+from structlayers.runs import OptimConfig, TrainerConfig
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
 
 EXPERIMENTS = Path(__file__).parents[2] / "experiments" / "neighbor_loc"
+EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[2] / "experiments").glob("*/*.yaml"))
 L = 7
 
 
@@ -57,16 +70,14 @@ def tiny_config(**trainer) -> dict:
         "head": {"hidden": [16], "layer": "acdc", "depth": 2},
         "data": {"structure_dir": "unused", "image": {"length_voxels": L, "channels": [["C"], ["*"]]}, "batch_size": 4},
         "optim": {"lr": 0.01},
-        "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1, **trainer},
+        "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1, "progress_bar": False, **trainer},
     }
 
 
 def test_fast_dev_run_two_batches(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = train(
-        config_from_dict(tiny_config()), output_dir=tmp_path / "runs", fast_dev_run=2,
-        datamodule=PairDataModule(), enable_progress_bar=False,
-    )
+    config = config_from_dict(tiny_config(fast_dev_run=2))
+    result = train(config, out_dir=tmp_path / "runs", datamodule=PairDataModule())
     assert "train/loss" in result.metrics and "val/acc" in result.metrics
     assert not (tmp_path / "lightning_logs").exists()
 
@@ -75,7 +86,7 @@ def test_training_writes_logs_checkpoints_curves_and_resumes(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "runs"
     config = config_from_dict(tiny_config(max_epochs=2, limit_train_batches=2, limit_val_batches=2))
-    result = train(config, output_dir=out, datamodule=PairDataModule(), enable_progress_bar=False)
+    result = train(config, out_dir=out, datamodule=PairDataModule())
     assert result.log_dir.parent == out / "tiny"
     assert (result.log_dir / "metrics.csv").is_file()
     assert result.curves is not None and result.curves.stat().st_size > 1000
@@ -89,13 +100,13 @@ def test_training_writes_logs_checkpoints_curves_and_resumes(tmp_path, monkeypat
     assert task.eval()(a, b).shape == (4, 6)
 
     config.trainer.max_epochs = 3
-    resumed = train(config, output_dir=out, resume="last", datamodule=PairDataModule(), enable_progress_bar=False)
+    resumed = train(config, out_dir=out, resume="last", datamodule=PairDataModule())
     assert resumed.log_dir.parent == result.log_dir.parent and resumed.log_dir != result.log_dir
     assert (result.log_dir / "metrics.csv").read_text().count("\n") > 2, "the first run's log was lost"
     checkpoint = torch.load(resumed.last_checkpoint, map_location="cpu", weights_only=False)
     assert checkpoint["epoch"] == 2
     with pytest.raises(FileNotFoundError):
-        train(config, output_dir=tmp_path / "elsewhere", resume="last", datamodule=PairDataModule())
+        train(config, out_dir=tmp_path / "elsewhere", resume="last", datamodule=PairDataModule())
 
 
 def test_config_validation(tmp_path):
@@ -103,6 +114,12 @@ def test_config_validation(tmp_path):
         config_from_dict({**tiny_config(), "head": {"hiden": [3]}})
     with pytest.raises(ValueError, match="task"):
         config_from_dict({**tiny_config(), "task": "folding"})
+    with pytest.raises(ConfigError, match="optim: unknown key.*scheduler"):
+        config_from_dict({**tiny_config(), "optim": {"scheduler": "plateau"}})
+    with pytest.raises(ConfigError, match="head: layer 'dense' cannot be stacked"):
+        config_from_dict({**tiny_config(), "head": {"layer": "dense", "depth": 12}})
+    with pytest.raises(ConfigError, match="data.image.length_voxels: expected an integer"):
+        config_from_dict({**tiny_config(), "data": {"image": {"length_voxels": "big"}}})
     bad = tiny_config()
     bad["encoder"] = {**bad["encoder"], "input_size": 9}
     with pytest.raises(ValueError, match="encoder expects"):
@@ -111,17 +128,72 @@ def test_config_validation(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
-def test_experiment_configs_load(path):
+def test_defaults_are_declared_once():
+    """A section left out, or a key left out of a section, keeps the run config's declared default:
+    AdamW with the plateau schedule, the default image, the encoder reading the data's input."""
+    minimal = config_from_dict({"name": "m", "task": "neighbor-loc", "encoder": {}})
+    assert (minimal.optim.optimizer, minimal.optim.schedule) == ("adamw", "plateau")
+    assert minimal.data.image == ImageParams() and minimal.data == NeighborLocDataConfig()
+    assert minimal.head == HeadConfig() and minimal.trainer == TrainerConfig() and minimal.seed == 0
+    assert (minimal.encoder.in_channels, minimal.encoder.input_size) == (ImageParams().num_channels,
+                                                                         ImageParams().length_voxels)
+    assert EncoderConfig().input_size == ImageParams().length_voxels
+    partial = config_from_dict({"name": "m", "task": "neighbor-loc", "encoder": {}, "optim": {"lr": 0.01}})
+    assert partial.optim == OptimConfig(optimizer="adamw", schedule="plateau", lr=0.01)
+
+
+def test_config_round_trips_through_plain_data():
+    config = config_from_dict({**tiny_config(), "data": {"image": {"length_voxels": L, "channels": [["C"], ["*"]],
+                                                                   "radius_A": {"C": 0.7, "*": 0.5}},
+                                                         "weighted": True, "origins": {"min_neighbors": 3}}})
+    assert config.data.weighted and config.data.origins.min_neighbors == 3
+    assert config_from_dict(config.to_dict()) == config
+    assert config_from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
+
+
+def _leaves(mapping: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and key != "options":
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _get(config, dotted: str):
+    for key in dotted.split("."):
+        config = getattr(config, key)
+    return config
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_experiment_configs_load_into_the_domain_dataclasses(path):
+    """Every YAML of experiments/ loads, each of its keys reaching a field of a domain dataclass
+    (the library's own config classes, not a copy of them) with the value the file gives."""
+    raw = yaml.safe_load(path.read_text())
     config = load_config(path)
-    assert config.task == "neighbor-loc"
+    assert config.task == raw["task"] == path.parent.name.replace("_", "-")
+    for key, value in _leaves(raw).items():
+        assert to_dict(_get(config, key)) == value, key
     assert config.encoder.input_size == config.data.image.length_voxels
+    assert config.encoder.in_channels == config.data.input_channels
+    assert type(config.encoder) is EncoderConfig and type(config.head) is HeadConfig
+    assert type(config.data.image) is ImageParams
+    assert type(config.optim) is OptimConfig and type(config.trainer) is TrainerConfig
+    if config.task == "neighbor-loc":
+        assert isinstance(config.data, NeighborLocConfig) and isinstance(config.data, NeighborLocDataConfig)
+    else:
+        assert type(config.data) is LBADataConfig and type(config.finetune) is FinetuneConfig
+    names = {f.name for f in dataclasses.fields(config)}
+    assert set(raw) <= names
 
 
 def test_seed004_config_is_the_chosen_model():
     config = load_config(EXPERIMENTS / "seed004_gamma_log16.yaml")
     enc = config.encoder
-    assert (enc.architecture, enc.block, enc.schedule, enc.max_channels, enc.bottleneck) == ("resnet", "gamma", "log", 16, None)
+    chosen = (enc.architecture, enc.block, enc.schedule, enc.max_channels, enc.bottleneck)
+    assert chosen == ("resnet", "gamma", "log", 16, None)
 
 
 def test_train_cli_rejects_wrong_task(tmp_path):
@@ -130,3 +202,54 @@ def test_train_cli_rejects_wrong_task(tmp_path):
     assert main(["train", "lba", "--config", str(path)]) == 2
     assert main(["train", "neighbor-loc", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert os.listdir(tmp_path) == ["c.yaml"]
+
+
+def test_train_cli_flags_reach_the_config_and_old_spellings_warn(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_train(config, *, out_dir, resume=None, datamodule=None):
+        calls.append((config, out_dir))
+        return RunResult(log_dir=Path(out_dir) / config.name / "version_0", seconds=0.0, metrics={})
+
+    monkeypatch.setattr(atompaint.training.run, "train", fake_train)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(max_epochs=7)))
+    base = ["train", "neighbor-loc", "--config", str(path)]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert main([*base, "--out-dir", str(tmp_path / "new"), "--epochs", "2", "--no-progress",
+                     "--set", "data.weighted=true", "--set", "optim.lr=0.05", "--devices", "1",
+                     "--head-layer", "afdf", "--head-depth", "3"]) == 0
+    config, out_dir = calls[-1]
+    assert out_dir == tmp_path / "new"
+    assert config.trainer.max_epochs == 2 and config.trainer.progress_bar is False and config.trainer.devices == 1
+    assert config.data.weighted is True and config.optim.lr == 0.05 and config.optim.optimizer == "adamw"
+    assert (config.head.layer, config.head.depth) == ("afdf", 3)
+
+    with pytest.warns(FutureWarning) as record:
+        assert main([*base, "--output-dir", str(tmp_path / "old"), "--max-epochs", "3"]) == 0
+    messages = " ".join(str(w.message) for w in record)
+    assert "--output-dir is deprecated" in messages and "--max-epochs is deprecated" in messages
+    config, out_dir = calls[-1]
+    assert out_dir == tmp_path / "old" and config.trainer.max_epochs == 3
+    err = capsys.readouterr().err
+    assert "use --out-dir" in err and "use --epochs" in err
+
+    assert main([*base]) == 0
+    config, out_dir = calls[-1]
+    assert out_dir == Path("runs") and config.trainer.max_epochs == 7 and config.trainer.progress_bar is False
+    assert main([*base, "--set", "data.no_such_key=1"]) == 2
+    assert main([*base, "--head-layer", "dense", "--head-depth", "12"]) == 2
+    assert "cannot be stacked" in capsys.readouterr().err
+
+
+def test_library_floor_and_config_loading_do_not_import_lightning():
+    code = (
+        "import sys, atompaint.structures, atompaint.voxelize, atompaint.origins, atompaint.encoders, atompaint.heads\n"
+        "import atompaint.tasks.neighbor_loc.dataset, atompaint.tasks.lba.dataset\n"
+        f"from atompaint.training import load_config; load_config({str(EXPERIMENTS / 'sanity_acdc.yaml')!r})\n"
+        "assert not any(m.split('.')[0] in ('lightning', 'pytorch_lightning') for m in sys.modules), 'Lightning'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)

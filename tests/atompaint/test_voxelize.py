@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from scipy import integrate
 
 from atompaint.cli import main as cli_main
-from atompaint.data.geometry import random_rotation
 from atompaint.structures import AtomTable, load
 from atompaint.voxelize import (
     ImageParams,
     PreparedAtoms,
     kernel,
     octant_volume,
+    random_rotation,
     rasterize,
     sphere_box_overlap,
     voxelize,
@@ -45,13 +45,15 @@ def _reference_image(atoms: AtomTable, center, radius, fill, length=21, resoluti
         }
     )
     if isinstance(radius, dict):
-        df = df.with_columns(radius_A=pl.col("element").replace_strict(radius, default=radius["*"], return_dtype=pl.Float64))
+        radius_of = pl.col("element").replace_strict(radius, default=radius["*"], return_dtype=pl.Float64)
+        df = df.with_columns(radius_A=radius_of)
     else:
         df = mmvox.set_atom_radius_A(df, radius)
     df = mmvox.set_atom_channels_by_element(df, CHANNELS)
     algorithm = {"overlap_A3": mmvox.FillAlgorithm.OverlapA3, "fraction_atom": mmvox.FillAlgorithm.FractionAtom}[fill]
     grid = mmvox.Grid(length_voxels=length, resolution_A=resolution, center_A=np.asarray(center, dtype=np.float64))
-    image, _ = mmvox.image_from_atoms(df, mmvox.ImageParams(channels=len(CHANNELS), grid=grid, fill_algorithm=algorithm))
+    params = mmvox.ImageParams(channels=len(CHANNELS), grid=grid, fill_algorithm=algorithm)
+    image, _ = mmvox.image_from_atoms(df, params)
     return image
 
 
@@ -85,10 +87,10 @@ def test_octant_and_box_volumes_match_numerical_integration() -> None:
             lambda z, y, x: 1.0,
             a,
             1,
-            lambda x: b,
+            lambda x, b=b: b,
             lambda x: np.sqrt(max(1 - x * x, 0)),
-            lambda x, y: c,
-            lambda x, y: max(np.sqrt(max(1 - x * x - y * y, 0)), c),
+            lambda x, y, c=c: c,
+            lambda x, y, c=c: max(np.sqrt(max(1 - x * x - y * y, 0)), c),
             epsabs=1e-9,
         )
         assert octant_volume(a, b, c, 1.0) == pytest.approx(numeric, abs=1e-7)
@@ -268,7 +270,8 @@ def test_cli_writes_image_and_slices(tmp_path: Path, capsys) -> None:
     structure = DATA / "2xdgA.pdb.gz"
     center = load(structure).coords[10]
     arg = ",".join(f"{v:.3f}" for v in center)
-    assert cli_main(["voxelize", str(structure), "--center", arg, "--rotate", "--length", "9", "--out", str(out), "--png", str(png)]) == 0
+    args = ["voxelize", str(structure), "--center", arg, "--rotate", "--length", "9", "--out", str(out)]
+    assert cli_main([*args, "--plot", str(png)]) == 0
     saved = np.load(out)
     assert saved["image"].shape == (5, 9, 9, 9) and saved["image"].sum() > 1
     atoms = load(structure, drop_hydrogens=True, altloc="first")
@@ -277,3 +280,22 @@ def test_cli_writes_image_and_slices(tmp_path: Path, capsys) -> None:
     assert png.stat().st_size > 1000
     assert cli_main(["voxelize", str(structure), "--center", "1,2", "--out", str(out)]) == 2
     assert "--center" in capsys.readouterr().err
+
+
+def test_cli_deprecated_png_still_draws_and_warns(tmp_path: Path, capsys) -> None:
+    png = tmp_path / "old.png"
+    args = ["voxelize", str(DATA / "2xdgA.pdb.gz"), "--length", "5", "--out", str(tmp_path / "img.npz")]
+    with pytest.warns(FutureWarning, match="--png"):
+        assert cli_main([*args, "--png", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    assert "--png is deprecated; use --plot" in capsys.readouterr().err
+
+
+def test_cli_image_defaults_come_from_image_params(tmp_path: Path) -> None:
+    out = tmp_path / "img.npz"
+    assert cli_main(["voxelize", str(DATA / "2xdgA.pdb.gz"), "--out", str(out)]) == 0
+    saved = np.load(out)
+    default = ImageParams()
+    assert saved["image"].shape == default.shape
+    assert float(saved["resolution_A"]) == default.resolution_A
+    assert [tuple(c.split(",")) for c in saved["channels"]] == list(default.channels)

@@ -1,4 +1,4 @@
-"""Encoder configurations and builders: the three CNNs of seed 000 and the ResNet of seeds 001/004.
+"""Encoder configurations and builders: three plain equivariant CNNs and an equivariant ResNet.
 
 Every architecture maps a voxelized image ``(B, C, L, L, L)`` (``L`` odd) to rotation-invariant
 features ``(B, out_features)``.  Spatial plans use odd grid sizes and centred strides only, so the
@@ -25,9 +25,12 @@ from atompaint.encoders.fields import (
     trivial_field_type,
 )
 from atompaint.encoders.layers import InvariantReadout, aligned_blur_pool, conv_bn_act
+from atompaint.voxelize import ImageParams
 
 Architecture = Literal["no-downsample", "vgg", "shallow", "resnet"]
 ARCHITECTURES: tuple[str, ...] = ("no-downsample", "vgg", "shallow", "resnet")
+#: The input an encoder expects by default: the default voxel image.
+_DEFAULT_IMAGE = ImageParams()
 
 
 @dataclass
@@ -38,11 +41,13 @@ class EncoderConfig:
     last layer; ``schedule`` interpolates between them.  ``bottleneck`` (ResNet only) scales the
     fields between a block's two convolutions (``None``: no bottleneck).  ``repeats`` is the
     number of padded stride-1 convolutions per resolution of the VGG-like architecture.
+    ``in_channels`` and ``input_size`` default to the default image
+    (:class:`atompaint.voxelize.ImageParams`); a training config sets them from its data.
     """
 
     architecture: Architecture = "resnet"
-    in_channels: int = 6
-    input_size: int = 21
+    in_channels: int = _DEFAULT_IMAGE.num_channels
+    input_size: int = _DEFAULT_IMAGE.length_voxels
     width: int = 2
     max_channels: int = 16
     schedule: Schedule = "log"
@@ -59,7 +64,9 @@ class EncoderConfig:
         if self.block not in BLOCK_TYPES:
             raise ValueError(f"unknown block {self.block!r}; choose from {', '.join(BLOCK_TYPES)}")
         if self.input_size < 3 or self.input_size % 2 == 0:
-            raise ValueError(f"input_size must be odd and >= 3 (rotations must map the grid onto itself), got {self.input_size}")
+            raise ValueError(
+                f"input_size must be odd and >= 3 (rotations must map the grid onto itself), got {self.input_size}"
+            )
         if self.bottleneck is not None and not 0 < self.bottleneck <= 1:
             raise ValueError(f"bottleneck must be in (0, 1] or null, got {self.bottleneck}")
         if self.band_limit < 1:
@@ -88,7 +95,7 @@ def _conv(size: int, stride: int, padding: int) -> ConvStep:
 
 
 def plan_no_downsample(size: int) -> list[ConvStep]:
-    """Architecture #1: unpadded 3x3x3 convolutions until one voxel is left (21: ten layers)."""
+    """No down-sampling: unpadded 3x3x3 convolutions until one voxel is left (21: ten layers)."""
     steps = []
     while size > 1:
         steps.append(_conv(size, 1, 0))
@@ -97,7 +104,7 @@ def plan_no_downsample(size: int) -> list[ConvStep]:
 
 
 def plan_shallow(size: int) -> list[ConvStep]:
-    """Architecture #3: as few 3x3x3 layers as possible, alternating unpadded stride 1 and 2.
+    """Shallow: as few 3x3x3 layers as possible, alternating unpadded stride 1 and 2.
 
     21 -> 19 -> 9 -> 7 -> 3 -> 1.  A stride-2 step is taken only after a stride-1 step (the first
     layer never down-samples) and only when it lands on an odd size.
@@ -115,7 +122,7 @@ def plan_shallow(size: int) -> list[ConvStep]:
 
 
 def plan_vgg(size: int, repeats: int) -> list[ConvStep]:
-    """Architecture #2: padded down-sampling, VGG-like.
+    """VGG-like: padded down-sampling.
 
     Unpadded convolutions until the size is ``2^k + 1`` (so zero still means "empty space" in the
     first layer), then per resolution ``repeats`` padded stride-1 convolutions and one padded
@@ -144,7 +151,7 @@ def plan_vgg(size: int, repeats: int) -> list[ConvStep]:
 def plan_resnet(size: int) -> list[int]:
     """Grid sizes of the ResNet: every block is followed by a stride-2 pool until <= 3 voxels.
 
-    33 -> 17 -> 9 -> 5 -> 3 (seed 001), 21 -> 11 -> 5 -> 3.  The remaining voxels are averaged by the
+    33 -> 17 -> 9 -> 5 -> 3, 21 -> 11 -> 5 -> 3.  The remaining voxels are averaged by the
     read-out, which commutes with rotations of a centred grid.
     """
     sizes = [size]
@@ -226,7 +233,9 @@ def build_encoder(config: EncoderConfig) -> Encoder:
         sizes = plan_resnet(config.input_size)
         channels = channel_schedule(config.width, config.max_channels, len(sizes), config.schedule)
         ftype = spectral_field_type(channels[0], band)
-        modules.append(conv_bn_act(in_type, ftype, band_limit=band, grid_size=grid, activation=config.activation, padding=1))
+        modules.append(
+            conv_bn_act(in_type, ftype, band_limit=band, grid_size=grid, activation=config.activation, padding=1)
+        )
         for size, out_channels in zip(sizes[:-1], channels[1:]):
             out_type = spectral_field_type(out_channels, band)
             mid = out_channels if config.bottleneck is None else max(1, round(out_channels * config.bottleneck))

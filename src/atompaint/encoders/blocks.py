@@ -1,4 +1,4 @@
-"""Equivariant residual blocks: "basic" (escnn example), "alpha" and "gamma" (seed 004).
+"""Equivariant residual blocks: "basic" (as in escnn's examples), "alpha" and "gamma".
 
 All blocks are two padded 3x3x3 convolutions with batch norm and a skip connection, so they keep
 the spatial size; down-sampling happens in a separate pooling layer after the block.  They differ
@@ -8,7 +8,7 @@ in their nonlinearities:
 - ``alpha``: a gated nonlinearity after the first convolution, a leaky hard-shrink Fourier
   activation after the sum.
 - ``gamma``: a learnable tensor-product (quadratic) nonlinearity after the first convolution, the
-  first-Hermite Fourier activation after the sum; the most robust block in seed 004.
+  first-Hermite Fourier activation after the sum.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ _FIRST_HERMITE_COEFF = math.sqrt(2) * math.pi ** (-1 / 4)
 def first_hermite(x: Tensor) -> Tensor:
     """The first (normalized) Hermite function ``sqrt(2) pi^-1/4 x exp(-x^2/2)``.
 
-    Paired with a tensor-product nonlinearity this is the "gamma" block activation that seed 004
-    found most robust to the number of channels.
+    Paired with a tensor-product nonlinearity it is the activation of the "gamma" block
+    (:mod:`atompaint.encoders.blocks`).
     """
     return _FIRST_HERMITE_COEFF * x * torch.exp(-(x**2) / 2)
 

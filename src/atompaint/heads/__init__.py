@@ -1,7 +1,5 @@
-"""MLP heads whose linear layers are structlayers plugins, and the two task models built on an
-encoder: the neighbor-location classifier and the ligand-binding-affinity regressor."""
+"""MLP heads whose linear layers are structlayers plugins (dense or compressed, one config field)."""
 
 from atompaint.heads.mlp import HeadConfig, MLPHead, build_linear
-from atompaint.heads.models import AffinityRegressor, NeighborLocClassifier
 
-__all__ = ["AffinityRegressor", "HeadConfig", "MLPHead", "NeighborLocClassifier", "build_linear"]
+__all__ = ["HeadConfig", "MLPHead", "build_linear"]

@@ -1,8 +1,8 @@
 """MLP heads built from structlayers plugins, so the same head can be dense or compressed.
 
-In seed 004 the MLP holds 85% of the parameters but a negligible share of the FLOPs; replacing its
-linear layers by structured ones (ACDC stacks, low rank, ...) is what this head makes a one-flag
-change (``layer: acdc, depth: 12``).
+A classifier head on top of a convolutional encoder typically holds most of a model's parameters
+but a negligible share of its FLOPs; replacing its linear layers by structured ones (ACDC stacks,
+low rank, ...) is what this head makes a one-line change (``layer: acdc, depth: 12``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 import structlayers
+from structlayers.registry import parse_options
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -21,10 +22,12 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU
 class HeadConfig:
     """An MLP ``in -> hidden[0] -> ... -> hidden[-1] -> out``.
 
-    ``layer`` is a structlayers plugin name; with ``depth`` set and a stackable factor (acdc, afdf,
-    ...) each linear layer is a ``stack`` of ``depth`` such factors.  ``options`` go to every
-    plugin.  The output layer stays dense unless ``compress_output``: it is tiny (a handful of
-    classes) and structured layers pad it up to a square anyway.
+    ``layer`` is a structlayers plugin name and ``depth`` goes with it to
+    :func:`structlayers.create`: a stackable factor (acdc, afdf, ...) with a depth is a ``stack``
+    of ``depth`` such factors, and a layer that cannot be stacked (``dense``, ``lowrank``) takes
+    no depth.  ``options`` go to every plugin, checked against its option types.  The output layer
+    stays dense unless ``compress_output``: it is tiny (a handful of classes) and structured layers
+    pad it up to a square anyway.
     """
 
     hidden: list[int] = field(default_factory=lambda: [512])
@@ -44,6 +47,8 @@ class HeadConfig:
             raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
         if self.depth is not None and self.depth < 1:
             raise ValueError(f"depth must be positive, got {self.depth}")
+        # The layer, its depth and its options resolve now, so a bad head fails when it is configured.
+        self.options = parse_options(self.layer, dict(self.options), self.depth)
 
     def with_layer(self, layer: str, depth: int | None = None, **options: Any) -> HeadConfig:
         """The same head with another linear layer type (e.g. dense <-> acdc)."""
@@ -55,12 +60,7 @@ class HeadConfig:
 
 def build_linear(config: HeadConfig, in_features: int, out_features: int) -> nn.Module:
     """One linear layer of the head as the configured structlayers plugin."""
-    if config.depth is not None and config.layer not in ("stack", "dense"):
-        return structlayers.create("stack", in_features, out_features, factor=config.layer, depth=config.depth, **config.options)
-    options = dict(config.options)
-    if config.depth is not None and config.layer == "stack":
-        options["depth"] = config.depth
-    return structlayers.create(config.layer, in_features, out_features, **options)
+    return structlayers.create(config.layer, in_features, out_features, depth=config.depth, **config.options)
 
 
 class MLPHead(nn.Module):

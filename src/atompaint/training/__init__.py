@@ -1,13 +1,15 @@
-"""Lightning training of the neighbor-location and LBA tasks, configured from YAML."""
+"""Training runs of any task: the YAML config loaded into the task's dataclasses, the LightningModule
+base, and the run loop (logs, checkpoints, resume, learning curves through :mod:`structlayers.runs`).
+
+Names are imported on first use (see :mod:`atompaint`): loading a config does not import Lightning.
+"""
 
 from atompaint._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["FinetuneConfig", "ImageConfig", "LBADataConfig", "NeighborLocDataConfig", "OptimConfig",
-                     "TrainConfig", "TrainerConfig", "config_from_dict", "load_config"], "config"),
-    "plot_curves": "curves",
-    **dict.fromkeys(["RunResult", "build_datamodule", "build_task", "find_last_checkpoint", "train"], "run"),
-    **dict.fromkeys(["LBATask", "NeighborLocTask", "load_pretrained_encoder"], "tasks"),
+    **dict.fromkeys(["TASKS", "RunConfig", "config_from_dict", "load_config", "task_config_class"], "config"),
+    "TaskModule": "module",
+    **dict.fromkeys(["RunResult", "find_last_checkpoint", "train"], "run"),
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 

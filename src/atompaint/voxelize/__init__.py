@@ -12,6 +12,7 @@ from .core import (
     window_size,
 )
 from .overlap import octant_volume, sphere_box_overlap
+from .rotations import random_rotation, random_small_rotation
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -21,6 +22,8 @@ __all__ = [
     "kernel",
     "octant_volume",
     "prepare",
+    "random_rotation",
+    "random_small_rotation",
     "rasterize",
     "sphere_box_overlap",
     "voxelize",

@@ -18,7 +18,7 @@ import itertools
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,7 +27,9 @@ from . import kernel
 from .overlap import window_overlaps
 
 FillMode = Literal["overlap_A3", "fraction_atom", "fraction_voxel"]
-Radius = Union[float, Mapping[str, float]]
+#: One radius for every atom, or radii by element (``"*"``: the rest), given as a mapping or as the
+#: sorted ``(element, radius)`` pairs :class:`ImageParams` stores.
+Radius = float | Mapping[str, float] | tuple[tuple[str, float], ...]
 Backend = Literal["auto", "numba", "numpy"]
 
 DEFAULT_CHANNELS: tuple[tuple[str, ...], ...] = (("C",), ("N",), ("O",), ("S", "SE"), ("*",))
@@ -42,10 +44,15 @@ class ImageParams:
         resolution_A: voxel side in Angstrom.
         channels: element groups, one per channel; ``"*"`` matches every element not named elsewhere.
             Atoms of elements in no channel are left out of the image.
-        radius_A: sphere radius of every atom, or a mapping from element to radius (``"*"`` for the rest).
+        radius_A: sphere radius of every atom, or a mapping from element to radius (``"*"`` for the rest),
+            stored as sorted ``(element, radius)`` pairs so the parameters stay hashable.
         fill: ``"overlap_A3"`` (overlap volume in A^3, the default), ``"fraction_atom"`` (overlap / sphere
             volume: each fully imaged atom sums to 1) or ``"fraction_voxel"`` (overlap / voxel volume).
-        dtype: dtype of the returned image (computation is float64).
+        dtype: floating dtype of the returned image, by name (computation is float64); numpy types
+            are accepted and stored by name.
+
+    Every field is plain data, so the parameters load from YAML with
+    :func:`structlayers.configs.from_dict` (channels as lists of element lists).
     """
 
     length_voxels: int = 21
@@ -53,7 +60,7 @@ class ImageParams:
     channels: tuple[tuple[str, ...], ...] = DEFAULT_CHANNELS
     radius_A: Radius = 0.5
     fill: FillMode = "overlap_A3"
-    dtype: type = np.float32
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if int(self.length_voxels) != self.length_voxels or self.length_voxels < 1:
@@ -72,8 +79,13 @@ class ImageParams:
             object.__setattr__(self, "radius_A", tuple(sorted((k.upper(), float(v)) for k, v in radius.items())))
         if self.fill not in ("overlap_A3", "fraction_atom", "fraction_voxel"):
             raise ValueError(f"unknown fill {self.fill!r}")
-        if np.dtype(self.dtype).kind != "f":
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind != "f":
             raise ValueError(f"dtype must be a floating point type, not {self.dtype!r}")
+        object.__setattr__(self, "dtype", dtype.name)
 
     @property
     def num_channels(self) -> int:
@@ -368,38 +380,27 @@ def prepare(atoms: AtomTable, params: ImageParams) -> PreparedAtoms:
 def voxelize(
     atoms: AtomTable | PreparedAtoms,
     center: Sequence[float],
-    length_voxels: int = 21,
-    resolution_A: float = 0.75,
-    channels: Sequence[Sequence[str]] = DEFAULT_CHANNELS,
-    radius_A: Radius = 0.5,
+    params: ImageParams | None = None,
     *,
     rotation: np.ndarray | None = None,
-    fill: FillMode = "overlap_A3",
-    dtype: type = np.float32,
-    params: ImageParams | None = None,
+    **image: Any,
 ) -> np.ndarray:
     """Voxelize ``atoms`` into a float ``(C, L, L, L)`` image centred at ``center``.
 
     Each atom is a sphere (``radius_A``); each voxel of a channel holds the occupancy-weighted volume of
-    overlap between the cube and the spheres of that channel's atoms (see :class:`ImageParams` for the
-    options).  ``rotation`` (3x3) rotates the atoms about ``center`` before imaging.  Pass ``params`` to
-    override the individual image arguments.  The KD-tree of a table is cached, so repeated calls on the
-    same :class:`AtomTable` only pay for the atoms near each image.
+    overlap between the cube and the spheres of that channel's atoms.  The image is described by
+    ``params`` or, field by field, by keyword arguments ``image`` (``length_voxels=9``, ``channels=...``;
+    see :class:`ImageParams`, whose defaults apply).  ``rotation`` (3x3) rotates the atoms about
+    ``center`` before imaging.  The KD-tree of a table is cached, so repeated calls on the same
+    :class:`AtomTable` only pay for the atoms near each image.
     """
+    if params is not None and image:
+        raise ValueError(f"give params or image fields ({', '.join(sorted(image))}), not both")
     if isinstance(atoms, PreparedAtoms):
-        if params is not None and params != atoms.params:
+        if (params is not None or image) and (params or ImageParams(**image)) != atoms.params:
             raise ValueError("params differ from those the PreparedAtoms were built with")
         return atoms.image(center, rotation)
-    if params is None:
-        params = ImageParams(
-            length_voxels=length_voxels,
-            resolution_A=resolution_A,
-            channels=tuple(tuple(_channel_elements(c)) for c in channels),
-            radius_A=radius_A,
-            fill=fill,
-            dtype=dtype,
-        )
-    return prepare(atoms, params).image(center, rotation)
+    return prepare(atoms, params or ImageParams(**image)).image(center, rotation)
 
 
 __all__ = [

@@ -6,29 +6,31 @@ import argparse
 import sys
 import warnings
 
+from structlayers.clikit import add_config_arguments, add_no_progress, add_out, check_output_path, config_from_args
+
 NAME = "index"
 HELP = "Find the origins (view centres) of every structure in a directory and store them in an SQLite index."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from atompaint.origins import OriginParams
+
     parser.add_argument("structure_dir", help="directory searched recursively for *.cif/*.pdb[.gz] files")
-    parser.add_argument("--out", required=True, help="index file to create or resume (e.g. origins.db)")
-    parser.add_argument("--radius", type=float, default=5.0, help="neighbour-count radius in A (default 5)")
-    parser.add_argument(
-        "--min-neighbors", type=int, default=20, help="heavy atoms required within --radius (default 20)"
+    add_out(parser, "index file to create or resume (e.g. origins.db)", required=True)
+    add_config_arguments(
+        parser, OriginParams, only=("radius_A", "min_neighbors"), flags={"radius_A": "--radius"},
+        help={"radius_A": "neighbour-count radius in A", "min_neighbors": "heavy atoms required within --radius"},
     )
     parser.add_argument("--elements", default=None, help="comma-separated elements allowed as origins (default all)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from atompaint.origins import OriginParams, build_index, find_structures
 
-    params = OriginParams(
-        radius_A=args.radius,
-        min_neighbors=args.min_neighbors,
-        elements=tuple(e.strip() for e in args.elements.split(",")) if args.elements else None,
-    )
+    elements = tuple(e.strip() for e in args.elements.split(",") if e.strip()) if args.elements else None
+    params = config_from_args(OriginParams, args, elements=elements)
+    check_output_path(args.out, "index")
     paths = find_structures(args.structure_dir)
     if not paths:
         raise ValueError(f"no structure files (*.cif, *.pdb, *.ent, *.bcif, optionally .gz) in {args.structure_dir}")

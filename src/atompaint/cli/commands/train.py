@@ -4,57 +4,68 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
+
+from structlayers.clikit import add_deprecated, add_no_progress, add_out_dir, key_value
 
 NAME = "train"
 HELP = "Train a model (neighbor-loc or lba) from a YAML config with Lightning."
+TASKS = ("neighbor-loc", "lba")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=["neighbor-loc", "lba"], help="which task to train")
+    parser.add_argument("task", choices=TASKS, help="which task to train")
     parser.add_argument("--config", required=True, help="YAML training config (see experiments/neighbor_loc/)")
-    parser.add_argument("--output-dir", default="runs", help="where logs, checkpoints and curves go (default: runs/)")
-    parser.add_argument("--devices", default=None, help="Lightning devices, e.g. 1, 4 or auto (overrides the config)")
-    parser.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp (overrides the config)")
-    parser.add_argument("--accelerator", default=None, help="cpu, gpu or auto (overrides the config)")
+    add_out_dir(parser, "where logs, checkpoints and curves go (default: runs/)", default=Path("runs"))
     parser.add_argument("--resume", default=None, help="checkpoint to resume from, or 'last' for this run's last.ckpt")
-    parser.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
-    parser.add_argument("--head-layer", default=None, help="override the head's structlayers plugin (dense, acdc, ...)")
-    parser.add_argument("--head-depth", type=int, default=None, help="stack depth of a structured head layer")
-    parser.add_argument("--pretrained", default=None, help="LBA: neighbor-loc checkpoint to start the encoder from")
-    parser.add_argument("--fast-dev-run", type=int, default=0, help="run N train/val batches only, as a smoke test")
+    group = parser.add_argument_group("overrides of the config (each flag left out keeps the config's value)")
+    group.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs")
+    add_deprecated(group, "--max-epochs", "--epochs", "epochs", type=int)
+    group.add_argument("--devices", default=None, help="trainer.devices, e.g. 1, 4, 0,1 or auto")
+    group.add_argument("--strategy", default=None, help="trainer.strategy, e.g. ddp")
+    group.add_argument("--accelerator", default=None, help="trainer.accelerator: cpu, gpu or auto")
+    group.add_argument("--fast-dev-run", type=int, default=None,
+                       help="trainer.fast_dev_run: run N train/val batches only, as a smoke test")
+    group.add_argument("--head-layer", default=None, help="head.layer, a structlayers plugin (dense, acdc, ...)")
+    group.add_argument("--head-depth", type=int, default=None, help="head.depth (needs --head-layer)")
+    group.add_argument("--pretrained", default=None, help="LBA: finetune.pretrained, a neighbor-loc checkpoint")
+    group.add_argument("--set", dest="overrides", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="any config value by its dotted key, e.g. data.weighted=true or optim.lr=3e-4 "
+                            "(repeatable)")
+    add_no_progress(group)
 
 
-def _devices(value: str | None) -> str | int | None:
-    if value is None or not value.isdigit():
-        return value
-    return int(value)
-
-
-def run(args: argparse.Namespace) -> int:
-    from atompaint.training import load_config, train
-
-    config = load_config(args.config)
-    if config.task != args.task:
-        raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
-    if args.max_epochs is not None:
-        config.trainer.max_epochs = args.max_epochs
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The dotted config keys the flags set."""
+    changes: dict[str, Any] = dict(args.overrides)
+    flags = {"epochs": "trainer.max_epochs", "devices": "trainer.devices", "strategy": "trainer.strategy",
+             "accelerator": "trainer.accelerator", "fast_dev_run": "trainer.fast_dev_run"}
+    for dest, key in flags.items():
+        if getattr(args, dest, None) is not None:
+            changes[key] = getattr(args, dest)
+    if args.no_progress:
+        changes["trainer.progress_bar"] = False
     if args.head_layer is not None:
-        config.head = config.head.with_layer(args.head_layer, args.head_depth)
+        changes.update({"head.layer": args.head_layer, "head.depth": args.head_depth, "head.options": {}})
     elif args.head_depth is not None:
         raise ValueError("--head-depth needs --head-layer")
     if args.pretrained is not None:
         if args.task != "lba":
             raise ValueError("--pretrained only applies to lba fine-tuning")
-        config.finetune.pretrained = args.pretrained
-    result = train(
-        config,
-        output_dir=args.output_dir,
-        devices=_devices(args.devices),
-        strategy=args.strategy,
-        accelerator=args.accelerator,
-        resume=args.resume,
-        fast_dev_run=args.fast_dev_run or False,
-    )
+        changes["finetune.pretrained"] = args.pretrained
+    return changes
+
+
+def run(args: argparse.Namespace) -> int:
+    from atompaint.training import load_config, train
+    from structlayers.configs import replace_fields
+
+    config = load_config(args.config)
+    if config.task != args.task:
+        raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
+    config = replace_fields(config, overrides(args), "config")
+    result = train(config, out_dir=args.out_dir, resume=args.resume)
     summary = {
         "log_dir": str(result.log_dir),
         "seconds": round(result.seconds, 1),

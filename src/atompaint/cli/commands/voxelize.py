@@ -5,29 +5,41 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from structlayers.clikit import add_config_arguments, add_out, add_plot, check_output_path, config_from_args
+
 NAME = "voxelize"
 HELP = "Voxelize a structure around a centre into a (C, L, L, L) image (.npz), optionally drawing its slices."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from atompaint.voxelize import ImageParams
+
     parser.add_argument("structure", help="mmCIF/PDB file, optionally gzipped")
     parser.add_argument("--center", default=None, help="X,Y,Z in A (default: the centroid of the atoms)")
     parser.add_argument("--rotate", action="store_true", help="apply a uniform random rotation about the centre")
     parser.add_argument("--seed", type=int, default=0, help="seed of --rotate (default 0)")
-    parser.add_argument("--length", type=int, default=21, help="voxels per side (default 21)")
-    parser.add_argument("--resolution", type=float, default=0.75, help="voxel size in A (default 0.75)")
-    parser.add_argument("--radius", type=float, default=0.5, help="atom radius in A (default 0.5)")
-    parser.add_argument(
-        "--channels",
-        default="C;N;O;S,SE;*",
-        help="element groups, ';' between channels, ',' within (default 'C;N;O;S,SE;*')",
+    add_config_arguments(
+        parser, ImageParams, only=("length_voxels", "resolution_A", "radius_A", "fill"),
+        flags={"length_voxels": "--length", "resolution_A": "--resolution", "radius_A": "--radius"},
+        help={"length_voxels": "voxels per side", "resolution_A": "voxel size in A", "radius_A": "atom radius in A",
+              "fill": "voxel value"},
     )
+    default_channels = format_channels(ImageParams().channels)
     parser.add_argument(
-        "--fill", default="overlap_A3", choices=["overlap_A3", "fraction_atom", "fraction_voxel"], help="voxel value"
+        "--channels", default=default_channels,
+        help=f"element groups, ';' between channels, ',' within (default {default_channels!r})",
     )
     parser.add_argument("--keep-hydrogens", action="store_true", help="image hydrogens too (dropped by default)")
-    parser.add_argument("--out", required=True, help="output .npz (keys: image, center_A, resolution_A, rotation)")
-    parser.add_argument("--png", default=None, help="also draw every z-slice of every channel into this PNG")
+    add_out(parser, "output .npz (keys: image, center_A, resolution_A, rotation, channels)", required=True)
+    add_plot(parser, "also draw every z-slice of every channel into this image (PNG, SVG or PDF)", old="--png")
+
+
+def format_channels(channels: tuple[tuple[str, ...], ...]) -> str:
+    return ";".join(",".join(group) for group in channels)
+
+
+def parse_channels(text: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(e.strip() for e in group.split(",") if e.strip()) for group in text.split(";"))
 
 
 def parse_center(text: str) -> tuple[float, float, float]:
@@ -44,25 +56,18 @@ def parse_center(text: str) -> tuple[float, float, float]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from atompaint.data.geometry import random_rotation
     from atompaint.structures import load
-    from atompaint.voxelize import ImageParams, voxelize
+    from atompaint.voxelize import ImageParams, random_rotation, voxelize
 
-    channels = tuple(tuple(e.strip() for e in group.split(",") if e.strip()) for group in args.channels.split(";"))
-    params = ImageParams(
-        length_voxels=args.length,
-        resolution_A=args.resolution,
-        channels=channels,
-        radius_A=args.radius,
-        fill=args.fill,
-    )
+    params = config_from_args(ImageParams, args, channels=parse_channels(args.channels))
+    center_given = parse_center(args.center) if args.center else None
+    out = check_output_path(args.out, "image")
+    plot = check_output_path(args.plot, "plot")
     atoms = load(args.structure, drop_hydrogens=not args.keep_hydrogens, altloc="first")
-    center = np.array(parse_center(args.center) if args.center else atoms.coords.mean(axis=0), dtype=np.float64)
+    center = np.array(center_given if center_given else atoms.coords.mean(axis=0), dtype=np.float64)
     rotation = random_rotation(np.random.default_rng(args.seed)) if args.rotate else np.eye(3)
-    image = voxelize(atoms, center, rotation=rotation, params=params)
+    image = voxelize(atoms, center, params, rotation=rotation)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         out,
         image=image,
@@ -72,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
         channels=np.array([",".join(c) for c in params.channels]),
     )
     print(f"{out}: image {image.shape}, {int((image.sum(axis=0) > 0).sum())} non-empty voxels, total {image.sum():.2f}")
-    if args.png:
-        draw_slices(image, [",".join(c) for c in params.channels], args.png, title=f"{Path(args.structure).name} @ {args.center or 'centroid'}")
-        print(f"{args.png}: slices drawn")
+    if plot:
+        title = f"{Path(args.structure).name} @ {args.center or 'centroid'}"
+        draw_slices(image, [",".join(c) for c in params.channels], plot, title=title)
+        print(f"{plot}: slices drawn")
     return 0
 
 
-def draw_slices(image, channel_names: list[str], path: str, title: str = "") -> None:
+def draw_slices(image, channel_names: list[str], path: str | Path, title: str = "") -> None:
     """One row per channel, one column per z-slice; a shared colour scale per channel."""
     import matplotlib
 

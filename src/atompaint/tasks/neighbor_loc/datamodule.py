@@ -2,7 +2,9 @@
 
 Batches are ``(view_a, view_b, label)``: ``view_a`` and ``view_b`` float32 ``(B, C, L, L, L)`` (channels
 per :attr:`ImageParams.channels`, ``L = length_voxels``), ``label`` int64 ``(B,)`` in
-``[0, config.num_classes)``.  Structures are split into train/validation by a hash of their name (no
+``[0, config.num_classes)``.  Everything the module does is set by one
+:class:`~atompaint.tasks.neighbor_loc.dataset.NeighborLocDataConfig` (the ``data:`` section of a
+training config).  Structures are split into train/validation by a hash of their name (no
 structure contributes to both); validation examples are fixed across epochs, training
 examples are fresh each epoch.  Loaders pin memory when CUDA is available.
 """
@@ -18,8 +20,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch import LightningDataModule
 
-from ..origins import OriginIndex, OriginParams, build_index, find_structures
-from .dataset import EpochSampler, NeighborLocConfig, NeighborLocDataset
+from atompaint.origins import OriginIndex, OriginParams, build_index, find_structures
+from atompaint.tasks.neighbor_loc.dataset import EpochSampler, NeighborLocDataConfig, NeighborLocDataset
 
 
 def split_structures(names: dict[int, str], val_fraction: float) -> tuple[list[int], list[int]]:
@@ -41,7 +43,7 @@ def split_structures(names: dict[int, str], val_fraction: float) -> tuple[list[i
 
 
 def default_index_path(structure_dir: str | os.PathLike[str], params: OriginParams) -> Path:
-    """Where :meth:`NeighborLocDataModule.from_structure_dir` keeps an index it builds: a per-user cache
+    """Where :class:`NeighborLocDataModule` keeps an index it builds: a per-user cache
     keyed by the directory and origin parameters (data directories are often read-only)."""
     key = json.dumps([str(Path(structure_dir).resolve()), asdict(params)], sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
@@ -53,51 +55,27 @@ class NeighborLocDataModule(LightningDataModule):
     """Train/validation loaders of :class:`NeighborLocDataset` over an origin index."""
 
     def __init__(
-        self,
-        index_path: str | os.PathLike[str],
-        config: NeighborLocConfig = NeighborLocConfig(),
-        batch_size: int = 16,
-        num_workers: int = 0,
-        *,
-        train_size: int = 10_000,
-        val_size: int = 1_000,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        pin_memory: bool | None = None,
+        self, config: NeighborLocDataConfig = NeighborLocDataConfig(), *, pin_memory: bool | None = None,
+        progress: bool = False,
     ):
+        """``config.structure_dir`` set: build (or resume, or reuse) the origin index of that folder at
+        ``config.index_path`` or in the cache; else ``config.index_path`` must be a built index."""
         super().__init__()
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
-        self.index_path = Path(index_path)
-        if not self.index_path.is_file():
-            raise FileNotFoundError(f"origin index not found: {self.index_path} (build it with `atompaint index`)")
+        if config.structure_dir:
+            path = Path(config.index_path or default_index_path(config.structure_dir, config.origins))
+            build_index(find_structures(config.structure_dir), path, config.origins, progress=progress)
+        elif config.index_path:
+            path = Path(config.index_path)
+        else:
+            raise ValueError("data.structure_dir (structures to index) or data.index_path (a built index) is required")
+        if not path.is_file():
+            raise FileNotFoundError(f"origin index not found: {path} (build it with `atompaint index`)")
+        self.index_path = path
         self.config = config
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.train_size = train_size
-        self.val_size = val_size
-        self.val_fraction = val_fraction
-        self.seed = seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.train_dataset: NeighborLocDataset | None = None
         self.val_dataset: NeighborLocDataset | None = None
         self._train_sampler: EpochSampler | None = None
-
-    @classmethod
-    def from_structure_dir(
-        cls,
-        structure_dir: str | os.PathLike[str],
-        config: NeighborLocConfig = NeighborLocConfig(),
-        *,
-        index_path: str | os.PathLike[str] | None = None,
-        origin_params: OriginParams = OriginParams(),
-        progress: bool = False,
-        **kwargs,
-    ) -> NeighborLocDataModule:
-        """Build (or resume/reuse) the origin index of ``structure_dir``, then the data module."""
-        path = Path(index_path) if index_path is not None else default_index_path(structure_dir, origin_params)
-        build_index(find_structures(structure_dir), path, origin_params, progress=progress)
-        return cls(path, config, **kwargs)
 
     @property
     def num_classes(self) -> int:
@@ -110,25 +88,26 @@ class NeighborLocDataModule(LightningDataModule):
         infos = [s for s in index.structures() if s.n_origins > 0]
         if not infos:
             raise ValueError(f"{self.index_path}: no structure has any origins")
-        train_ids, val_ids = split_structures({s.id: s.name for s in infos}, self.val_fraction)
+        config = self.config
+        train_ids, val_ids = split_structures({s.id: s.name for s in infos}, config.val_fraction)
         self.train_dataset = NeighborLocDataset(
-            index, self.config, length=self.train_size, structure_ids=train_ids, seed=self.seed, split="train"
+            index, config, length=config.train_size, structure_ids=train_ids, seed=config.seed, split="train"
         )
         if val_ids:
             self.val_dataset = NeighborLocDataset(
-                index, self.config, length=self.val_size, structure_ids=val_ids, seed=self.seed, split="val"
+                index, config, length=config.val_size, structure_ids=val_ids, seed=config.seed, split="val"
             )
-        self._train_sampler = EpochSampler(self.train_size)
+        self._train_sampler = EpochSampler(config.train_size)
         index.close()  # each worker reopens its own read-only connection
 
     def _loader(self, dataset: NeighborLocDataset, sampler: EpochSampler) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.config.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.config.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.config.num_workers > 0,
             drop_last=False,
         )
 
@@ -141,7 +120,7 @@ class NeighborLocDataModule(LightningDataModule):
         self.setup()
         if self.val_dataset is None:
             raise ValueError("no validation structures (val_fraction=0 or a single structure)")
-        return self._loader(self.val_dataset, EpochSampler(self.val_size, fixed=True))
+        return self._loader(self.val_dataset, EpochSampler(self.config.val_size, fixed=True))
 
     def state_dict(self) -> dict:
         """The training epoch counter, so a resumed run continues with fresh examples."""

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..origins import OriginIndex, OriginSampler
-from ..structures import load
-from ..voxelize import ImageParams, PreparedAtoms
-from .geometry import DIRECTION_SETS, ViewPair, make_view_pair, neighbor_directions
+from atompaint.origins import OriginIndex, OriginParams, OriginSampler
+from atompaint.structures import load
+from atompaint.tasks.neighbor_loc.geometry import DIRECTION_SETS, ViewPair, make_view_pair, neighbor_directions
+from atompaint.voxelize import ImageParams, PreparedAtoms
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -69,6 +69,52 @@ class NeighborLocConfig:
     @property
     def neighbor_distance_A(self) -> float:
         return self.image.length_A if self.distance_A is None else float(self.distance_A)
+
+
+@dataclass(frozen=True)
+class NeighborLocDataConfig(NeighborLocConfig):
+    """The data of a training run: how examples are made (every field of :class:`NeighborLocConfig`),
+    where the structures are, how many examples an epoch has and how they are loaded.
+
+    Attributes:
+        structure_dir: structures to index (recursively); the origin index is built, or resumed, at
+            ``index_path`` or in a per-user cache (:func:`default_index_path`).
+        index_path: an origin index to use (with ``structure_dir``: where to keep it).
+        origins: which atoms are origins (view centres) when the index is built.
+        train_size, val_size: examples per training epoch (fresh every epoch) and in the fixed
+            validation set.
+        val_fraction: share of the structures (split by a hash of their names) held out for validation.
+        seed: the seed examples are derived from (with the split, epoch and index).
+        batch_size, num_workers: of the loaders.
+    """
+
+    structure_dir: str = ""
+    index_path: str | None = None
+    origins: OriginParams = field(default_factory=OriginParams)
+    train_size: int = 10_000
+    val_size: int = 1_000
+    val_fraction: float = 0.1
+    seed: int = 0
+    batch_size: int = 16
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_size < 1 or self.val_size < 1:
+            raise ValueError(f"train_size and val_size must be >= 1, not {self.train_size} and {self.val_size}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of one view: what the encoder takes."""
+        return self.image.num_channels
+
+    @property
+    def input_size(self) -> int:
+        return self.image.length_voxels
 
 
 @dataclass(frozen=True)

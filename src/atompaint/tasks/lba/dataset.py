@@ -8,17 +8,17 @@ small molecule; otherwise they share the ``C`` channels.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from atompaint.lba.lmdb_io import AtomLMDB
 from atompaint.structures import AtomTable
+from atompaint.tasks.lba.lmdb_io import AtomLMDB
 from atompaint.voxelize import ImageParams, voxelize
 
 SPLITS = ("train", "val", "test")
@@ -45,17 +45,55 @@ def affinity_of(record: dict[str, Any]) -> float:
     raise ValueError(f"record {record.get('id')!r} has no scores.neglog_aff label")
 
 
+def image_channels(image: ImageParams, ligand_channels: bool) -> int:
+    """Channels of an LBA image: the element channels, twice with separate ligand channels."""
+    return image.num_channels * (2 if ligand_channels else 1)
+
+
+@dataclass(frozen=True)
+class LBADataConfig:
+    """An Atom3D LBA data set and how it is imaged and loaded.
+
+    Attributes:
+        root: the download (``split-by-<split>/data/{train,val,test}`` LMDBs) or a split folder.
+        split: which split of the download (``sequence-identity-30`` or ``-60``).
+        image: the voxel images, centred on the ligand.
+        ligand_channels: separate element channels for the ligand (``2 C`` channels); off when
+            fine-tuning an encoder pretrained on ``C``-channel images.
+        batch_size, num_workers: of the loaders.
+    """
+
+    root: str = ""
+    split: str = "sequence-identity-30"
+    image: ImageParams = field(default_factory=ImageParams)
+    ligand_channels: bool = True
+    batch_size: int = 16
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
+
+    @property
+    def input_channels(self) -> int:
+        return image_channels(self.image, self.ligand_channels)
+
+    @property
+    def input_size(self) -> int:
+        return self.image.length_voxels
+
+
 class LBADataset(Dataset):
     """``(image (C', L, L, L) float32, neglog_aff float32)`` for every record of an Atom3D LBA LMDB."""
 
-    def __init__(self, lmdb_path: str | os.PathLike[str], image: ImageParams, ligand_channels: bool = True) -> None:
+    def __init__(self, lmdb_path: str | os.PathLike[str], image: ImageParams, *, ligand_channels: bool) -> None:
         self.records = AtomLMDB(lmdb_path)
         self.image = image
         self.ligand_channels = ligand_channels
 
     @property
     def num_channels(self) -> int:
-        return self.image.num_channels * (2 if self.ligand_channels else 1)
+        return image_channels(self.image, self.ligand_channels)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -69,10 +107,11 @@ class LBADataset(Dataset):
             raise ValueError(f"record {rid!r} has an empty ligand")
         center = ligand.coords.mean(axis=0)
         if self.ligand_channels:
-            image = np.concatenate([voxelize(pocket, center, params=self.image), voxelize(ligand, center, params=self.image)])
+            image = np.concatenate([voxelize(pocket, center, self.image), voxelize(ligand, center, self.image)])
         else:
-            image = voxelize(AtomTable.concatenate([pocket, ligand], name=rid), center, params=self.image)
-        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), torch.tensor(affinity_of(record), dtype=torch.float32)
+            image = voxelize(AtomTable.concatenate([pocket, ligand], name=rid), center, self.image)
+        label = torch.tensor(affinity_of(record), dtype=torch.float32)
+        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), label
 
 
 def split_paths(root: str | os.PathLike[str], split: str) -> dict[str, Path]:
@@ -87,46 +126,3 @@ def split_paths(root: str | os.PathLike[str], split: str) -> dict[str, Path]:
         if all((base / s).exists() for s in SPLITS):
             return {s: base / s for s in SPLITS}
     raise FileNotFoundError(f"no train/val/test LMDBs for split {split!r} under {root}")
-
-
-class LBADataModule(pl.LightningDataModule):
-    """Loaders over the train/val/test LMDBs of one sequence-identity split."""
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        *,
-        split: str = "sequence-identity-30",
-        image: ImageParams = ImageParams(),
-        ligand_channels: bool = True,
-        batch_size: int = 16,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__()
-        self.paths = split_paths(root, split)
-        self.image = image
-        self.ligand_channels = ligand_channels
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.datasets: dict[str, LBADataset] = {}
-
-    def setup(self, stage: str | None = None) -> None:
-        for name, path in self.paths.items():
-            if name not in self.datasets:
-                self.datasets[name] = LBADataset(path, self.image, self.ligand_channels)
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        return DataLoader(
-            self.datasets[name], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

@@ -1,10 +1,11 @@
-"""LightningModules of the two tasks; both are built from a config dict so checkpoints rebuild themselves."""
+"""The LightningModule of the LBA task, and loading a pretrained encoder into it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 import torchmetrics
@@ -12,72 +13,20 @@ from torch import Tensor
 
 from atompaint.encoders import build_encoder
 from atompaint.encoders.architectures import CACHED_BUFFERS
-from atompaint.heads import AffinityRegressor, NeighborLocClassifier
-from atompaint.training.config import TrainConfig, config_from_dict
+from atompaint.tasks.lba.model import AffinityRegressor
+from atompaint.training.config import RunConfig
+from atompaint.training.module import TaskModule
 
 
-class _Task(pl.LightningModule):
-    """Shared optimizer/scheduler setup."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config: TrainConfig = config_from_dict(config)
-
-    def configure_optimizers(self) -> Any:
-        optim = self.config.optim
-        optimizer = torch.optim.AdamW(self.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-        if optim.scheduler is None:
-            return optimizer
-        if optim.scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.config.trainer.max_epochs))
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-
-
-class NeighborLocTask(_Task):
-    """Cross-entropy over the neighbor directions; logs loss and accuracy for train and val.
-
-    Batches are ``(view_a, view_b, label)``, the format of :class:`atompaint.data.NeighborLocDataModule`.
-    """
-
-    def __init__(self, config: dict[str, Any], num_classes: int) -> None:
-        super().__init__(config)
-        self.save_hyperparameters({"config": config, "num_classes": num_classes})
-        self.model = NeighborLocClassifier(build_encoder(self.config.encoder), num_classes, self.config.head)
-        self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
-        self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
-
-    def forward(self, view_a: Tensor, view_b: Tensor) -> Tensor:
-        return self.model(view_a, view_b)
-
-    def _step(self, batch: tuple[Tensor, Tensor, Tensor], stage: str, metric: torchmetrics.Metric) -> Tensor:
-        view_a, view_b, label = batch
-        logits = self(view_a, view_b)
-        loss = F.cross_entropy(logits, label)
-        metric(logits, label)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(label))
-        self.log(f"{stage}/acc", metric, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(label))
-        return loss
-
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train", self.train_acc)
-
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "val", self.val_acc)
-
-
-class LBATask(_Task):
+class LBATask(TaskModule):
     """Regression of ``neglog_aff`` (MSE loss) with RMSE, MAE, Pearson and Spearman metrics.
 
     With ``finetune.pretrained`` the encoder starts from a neighbor-location checkpoint and stays
-    frozen for the first ``finetune.freeze_encoder_epochs`` epochs, so the randomly initialised
-    head does not wreck the pretrained features (seed 001).
+    frozen for the first ``finetune.freeze_encoder_epochs`` epochs, so the large gradients of the
+    randomly initialised head do not wreck the pretrained features before the head has settled.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: RunConfig | Mapping[str, Any]) -> None:
         super().__init__(config)
         self.model = AffinityRegressor(build_encoder(self.config.encoder), self.config.head)
         if self.config.finetune.pretrained:
@@ -142,9 +91,7 @@ class LBATask(_Task):
 
 
 def load_pretrained_encoder(encoder: torch.nn.Module, checkpoint: str) -> None:
-    """Copy the encoder weights of a :class:`NeighborLocTask` checkpoint into ``encoder``."""
-    from pathlib import Path
-
+    """Copy the encoder weights of a neighbor-location checkpoint into ``encoder``."""
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {checkpoint}")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]

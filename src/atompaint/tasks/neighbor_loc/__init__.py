@@ -1,0 +1,23 @@
+"""The neighbor-location task: view-pair geometry, the dataset and DataModule, the classifier, its
+LightningModule, its training config and the parameter/FLOP/memory table of its models.
+
+``NeighborLocDataModule`` yields batches ``(view_a, view_b, label)``: two float32 ``(B, C, L, L, L)``
+image tensors and an int64 ``(B,)`` tensor of neighbour-direction indices.  Names are imported on
+first use (see :mod:`atompaint`), so the light modules do not import Lightning.
+"""
+
+from atompaint._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["DIRECTION_SETS", "ViewPair", "make_view_pair", "neighbor_directions"], "geometry"),
+    **dict.fromkeys(["EpochSampler", "Example", "NeighborLocConfig", "NeighborLocDataConfig", "NeighborLocDataset"],
+                    "dataset"),
+    **dict.fromkeys(["NeighborLocDataModule", "default_index_path", "split_structures"], "datamodule"),
+    "NeighborLocClassifier": "model",
+    "NeighborLocTask": "module",
+    "NeighborLocRunConfig": "config",
+    **dict.fromkeys(["CountTable", "ModelCount", "PartCount", "build_count_table", "count_neighbor_loc"], "count"),
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)
