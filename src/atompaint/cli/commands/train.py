@@ -16,7 +16,8 @@ TASKS = ("neighbor-loc", "lba")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", choices=TASKS, help="which task to train")
-    parser.add_argument("--config", required=True, help="YAML training config (see experiments/neighbor_loc/)")
+    parser.add_argument("--config", required=True,
+                        help="YAML training config (see experiments/neighbor_loc/ and experiments/lba/)")
     add_out_dir(parser, "where logs, checkpoints and curves go (default: runs/)", default=Path("runs"))
     parser.add_argument("--resume", default=None, help="checkpoint to resume from, or 'last' for this run's last.ckpt")
     group = parser.add_argument_group("overrides of the config (each flag left out keeps the config's value)")
