@@ -8,7 +8,7 @@ whole encoder commutes with the 90-degree rotations of the voxel grid.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 from escnn import nn as enn
@@ -75,9 +75,6 @@ class EncoderConfig:
     @property
     def resolved_grid_size(self) -> int:
         return self.grid_size if self.grid_size is not None else default_grid_size(self.band_limit)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

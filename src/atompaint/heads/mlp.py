@@ -7,7 +7,7 @@ low rank, ...) is what this head makes a one-line change (``layer: acdc, depth: 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import Tensor, nn
@@ -53,9 +53,6 @@ class HeadConfig:
     def with_layer(self, layer: str, depth: int | None = None, **options: Any) -> HeadConfig:
         """The same head with another linear layer type (e.g. dense <-> acdc)."""
         return replace(self, layer=layer, depth=depth, options=dict(options))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def build_linear(config: HeadConfig, in_features: int, out_features: int) -> nn.Module:
