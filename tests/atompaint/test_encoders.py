@@ -119,7 +119,8 @@ def test_channel_schedules():
 
 
 def test_bottleneck_and_band_limit_change_the_model():
-    base = dict(architecture="resnet", block="basic", input_size=7, in_channels=2, width=2, max_channels=4, band_limit=1, grid_size=1)
+    base = dict(architecture="resnet", block="basic", input_size=7, in_channels=2, width=2, max_channels=4,
+                band_limit=1, grid_size=1)
     full = build_encoder(EncoderConfig(**base))
     narrow = build_encoder(EncoderConfig(**base, bottleneck=0.5))
     count = lambda m: sum(p.numel() for p in m.parameters())

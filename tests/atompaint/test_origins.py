@@ -50,7 +50,8 @@ def test_select_origins_matches_brute_force_neighbor_counts() -> None:
 
 def test_hydrogens_and_waters_are_never_origins() -> None:
     atoms = AtomTable.from_arrays(
-        np.zeros((4, 3)) + np.arange(4)[:, None] * 0.1, ["C", "H", "O", "C"], entity_type=["polymer"] * 2 + ["water", "polymer"]
+        np.zeros((4, 3)) + np.arange(4)[:, None] * 0.1, ["C", "H", "O", "C"],
+        entity_type=["polymer"] * 2 + ["water", "polymer"],
     )
     coords, counts = select_origins(atoms, OriginParams(radius_A=1.0, min_neighbors=0))
     assert len(coords) == 2 and counts.tolist() == [1, 1]

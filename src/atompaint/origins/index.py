@@ -332,7 +332,8 @@ class OriginSampler:
         if self.weighted:
             s = int(np.searchsorted(self.cum_weights, rng.random() * self.cum_weights[-1], side="right"))
             s = min(s, len(self.structure_ids) - 1)
-            origin_id = self.index.weighted_origin(int(self.structure_ids[s]), rng.random(), float(self.total_weights[s]))
+            structure_id, total = int(self.structure_ids[s]), float(self.total_weights[s])
+            origin_id = self.index.weighted_origin(structure_id, rng.random(), total)
         else:
             k = int(rng.integers(self.cum_counts[-1]))
             s = int(np.searchsorted(self.cum_counts, k, side="right"))

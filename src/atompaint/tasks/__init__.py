@@ -4,4 +4,14 @@ its training config.
 - :mod:`atompaint.tasks.neighbor_loc`: the self-supervised neighbor-location task (in which
   direction does view B lie from view A?).
 - :mod:`atompaint.tasks.lba`: ligand binding affinity regression on Atom3D LBA.
+
+A task's ``config`` module defines its run config, a :class:`atompaint.training.config.RunConfig`
+with the task's ``data`` section and the ``build_datamodule`` / ``build_module`` it trains with;
+:data:`TASKS` names it, for ``atompaint train <task>`` and the YAML key ``task``.
 """
+
+#: The run config class of each task, as ``module:class`` (imported on first use).
+TASKS: dict[str, str] = {
+    "neighbor-loc": "atompaint.tasks.neighbor_loc.config:NeighborLocRunConfig",
+    "lba": "atompaint.tasks.lba.config:LBARunConfig",
+}

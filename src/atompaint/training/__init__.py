@@ -7,7 +7,7 @@ Names are imported on first use (see :mod:`atompaint`): loading a config does no
 from atompaint._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["TASKS", "RunConfig", "config_from_dict", "load_config", "task_config_class"], "config"),
+    **dict.fromkeys(["RunConfig", "config_from_dict", "load_config", "task_config_class"], "config"),
     "TaskModule": "module",
     **dict.fromkeys(["RunResult", "find_last_checkpoint", "train"], "run"),
 }

@@ -23,17 +23,12 @@ import yaml
 
 from atompaint.encoders import EncoderConfig
 from atompaint.heads import HeadConfig
+from atompaint.tasks import TASKS
 from structlayers.configs import ConfigError, field_types, from_dict, replace_fields, to_dict
 from structlayers.runs import OptimConfig, TrainerConfig
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
-
-#: The run config class of each task, imported on first use.
-TASKS: dict[str, str] = {
-    "neighbor-loc": "atompaint.tasks.neighbor_loc.config:NeighborLocRunConfig",
-    "lba": "atompaint.tasks.lba.config:LBARunConfig",
-}
 
 
 @dataclass

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from atompaint.tasks import TASKS
 from structlayers.clikit import add_deprecated, add_no_progress, add_out_dir, key_value
 
 NAME = "train"
 HELP = "Train a model (neighbor-loc or lba) from a YAML config with Lightning."
-TASKS = ("neighbor-loc", "lba")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=TASKS, help="which task to train")
+    parser.add_argument("task", choices=list(TASKS), help="which task to train")
     parser.add_argument("--config", required=True,
                         help="YAML training config (see experiments/neighbor_loc/ and experiments/lba/)")
     add_out_dir(parser, "where logs, checkpoints and curves go (default: runs/)", default=Path("runs"))
