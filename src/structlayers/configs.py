@@ -154,10 +154,26 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
-    """Dataclass ``cls`` from a mapping; missing keys keep their defaults, unknown keys and
-    ill-typed values raise :class:`ConfigError` naming the key (``where`` prefixes the names)."""
-    where = where or cls.__name__
+def field_default(cls: type, name: str) -> Any:
+    """The default that dataclass ``cls`` declares for field ``name`` (its factory called), or
+    ``dataclasses.MISSING`` for a required field."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise ConfigError(f"{cls.__name__}: no field {name!r}")
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _section(value: Any, default: Any) -> bool:
+    """Whether ``value`` (a mapping, or None for an empty YAML section) updates the dataclass
+    instance ``default`` rather than replacing it."""
+    return (value is None or isinstance(value, Mapping)) and dataclasses.is_dataclass(default) \
+        and not isinstance(default, type)
+
+
+def _fields_from(cls: type, base: Any, values: Any, where: str) -> dict[str, Any]:
+    """Checked keyword arguments for ``cls`` from ``values``; a mapping given for a field whose
+    value in ``base`` (an instance, or the class's declared defaults) is a dataclass updates that
+    value key by key, so unspecified keys keep the default declared for the section."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     hints = field_types(cls)
@@ -165,7 +181,22 @@ def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
                           f"allowed: {', '.join(sorted(hints))}")
-    kwargs = {key: coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()}
+    kwargs = {}
+    for key, value in values.items():
+        current = getattr(base, key) if not isinstance(base, type) else field_default(cls, key)
+        if _section(value, current):
+            kwargs[key] = replace_fields(current, value or {}, f"{where}.{key}")
+        else:
+            kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
+    return kwargs
+
+
+def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
+    """Dataclass ``cls`` from a mapping; missing keys keep their defaults (a nested section given
+    in part keeps the defaults ``cls`` declares for the rest of it), unknown keys and ill-typed
+    values raise :class:`ConfigError` naming the key (``where`` prefixes the names)."""
+    where = where or cls.__name__
+    kwargs = _fields_from(cls, cls, values, where)
     missing = [f.name for f in dataclasses.fields(cls)
                if f.name not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
@@ -191,24 +222,25 @@ def to_dict(config: Any) -> Any:
 
 
 def replace_fields(config: T, changes: Mapping[str, Any], where: str | None = None) -> T:
-    """A copy of dataclass ``config`` with ``changes`` (dotted keys reach into nested dataclasses),
-    each value checked like :func:`from_dict` does."""
-    nested: dict[str, dict[str, Any]] = {}
-    flat: dict[str, Any] = {}
-    for key, value in changes.items():
-        head, dot, rest = key.partition(".")
-        if dot:
-            nested.setdefault(head, {})[rest] = value
-        else:
-            flat[key] = value
+    """A copy of dataclass ``config`` with ``changes``: dotted keys (``"optim.lr"``) or nested
+    mappings reach into nested dataclasses, keeping their other values; each value is checked
+    like :func:`from_dict` does."""
     where = where or type(config).__name__
-    hints = field_types(type(config))
-    unknown = sorted((set(flat) | set(nested)) - set(hints))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(hints))}")
-    kwargs = {key: coerce(value, hints[key], f"{where}.{key}") for key, value in flat.items()}
-    for key, sub in nested.items():
-        kwargs[key] = replace_fields(getattr(config, key), sub, f"{where}.{key}")
+    if not isinstance(changes, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(changes).__name__}")
+    grouped: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, dot, rest = str(key).partition(".")
+        if dot:
+            section = grouped.setdefault(head, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{where}: {head!r} is set both as a whole and by {key!r}")
+            section[rest] = value
+        elif isinstance(grouped.get(key), dict) and isinstance(value, Mapping):
+            grouped[key].update(value)
+        else:
+            grouped[key] = dict(value) if isinstance(value, Mapping) else value
+    kwargs = _fields_from(type(config), config, grouped, where)
     try:
         return dataclasses.replace(config, **kwargs)
     except (TypeError, ValueError) as err:

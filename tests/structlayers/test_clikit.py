@@ -91,3 +91,17 @@ def test_json_flag_without_deprecated_alias() -> None:
     assert parser.parse_args(["--json", "r.json"]).json == Path("r.json")
     with pytest.raises(SystemExit):
         parser.parse_args(["--out", "r.json"])
+
+
+@dataclass
+class _Run:
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(optimizer="adamw", schedule="plateau"))
+    inner: _Inner = field(default_factory=_Inner)
+
+
+def test_a_section_given_in_part_keeps_the_declared_defaults() -> None:
+    run = configs.from_dict(_Run, {"optim": {"lr": "0.01"}, "inner": None})
+    assert (run.optim.optimizer, run.optim.schedule, run.optim.lr) == ("adamw", "plateau", 0.01)
+    assert run.inner == _Inner()
+    changed = configs.replace_fields(run, {"optim": {"momentum": 0.5}, "inner.mode": "b"})
+    assert (changed.optim.optimizer, changed.optim.momentum, changed.inner.mode) == ("adamw", 0.5, "b")

@@ -11,7 +11,6 @@ its section.  The encoder's ``in_channels`` and ``input_size`` default to the da
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ import yaml
 from atompaint.encoders import EncoderConfig
 from atompaint.heads import HeadConfig
 from atompaint.tasks import TASKS
-from structlayers.configs import ConfigError, field_types, from_dict, replace_fields, to_dict
+from structlayers.configs import ConfigError, field_default, from_dict, replace_fields, to_dict
 from structlayers.runs import OptimConfig, TrainerConfig
 
 if TYPE_CHECKING:
@@ -80,30 +79,6 @@ def task_config_class(task: Any) -> type[RunConfig]:
     return getattr(importlib.import_module(module), name)
 
 
-def _dotted(cls: type, values: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
-    """``values`` with the mappings of dataclass-typed fields flattened to dotted keys, so that
-    :func:`replace_fields` sets only the keys given and the rest keep their declared defaults."""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where}{'.' + prefix.rstrip('.') if prefix else ''}: expected a mapping, "
-                          f"got {type(values).__name__}")
-    hints = field_types(cls)
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        hint = hints.get(key)
-        if value is None and dataclasses.is_dataclass(hint):
-            continue  # an empty section keeps its defaults
-        if isinstance(value, Mapping) and dataclasses.is_dataclass(hint):
-            out.update(_dotted(hint, value, where, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
-def _default(cls: type, name: str) -> Any:
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-
-
 def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     """The run config of ``values["task"]`` from plain data (parsed YAML, or a checkpoint's
     :meth:`RunConfig.to_dict`)."""
@@ -114,15 +89,14 @@ def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
         if required not in values:
             raise ConfigError(f"config: missing required key {required!r}")
     cls = task_config_class(values["task"])
-    data = replace_fields(_default(cls, "data"), _dotted(field_types(cls)["data"], values.pop("data", None) or {},
-                                                         "data"), "data")
+    data = replace_fields(field_default(cls, "data"), values.pop("data", None) or {}, "data")
     encoder = from_dict(EncoderConfig, {"in_channels": data.input_channels, "input_size": data.input_size,
                                         **(values.pop("encoder") or {})}, "encoder")
     try:
         config = cls(name=str(values.pop("name")), encoder=encoder, data=data)
     except ValueError as err:
         raise ConfigError(f"config: {err}") from err
-    return replace_fields(config, _dotted(cls, values, "config"), "config")
+    return replace_fields(config, values, "config")
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
