@@ -138,18 +138,40 @@ class RunPlan:
         return "\n".join(lines)
 
 
+def _process_rank() -> int:
+    """This process's rank in a multi-process run, as launchers set it in the environment (0 alone)."""
+    for name in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def _writable_dir(path: Path) -> None:
-    """Fail unless ``path`` is a folder that can be written, or can be created (nothing is created)."""
+    """Fail unless ``path`` is, or can be made, a folder that can be written: missing folders are
+    created and a file written there, then both removed again (so the check is real, whatever the
+    permissions say, without leaving anything behind).  Only the first process of a run probes."""
+    if _process_rank() != 0:
+        return
+    created: list[Path] = []
     probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
+        created.append(probe)
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise NotADirectoryError(f"cannot create run folder {path}: {probe} is a file")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        what = "write into" if probe == path else f"create {path} in"
-        raise PermissionError(f"cannot {what} {probe}: permission denied")
+    try:
+        for folder in reversed(created):
+            folder.mkdir()
+        marker = path / f".write-test-{os.getpid()}"
+        marker.touch()
+        marker.unlink()
+    except OSError as err:
+        raise PermissionError(f"cannot write the run folder {path}: {err.strerror or err}") from None
+    finally:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 class RunDirectory:

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 
-from structlayers.cli.arguments import add_model_options, add_replace_arguments
+from structlayers.cli.arguments import add_model_options, add_replace_arguments, layer_options
 from structlayers.clikit import add_config_arguments, add_out_dir, config_from_args
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
 from structlayers.lab.models import MODELS, get_spec, parse_model_options
 from structlayers.lab.training.run import DEFAULT_MODELS, ModelConfig, TrainConfig, run_training
-from structlayers.registry import parse_options
 from structlayers.runs import OptimConfig, TrainerConfig
 
 NAME = "train"
@@ -71,13 +71,19 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or DEFAULT_MODELS[args.task]
     depth = getattr(args, "model.depth")
     layer = args.replace or getattr(args, "model.layer")
-    structured_factor = None if args.replace or not get_spec(name).structured else layer
+    spec = get_spec(name)
+    if args.option and not (args.replace or spec.structured):
+        raise ValueError(f"-o sets options of a structured layer: give --replace LAYER, or a structured --model "
+                         f"({', '.join(n for n, s in MODELS.items() if s.structured)})")
+    # Options of a structured model's layer are typed for the stack it builds (its default depth if none is given).
+    option_depth = depth if args.replace or depth is not None else (
+        inspect.signature(spec.builder).parameters["depth"].default if spec.structured else None)
     config = TrainConfig(
         task=args.task,
         model=ModelConfig(
             name=name, layer=getattr(args, "model.layer"), depth=depth, replace=args.replace,
             targets=args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
-            layer_options=parse_options(layer, dict(args.option), depth if structured_factor or args.replace else None),
+            layer_options=layer_options(layer, args, option_depth),
             model_options=parse_model_options(name, dict(args.model_option)),
         ),
         optim=config_from_args(OptimConfig, args, "optim."),
