@@ -51,8 +51,9 @@ def _run_checkpoints_class() -> type:
             self.last_path: Path = directory.checkpoints / LAST
             #: Whether training stopped on a Ctrl-C or SIGTERM (``last.ckpt`` holds where it stopped).
             self.interrupted = False
-            #: ``(epoch, global_step)`` where an interrupted run stopped.
+            #: ``(epoch, global_step)`` where an interrupted run stopped, and the signal that stopped it.
             self.stopped_at: tuple[int, int] | None = None
+            self.stop_signal: int | None = None
             self._saved_step = -1
             self._stop_requested = False
             self._previous_handler: Any = None
@@ -71,6 +72,9 @@ def _run_checkpoints_class() -> type:
                 self.directory.record(self.plan)
             trainer.strategy.barrier("structlayers-run-recorded")
             self._saved_step = trainer.global_step  # a resumed run does not re-save what it loaded
+            # Installed after Lightning saved the signal handlers it restores when fit ends.
+            if self.graceful_interrupt and threading.current_thread() is threading.main_thread():
+                self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
 
         def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
             if self.plan is not None:
@@ -92,8 +96,9 @@ def _run_checkpoints_class() -> type:
             self._save(trainer)
 
         def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            self._restore_handler()  # Lightning skips the teardown hooks after an exception
             if isinstance(exception, SIGTERMException):
-                self.interrupted = True
+                self.interrupted, self.stop_signal = True, int(signal.SIGTERM)
                 self.stopped_at = (trainer.current_epoch, trainer.global_step)
                 self._save(trainer)
 
@@ -106,11 +111,10 @@ def _run_checkpoints_class() -> type:
             print(f"\ninterrupted: stopping after the current batch and saving {self.last_path} "
                   "(Ctrl-C again to stop at once without saving)", file=sys.stderr, flush=True)
 
-        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-            if self.graceful_interrupt and threading.current_thread() is threading.main_thread():
-                self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
-
         def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            self._restore_handler()
+
+        def _restore_handler(self) -> None:
             if self._previous_handler is not None:
                 signal.signal(signal.SIGINT, self._previous_handler)
                 self._previous_handler = None
@@ -121,7 +125,7 @@ def _run_checkpoints_class() -> type:
                 stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
             if stop and not self.interrupted:
                 self._save(trainer)
-                self.interrupted = True
+                self.interrupted, self.stop_signal = True, int(signal.SIGINT)
                 self.stopped_at = (trainer.current_epoch, trainer.global_step)
                 trainer.should_stop = True
                 rank_zero_info(f"stopped at epoch {trainer.current_epoch}, step {trainer.global_step}; "

@@ -57,7 +57,8 @@ class ReplaceReport:
 
         rows = [
             (" = ".join([r.name, *r.aliases]), r.kind, r.before, r.after,
-             f"{human(r.params_before)} -> {human(r.params_after)}", f"{opt(r.flops_before)} -> {opt(r.flops_after)}", "-" if r.fit_error is None else f"{r.fit_error:.3g}")
+             f"{human(r.params_before)} -> {human(r.params_after)}", f"{opt(r.flops_before)} -> {opt(r.flops_after)}",
+             "-" if r.fit_error is None else f"{r.fit_error:.3g}")
             for r in self.replaced
         ]
         rows.append(("total (model)", "", "", "",

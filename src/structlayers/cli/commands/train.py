@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_training(config)
     if result.interrupted:
-        return 130
+        return 128 + (result.signal or 2)  # the shell's status for a process stopped by that signal
     if result.metrics:
         m = result.metrics
         summary = {k: m[k] for k in ("val_acc", "best_val_acc", "params", "flops_per_image", "train_seconds")}

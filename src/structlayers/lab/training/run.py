@@ -130,6 +130,8 @@ class TrainResult:
     #: Training stopped on Ctrl-C or SIGTERM; ``checkpoint`` holds where (no metrics are computed).
     interrupted: bool = False
     checkpoint: Path | None = None
+    #: The signal that interrupted training (``signal.SIGINT`` or ``SIGTERM``).
+    signal: int | None = None
 
 
 def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceReport | None]:
@@ -254,14 +256,19 @@ def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        except SystemExit:  # Lightning raises SIGTERMException after the keeper saved last.ckpt
+            if keeper is None or not keeper.interrupted:
+                raise
     seconds = time.perf_counter() - start
     if keeper is not None and keeper.interrupted:
         if trainer.is_global_zero:
             epoch, step = keeper.stopped_at or (trainer.current_epoch, trainer.global_step)
             print(f"interrupted at epoch {epoch}, step {step}; saved {keeper.last_path}; continue with --resume",
                   file=sys.stderr)
-        return TrainResult({}, out, module.model, interrupted=True, checkpoint=keeper.last_path)
+        return TrainResult({}, out, module.model, interrupted=True, checkpoint=keeper.last_path,
+                           signal=keeper.stop_signal)
     metrics: dict[str, Any] = {}
     if trainer.is_global_zero:
         metrics = _final_metrics(config, module, dm, trainer, report, seconds, out)
