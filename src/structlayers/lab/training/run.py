@@ -272,7 +272,9 @@ def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -
     metrics: dict[str, Any] = {}
     if trainer.is_global_zero:
         metrics = _final_metrics(config, module, dm, trainer, report, seconds, out)
-        if not fast:
+        if fast:
+            metrics["checkpoint"] = None
+        else:
             if report is not None:
                 (out / "replace.txt").write_text(report.to_text() + "\n")
             for logger in trainer.loggers:
