@@ -1,7 +1,9 @@
-"""Shared test settings: deterministic seeds and a modest hypothesis profile for 2-core CI."""
+"""Shared test settings (deterministic seeds, a modest hypothesis profile for 2-core CI) and data."""
 
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -16,3 +18,18 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 MNIST-format images whose class shows as a bright column band, so that a couple of epochs learn."""
+    from structlayers.lab.data import write_idx
+
+    folder = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    labels = np.arange(64) % 10
+    images = (rng.integers(0, 60, (64, 28, 28))
+              + 150 * (np.arange(28)[None, None, :] // 3 == labels[:, None, None])).astype(np.uint8)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    return folder

@@ -53,7 +53,8 @@ def build_parser(package: str, prog: str, description: str, only: str | None = N
 
 
 def run_cli(package: str, prog: str, description: str, argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` and run the chosen subcommand; user errors exit with status 2 and a message."""
+    """Parse ``argv`` and run the chosen subcommand; user errors exit with status 2 and a message,
+    Ctrl-C (where the command does not handle it itself) with status 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(package, prog, description, only=argv[0].replace("-", "_") if argv else None)
     args = parser.parse_args(argv)
@@ -63,6 +64,9 @@ def run_cli(package: str, prog: str, description: str, argv: Sequence[str] | Non
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 class _DeprecatedFlag(argparse.Action):

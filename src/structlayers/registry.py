@@ -128,6 +128,8 @@ def parse_options(name: str, raw: dict[str, Any], depth: int | None = None) -> d
     each checked and converted against the annotation of the option of the layer that ``name``
     and ``depth`` resolve to (:func:`resolve`): ``bias=false`` is ``False``, ``sigma=abc`` and
     ``sigma=inf`` are errors naming the option.  Unknown options are errors too."""
+    if "depth" in raw and depth is not None:
+        raise ValueError(f"layer {name!r}: the depth is given twice ({depth} and the option depth={raw['depth']!r})")
     resolved, layer_options = resolve(name, depth, **raw)
     types = option_types(resolved, layer_options)
     unknown = sorted(set(raw) - set(types))

@@ -3,12 +3,14 @@
 >>> from structlayers.testing import check_layer
 >>> report = check_layer("acdc", 12, 7, groups=2)      # raises AssertionError on a broken contract
 >>> report.checks
-['shapes', 'to_dense', 'params', 'flops', 'state_dict', 'gradcheck', 'collapse', 'stack']
+['shapes', 'empty', 'to_dense', 'params', 'flops', 'state_dict', 'gradcheck', 'collapse', 'stack']
 
 Like e3nn's ``assert_equivariant``, it is meant to be called from a plugin package's tests with the
 plugin's own options.  What it checks, in float64 on CPU:
 
 - ``shapes``: ``(..., in) -> (..., out)`` for an unbatched vector, a batch and a batch of batches;
+- ``empty``: a batch of no rows (``(0, in)``, ``(2, 0, in)``) gives an empty ``(..., out)`` output,
+  and a backward pass through it works (a data loader's last, empty shard; a filtered batch);
 - ``to_dense``: ``forward(x) == x @ W.T + b`` for a linear layer; a nonlinear one raises
   :class:`~structlayers.base.NotCollapsibleError`;
 - ``params``: the analytic ``params()`` equals the number of trainable real numbers;
@@ -118,6 +120,23 @@ def check_layer(
         if not torch.isfinite(y).all():
             c.fail("shapes", f"non-finite outputs for input shape {(*batch, in_features)}")
     report.checks.append("shapes")
+
+    # empty
+    for batch in ((0,), (2, 0)):
+        empty = c.inputs(*batch).requires_grad_(True)
+        module.train()
+        try:
+            y = module(empty)
+            y.sum().backward()
+        except Exception as err:  # FFT backends raise RuntimeError on empty transforms
+            c.fail("empty", f"input {tuple(empty.shape)} raised {type(err).__name__}: {str(err).splitlines()[0]}")
+        finally:
+            module.eval()
+            module.zero_grad(set_to_none=True)
+        if tuple(y.shape) != (*batch, out_features):
+            c.fail("empty", f"input {tuple(empty.shape)} gave output {tuple(y.shape)}, "
+                            f"expected {(*batch, out_features)}")
+    report.checks.append("empty")
 
     # to_dense
     x = c.inputs(5)

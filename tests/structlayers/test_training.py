@@ -11,23 +11,10 @@ import pytest
 import torch
 
 from structlayers.cli import main
-from structlayers.lab.data import DataConfig, write_cifar_batch, write_idx
+from structlayers.lab.data import DataConfig, write_cifar_batch
 from structlayers.lab.training import ModelConfig, TrainConfig, run_training
 from structlayers.runs import OptimConfig, TrainerConfig
 from structlayers.runs.curves import read_epoch_metrics, run_csv_files
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    labels = np.arange(64) % 10
-    # Class-dependent images, so that a couple of epochs learn something.
-    images = (rng.integers(0, 60, (64, 28, 28))
-              + 150 * (np.arange(28)[None, None, :] // 3 == labels[:, None, None])).astype(np.uint8)
-    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels.astype(np.uint8))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +54,7 @@ def test_fast_dev_run_of_each_sanity_run(run: str, mnist_dir: Path, cifar_dir: P
     assert m["params"] == sum(p.numel() for p in result.model.parameters())
     if model.replace:
         assert m["replaced"]["params_after"] == m["params"] < m["replaced"]["params_before"]
-    assert json.loads((tmp_path / "metrics.json").read_text())["val_acc"] == m["val_acc"]
+    assert not any(tmp_path.iterdir()), "a fast_dev_run smoke test writes nothing"
 
 
 class StopAfterFirstEpoch(L.Callback):
@@ -94,16 +81,16 @@ def test_outputs_and_exact_resume(mnist_dir: Path, tmp_path: Path) -> None:
     curves = read_epoch_metrics(*run_csv_files(tmp_path / "full" / "csv"))
     assert sorted(curves["val/acc"]) == [0, 1, 2] and sorted(curves["train/loss"]) == [0, 1, 2]
 
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match="already holds a run"):
         run_training(tiny_config(mnist_dir, tmp_path / "full"))
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="holds no run"):
         run_training(tiny_config(mnist_dir, tmp_path / "none", resume=True))
 
     run_training(tiny_config(mnist_dir, tmp_path / "stopped"), callbacks=[StopAfterFirstEpoch()])
     resumed = run_training(tiny_config(mnist_dir, tmp_path / "stopped", resume=True))
     assert resumed.metrics["global_step"] == full.metrics["global_step"]
     for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
-        assert torch.equal(a, b), name
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, name
     assert resumed.metrics["val_acc"] == full.metrics["val_acc"]
     sessions = run_csv_files(tmp_path / "stopped" / "csv")
     assert len(sessions) == 2

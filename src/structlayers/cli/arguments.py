@@ -19,8 +19,11 @@ def add_layer_options(group: argparse._ActionsContainer) -> None:
 
 def layer_options(layer: str, args: argparse.Namespace, depth: int | None = None) -> dict[str, Any]:
     """The ``-o`` options of ``args`` typed for ``layer`` (with ``depth``), see
-    :func:`structlayers.registry.parse_options`."""
-    return parse_options(layer, dict(args.option), depth)
+    :func:`structlayers.registry.parse_options`; the depth itself is ``--depth``, never ``-o``."""
+    raw = dict(args.option)
+    if "depth" in raw:
+        raise ValueError(f"-o depth={raw['depth']}: give the stack depth with --depth")
+    return parse_options(layer, raw, depth)
 
 
 def add_replace_arguments(group: argparse._ActionsContainer, replace_help: str) -> None:

@@ -89,6 +89,8 @@ class DiagonalTransformLayer(SquareLayer):
         return cached_backend(self, rows, p.device, p.dtype) or "fft"
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.shape[:-1].numel() == 0:
+            return self.empty_forward(x)
         z = self.pad(x)
         if self.size == self.out_features:
             return self.square_forward(z, shift=self.bias)

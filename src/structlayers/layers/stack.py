@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_weight_dtype, rows_of
 from structlayers.layers.square import SquareLayer, square_size
+from structlayers.memory import check_allocation
 from structlayers.registry import accepted_options, create, get, option_types, register
 from structlayers.transforms.dct import permute_scale
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
@@ -162,6 +163,8 @@ class Stack(SquareLayer):
         return permute_scale(u, inverse, order, None, self.factors[-1].bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.shape[:-1].numel() == 0:
+            return self.empty_forward(x)
         z = self.pad(x)
         if self._fusable(z):
             return self.crop(self._fused(z))
@@ -196,6 +199,9 @@ class Stack(SquareLayer):
             raise NotCollapsibleError(
                 f"layer 'stack' with activation={self.activation!r}, norm={self.norm!r} is not linear: no dense form"
             )
+        check_allocation(48 * (self.in_features + 1) * self.size,
+                         f"the dense form of layer 'stack' ({self.in_features} -> {self.out_features}, "
+                         f"size {self.size})")
         dtype = dense_weight_dtype(self)
         probe = torch.cat([torch.zeros(1, self.size, dtype=torch.float64), torch.eye(self.size, dtype=torch.float64)])
         out = self.square_reference(probe[: self.in_features + 1])[:, : self.out_features]

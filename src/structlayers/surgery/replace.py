@@ -17,6 +17,15 @@ order when an example input is given, else definition order) dense whatever the 
 Matching modules that cannot be replaced faithfully (grouped or transposed convolutions, padded
 1x1 convolutions, projections that ``nn.MultiheadAttention`` reads directly, modules the example
 input never calls) are skipped with a warning naming each, or raise with ``on_unsupported="error"``.
+
+Sharing is kept: a module reachable under several names (``self.b = self.a``) is replaced once and
+the one replacement is installed under every name; modules that are different objects but share
+all their parameters and settings (tied copies) get one shared replacement too.  A module whose
+parameters are tied to a module that is not replaced with it, or not in the same way (an
+embedding / output-head tie, a shared weight with separate biases), is unsupported: replacing it
+would untie them silently.  Parents that compute with their children's ``weight`` directly in a
+fused kernel (the inference fast paths of ``nn.TransformerEncoderLayer`` and the nested-tensor path
+of ``nn.TransformerEncoder``) are switched to their regular path, which calls the replacement.
 """
 
 from __future__ import annotations
@@ -204,6 +213,55 @@ def _split_targets(targets: Target | Sequence[Target]) -> tuple[set[str], tuple[
     return kinds, tuple(types), globs
 
 
+def _aliases(model: nn.Module) -> dict[int, list[str]]:
+    """Every name under which each module object is reachable, by ``id``."""
+    names: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), []).append(name)
+    return names
+
+
+def _tied(model: nn.Module) -> dict[int, set[int]]:
+    """For each module (by ``id``), the other module objects holding one of its own parameters."""
+    owners: dict[int, set[int]] = {}
+    for module in {id(m): m for m in model.modules()}.values():
+        for p in module.parameters(recurse=False):
+            owners.setdefault(id(p), set()).add(id(module))
+    partners: dict[int, set[int]] = {}
+    for group in owners.values():
+        for m in group:
+            partners.setdefault(m, set()).update(group - {m})
+    return partners
+
+
+def _same_function(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two module objects compute the same map: same class and settings, and the very same
+    parameter objects."""
+    pa, pb = dict(a.named_parameters(recurse=False)), dict(b.named_parameters(recurse=False))
+    return (type(a) is type(b) and a.extra_repr() == b.extra_repr() and pa.keys() == pb.keys()
+            and all(pa[k] is pb[k] for k in pa))
+
+
+def _fast_path_guard(module: nn.Module, args: Any) -> None:
+    """A no-op forward pre-hook: torch's fused Transformer kernels skip modules with hooks."""
+    return None
+
+
+def _disable_fused_parents(model: nn.Module, names: Sequence[str]) -> None:
+    """Make the parents of replaced modules that would read their ``weight`` in a fused kernel
+    call them instead (see the module docs)."""
+    for name in names:
+        parts = name.split(".")
+        for depth in range(len(parts)):
+            parent = model.get_submodule(".".join(parts[:depth]))
+            if isinstance(parent, nn.TransformerEncoder):
+                parent.use_nested_tensor = False
+            if isinstance(parent, nn.TransformerEncoderLayer) and depth == len(parts) - 1:
+                child = model.get_submodule(name)
+                if _fast_path_guard not in child._forward_pre_hooks.values():
+                    child.register_forward_pre_hook(_fast_path_guard)
+
+
 def _call_order(model: nn.Module, layers: dict[str, nn.Module], example_input: Any) -> list[str]:
     """Names of ``layers`` in the order ``example_input`` first calls them (uncalled ones omitted)."""
     order: list[str] = []
@@ -217,6 +275,34 @@ def _call_order(model: nn.Module, layers: dict[str, nn.Module], example_input: A
         for h in handles:
             h.remove()
     return order
+
+
+def _resolve_ties(model: nn.Module, plan: list[tuple[str, nn.Module, str]],
+                  report: ReplaceReport) -> list[tuple[str, nn.Module, str, list[nn.Module]]]:
+    """Group planned modules that are tied copies of each other (one shared replacement) and move
+    those tied to anything else to ``report.skipped``; ``(name, module, kind, tied copies)``."""
+    partners = _tied(model)
+    modules = {id(m): m for m in model.modules()}
+    names = {id(m): n for n, m in model.named_modules()}
+    planned = {id(m): (n, k) for n, m, k in plan}
+    while True:  # dropping one module can leave a tied copy of it without its partner
+        bad = {i for i in planned if any(j not in planned or not _same_function(modules[i], modules[j])
+                                         for j in partners.get(i, ()))}
+        if not bad:
+            break
+        for i in bad:
+            name, _ = planned.pop(i)
+            others = sorted(names[j] for j in partners[i])
+            report.skipped.append(Skipped(name, _describe(modules[i]),
+                                          f"its parameters are shared with {', '.join(others)}, which would be untied"))
+    grouped: list[tuple[str, nn.Module, str, list[nn.Module]]] = []
+    done: set[int] = set()
+    for name, module, kind in plan:
+        if id(module) in planned and id(module) not in done:
+            copies = [modules[j] for j in sorted(partners.get(id(module), ()), key=lambda j: names[j])]
+            done.update({id(module), *map(id, copies)})
+            grouped.append((name, module, kind, copies))
+    return grouped
 
 
 def replace(
@@ -293,6 +379,7 @@ def replace(
         else:
             plan.append((name, module, kind))
 
+    groups = _resolve_ties(model, plan, report)
     unsupported = [s for s in report.skipped if s.reason != KEPT]
     if unsupported:
         detail = "; ".join(f"{s.name} ({s.module}): {s.reason}" for s in unsupported)
@@ -300,18 +387,24 @@ def replace(
             raise UnsupportedModuleError(f"cannot replace {len(unsupported)} selected module(s): {detail}")
         warnings.warn(f"structlayers.replace: skipped {len(unsupported)} module(s) that cannot be replaced: {detail}",
                       stacklevel=2)
-    if not plan and not report.skipped:
+    if not groups and not report.skipped:
         raise ValueError(
             f"no module of {model.__class__.__name__} matches targets {targets!r}; "
             f"replaceable modules: {', '.join(f'{n} ({classify(m)[0]})' for n, m in layers.items()) or 'none'}"
         )
 
-    for name, module, kind in plan:
+    aliases = _aliases(model)
+    installed: list[str] = []
+    for name, module, kind, tied in groups:
         new, error = _build(module, kind, layer, layer_options, fit_options)
         new.train(module.training)
-        model = _set_submodule(model, name, new)
+        names = [n for m in (module, *tied) for n in aliases[id(m)]]
+        for target in names:
+            model = _set_submodule(model, target, new)
+        installed += names
         report.replaced.append(Replacement(name, kind, _describe(module), _describe(new), count_params(module),
-                                           count_params(new), fit_error=error))
+                                           count_params(new), fit_error=error, aliases=names[1:]))
+    _disable_fused_parents(model, installed)
 
     report.total_params_after = count_params(model)
     if before is not None:

@@ -22,6 +22,8 @@ class Replacement:
     flops_after: int | None = None
     #: Relative Frobenius error of the replacement's effective weight when fitted to the original.
     fit_error: float | None = None
+    #: Other names that reach the same module (or a tied copy), now sharing the one replacement.
+    aliases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,8 +56,9 @@ class ReplaceReport:
             return "-" if n is None else human(n)
 
         rows = [
-            (r.name, r.kind, r.before, r.after, f"{human(r.params_before)} -> {human(r.params_after)}",
-             f"{opt(r.flops_before)} -> {opt(r.flops_after)}", "-" if r.fit_error is None else f"{r.fit_error:.3g}")
+            (" = ".join([r.name, *r.aliases]), r.kind, r.before, r.after,
+             f"{human(r.params_before)} -> {human(r.params_after)}", f"{opt(r.flops_before)} -> {opt(r.flops_after)}",
+             "-" if r.fit_error is None else f"{r.fit_error:.3g}")
             for r in self.replaced
         ]
         rows.append(("total (model)", "", "", "",

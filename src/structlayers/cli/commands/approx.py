@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from structlayers.cli.arguments import add_layer_options
+from structlayers.cli.arguments import add_layer_options, layer_options
 from structlayers.clikit import add_json, add_no_progress, add_plot, check_output_path, write_output
 from structlayers.lab.approx import ApproxConfig, run_approx
 from structlayers.lab.approx.plot import plot_error_vs_params
-from structlayers.registry import parse_options
 from structlayers.surgery.fit import OPTIMIZERS
 from structlayers.transforms.shuffle import SHUFFLES
 
@@ -68,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     check_output_path(args.json, "--json")
     check_output_path(args.plot, "--plot")
+    # The options must suit the layer at every depth fitted (a stack's own options need a depth).
+    options = [layer_options(args.layer, args, depth) for depth in args.depth][-1]
     config = ApproxConfig(
         layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds,
-        optimizer=args.optimizer, steps=args.steps, lr=args.lr,
-        layer_options=parse_options(args.layer, dict(args.option)),
+        optimizer=args.optimizer, steps=args.steps, lr=args.lr, layer_options=options,
     )
     result = run_approx(config, progress=not args.no_progress)
     if not result.runs:

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+from pathlib import Path
 
-from structlayers.cli.arguments import add_model_options, add_replace_arguments
+from structlayers.cli.arguments import add_model_options, add_replace_arguments, layer_options
 from structlayers.clikit import add_config_arguments, add_out_dir, config_from_args
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
 from structlayers.lab.models import MODELS, get_spec, parse_model_options
 from structlayers.lab.training.run import DEFAULT_MODELS, ModelConfig, TrainConfig, run_training
-from structlayers.registry import parse_options
 from structlayers.runs import OptimConfig, TrainerConfig
 
 NAME = "train"
@@ -48,8 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     })
     g = p.add_argument_group("outputs")
     add_out_dir(g, "run folder (default runs/<task>/<model>...)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its last checkpoint")
-    g.add_argument("--overwrite", action="store_true", help="allow writing into a folder that holds a run")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out-dir from the checkpoint that got furthest (by its recorded step)")
+    g.add_argument("--resume-from", type=Path, metavar="CKPT", help="continue the run from this checkpoint file")
+    g.add_argument("--override", action="store_true",
+                   help="on resume, apply configuration changes that a resumed run refuses (recorded in "
+                        "history.jsonl; the original configuration is kept as config.original.json)")
+    g.add_argument("--overwrite", action="store_true", help="replace the run that --out-dir holds")
     g = p.add_argument_group("Lightning Trainer")
     add_config_arguments(g, TrainerConfig, dest_prefix="trainer.",
                          flags={"max_epochs": "--epochs", "progress_bar": "--progress"},
@@ -65,25 +71,35 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or DEFAULT_MODELS[args.task]
     depth = getattr(args, "model.depth")
     layer = args.replace or getattr(args, "model.layer")
-    structured_factor = None if args.replace or not get_spec(name).structured else layer
+    spec = get_spec(name)
+    if args.option and not (args.replace or spec.structured):
+        raise ValueError(f"-o sets options of a structured layer: give --replace LAYER, or a structured --model "
+                         f"({', '.join(n for n, s in MODELS.items() if s.structured)})")
+    # Options of a structured model's layer are typed for the stack it builds (its default depth if none is given).
+    option_depth = depth if args.replace or depth is not None else (
+        inspect.signature(spec.builder).parameters["depth"].default if spec.structured else None)
     config = TrainConfig(
         task=args.task,
         model=ModelConfig(
             name=name, layer=getattr(args, "model.layer"), depth=depth, replace=args.replace,
             targets=args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
-            layer_options=parse_options(layer, dict(args.option), depth if structured_factor or args.replace else None),
+            layer_options=layer_options(layer, args, option_depth),
             model_options=parse_model_options(name, dict(args.model_option)),
         ),
         optim=config_from_args(OptimConfig, args, "optim."),
         data=config_from_args(DataConfig, args, "data.", seed=args.seed),
         trainer=config_from_args(TrainerConfig, args, "trainer."),
-        seed=args.seed, out_dir=args.out_dir, resume=args.resume, overwrite=args.overwrite,
+        seed=args.seed, out_dir=args.out_dir, resume=args.resume, resume_from=args.resume_from,
+        overwrite=args.overwrite, override=args.override,
     )
     result = run_training(config)
+    if result.interrupted:
+        return 128 + (result.signal or 2)  # the shell's status for a process stopped by that signal
     if result.metrics:
         m = result.metrics
         summary = {k: m[k] for k in ("val_acc", "best_val_acc", "params", "flops_per_image", "train_seconds")}
         summary["collapsed"] = {k: m["collapsed"][k] for k in ("params", "flops_per_image", "prediction_agreement")}
         print(json.dumps(summary, indent=2))
-        print(f"outputs in {result.out_dir}")
+        print("--fast-dev-run: a smoke test, nothing written" if config.trainer.fast_dev_run
+              else f"outputs in {result.out_dir}")
     return 0

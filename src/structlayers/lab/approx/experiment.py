@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from structlayers.base import StructuredLinear
 from structlayers.lab.approx.targets import gaussian_target, svd_error
+from structlayers.memory import check_allocation
 from structlayers.registry import accepted_options, create
 from structlayers.report import format_table
 from structlayers.surgery.fit import fit_layer
@@ -159,6 +160,8 @@ def run_approx(
     config: ApproxConfig, progress: bool = True, on_run: Callable[[ApproxRun], None] | None = None
 ) -> ApproxResult:
     """Fit every (depth, seed); Ctrl-C stops early and returns the runs finished so far."""
+    # The float64 target, the fitted layer's dense form and the fit's gradients: a few n x n buffers.
+    check_allocation(64 * config.n**2, f"approx --n {config.n}")
     for depth in config.depths:
         build_layer(config, depth, 0)  # validate every option before any long work
     result = ApproxResult(config)

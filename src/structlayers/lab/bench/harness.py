@@ -18,6 +18,7 @@ from structlayers.base import dense_linear
 from structlayers.collapse import collapse
 from structlayers.costs import measured_cost
 from structlayers.lab.bench.machine import Machine, bound_seconds, bytes_moved, measure_machine
+from structlayers.memory import check_allocation
 from structlayers.registry import accepted_options, available, create
 from structlayers.report import format_table
 from structlayers.timing import Timing, time_interleaved
@@ -251,9 +252,20 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         raise ValueError(f"unknown layer(s) {', '.join(unknown)}; available layers: {', '.join(known)}")
     if config.allocator not in ALLOCATORS:
         raise ValueError(f"unknown allocator setting {config.allocator!r}; expected one of {ALLOCATORS}")
-    device = torch.device(config.device)
+    try:
+        device = torch.device(config.device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {config.device!r}; expected cpu, cuda or cuda:K") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {config.device!r}: the benchmark runs on cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda given but CUDA is not available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {config.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    element = torch.empty((), dtype=getattr(torch, config.dtype)).element_size()
+    for size in config.sizes:
+        # nn.Linear's weight and gradient, its dense form for collapse, and the batches.
+        check_allocation(element * (4 * size * size + 8 * max(config.batches) * size), f"bench size N={size}", device)
     allocator = keep_freed_memory() if config.allocator == "keep" and device.type == "cpu" else None
     dtype = getattr(torch, config.dtype)
     torch.manual_seed(config.seed)
@@ -263,7 +275,6 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         "cpu": platform.processor() or platform.machine(),
         "allocator": allocator.describe() if allocator is not None else "system malloc (unchanged)",
     })
-    element = torch.empty((), dtype=dtype).element_size()
     for size in config.sizes:
         for batch in config.batches:
             linear = nn.Linear(size, size, device=device, dtype=dtype)

@@ -7,9 +7,11 @@ from typing import Any
 
 import lightning as L
 import torch.nn.functional as F
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
 from structlayers.runs.optim import OptimConfig
+from structlayers.runs.resume import OPTIM_KEY, optim_record, retarget_optimizer
 
 
 class ClassifierModule(L.LightningModule):
@@ -43,3 +45,13 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return self.optim.configure(self.parameters(), self.trainer.estimated_stepping_batches)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[OPTIM_KEY] = optim_record(self.optim, self.trainer.estimated_stepping_batches)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run follows the current optimisation settings and length (a new learning rate,
+        more epochs, another optimiser), not the ones stored in the checkpoint."""
+        previous = checkpoint.get("hyper_parameters", {}).get("optim")
+        for note in retarget_optimizer(checkpoint, self.optim, self.trainer.estimated_stepping_batches, previous):
+            rank_zero_info(f"resume: {note}")

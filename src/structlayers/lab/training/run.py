@@ -1,19 +1,27 @@
 """One sanity run end to end: data, model (built-in, optionally with layers replaced), Lightning
 training with checkpoints and CSV / TensorBoard logs, then ``metrics.json`` and ``curves.png``.
 
-Layout of ``out_dir``::
+Layout of ``out_dir`` (the run folder of :class:`structlayers.runs.RunDirectory`)::
 
-    config.json                the run's configuration
-    checkpoints/last.ckpt      written every epoch; ``resume=True`` continues from it
+    config.json                the run's configuration (config.original.json: the first one, once a
+                               resumed session changed it; history.jsonl: one line per session)
+    checkpoints/last.ckpt      written at the end of every epoch and when training stops (Ctrl-C,
+                               SIGTERM, time limit); ``resume=True`` continues from the checkpoint
+                               that got furthest, whatever its name
     checkpoints/best-*.ckpt    the best validation accuracy so far
     csv/version_N/metrics.csv  Lightning's CSV log, one version per session (a resume adds one)
     tensorboard/version_N/     TensorBoard event files
     metrics.json, curves.png   written when training finishes
+
+A resumed session may change what :data:`RESUME_POLICY` allows (learning rate, epochs, devices...:
+applied and recorded); other differences from the checkpoint's configuration are refused with the
+list of them, or applied with ``override``.  ``fast_dev_run`` writes nothing anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -24,17 +32,36 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
 
 from structlayers.accounting import count
 from structlayers.collapse import collapse
+from structlayers.configs import to_dict
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig, ImageDataModule
 from structlayers.lab.models import build_model, get_spec
 from structlayers.lab.training.module import ClassifierModule
-from structlayers.runs import OptimConfig, TrainerConfig, plot_curves, run_csv_files
+from structlayers.runs import OptimConfig, ResumePolicy, RunDirectory, RunPlan, TrainerConfig
+from structlayers.runs.callbacks import RunCheckpoints, build_trainer
+from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
+from structlayers.runs.curves import plot_curves, run_csv_files
 from structlayers.surgery import DEFAULT_KINDS, ReplaceReport, replace
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
+
+#: What a resumed run may change (the new values apply and are recorded), and the settings that
+#: are not part of a run at all.  Everything else (model, data, optimiser type, schedule, seed)
+#: must match the checkpoint's run unless the session overrides.
+RESUME_POLICY = ResumePolicy(
+    changeable=("optim.lr", "optim.weight_decay", "optim.momentum", "optim.plateau_*", "trainer.max_epochs",
+                "trainer.max_time", "trainer.limit_*", "trainer.gradient_clip_val", "trainer.accelerator",
+                "trainer.devices", "trainer.strategy", "trainer.num_nodes", "trainer.precision",
+                "trainer.log_every_n_steps", "data.data_dir", "data.eval_batch_size", "data.num_workers"),
+    ignored=("out_dir", "resume", "resume_from", "overwrite", "override", "trainer.progress_bar",
+             "trainer.fast_dev_run"),
+)
+#: The trainer's own outputs in a run folder (removed with the run by ``overwrite``).
+RUN_OUTPUTS = ("csv", "tensorboard", "metrics.json", "curves.png", "replace.txt")
 
 
 @dataclass
@@ -69,8 +96,13 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
     out_dir: Path | None = None
+    #: Continue the run in ``out_dir`` from its checkpoint that got furthest.
     resume: bool = False
+    #: Continue from this checkpoint file instead.
+    resume_from: Path | None = None
     overwrite: bool = False
+    #: On resume, apply configuration changes that :data:`RESUME_POLICY` does not allow.
+    override: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in DATAMODULES:
@@ -95,6 +127,11 @@ class TrainResult:
     metrics: dict[str, Any]
     out_dir: Path
     model: nn.Module
+    #: Training stopped on Ctrl-C or SIGTERM; ``checkpoint`` holds where (no metrics are computed).
+    interrupted: bool = False
+    checkpoint: Path | None = None
+    #: The signal that interrupted training (``signal.SIGINT`` or ``SIGTERM``).
+    signal: int | None = None
 
 
 def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceReport | None]:
@@ -116,17 +153,15 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
                    example_input=example, inplace=True, depth=config.depth, **config.layer_options)
 
 
-def _prepare_out_dir(config: TrainConfig) -> tuple[Path, Path | None]:
-    out = config.run_dir()
-    last = out / "checkpoints" / "last.ckpt"
-    if config.resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint {last} to continue from")
-        return out, last
-    if out.exists() and any(out.iterdir()) and not config.overwrite and not config.trainer.fast_dev_run:
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or --overwrite / another --out-dir")
-    out.mkdir(parents=True, exist_ok=True)
-    return out, None
+def plan_run(config: TrainConfig) -> RunPlan | None:
+    """Check the run folder for ``config`` before any work (reads only; see
+    :meth:`structlayers.runs.RunDirectory.plan`); ``None`` for a ``fast_dev_run`` that resumes nothing."""
+    if config.trainer.fast_dev_run and not (config.resume or config.resume_from):
+        return None
+    return RunDirectory(config.run_dir(), RUN_OUTPUTS).plan(
+        to_dict(config), resume=config.resume, resume_from=config.resume_from, overwrite=config.overwrite,
+        override=config.override, policy=RESUME_POLICY, use_checkpoint="resume from it with --resume-from {path}",
+    )
 
 
 @torch.no_grad()
@@ -181,45 +216,71 @@ def _final_metrics(config: TrainConfig, module: ClassifierModule, dm: ImageDataM
             "flops_after": report.total_flops_after,
         },
         "checkpoint": str(out / "checkpoints" / "last.ckpt"),
-        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "config": to_dict(config),
     }
 
 
 def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -> TrainResult:
     """Train, validate and write the run's outputs (see the module docs); extra ``callbacks``
-    go to the trainer."""
+    go to the trainer.  The run folder is checked before anything is loaded or built."""
+    plan = plan_run(config)
+    fast = bool(config.trainer.fast_dev_run)
+    directory = RunDirectory(config.run_dir(), RUN_OUTPUTS)
+    out = directory.path
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = DataConfig(**{**asdict(config.data), "seed": config.seed})
     dm = DATAMODULES[config.task](data)
     dm.setup("fit")
     model, report = build_run_model(config.model, config.task)
-    out, ckpt = _prepare_out_dir(config)
     module = ClassifierModule(model, config.optim)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2, default=str))
-    if report is not None:
-        (out / "replace.txt").write_text(report.to_text() + "\n")
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor="val/acc",
-                                 mode="max", save_last=True, auto_insert_metric_name=False)
-    trainer = L.Trainer(
+    ckpt = plan.checkpoint.path if plan is not None and plan.checkpoint is not None else None
+    if ckpt is not None:
+        check_state_dict(module, load_checkpoint(ckpt)["state_dict"], f"checkpoint {ckpt}")
+    if plan is not None and rank_zero_only.rank == 0:
+        print(plan.describe(), file=sys.stderr)
+    keeper = None if fast else RunCheckpoints(directory, plan)
+    run_callbacks: list[Callback] = [] if keeper is None else [
+        ModelCheckpoint(dirpath=directory.checkpoints, filename="best-{epoch:03d}", monitor="val/acc", mode="max",
+                        auto_insert_metric_name=False),
+        keeper,
+    ]
+    trainer = build_trainer(
         **config.trainer.trainer_kwargs(),
-        logger=[CSVLogger(out, name="csv"), TensorBoardLogger(out, name="tensorboard")],
-        callbacks=[checkpoint, *([TQDMProgressBar()] if config.trainer.progress_bar else []), *(callbacks or [])],
+        logger=False if fast else [CSVLogger(out, name="csv"), TensorBoardLogger(out, name="tensorboard")],
+        callbacks=[*run_callbacks, *([TQDMProgressBar()] if config.trainer.progress_bar else []), *(callbacks or [])],
+        enable_checkpointing=not fast,
         enable_model_summary=False,
-        default_root_dir=out,
+        default_root_dir=None if fast else out,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        except SystemExit:  # Lightning raises SIGTERMException after the keeper saved last.ckpt
+            if keeper is None or not keeper.interrupted:
+                raise
     seconds = time.perf_counter() - start
+    if keeper is not None and keeper.interrupted:
+        if trainer.is_global_zero:
+            epoch, step = keeper.stopped_at or (trainer.current_epoch, trainer.global_step)
+            print(f"interrupted at epoch {epoch}, step {step}; saved {keeper.last_path}; continue with --resume",
+                  file=sys.stderr)
+        return TrainResult({}, out, module.model, interrupted=True, checkpoint=keeper.last_path,
+                           signal=keeper.stop_signal)
     metrics: dict[str, Any] = {}
     if trainer.is_global_zero:
         metrics = _final_metrics(config, module, dm, trainer, report, seconds, out)
-        for logger in trainer.loggers:
-            logger.save()
-        csv_files = run_csv_files(out / "csv")
-        if csv_files:
-            plot_curves(csv_files, out / "curves.png", title=f"{config.task}: {config.model.name}")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return TrainResult(metrics, out, module.model)
+        if fast:
+            metrics["checkpoint"] = None
+        else:
+            if report is not None:
+                (out / "replace.txt").write_text(report.to_text() + "\n")
+            for logger in trainer.loggers:
+                logger.save()
+            csv_files = run_csv_files(out / "csv")
+            if csv_files:
+                plot_curves(csv_files, out / "curves.png", title=f"{config.task}: {config.model.name}")
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return TrainResult(metrics, out, module.model, checkpoint=None if keeper is None else keeper.last_path)
