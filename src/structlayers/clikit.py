@@ -69,6 +69,14 @@ def run_cli(package: str, prog: str, description: str, argv: Sequence[str] | Non
         return 130
 
 
+def warn_deprecated(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """Say (a ``FutureWarning``, and a line on standard error) that the spelling ``old`` is
+    deprecated and ``new`` replaces it."""
+    warnings.warn(f"{old} is deprecated and will be removed in the next release; use {new}",
+                  FutureWarning, stacklevel=3)
+    print(f"{parser.prog}: warning: {old} is deprecated; use {new}", file=sys.stderr)
+
+
 class _DeprecatedFlag(argparse.Action):
     """Stores like the new flag, after a warning that names it."""
 
@@ -78,9 +86,7 @@ class _DeprecatedFlag(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        warnings.warn(f"{option_string} is deprecated and will be removed in the next release; use {self.new}",
-                      FutureWarning, stacklevel=2)
-        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        warn_deprecated(parser, str(option_string), self.new)
         setattr(namespace, self.dest, self.const if values is None and self.nargs == "?" else values)
 
 
@@ -111,6 +117,20 @@ def add_plot(container: argparse._ActionsContainer, help: str, old: str | None =
     container.add_argument("--plot", type=Path, metavar="PATH", help=help)
     if old:
         add_deprecated(container, old, "--plot PATH", "plot", type=Path)
+
+
+def add_resume_arguments(container: argparse._ActionsContainer, **resume: Any) -> None:
+    """The flags of a training run's folder (:class:`structlayers.runs.RunDirectory`): ``--resume``
+    (keyword arguments replace its ``store_true`` action), ``--resume-from CKPT``, ``--override``
+    and ``--overwrite``."""
+    container.add_argument("--resume", **{"action": "store_true", **resume},
+                           help="continue the run from the checkpoint that got furthest (by its recorded step)")
+    container.add_argument("--resume-from", type=Path, metavar="CKPT",
+                           help="continue the run from this checkpoint file")
+    container.add_argument("--override", action="store_true",
+                           help="on resume, apply configuration changes that a resumed run refuses (recorded in "
+                                "history.jsonl; the original configuration is kept as config.original.json)")
+    container.add_argument("--overwrite", action="store_true", help="replace the run that the run folder holds")
 
 
 def add_no_progress(container: argparse._ActionsContainer) -> None:

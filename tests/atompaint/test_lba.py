@@ -131,3 +131,8 @@ def test_finetune_from_neighbor_loc_with_frozen_encoder(tmp_path, monkeypatch):
     for key, value in before.items():
         torch.testing.assert_close(state[key], value, msg=f"{key} changed while the encoder was frozen")
     assert not (tmp_path / "lightning_logs").exists()
+
+    checkpoint.unlink()  # the resumed run's weights come from its own checkpoint, not the pretrained one
+    config.trainer.max_epochs = 2
+    resumed = train(config, out_dir=tmp_path / "runs", resume=True)
+    assert torch.load(resumed.last_checkpoint, map_location="cpu", weights_only=True)["epoch"] == 1

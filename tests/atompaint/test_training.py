@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -25,7 +27,10 @@ from atompaint.tasks.neighbor_loc import NeighborLocConfig, NeighborLocDataConfi
 from atompaint.training import RunResult, config_from_dict, load_config, train
 from atompaint.voxelize import ImageParams
 from structlayers.configs import ConfigError, to_dict
-from structlayers.runs import OptimConfig, TrainerConfig
+from structlayers.runs import CheckpointError, OptimConfig, RunConflictError, TrainerConfig, checkpoint_info
+from structlayers.runs.checkpoints import load_checkpoint
+from tests.faults.probes import tree_digest
+from tests.faults.test_training_faults import Interrupt
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
@@ -74,12 +79,23 @@ def tiny_config(**trainer) -> dict:
     }
 
 
-def test_fast_dev_run_two_batches(tmp_path, monkeypatch):
+def frozen_config(**trainer) -> dict:
+    """:func:`tiny_config` trained by SGD at a learning rate of 1e-12: the weights stay put, so
+    validation never improves after the first epoch."""
+    return {**tiny_config(**trainer), "optim": {"optimizer": "sgd", "lr": 1e-12}}
+
+
+def history(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_fast_dev_run_two_batches_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = config_from_dict(tiny_config(fast_dev_run=2))
     result = train(config, out_dir=tmp_path / "runs", datamodule=PairDataModule())
     assert "train/loss" in result.metrics and "val/acc" in result.metrics
-    assert not (tmp_path / "lightning_logs").exists()
+    assert result.last_checkpoint is None and result.log_dir is None
+    assert os.listdir(tmp_path) == []
 
 
 def test_training_writes_logs_checkpoints_curves_and_resumes(tmp_path, monkeypatch):
@@ -87,26 +103,95 @@ def test_training_writes_logs_checkpoints_curves_and_resumes(tmp_path, monkeypat
     out = tmp_path / "runs"
     config = config_from_dict(tiny_config(max_epochs=2, limit_train_batches=2, limit_val_batches=2))
     result = train(config, out_dir=out, datamodule=PairDataModule())
-    assert result.log_dir.parent == out / "tiny"
+    run_dir = out / "tiny"
+    assert result.run_dir == run_dir and result.log_dir == run_dir / "csv" / "version_0"
     assert (result.log_dir / "metrics.csv").is_file()
-    assert result.curves is not None and result.curves.stat().st_size > 1000
-    assert result.last_checkpoint is not None and result.last_checkpoint.is_file()
-    assert (result.log_dir / "summary.json").is_file()
-    assert not (tmp_path / "lightning_logs").exists()
+    assert result.curves == run_dir / "curves.png" and result.curves.stat().st_size > 1000
+    assert result.last_checkpoint == run_dir / "checkpoints" / "last.ckpt"
+    assert result.best_checkpoint is not None and result.best_checkpoint.parent == run_dir / "checkpoints"
+    assert config_from_dict(json.loads((run_dir / "config.json").read_text())) == config
+    assert json.loads((run_dir / "summary.json").read_text())["global_step"] == 4
+    assert [s["mode"] for s in history(run_dir)] == ["new"]
+    assert sorted(os.listdir(tmp_path)) == ["runs"], "nothing outside the run folder"
 
     task = NeighborLocTask.load_from_checkpoint(result.last_checkpoint)
     assert task.config.head.layer == "acdc"
     a, b, _ = next(iter(PairDataModule().val_dataloader()))
     assert task.eval()(a, b).shape == (4, 6)
 
+    with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
+        train(config, out_dir=out, datamodule=PairDataModule())
     config.trainer.max_epochs = 3
-    resumed = train(config, out_dir=out, resume="last", datamodule=PairDataModule())
-    assert resumed.log_dir.parent == result.log_dir.parent and resumed.log_dir != result.log_dir
-    assert (result.log_dir / "metrics.csv").read_text().count("\n") > 2, "the first run's log was lost"
-    checkpoint = torch.load(resumed.last_checkpoint, map_location="cpu", weights_only=False)
-    assert checkpoint["epoch"] == 2
-    with pytest.raises(FileNotFoundError):
-        train(config, out_dir=tmp_path / "elsewhere", resume="last", datamodule=PairDataModule())
+    resumed = train(config, out_dir=out, resume=True, datamodule=PairDataModule())
+    assert resumed.log_dir == run_dir / "csv" / "version_1"
+    assert (result.log_dir / "metrics.csv").read_text().count("\n") > 2, "the first session's log was kept"
+    assert checkpoint_info(resumed.last_checkpoint).epoch == 2
+    assert [s["mode"] for s in history(run_dir)] == ["new", "resume"]
+    with pytest.raises(FileNotFoundError, match="holds no run to resume"):
+        train(config, out_dir=tmp_path / "elsewhere", resume=True, datamodule=PairDataModule())
+    again = train(config, out_dir=out, overwrite=True, datamodule=PairDataModule())
+    assert again.log_dir == run_dir / "csv" / "version_0" and [s["mode"] for s in history(run_dir)] == ["overwrite"]
+
+
+def test_last_checkpoint_is_written_every_epoch_when_validation_stops_improving(tmp_path):
+    """Lightning's ``ModelCheckpoint(save_last=True)`` wrote ``last.ckpt`` only with a new best:
+    here it stayed at epoch 0 and the final weights were never saved."""
+    config = config_from_dict(frozen_config(max_epochs=3, limit_train_batches=2, limit_val_batches=2))
+    result = train(config, out_dir=tmp_path, datamodule=PairDataModule())
+    best = [checkpoint_info(p) for p in (result.run_dir / "checkpoints").glob("best-*.ckpt")]
+    assert [b.epoch for b in best] == [0], "validation improved after epoch 0: the probe lost its point"
+    last = checkpoint_info(result.last_checkpoint)
+    assert (last.epoch, last.global_step) == (2, 6)
+
+
+def test_resume_applies_a_new_learning_rate_and_records_it(tmp_path):
+    config = config_from_dict(frozen_config(max_epochs=2, limit_train_batches=2, limit_val_batches=1))
+    first = train(config, out_dir=tmp_path, datamodule=PairDataModule())
+    weights = load_checkpoint(first.last_checkpoint)["state_dict"]
+    config.optim.lr, config.trainer.max_epochs = 0.05, 3
+    config.data = dataclasses.replace(config.data, num_workers=1)
+    resumed = train(config, out_dir=tmp_path, resume=True, datamodule=PairDataModule())
+    last = load_checkpoint(resumed.last_checkpoint)
+    assert (last["epoch"], last["global_step"]) == (2, 6)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.05), "the new rate applies"
+    assert any(not torch.equal(weights[k], v) for k, v in last["state_dict"].items()), "and the weights move"
+    changes = {c["key"]: (c["old"], c["new"]) for c in history(resumed.run_dir)[-1]["changes"]}
+    assert changes == {"optim.lr": (1e-12, 0.05), "trainer.max_epochs": (2, 3), "data.num_workers": (0, 1)}
+    assert json.loads((resumed.run_dir / "config.original.json").read_text())["optim"]["lr"] == 1e-12
+    assert json.loads((resumed.run_dir / "config.json").read_text())["optim"]["lr"] == 0.05
+
+
+def test_resume_refuses_another_model_unless_overridden(tmp_path):
+    config = config_from_dict(frozen_config(max_epochs=1, limit_train_batches=2, limit_val_batches=1))
+    first = train(config, out_dir=tmp_path, datamodule=PairDataModule())
+    before = tree_digest(first.run_dir)
+    changed = dataclasses.replace(config, head=dataclasses.replace(config.head, dropout=0.5), seed=3)
+    with pytest.raises(RunConflictError) as err:
+        train(changed, out_dir=tmp_path, resume=True, datamodule=PairDataModule())
+    assert "head.dropout: 0.2 -> 0.5; seed: 0 -> 3" in str(err.value) and "--override" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert tree_digest(first.run_dir) == before, "a refused session changes nothing"
+
+    changed.trainer.max_epochs = 2
+    train(changed, out_dir=tmp_path, resume=True, override=True, datamodule=PairDataModule())
+    changes = {c["key"]: c["override"] for c in history(first.run_dir)[-1]["changes"]}
+    assert changes == {"head.dropout": True, "seed": True, "trainer.max_epochs": False}
+    assert json.loads((first.run_dir / "config.original.json").read_text())["head"]["dropout"] == 0.2
+    assert json.loads((first.run_dir / "config.json").read_text())["head"]["dropout"] == 0.5
+
+    wider = dataclasses.replace(changed, head=dataclasses.replace(changed.head, hidden=[32]))
+    with pytest.raises(CheckpointError, match=r"last.ckpt does not fit this model: .* of another shape"):
+        train(wider, out_dir=tmp_path, resume=True, override=True, datamodule=PairDataModule())
+
+
+def test_an_interrupt_saves_last_checkpoint_and_resume_finishes_the_run(tmp_path):
+    config = config_from_dict(tiny_config(max_epochs=2, limit_train_batches=3, limit_val_batches=1))
+    stopped = train(config, out_dir=tmp_path, datamodule=PairDataModule(), callbacks=[Interrupt(4, signal.SIGINT)])
+    assert stopped.interrupted and stopped.signal == signal.SIGINT
+    assert checkpoint_info(stopped.last_checkpoint).global_step == 4
+    assert not (stopped.run_dir / "summary.json").exists()
+    resumed = train(config, out_dir=tmp_path, resume=True, datamodule=PairDataModule())
+    assert not resumed.interrupted and checkpoint_info(resumed.last_checkpoint).global_step == 6
 
 
 def test_config_validation(tmp_path):
@@ -207,9 +292,12 @@ def test_train_cli_rejects_wrong_task(tmp_path):
 def test_train_cli_flags_reach_the_config_and_old_spellings_warn(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake_train(config, *, out_dir, resume=None, datamodule=None):
+    def fake_train(config, *, out_dir, resume=False, resume_from=None, overwrite=False, override=False):
         calls.append((config, out_dir))
-        return RunResult(log_dir=Path(out_dir) / config.name / "version_0", seconds=0.0, metrics={})
+        resumes.append((resume, resume_from, overwrite, override))
+        return RunResult(run_dir=Path(out_dir) / config.name, seconds=0.0, metrics={})
+
+    resumes: list[tuple] = []
 
     monkeypatch.setattr(atompaint.training.run, "train", fake_train)
     path = tmp_path / "c.yaml"
@@ -239,6 +327,20 @@ def test_train_cli_flags_reach_the_config_and_old_spellings_warn(tmp_path, monke
     assert main([*base]) == 0
     config, out_dir = calls[-1]
     assert out_dir == Path("runs") and config.trainer.max_epochs == 7 and config.trainer.progress_bar is False
+    assert resumes[-1] == (False, None, False, False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert main([*base, "--resume", "--override"]) == 0
+        assert resumes[-1] == (True, None, False, True)
+        assert main([*base, "--resume-from", "a.ckpt", "--overwrite"]) == 0
+        assert resumes[-1] == (False, Path("a.ckpt"), True, False)
+    with pytest.warns(FutureWarning, match="--resume last is deprecated.*use --resume"):
+        assert main([*base, "--resume", "last"]) == 0
+    assert resumes[-1] == (True, None, False, False)
+    with pytest.warns(FutureWarning, match="--resume CKPT is deprecated.*use --resume-from CKPT"):
+        assert main([*base, "--resume", "x/last.ckpt"]) == 0
+    assert resumes[-1] == (False, Path("x/last.ckpt"), False, False)
     assert main([*base, "--set", "data.no_such_key=1"]) == 2
     assert main([*base, "--head-layer", "dense", "--head-depth", "12"]) == 2
     assert "cannot be stacked" in capsys.readouterr().err

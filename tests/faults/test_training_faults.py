@@ -223,3 +223,14 @@ def test_two_process_ddp_on_cpu_trains_checkpoints_and_resumes(mnist_dir: Path, 
     sessions = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [s["mode"] for s in sessions] == ["new", "resume"], "metadata written once per session, by rank 0"
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 4
+
+
+def test_overwrite_replaces_the_run_and_its_logs(run_copy: Path, mnist_dir: Path, cli: CLI) -> None:
+    """``--overwrite`` used to remove the old run after the loggers had made their folders, then
+    fail writing the new log: the old run lost and no new one."""
+    code, _, err = cli(*probe_argv(mnist_dir, run_copy, "--overwrite", "--epochs", "1"))
+    assert code == 0, err
+    assert [s["mode"] for s in map(json.loads, (run_copy / "history.jsonl").read_text().splitlines())] == ["overwrite"]
+    assert [p.parent.name for p in (run_copy / "csv").glob("version_*/metrics.csv")] == ["version_0"]
+    assert checkpoint_info(run_copy / "checkpoints" / "last.ckpt").global_step == BATCHES
+    assert (run_copy / "metrics.json").is_file()

@@ -63,7 +63,9 @@ class RunConfig:
     def build_datamodule(self) -> pl.LightningDataModule:
         raise NotImplementedError
 
-    def build_module(self, datamodule: pl.LightningDataModule) -> pl.LightningModule:
+    def build_module(self, datamodule: pl.LightningDataModule, *, resuming: bool = False) -> pl.LightningModule:
+        """The task's LightningModule; ``resuming``: its weights will come from a checkpoint, so
+        initial weights from elsewhere (a pretrained encoder) are not loaded."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,9 @@
   and a rename (:func:`~structlayers.runs.checkpoints.atomic_save`), so a killed process never
   leaves a truncated checkpoint;
 - :func:`build_trainer`, ``lightning.Trainer`` with its configuration errors (an accelerator the
-  machine lacks, a device count of 0) turned into one-line ``ValueError``\\ s.
+  machine lacks, a device count of 0) turned into one-line ``ValueError``\\ s;
+- :func:`fit_run`, ``trainer.fit`` that returns, rather than raises, when :class:`RunCheckpoints`
+  stopped the run on an interrupt, and says where it stopped and how to continue.
 
 Lightning is imported when one of these is first used, never by importing this module (the
 library stays light); the classes are module attributes created on first access, so they pickle
@@ -31,7 +33,7 @@ from typing import Any
 from structlayers.runs.checkpoints import LAST, RUN_KEY, atomic_save
 from structlayers.runs.directory import RunDirectory, RunPlan
 
-__all__ = ["AtomicCheckpointIO", "RunCheckpoints", "build_trainer"]  # noqa: F822 (created on first access)
+__all__ = ["AtomicCheckpointIO", "RunCheckpoints", "build_trainer", "fit_run"]  # noqa: F822 (created on first access)
 
 
 def _run_checkpoints_class() -> type:
@@ -187,3 +189,31 @@ def build_trainer(**kwargs: Any) -> Any:
         return L.Trainer(plugins=plugins, **kwargs)
     except MisconfigurationException as err:
         raise ValueError(f"Lightning Trainer settings: {str(err).strip().splitlines()[0]}") from None
+
+
+def fit_run(trainer: Any, module: Any, keeper: Any = None, **fit_kwargs: Any) -> bool:
+    """``trainer.fit(module, **fit_kwargs)`` of a run kept by ``keeper`` (a :class:`RunCheckpoints`,
+    or ``None`` for a run that keeps nothing); returns whether an interrupt stopped it.
+
+    Lightning's warnings that are expected in a run folder (few loader workers, a checkpoint folder
+    that is not empty when resuming) are silenced.  After a Ctrl-C or SIGTERM, ``keeper`` has saved
+    ``last.ckpt``: the first process says where training stopped and how to continue, and the
+    ``SystemExit`` Lightning raises for SIGTERM is not passed on.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+        try:
+            trainer.fit(module, **fit_kwargs)
+        except SystemExit:
+            if keeper is None or not keeper.interrupted:
+                raise
+    if keeper is None or not keeper.interrupted:
+        return False
+    if trainer.is_global_zero:
+        epoch, step = keeper.stopped_at or (trainer.current_epoch, trainer.global_step)
+        print(f"interrupted at epoch {epoch}, step {step}; saved {keeper.last_path}; continue with --resume",
+              file=sys.stderr)
+    return True

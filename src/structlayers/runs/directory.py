@@ -11,7 +11,9 @@ Layout (the trainer adds its own outputs: logs, metrics, curves)::
 Preparing a session is two steps so that several processes of one run (DDP) can share it:
 :meth:`RunDirectory.plan` only reads (every process checks the folder and the checkpoint, and
 refuses a conflicting configuration with the list of differences), and :meth:`RunDirectory.record`
-writes, once, from the first process, after every process has checked.
+writes, once, from the first process, after every process has checked.  The one exception is
+:meth:`RunDirectory.clear`: a session that overwrites a run removes the old one (first process)
+before its trainer is built, because loggers number their log folders by the ones they find.
 
 A resumed session compares its configuration with the one recorded in the checkpoint it continues
 (``config.json`` for checkpoints without one).  Keys matching :attr:`ResumePolicy.changeable`
@@ -181,6 +183,7 @@ class RunDirectory:
     def __init__(self, path: str | os.PathLike[str], outputs: Sequence[str] = ()) -> None:
         self.path = Path(path)
         self.outputs = tuple(outputs)
+        self._cleared = False
 
     @property
     def checkpoints(self) -> Path:
@@ -265,6 +268,15 @@ class RunDirectory:
             elif target.exists() or target.is_symlink():
                 target.unlink()
 
+    def clear(self, plan: RunPlan) -> None:
+        """Remove the run that an ``overwrite`` plan replaces: its records, checkpoints and
+        :attr:`outputs` (from the first process only; nothing for other plans).  Call it before
+        building the trainer, whose loggers pick the next free ``version_N`` of what is there."""
+        if plan.mode == "overwrite" and _process_rank() == 0 and not self._cleared:
+            if self.path.is_dir():
+                self._clear()
+            self._cleared = True
+
     def _write_config(self, name: str, config: Mapping[str, Any]) -> None:
         target = self.path / name
         tmp = target.with_name(f".{name}.partial")
@@ -272,12 +284,14 @@ class RunDirectory:
         os.replace(tmp, target)
 
     def record(self, plan: RunPlan, argv: Sequence[str] | None = None) -> dict[str, Any]:
-        """Carry out ``plan`` (from one process only): clear an overwritten run, write
-        ``config.json`` (keeping the original as ``config.original.json`` the first time a resumed
-        session changes it) and append the session to ``history.jsonl``; returns that entry."""
+        """Carry out ``plan`` (from one process only): clear an overwritten run (unless
+        :meth:`clear` did), write ``config.json`` (keeping the original as ``config.original.json``
+        the first time a resumed session changes it) and append the session to ``history.jsonl``;
+        returns that entry."""
         self.path.mkdir(parents=True, exist_ok=True)
-        if plan.mode == "overwrite":
+        if plan.mode == "overwrite" and not self._cleared:
             self._clear()
+            self._cleared = True
         current = self.read_config()
         if plan.mode == "resume" and plan.changes and current is not None and not (self.path / ORIGINAL).exists():
             self._write_config(ORIGINAL, current)

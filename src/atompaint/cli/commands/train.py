@@ -8,18 +8,27 @@ from pathlib import Path
 from typing import Any
 
 from atompaint.tasks import TASKS
-from structlayers.clikit import add_deprecated, add_no_progress, add_out_dir, key_value
+from structlayers.clikit import (
+    add_deprecated,
+    add_no_progress,
+    add_out_dir,
+    add_resume_arguments,
+    key_value,
+    warn_deprecated,
+)
 
 NAME = "train"
 HELP = "Train a model (neighbor-loc or lba) from a YAML config with Lightning."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = _HelpFormatter
     parser.add_argument("task", choices=list(TASKS), help="which task to train")
     parser.add_argument("--config", required=True,
                         help="YAML training config (see experiments/neighbor_loc/ and experiments/lba/)")
-    add_out_dir(parser, "where logs, checkpoints and curves go (default: runs/)", default=Path("runs"))
-    parser.add_argument("--resume", default=None, help="checkpoint to resume from, or 'last' for this run's last.ckpt")
+    add_out_dir(parser, "the run folder is <out-dir>/<config name>: its config, history, checkpoints, CSV logs, "
+                        "curves and summary (default: runs/)", default=Path("runs"))
+    add_resume_arguments(parser, nargs="?", const=True, default=False, action=_Resume)
     group = parser.add_argument_group("overrides of the config (each flag left out keeps the config's value)")
     group.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs")
     add_deprecated(group, "--max-epochs", "--epochs", "epochs", type=int)
@@ -30,11 +39,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="trainer.fast_dev_run: run N train/val batches only, as a smoke test")
     group.add_argument("--head-layer", default=None, help="head.layer, a structlayers plugin (dense, acdc, ...)")
     group.add_argument("--head-depth", type=int, default=None, help="head.depth (needs --head-layer)")
-    group.add_argument("--pretrained", default=None, help="LBA: finetune.pretrained, a neighbor-loc checkpoint")
+    group.add_argument("--pretrained", default=None,
+                       help="LBA: finetune.pretrained, a neighbor-loc checkpoint (e.g. "
+                            "runs/<name>/checkpoints/last.ckpt)")
     group.add_argument("--set", dest="overrides", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="any config value by its dotted key, e.g. data.weighted=true or optim.lr=3e-4 "
                             "(repeatable)")
     add_no_progress(group)
+
+
+class _Resume(argparse.Action):
+    """Bare ``--resume``; the earlier ``--resume last`` (the same) and ``--resume CKPT`` (now
+    ``--resume-from CKPT``) still work, with a deprecation warning."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values is None or values is True:
+            namespace.resume = True
+        elif values == "last":
+            warn_deprecated(parser, "--resume last", "--resume")
+            namespace.resume = True
+        else:
+            warn_deprecated(parser, "--resume CKPT", "--resume-from CKPT")
+            namespace.resume_from = Path(values)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows ``--resume`` without the value that only its deprecated spellings take."""
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        return "" if isinstance(action, _Resume) else super()._format_args(action, default_metavar)
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -66,14 +100,20 @@ def run(args: argparse.Namespace) -> int:
     if config.task != args.task:
         raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
     config = replace_fields(config, overrides(args), "config")
-    result = train(config, out_dir=args.out_dir, resume=args.resume)
+    result = train(config, out_dir=args.out_dir, resume=args.resume, resume_from=args.resume_from,
+                   overwrite=args.overwrite, override=args.override)
+    if result.interrupted:
+        return 128 + (result.signal or 2)  # the shell's status for a process stopped by that signal
     summary = {
-        "log_dir": str(result.log_dir),
+        "run_dir": None if config.trainer.fast_dev_run else str(result.run_dir),
         "seconds": round(result.seconds, 1),
         "metrics": {k: round(v, 4) for k, v in sorted(result.metrics.items())},
+        "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
         "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
         "curves": str(result.curves) if result.curves else None,
         **result.extra,
     }
     print(json.dumps(summary, indent=2))
+    if config.trainer.fast_dev_run:
+        print("--fast-dev-run: a smoke test, nothing written")
     return 0

@@ -40,7 +40,9 @@ class LBARunConfig(RunConfig):
 
         return LBADataModule(self.data)
 
-    def build_module(self, datamodule: pl.LightningDataModule) -> pl.LightningModule:
+    def build_module(self, datamodule: pl.LightningDataModule, *, resuming: bool = False) -> pl.LightningModule:
+        """The LightningModule; a resumed run does not read ``finetune.pretrained`` (the weights
+        come from the run's checkpoint; the pretrained file may have moved since)."""
         from atompaint.tasks.lba.module import LBATask
 
-        return LBATask(self)
+        return LBATask(self, load_pretrained=not resuming)

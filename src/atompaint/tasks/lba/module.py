@@ -24,12 +24,14 @@ class LBATask(TaskModule):
     With ``finetune.pretrained`` the encoder starts from a neighbor-location checkpoint and stays
     frozen for the first ``finetune.freeze_encoder_epochs`` epochs, so the large gradients of the
     randomly initialised head do not wreck the pretrained features before the head has settled.
+    ``load_pretrained=False`` skips reading it, for weights that come from a checkpoint
+    (``LBATask.load_from_checkpoint(path, load_pretrained=False)``, a resumed run).
     """
 
-    def __init__(self, config: RunConfig | Mapping[str, Any]) -> None:
+    def __init__(self, config: RunConfig | Mapping[str, Any], load_pretrained: bool = True) -> None:
         super().__init__(config)
         self.model = AffinityRegressor(build_encoder(self.config.encoder), self.config.head)
-        if self.config.finetune.pretrained:
+        if self.config.finetune.pretrained and load_pretrained:
             load_pretrained_encoder(self.model.encoder, self.config.finetune.pretrained)
         self.metrics = torch.nn.ModuleDict({
             f"{stage}_metrics": torchmetrics.MetricCollection({

@@ -29,7 +29,7 @@ class NeighborLocRunConfig(RunConfig):
 
         return NeighborLocDataModule(self.data)
 
-    def build_module(self, datamodule: pl.LightningDataModule) -> pl.LightningModule:
+    def build_module(self, datamodule: pl.LightningDataModule, *, resuming: bool = False) -> pl.LightningModule:
         """The LightningModule; the class count comes from the data module."""
         from atompaint.tasks.neighbor_loc.module import NeighborLocTask
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-from pathlib import Path
 
 from structlayers.cli.arguments import add_model_options, add_replace_arguments, layer_options
-from structlayers.clikit import add_config_arguments, add_out_dir, config_from_args
+from structlayers.clikit import add_config_arguments, add_out_dir, add_resume_arguments, config_from_args
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
 from structlayers.lab.models import MODELS, get_spec, parse_model_options
 from structlayers.lab.training.run import DEFAULT_MODELS, ModelConfig, TrainConfig, run_training
@@ -49,13 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     })
     g = p.add_argument_group("outputs")
     add_out_dir(g, "run folder (default runs/<task>/<model>...)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out-dir from the checkpoint that got furthest (by its recorded step)")
-    g.add_argument("--resume-from", type=Path, metavar="CKPT", help="continue the run from this checkpoint file")
-    g.add_argument("--override", action="store_true",
-                   help="on resume, apply configuration changes that a resumed run refuses (recorded in "
-                        "history.jsonl; the original configuration is kept as config.original.json)")
-    g.add_argument("--overwrite", action="store_true", help="replace the run that --out-dir holds")
+    add_resume_arguments(g)
     g = p.add_argument_group("Lightning Trainer")
     add_config_arguments(g, TrainerConfig, dest_prefix="trainer.",
                          flags={"max_epochs": "--epochs", "progress_bar": "--progress"},

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from structlayers.lab.data.datamodule import DATAMODULES, DataConfig, ImageDataM
 from structlayers.lab.models import build_model, get_spec
 from structlayers.lab.training.module import ClassifierModule
 from structlayers.runs import OptimConfig, ResumePolicy, RunDirectory, RunPlan, TrainerConfig
-from structlayers.runs.callbacks import RunCheckpoints, build_trainer
+from structlayers.runs.callbacks import RunCheckpoints, build_trainer, fit_run
 from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
 from structlayers.runs.curves import plot_curves, run_csv_files
 from structlayers.surgery import DEFAULT_KINDS, ReplaceReport, replace
@@ -226,6 +225,8 @@ def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -
     plan = plan_run(config)
     fast = bool(config.trainer.fast_dev_run)
     directory = RunDirectory(config.run_dir(), RUN_OUTPUTS)
+    if plan is not None:
+        directory.clear(plan)
     out = directory.path
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = DataConfig(**{**asdict(config.data), "seed": config.seed})
@@ -253,20 +254,10 @@ def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -
         default_root_dir=None if fast else out,
     )
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-        try:
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-        except SystemExit:  # Lightning raises SIGTERMException after the keeper saved last.ckpt
-            if keeper is None or not keeper.interrupted:
-                raise
+    interrupted = fit_run(trainer, module, keeper, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     seconds = time.perf_counter() - start
-    if keeper is not None and keeper.interrupted:
-        if trainer.is_global_zero:
-            epoch, step = keeper.stopped_at or (trainer.current_epoch, trainer.global_step)
-            print(f"interrupted at epoch {epoch}, step {step}; saved {keeper.last_path}; continue with --resume",
-                  file=sys.stderr)
+    if interrupted:
+        assert keeper is not None
         return TrainResult({}, out, module.model, interrupted=True, checkpoint=keeper.last_path,
                            signal=keeper.stop_signal)
     metrics: dict[str, Any] = {}
