@@ -153,7 +153,7 @@ def test_resnet18_replacement_and_collapse_after_training() -> None:
         loss.backward()
         opt.step()
     new.eval()
-    collapsed, creport = structlayers.collapse(new, x[:1])
+    collapsed, creport = structlayers.collapse(new, x[:1], cost="flops")
     assert creport.collapsed, "small pointwise stacks are cheaper dense"
     assert any(isinstance(m, PointwiseConv) and isinstance(m.layer, nn.Linear) for m in collapsed.modules())
     torch.testing.assert_close(collapsed.eval()(x), new(x), atol=1e-4, rtol=1e-4)

@@ -12,9 +12,16 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
+from structlayers.precision import LOW_PRECISION, compute_dtype
 from structlayers.registry import register
 from structlayers.transforms.dct import needs_graph
-from structlayers.transforms.dft import DFT
+from structlayers.transforms.dft import DFT, dft_matrix
+
+
+def _complex(diagonal: Tensor) -> Tensor:
+    """A ``(N, 2)`` real parameter as a complex vector; half-precision parameters are read in float32
+    (complex half-precision types do not exist)."""
+    return torch.view_as_complex(diagonal.float() if diagonal.dtype in LOW_PRECISION else diagonal)
 
 
 @register("afdf")
@@ -42,8 +49,8 @@ class AFDF(DiagonalTransformLayer):
             nn.init.zeros_(self.bias)
 
     def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
-        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
-        a, d = torch.view_as_complex(self.A), torch.view_as_complex(self.D)
+        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, compute_dtype(x))
+        a, d = _complex(self.A), _complex(self.D)
         if backend == "fft" and self.inner is None and not needs_graph(x, a, d):
             # Inference: both transforms as real FFTs (no complex FFT), in place; training keeps the
             # complex FFT pair, whose autograd backward is cheaper than the real-FFT form's.
@@ -65,6 +72,14 @@ class AFDF(DiagonalTransformLayer):
         if self.inner is not None:
             z = z.index_select(-1, self.inner.index.cpu())
         return dft.inverse(z * d).real
+
+    def transform_matrices(self) -> tuple[Tensor, Tensor]:
+        f = torch.block_diag(*[dft_matrix(self.block)] * self.groups)
+        return f, f.conj()
+
+    def set_diagonals_(self, a: Tensor, d: Tensor) -> None:
+        self.A.copy_(torch.view_as_real(a.to(torch.complex128)))
+        self.D.copy_(torch.view_as_real(d.to(torch.complex128)))
 
     def params(self) -> int:
         return 4 * self.size + (self.out_features if self.bias is not None else 0)

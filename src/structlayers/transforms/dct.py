@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from structlayers.precision import float_tables_dtype
+
 BACKENDS = ("fft", "dense", "auto")
 
 
@@ -287,12 +289,15 @@ class DCT(nn.Module):
         self._build(torch.get_default_dtype(), torch.device("cpu"))
 
     def _build(self, dtype: torch.dtype, device: torch.device) -> None:
-        """(Re)create the tables in ``dtype`` from float64 values, so ``.double()`` stays exact."""
+        """(Re)create the tables in ``dtype`` from float64 values, so ``.double()`` stays exact.  The
+        matrix follows half-precision types (a native low-precision matmul); the fast path's twiddles
+        stay float32 then, as the FFT itself does (:mod:`structlayers.precision`)."""
         if self.backend != "fft":
             self.register_buffer("matrix", dct_matrix(self.n, dtype).to(device))
         if self.backend != "dense":
+            tables_dtype = float_tables_dtype(dtype)
             for name, value in _tables(self.n).items():
-                value = value.to(device) if value.dtype == torch.long else value.to(device, dtype)
+                value = value.to(device) if value.dtype == torch.long else value.to(device, tables_dtype)
                 self.register_buffer(f"_{name}", value, persistent=False)
             # Looked up on every forward: a dict of a dozen module buffers costs ~20 us to rebuild.
             self._fast = {k: self._buffers[f"_{k}"] for k in _TABLE_NAMES}
