@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-
 from torch.utils.flop_counter import FlopCounterMode
 
 from structlayers.base import NotCollapsibleError, StructuredLinear, dense_linear
