@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
-from structlayers.base import FlopCount, rows_of
+from structlayers.base import FlopCount, device_dtype, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
 from structlayers.precision import compute_dtype
@@ -96,6 +98,14 @@ class ACDC(DiagonalTransformLayer):
         if self.inner is not None:
             z = z.index_select(-1, self.inner.index.cpu())
         return dct.inverse(z * self.D.detach().double().cpu())
+
+    def export_form(self) -> ACDC:
+        """A copy with the dense backend: the DCT as a matmul with a fixed buffer, exportable."""
+        device, dtype = device_dtype(self)
+        new = copy.deepcopy(self)
+        new.backend = "dense"
+        new.dct = DCT(self.block, self.groups, "dense").to(device, dtype)
+        return new
 
     def transform_matrices(self) -> tuple[Tensor, Tensor]:
         c = self.dct.matrix_dense(torch.float64)

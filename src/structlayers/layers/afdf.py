@@ -73,6 +73,10 @@ class AFDF(DiagonalTransformLayer):
             z = z.index_select(-1, self.inner.index.cpu())
         return dft.inverse(z * d).real
 
+    def export_form(self) -> nn.Module:
+        """:class:`AFDFRealForm`: the same map in real arithmetic (ONNX has no complex tensors)."""
+        return AFDFRealForm(self)
+
     def transform_matrices(self) -> tuple[Tensor, Tensor]:
         f = torch.block_diag(*[dft_matrix(self.block)] * self.groups)
         return f, f.conj()
@@ -92,3 +96,46 @@ class AFDF(DiagonalTransformLayer):
         if backend == "dense":
             return FlopCount(matmul=transforms, elementwise=scalings)
         return FlopCount(fft=transforms, elementwise=scalings)
+
+
+class AFDFRealForm(nn.Module):
+    """An :class:`AFDF` layer computed with real matmuls only, for export.
+
+    With ``F = Fr + i Fi`` the unitary DFT (symmetric, so ``F^-1 = conj(F)``), ``a``, ``d`` the
+    complex diagonals and real ``x``: ``u = x a`` is ``(x ar, x ai)``; ``v = u F`` is
+    ``(ur Fr - ui Fi, ur Fi + ui Fr)``; ``w = v d`` the complex product; and the output
+    ``Re(w conj(F)) = wr Fr + wi Fi``.  Blocks and the inner shuffle act on both parts alike.  The
+    diagonals are this module's own parameters (copies of the layer's).
+    """
+
+    def __init__(self, layer: AFDF) -> None:
+        super().__init__()
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self.size, self.block, self.groups = layer.size, layer.block, layer.groups
+        self.A = nn.Parameter(layer.A.detach().clone())
+        self.D = nn.Parameter(layer.D.detach().clone())
+        self.bias = nn.Parameter(layer.bias.detach().clone()) if layer.bias is not None else None
+        f = dft_matrix(layer.block)
+        dtype = layer.A.dtype if layer.A.dtype not in LOW_PRECISION else torch.float32
+        self.register_buffer("f_real", f.real.to(layer.A.device, dtype))
+        self.register_buffer("f_imag", f.imag.to(layer.A.device, dtype))
+        self.register_buffer("inner", layer.inner.index.clone() if layer.inner is not None else None)
+
+    def _dft(self, re: Tensor, im: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        shape = re.shape
+        re, im = re.reshape(-1, self.block), im.reshape(-1, self.block)  # rows and blocks: 2-D matmuls
+        fr, fi = self.f_real, (-self.f_imag if inverse else self.f_imag)
+        return (re @ fr - im @ fi).reshape(shape), (re @ fi + im @ fr).reshape(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        extra = self.size - self.in_features
+        z = torch.nn.functional.pad(x, (0, extra)) if extra else x
+        ur, ui = z * self.A[:, 0], z * self.A[:, 1]
+        vr, vi = self._dft(ur, ui, inverse=False)
+        if self.inner is not None:
+            vr, vi = vr.index_select(-1, self.inner), vi.index_select(-1, self.inner)
+        dr, di = self.D[:, 0], self.D[:, 1]
+        wr, wi = vr * dr - vi * di, vr * di + vi * dr
+        y, _ = self._dft(wr, wi, inverse=True)
+        y = y[..., : self.out_features]
+        return y + self.bias if self.bias is not None else y

@@ -7,6 +7,7 @@ activations / normalisations between factors make the stack nonlinear (then it c
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -133,6 +134,13 @@ class Stack(SquareLayer):
     @property
     def is_linear(self) -> bool:
         return self.activation is None and self.norm is None
+
+    def export_form(self) -> Stack:
+        """A copy whose factors are their export forms (the fused FFT path off)."""
+        new = copy.deepcopy(self)
+        new.factors = nn.ModuleList(f.export_form() for f in new.factors)
+        new._fusable_factors = False
+        return new
 
     def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
         return all(f.low_precision_native(rows, device, dtype) for f in self.factors)

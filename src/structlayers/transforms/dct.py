@@ -328,13 +328,14 @@ class DCT(nn.Module):
             raise ValueError(f"DCT of size {self.n * self.blocks} got input with last dimension {x.shape[-1]}")
         backend = self.resolve(backend)
         shape = x.shape
+        if backend == "dense":
+            # Rows (and blocks) flattened: one 2-D matmul, which is also the form exporters and ONNX
+            # runtimes handle best (onnxruntime fuses MatMul + BatchNormalization into a 2-D Gemm).
+            return (x.reshape(-1, self.n) @ (self.matrix.T if inverse else self.matrix)).reshape(shape)
         if self.blocks > 1:
             x = x.reshape(*shape[:-1], self.blocks, self.n)
-        if backend == "dense":
-            out = x @ (self.matrix.T if inverse else self.matrix)
-        else:
-            out = _DCTFunction.apply(x, self.fast_tables(), inverse)
-        return out.reshape(shape)
+        out = _DCTFunction.apply(x, self.fast_tables(), inverse)
+        return out.reshape(shape) if self.blocks > 1 else out
 
     def forward(self, x: Tensor, backend: str | None = None) -> Tensor:
         return self._apply_blocks(x, inverse=False, backend=backend)
