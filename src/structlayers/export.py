@@ -110,6 +110,7 @@ def export(
     use_dynamo = importlib.util.find_spec("onnxscript") is not None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks traced as constants
         torch.onnx.export(ready, args, str(path), input_names=inputs, output_names=names, opset_version=opset,
                           dynamic_axes=axes, dynamo=use_dynamo)
     return path

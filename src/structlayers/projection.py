@@ -56,7 +56,7 @@ def diagonal_transform_als(
     *,
     shuffle: Tensor | None = None,
     real_part: bool = False,
-    sweeps: int = 10,
+    sweeps: int = 20,
 ) -> tuple[Tensor, Tensor]:
     """Diagonals ``(a, d)`` of ``M = diag(a) T P diag(d) T^-1`` fitted to ``target`` on ``mask`` by
     alternating least squares, each half-step exact and in closed form:

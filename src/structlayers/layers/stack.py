@@ -78,7 +78,7 @@ class Stack(SquareLayer):
         self.factor, self.depth, self.shuffle = factor, depth, shuffle
         self.activation, self.norm = activation, norm
         if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            seed = int(torch.randint(0, 2**31 - 1, (), device="cpu").item())
         generator = torch.Generator().manual_seed(seed)
         if groups > 1 or pow2_blocks:
             factor_options = {**factor_options, "groups": groups, "pow2_blocks": pow2_blocks}

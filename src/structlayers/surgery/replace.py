@@ -128,6 +128,8 @@ def _describe(module: nn.Module) -> str:
 
 
 INITS = ("scratch", "project", "fit")
+#: The words command lines and run configurations use for ``init_from`` (``random`` is ``scratch``).
+INIT_WORDS = {"random": "scratch", "project": "project", "fit": "fit"}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ BACKENDS = ("fft", "dense", "auto")
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """The ``(n, n)`` orthonormal DCT-II matrix ``C`` with ``dct(x) == x @ C`` (built in float64)."""
-    idx = torch.arange(n, dtype=torch.float64)
+    idx = torch.arange(n, dtype=torch.float64, device="cpu")
     c = torch.cos(math.pi * (2 * idx[:, None] + 1) * idx[None, :] / (2 * n)) * math.sqrt(2.0 / n)
     c[:, 0] /= math.sqrt(2.0)
     return c.to(dtype)
@@ -52,7 +52,8 @@ def dct_flops(n: int, rows: int = 1, backend: str = "fft") -> int:
 
 
 def _tables(n: int) -> dict[str, Tensor]:
-    """Gather indices (int64) and twiddles (float64, complex ones as ``(m, 2)``) for length ``n``.
+    """Gather indices (int64) and twiddles (float64, complex ones as ``(m, 2)``) for length ``n``,
+    computed on the CPU whatever the default device (callers move them).
 
     ``order`` maps ``x`` to Makhoul's ``v = [x0, x2, ..., x3, x1]`` and ``inverse`` maps back.
     ``dct_in`` is ``order`` reversed circularly (so the rfft yields the conjugate spectrum),
@@ -60,6 +61,11 @@ def _tables(n: int) -> dict[str, Tensor]:
     ``(y_k, y_{n-k})`` as one complex number per bin and ``idct_out`` undoes both the reordering and
     the circular reversal that stands for the conjugation.
     """
+    with torch.device("cpu"):
+        return _cpu_tables(n)
+
+
+def _cpu_tables(n: int) -> dict[str, Tensor]:
     m = n // 2 + 1
     order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
     inverse = torch.empty_like(order)
@@ -286,7 +292,9 @@ class DCT(nn.Module):
         if n < 1 or blocks < 1:
             raise ValueError(f"DCT needs n >= 1 and blocks >= 1, got n={n}, blocks={blocks}")
         self.n, self.blocks, self.backend = n, blocks, backend
-        self._build(torch.get_default_dtype(), torch.device("cpu"))
+        # The default device, so that a model built under ``with torch.device("meta")`` (Lightning's
+        # measure_flops) or ``"cuda"`` gets its tables there too.
+        self._build(torch.get_default_dtype(), torch.get_default_device())
 
     def _build(self, dtype: torch.dtype, device: torch.device) -> None:
         """(Re)create the tables in ``dtype`` from float64 values, so ``.double()`` stays exact.  The
