@@ -205,7 +205,14 @@ def count_params(module: nn.Module, recurse: bool = True) -> int:
 
 def dense_linear(layer: StructuredLinear) -> nn.Linear:
     """An ``nn.Linear`` with ``layer``'s exact effective weight and bias, on the layer's device
-    and in its dtype: the collapsed test-time form of a linear plugin."""
+    and in its dtype: the collapsed test-time form of a linear plugin.  On the ``meta`` device (no
+    data) it is an ``nn.Linear`` of the right shape there, for shape and FLOP analysis."""
+    device, dtype = device_dtype(layer)
+    if device.type == "meta":
+        if not layer.is_linear:
+            raise NotCollapsibleError(f"layer {layer.name!r} is not linear: no dense form")
+        bias = any(getattr(m, "bias", None) is not None for m in layer.modules())
+        return nn.Linear(layer.in_features, layer.out_features, bias=bias, device=device, dtype=dtype)
     weight, bias = layer.to_dense()
     device, dtype = device_dtype(layer) if next(layer.parameters(), None) is not None else (weight.device, weight.dtype)
     linear = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None, device=device, dtype=dtype)
