@@ -45,7 +45,9 @@ class Permutation(nn.Module):
     def __init__(self, index: Tensor, kind: str = "custom") -> None:
         super().__init__()
         n = index.numel()
-        if index.device.type != "meta" and not torch.equal(torch.sort(index.cpu()).values, torch.arange(n, device="cpu")):
+        cpu = index.cpu() if index.device.type != "meta" else None
+        valid = cpu is None or torch.equal(torch.sort(cpu).values, torch.arange(n, device="cpu"))
+        if not valid:
             raise ValueError(f"shuffle index of length {n} is not a permutation")
         self.kind = kind
         # A CPU index follows the default device (a model built under ``with torch.device(...)``).
