@@ -29,9 +29,11 @@ def resnet(layer: str, **options) -> torch.nn.Module:
     return model.eval()
 
 
+REPLACEMENTS = [("acdc", {"depth": 2}), ("afdf", {"depth": 2, "inner_shuffle": "riffle"})]
+
+
 @pytest.mark.parametrize("form", ["dense-dct", "collapsed"])
-@pytest.mark.parametrize(("layer", "options"),
-                         [("acdc", {"depth": 2}), ("afdf", {"depth": 2, "inner_shuffle": "riffle"})], ids=["acdc", "afdf"])
+@pytest.mark.parametrize(("layer", "options"), REPLACEMENTS, ids=["acdc", "afdf"])
 def test_resnet18_with_replaced_layers(tmp_path, layer: str, options: dict, form: str) -> None:
     model = resnet(layer, **options)
     x = torch.randn(3, 3, 32, 32)

@@ -53,6 +53,19 @@ def init_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"init_from": INIT_WORDS[args.init], "fit": FitOptions(steps=args.fit_steps)}
 
 
+def add_surgery_arguments(p: argparse.ArgumentParser, replace_help: str) -> None:
+    """The model (built-in or zoo name) and everything :func:`structlayers.replace` needs: the layer
+    and where it goes (:func:`add_replace_arguments`), ``--depth``, the initialisation
+    (:func:`add_init_arguments`) and the model's constructor options."""
+    from structlayers.lab.models import model_name
+
+    p.add_argument("model", type=model_name, help="built-in model, timm:<name> or torchvision:<name> (random weights)")
+    add_replace_arguments(p, replace_help)
+    p.add_argument("--depth", type=int, help="with --replace: a stack of DEPTH factors of LAYER")
+    add_init_arguments(p)
+    add_model_options(p)
+
+
 def add_model_options(group: argparse._ActionsContainer) -> None:
     """``-m KEY=VALUE``, repeatable: constructor arguments of a built-in model."""
     group.add_argument("--model-option", "-m", type=key_value, action="append", default=[], metavar="KEY=VALUE",

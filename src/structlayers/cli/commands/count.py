@@ -10,15 +10,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from structlayers.accounting import CountReport, count
-from structlayers.cli.arguments import (
-    add_init_arguments,
-    add_model_options,
-    add_replace_arguments,
-    init_options,
-    layer_options,
-)
+from structlayers.cli.arguments import add_surgery_arguments, init_options, layer_options
 from structlayers.clikit import add_json, check_output_path, write_output
-from structlayers.lab.models import build_model, example_input, get_spec, load_weights, model_name, parse_model_options
+from structlayers.lab.models import build_model, example_input, get_spec, load_weights, parse_model_options
 from structlayers.report import format_table, human
 from structlayers.surgery import replace
 from structlayers.tracing import run_example
@@ -32,11 +26,7 @@ ANALYTIC_NOTE = ("Every figure in the table is analytic (structlayers.count): ea
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=model_name, help="built-in model, timm:<name> or torchvision:<name> (random weights)")
-    add_replace_arguments(p, "replace the targets by this layer (e.g. acdc, afdf, lowrank)")
-    p.add_argument("--depth", type=int, help="with --replace: a stack of DEPTH factors of LAYER")
-    add_init_arguments(p)
-    add_model_options(p)
+    add_surgery_arguments(p, "replace the targets by this layer (e.g. acdc, afdf, lowrank)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass counted (default 1)")
     p.add_argument("--per-module", action="store_true", help="also print the per-module tables")
     add_json(p, "write both counts and the replacement report as JSON ('-': standard output)")

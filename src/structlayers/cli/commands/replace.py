@@ -9,15 +9,9 @@ import json
 
 import torch
 
-from structlayers.cli.arguments import (
-    add_init_arguments,
-    add_model_options,
-    add_replace_arguments,
-    init_options,
-    layer_options,
-)
+from structlayers.cli.arguments import add_surgery_arguments, init_options, layer_options
 from structlayers.clikit import add_json, add_out, check_output_path, write_output
-from structlayers.lab.models import build_model, example_input, load_weights, model_name, parse_model_options
+from structlayers.lab.models import build_model, example_input, load_weights, parse_model_options
 from structlayers.surgery import replace
 
 NAME = "replace"
@@ -25,11 +19,7 @@ HELP = "replace a model's layers by a structured layer (from trained weights wit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=model_name, help="built-in model, timm:<name> or torchvision:<name>")
-    add_replace_arguments(p, "the structured layer to swap in (required), e.g. acdc, afdf, lowrank")
-    p.add_argument("--depth", type=int, help="a stack of DEPTH factors of LAYER")
-    add_init_arguments(p)
-    add_model_options(p)
+    add_surgery_arguments(p, "the structured layer to swap in (required), e.g. acdc, afdf, lowrank")
     p.add_argument("--evaluate", choices=["mnist", "cifar10"],
                    help="validation accuracy of the model before and right after surgery on this dataset")
     p.add_argument("--data-dir", help="dataset folder for --evaluate (default: $STRUCTLAYERS_DATA / packaged MNIST)")
