@@ -43,11 +43,12 @@ def measure(repeats: int) -> list[dict]:
 
             ctx = torch.no_grad() if mode == "inference" else torch.enable_grad()
             with ctx:
+                # The fastest call of each turn: the least disturbed estimate on a shared machine.
                 t_wrapped, t_bare = time_interleaved([wrapped, unwrapped], torch.device("cpu"), warmup=3,
-                                                     repeats=repeats, min_time=5e-3)
+                                                     repeats=repeats, min_time=5e-3, per_turn="min")
             rows.append({"layer": name, "n": n, "batch": batch, "options": options, "mode": mode,
                          "wrapped_us": t_wrapped.median * 1e6, "bare_us": t_bare.median * 1e6,
-                         "ratio": t_wrapped.paired_ratio(t_bare)})
+                         "ratio": t_wrapped.paired_ratio(t_bare), "spread": max(t_wrapped.spread, t_bare.spread)})
             print(f"{name:6s} n={n:5d} batch={batch:4d} {options} {mode:9s} "
                   f"{rows[-1]['wrapped_us']:9.1f} us vs {rows[-1]['bare_us']:9.1f} us: ratio {rows[-1]['ratio']:.3f}")
     return rows
@@ -55,7 +56,7 @@ def measure(repeats: int) -> list[dict]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=41)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     keep_freed_memory()
