@@ -162,15 +162,20 @@ class StructuredLinear(nn.Module, ABC):
 def _wrap_forward(forward: typing.Callable[..., Tensor]) -> typing.Callable[..., Tensor]:
     """``forward`` with the two checks every plugin call makes: an active FlopCounterMode (report
     analytic FLOPs) and a half-precision input or autocast (compute as :mod:`structlayers.precision`
-    says).  Both are flag tests on the fast path."""
+    says).  Both are flag tests on the fast path (C calls bound to locals, no extra Python frame)."""
+    dispatch_modes = torch._C._len_torch_dispatch_stack
+    any_autocast = torch._C._is_any_autocast_enabled
+    low, single = _precision.LOW_PRECISION, torch.float32
 
     @functools.wraps(forward)
     def wrapped(self: StructuredLinear, x: Tensor, *args: object, **kwargs: object) -> Tensor:
-        if not isinstance(x, Tensor):
-            return forward(self, x, *args, **kwargs)
-        if torch._C._len_torch_dispatch_stack() and _flops.counting():
-            return _flops.counted_call(self, lambda v: _call(self, forward, v, args, kwargs), x)
-        return _call(self, forward, x, args, kwargs)
+        if isinstance(x, Tensor):
+            if dispatch_modes() and _flops.counting():
+                return _flops.counted_call(self, lambda v: _call(self, forward, v, args, kwargs), x)
+            dtype = x.dtype
+            if dtype in low or (dtype is single and any_autocast()):
+                return _precision.low_precision_call(self, lambda v: forward(self, v, *args, **kwargs), x)
+        return forward(self, x, *args, **kwargs)
 
     wrapped._structlayers_wrapped = True  # type: ignore[attr-defined]
     return wrapped
