@@ -133,53 +133,68 @@ def build_index(
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(db_path, wait):
         con = sqlite3.connect(db_path, timeout=60)
+        report = BuildReport(added=0, skipped=0, failed=[], n_structures=0, n_origins=0)
         try:
-            con.executescript(_SCHEMA)
-            _add_missing_columns(con)
-            _check_or_write_meta(con, params, db_path)
-            removed, changed = _drop_stale(con, db_path)
-            done = {row[0] for row in con.execute("SELECT name FROM structures")}
-            todo = [(p, n) for p, n in zip(paths, names) if n not in done]
-            listed = set(names)
-            todo += [(p, n) for n, p in changed.items() if n not in listed]
-            failed: list[tuple[str, str]] = []
-            added = 0
-            try:
-                iterator: Iterable = todo
-                if progress:
-                    from tqdm import tqdm
-
-                    iterator = tqdm(todo, desc="indexing structures", unit="structure")
-                for path, name in iterator:
-                    try:
-                        stat = path.stat()
-                        atoms = load(path, **LOAD_OPTIONS)
-                    except (StructureError, FileNotFoundError, OSError) as err:
-                        failed.append((str(path), str(err)))
-                        with con:
-                            con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?)", (str(path), str(err)))
-                        continue
-                    coords, counts = select_origins(atoms, params)
-                    added += _insert_structure(
-                        con, name, path, _stored_path(path, db_path), len(atoms), coords, counts,
-                        (stat.st_mtime_ns, stat.st_size),
-                    )
-            except KeyboardInterrupt:
-                report = _report(con, added, len(paths) - len(todo), failed, len(removed), len(changed))
-                raise BuildInterrupted(db_path, report) from None
-            report = _report(con, added, len(paths) - len(todo), failed, len(removed), len(changed))
+            _build(con, db_path, params, paths, names, progress, report)
+        except KeyboardInterrupt:
+            raise BuildInterrupted(db_path, _count(con, report)) from None
+        else:
+            _count(con, report)
         finally:
             con.close()
-    if failed:
-        listing = "\n".join(f"  {e}" if p in e else f"  {p}: {e}" for p, e in failed)
-        warnings.warn(f"skipped {len(failed)} unreadable structure file(s):\n{listing}", stacklevel=2)
+    if report.failed:
+        listing = "\n".join(f"  {e}" if p in e else f"  {p}: {e}" for p, e in report.failed)
+        warnings.warn(f"skipped {len(report.failed)} unreadable structure file(s):\n{listing}", stacklevel=2)
     return report
 
 
-def _report(con: sqlite3.Connection, added: int, skipped: int, failed: list, removed: int, changed: int) -> BuildReport:
-    n_structures, n_origins = con.execute("SELECT COUNT(*), COALESCE(SUM(n_origins), 0) FROM structures").fetchone()
-    return BuildReport(added=added, skipped=skipped, failed=failed, n_structures=n_structures, n_origins=n_origins,
-                       removed=removed, reindexed=changed)
+def _build(
+    con: sqlite3.Connection,
+    db_path: Path,
+    params: OriginParams,
+    paths: list[Path],
+    names: list[str],
+    progress: bool,
+    report: BuildReport,
+) -> None:
+    """The work of :func:`build_index`, recorded in ``report`` as it goes (so an interrupted build
+    can say what it did)."""
+    con.executescript(_SCHEMA)
+    _add_missing_columns(con)
+    _check_or_write_meta(con, params, db_path)
+    removed, changed = _drop_stale(con, db_path)
+    report.removed, report.reindexed = len(removed), len(changed)
+    done = {row[0] for row in con.execute("SELECT name FROM structures")}
+    todo = [(p, n) for p, n in zip(paths, names) if n not in done]
+    report.skipped = len(paths) - len(todo)
+    listed = set(names)
+    todo += [(p, n) for n, p in changed.items() if n not in listed]
+    iterator: Iterable = todo
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(todo, desc="indexing structures", unit="structure")
+    for path, name in iterator:
+        try:
+            stat = path.stat()
+            atoms = load(path, **LOAD_OPTIONS)
+        except (StructureError, FileNotFoundError, OSError) as err:
+            report.failed.append((str(path), str(err)))
+            with con:
+                con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?)", (str(path), str(err)))
+            continue
+        coords, counts = select_origins(atoms, params)
+        report.added += _insert_structure(
+            con, name, path, _stored_path(path, db_path), len(atoms), coords, counts, (stat.st_mtime_ns, stat.st_size)
+        )
+
+
+def _count(con: sqlite3.Connection, report: BuildReport) -> BuildReport:
+    """``report`` with the index's structure and origin counts filled in."""
+    report.n_structures, report.n_origins = con.execute(
+        "SELECT COUNT(*), COALESCE(SUM(n_origins), 0) FROM structures"
+    ).fetchone()
+    return report
 
 
 @contextmanager

@@ -28,9 +28,12 @@ Names for which no rule gives an element (``XYZ``, ``123``) are reported, not gu
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
 
 #: Residue names of water, crystallographic and of the usual MD water models.  Names longer than three
 #: characters are listed with their three-character truncation too (readers keep columns 18-20 only).
@@ -81,6 +84,7 @@ def is_element(symbol: str) -> bool:
     return 0 < len(symbol) <= 2 and symbol.isalpha() and gemmi.Element(symbol).atomic_number > 0
 
 
+@functools.lru_cache(maxsize=1024)
 def is_water_residue(name: str) -> bool:
     return name.strip().upper() in WATER_RESIDUES
 
@@ -139,6 +143,7 @@ def infer_element(atom_name: str, residue_name: str, residue_atoms: int = 2) -> 
     return None
 
 
+@functools.lru_cache(maxsize=8192)
 def convention_element(name_field: str) -> str:
     """The element the PDB naming convention puts in an atom-name field (columns 13-16): a
     one-letter element in column 14 when column 13 is blank or a digit, else two letters."""
@@ -196,39 +201,30 @@ def fill_pdb_elements(text: str) -> tuple[str, ElementInference]:
     lines = text.splitlines(keepends=True)
     atom_rows = [i for i, line in enumerate(lines) if line.startswith(_ATOM_RECORDS)]
     report = ElementInference(atoms=len(atom_rows))
-    if all(lines[i][76:78].strip() for i in atom_rows):
+    blank = [k for k, i in enumerate(atom_rows) if not lines[i][76:78].strip()]
+    if not blank:
         return text, report
 
-    # Group atom records into residues (consecutive records with the same residue key).
-    groups: list[list[int]] = []
-    last_key = None
-    for i in atom_rows:
-        key = lines[i][17:27]
-        if key != last_key:
-            groups.append([])
-            last_key = key
-        groups[-1].append(i)
-
-    for group in groups:
-        residue = lines[group[0]][17:21].strip()
+    # Residues: runs of consecutive atom records with the same residue key; the size of each atom's run.
+    sizes = [len(list(run)) for _, run in itertools.groupby(lines[i][17:27] for i in atom_rows)]
+    residue_size = np.repeat(sizes, sizes).tolist()
+    for k in blank:
+        i = atom_rows[k]
+        line = lines[i]
+        residue, name = line[17:21].strip(), line[12:16]
         if is_water_residue(residue) and residue not in ("HOH", "DOD"):
             report.water_names.add(residue)
-        for i in group:
-            line = lines[i]
-            if line[76:78].strip():
-                continue
-            name = line[12:16]
-            element = infer_element(name, residue, len(group))
-            if element is None:
-                report.unknown.append((name.strip(), residue))
-                continue
-            if element == VIRTUAL:
-                report.virtual[name.strip()] += 1
-            else:
-                report.inferred[element] += 1
-                if element != convention_element(name):
-                    report.differs.append((name, residue, element))
-            body, newline = (line[:-1], "\n") if line.endswith("\n") else (line, "")
-            body = body.rstrip("\r")
-            lines[i] = f"{body[:76].ljust(76)}{element:>2}{body[78:]}{newline}"
+        element = infer_element(name, residue, residue_size[k])
+        if element is None:
+            report.unknown.append((name.strip(), residue))
+            continue
+        if element == VIRTUAL:
+            report.virtual[name.strip()] += 1
+        else:
+            report.inferred[element] += 1
+            if element != convention_element(name):
+                report.differs.append((name, residue, element))
+        body, newline = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+        body = body.rstrip("\r")
+        lines[i] = f"{body[:76].ljust(76)}{element:>2}{body[78:]}{newline}"
     return "".join(lines), report

@@ -142,7 +142,10 @@ def load(
         models = list(structure)
 
     table = _table_from_models(models, structure_name(path))
-    table = table.select(~((table.element == "X") & np.vectorize(is_virtual_site, otypes=[bool])(table.atom_name)))
+    unknown = np.flatnonzero(table.element == "X")
+    virtual = unknown[[is_virtual_site(name) for name in table.atom_name[unknown].tolist()]]
+    if len(virtual):
+        table = table.select(np.setdiff1d(np.arange(len(table)), virtual))
     table = select_altlocs(table, altloc)
     keep = np.ones(len(table), dtype=bool)
     if drop_hydrogens:
