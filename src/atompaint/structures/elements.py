@@ -53,9 +53,10 @@ ION_RESIDUES = {
 }
 
 #: Atom names of virtual sites: TIP4P/OPC charge sites (MW, EPW, M), TIP5P lone pairs (LP1, EP2),
+#: GROMACS methyl/amine construction sites (MCH3, MNH3),
 #: halogen lone pairs (LP*) and dummy atoms (DUM*).  Their element column is empty and they carry
 #: no electron density, so they are never imaged.
-VIRTUAL_SITE = re.compile(r"^(MW\d*|M|EP[A-Z0-9]*|LP[A-Z0-9]*|VS\d*|DUM[A-Z0-9]*|MCH|MNH)$")
+VIRTUAL_SITE = re.compile(r"^(MW\d*|M|EP[A-Z0-9]*|LP[A-Z0-9]*|VS\d*|DUM[A-Z0-9]*|MCH\d*|MNH\d*)$")
 
 # Amino acids and nucleotides by their force-field names, beyond gemmi's table (which knows the PDB's
 # chemical components): protonation variants, terminal variants (Amber's NALA/CALA), CHARMM's nucleotides.
