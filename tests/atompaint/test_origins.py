@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 
 from atompaint.cli import main as cli_main
 from atompaint.origins import (
+    BuildInterrupted,
+    IndexBusyError,
     OriginIndex,
     OriginParams,
     OriginSampler,
@@ -165,3 +168,59 @@ def test_cli_index(structure_dir: Path, tmp_path: Path, capsys) -> None:
     assert cli_main(["index", str(structure_dir), "--out", str(db), "--no-progress"]) == 0
     assert "already indexed 3" in capsys.readouterr().out
     assert cli_main(["index", str(tmp_path / "nothing"), "--out", str(db)]) == 2
+
+
+def test_ctrl_c_during_a_build_keeps_whole_structures(structure_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import atompaint.origins.index as index_module
+
+    calls = []
+
+    def interrupted_load(path, **options):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return load(path, **options)
+
+    monkeypatch.setattr(index_module, "load", interrupted_load)
+    db = tmp_path / "origins.db"
+    with pytest.raises(BuildInterrupted) as info:
+        build_index(find_structures(structure_dir), db)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (info.value.report.added, info.value.report.n_structures) == (1, 1)
+    monkeypatch.undo()
+    report = build_index(find_structures(structure_dir), db)
+    assert (report.added, report.skipped, report.n_structures) == (2, 1, 3)
+
+
+def test_a_held_lock_makes_a_second_build_wait_or_refuse(structure_dir: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    db = tmp_path / "origins.db"
+    with open(tmp_path / "origins.db.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        holder.write("PID 4242 on elsewhere since today")
+        holder.flush()
+        with pytest.raises(IndexBusyError, match="being built by PID 4242 on elsewhere"):
+            build_index(find_structures(structure_dir), db, wait=0)
+        with pytest.warns(UserWarning, match="waiting for it"), pytest.raises(IndexBusyError):
+            build_index(find_structures(structure_dir), db, wait=0.3)
+    assert build_index(find_structures(structure_dir), db, wait=0).n_structures == 3
+    assert (tmp_path / "origins.db.lock").read_text() == ""  # no stale holder named after the build
+
+
+def test_an_index_without_file_records_gets_them(structure_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "origins.db"
+    build_index(find_structures(structure_dir), db)
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("ALTER TABLE structures DROP COLUMN mtime_ns")
+        con.execute("ALTER TABLE structures DROP COLUMN size")
+    con.close()
+    assert len(OriginIndex(db).structures()) == 3  # still readable
+    report = build_index(find_structures(structure_dir), db)
+    assert (report.added, report.skipped, report.reindexed) == (0, 3, 0)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM structures WHERE mtime_ns IS NOT NULL AND size > 0").fetchone() == (3,)
+    (structure_dir / "2xcjA.pdb.gz").write_bytes((DATA / "2cviA.pdb.gz").read_bytes())
+    assert build_index(find_structures(structure_dir), db).reindexed == 1

@@ -2,7 +2,9 @@
 
 from .index import (
     LOAD_OPTIONS,
+    BuildInterrupted,
     BuildReport,
+    IndexBusyError,
     OriginIndex,
     OriginSampler,
     StructureInfo,
@@ -13,7 +15,9 @@ from .select import OriginParams, select_origins
 
 __all__ = [
     "LOAD_OPTIONS",
+    "BuildInterrupted",
     "BuildReport",
+    "IndexBusyError",
     "OriginIndex",
     "OriginParams",
     "OriginSampler",

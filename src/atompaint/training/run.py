@@ -42,6 +42,23 @@ def find_last_checkpoint(out_dir: str | os.PathLike[str], name: str) -> Path | N
     return versions[-1] if versions else None
 
 
+def _trainer(config: RunConfig, **kwargs: Any) -> pl.Trainer:
+    """``lightning.Trainer`` of ``config.trainer``; Lightning's configuration errors (devices 0, a GPU
+    accelerator without a GPU) become ``ValueError`` naming the setting."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    options = config.trainer.trainer_kwargs()
+    accelerator = options.get("accelerator", "auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={accelerator!r}: no CUDA GPU is available on this machine; "
+                         "use --accelerator cpu or auto")
+    try:
+        return pl.Trainer(enable_model_summary=False, **kwargs, **options)
+    except MisconfigurationException as err:
+        settings = ", ".join(f"{k}={options[k]!r}" for k in ("accelerator", "devices", "strategy") if k in options)
+        raise ValueError(f"trainer settings ({settings}): {err}") from None
+
+
 def train(
     config: RunConfig,
     *,
@@ -67,20 +84,16 @@ def train(
     logger = CSVLogger(save_dir=str(out_dir), name=config.name)
     log_dir = Path(logger.log_dir)
 
-    datamodule = datamodule if datamodule is not None else config.build_datamodule()
-    task = config.build_module(datamodule)
     monitor, mode = config.monitor
     checkpoint = ModelCheckpoint(
         dirpath=log_dir / "checkpoints", filename="epoch={epoch}-step={step}", auto_insert_metric_name=False,
         monitor=monitor, mode=mode, save_last=True, save_top_k=1,
     )
-    trainer = pl.Trainer(
-        default_root_dir=str(out_dir),
-        logger=logger,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch")],
-        enable_model_summary=False,
-        **config.trainer.trainer_kwargs(),
-    )
+    # The trainer first: bad devices or accelerators fail before any data is prepared.
+    trainer = _trainer(config, default_root_dir=str(out_dir), logger=logger,
+                       callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch")])
+    datamodule = datamodule if datamodule is not None else config.build_datamodule()
+    task = config.build_module(datamodule)
     start = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     seconds = time.perf_counter() - start

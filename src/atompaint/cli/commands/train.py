@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from atompaint.tasks import TASKS
-from structlayers.clikit import add_deprecated, add_no_progress, add_out_dir, key_value
+from structlayers.clikit import add_deprecated, add_no_progress, add_out_dir, check_output_dir, key_value
 
 NAME = "train"
 HELP = "Train a model (neighbor-loc or lba) from a YAML config with Lightning."
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from atompaint.training import load_config, train
     from structlayers.configs import replace_fields
 
+    check_output_dir(args.out_dir, "run folder (--out-dir)")
     config = load_config(args.config)
     if config.task != args.task:
         raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
