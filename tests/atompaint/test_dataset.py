@@ -369,3 +369,28 @@ def test_datamodule_refuses_an_index_built_with_another_criterion(index_path: Pa
 def test_atom_density_ignores_hydrogens_and_waters() -> None:
     atoms = AtomTable.from_arrays(np.zeros((3, 3)), ["C", "H", "O"], entity_type=["polymer", "polymer", "water"])
     assert AtomDensity(atoms).count(np.zeros(3)) == 1.0
+
+
+def test_controls_agree_for_a_model_that_ignores_view_b(index_path: Path) -> None:
+    """The empty and shuffled controls only change view B: a head blind to B's features scores the
+    same under all three, and the B statistics match the dataset's own account."""
+    from atompaint.encoders import EncoderConfig, build_encoder
+    from atompaint.heads import HeadConfig
+    from atompaint.tasks.neighbor_loc import NeighborLocClassifier, evaluate_dataset, view_atom_counts
+
+    config = NeighborLocConfig(image=SMALL)
+    ds = NeighborLocDataset(index_path, config, length=12)
+    encoder = build_encoder(EncoderConfig(architecture="shallow", width=1, max_channels=2, band_limit=1,
+                                          grid_size=1, in_channels=SMALL.num_channels, input_size=9))
+    model = NeighborLocClassifier(encoder, 6, HeadConfig(hidden=[], dropout=0.0))
+    with torch.no_grad():
+        model.head.layers[0].weight[:, encoder.field_features:] = 0  # blind to view B
+    result = evaluate_dataset(model, ds, batch_size=5)
+    scores = result.scores
+    assert scores["real"].accuracy == scores["empty"].accuracy == scores["shuffled"].accuracy
+    assert scores["real"].loss == pytest.approx(scores["empty"].loss, rel=1e-6)
+    examples = [ds.example(k) for k in range(12)]
+    assert result.b_redrawn == pytest.approx(np.mean([e.b_draws > 1 for e in examples]))
+    atoms = [view_atom_counts(ds, k) for k in range(12)]
+    assert result.b_sparse == pytest.approx(np.mean([b < 25 for _, b in atoms]))
+    assert min(a for a, _ in atoms) > 0  # view A is centred on an atom

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -131,6 +132,18 @@ def test_real_data_logs_how_view_b_was_drawn(tmp_path, monkeypatch):
         redrawn, fallback = (float(next(r[f"{stage}/{k}"] for r in rows if r.get(f"{stage}/{k}")))
                              for k in ("b_redrawn", "b_fallback"))
         assert 0.0 <= fallback <= redrawn <= 1.0
+
+    # The checkpoint is evaluated on the same validation set, at its own and at other paddings.
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(result.last_checkpoint), "--padding", "2", "--padding", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    own, other = report["results"]
+    assert (own["padding_A"], other["padding_A"], own["n"]) == (2.0, 0.0, 4)
+    assert own["scores"]["real"]["accuracy"] == pytest.approx(float(rows[-1].get("val/acc") or next(
+        r["val/acc"] for r in reversed(rows) if r.get("val/acc"))), abs=1e-6)
+    assert set(own["scores"]) == {"real", "empty", "shuffled"} and own["chance"] == pytest.approx(1 / 6)
+    assert 0.0 <= own["b_empty"] <= own["b_sparse"] <= 1.0
+    assert main(["evaluate", str(tmp_path / "missing.ckpt")]) == 2
 
 
 def test_config_validation(tmp_path):
