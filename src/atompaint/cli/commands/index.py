@@ -19,8 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("structure_dir", help="directory searched recursively for *.cif/*.pdb[.gz] files")
     add_out(parser, "index file to create or resume (e.g. origins.db)", required=True)
     add_config_arguments(
-        parser, OriginParams, only=("radius_A", "min_neighbors"), flags={"radius_A": "--radius"},
-        help={"radius_A": "neighbour-count radius in A", "min_neighbors": "heavy atoms required within --radius"},
+        parser, OriginParams, only=("radius_A", "min_atoms", "occupancy_weighted"), flags={"radius_A": "--radius"},
+        help={"radius_A": "atom-count radius in A",
+              "min_atoms": "heavy non-water atoms (the origin included) required within --radius",
+              "occupancy_weighted": "count each atom with its occupancy"},
     )
     parser.add_argument("--elements", default=None, help="comma-separated elements allowed as origins (default all)")
     add_no_progress(parser)
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         f"{changes}; {report.n_structures} structures, {report.n_origins} origins"
     )
     if report.n_origins == 0:
-        print(f"warning: {args.out} holds no origins: no heavy atom has {params.min_neighbors} neighbours within "
+        print(f"warning: {args.out} holds no origins: no heavy atom has {params.min_atoms} heavy atoms within "
               f"{params.radius_A} A" + (f" among elements {','.join(params.elements)}" if params.elements else ""),
               file=sys.stderr)
     return 0
@@ -80,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
 def resume_command(args: argparse.Namespace, params) -> str:
     """The command line that continues this build (same directory, index and origin parameters)."""
     words = ["atompaint", "index", str(args.structure_dir), "--out", str(args.out),
-             "--radius", str(params.radius_A), "--min-neighbors", str(params.min_neighbors)]
+             "--radius", str(params.radius_A), "--min-atoms", str(params.min_atoms)]
+    if not params.occupancy_weighted:
+        words.append("--no-occupancy-weighted")
     if params.elements:
         words += ["--elements", ",".join(params.elements)]
     return " ".join(map(shlex.quote, words))
