@@ -1,6 +1,10 @@
-"""Shared test settings (deterministic seeds, a modest hypothesis profile for 2-core CI) and data."""
+"""Shared test settings: deterministic seeds, a modest hypothesis profile for 2-core CI, the
+measurement caches (structlayers.cache) in a temporary folder, never the user's home, and data."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,10 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.set_num_threads(1)
+
+_CACHE_DIR = tempfile.mkdtemp(prefix="structlayers-test-cache-")
+os.environ["STRUCTLAYERS_CACHE_DIR"] = _CACHE_DIR  # subprocesses (CLI tests) inherit it
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

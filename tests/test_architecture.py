@@ -121,7 +121,9 @@ def test_atompaint_uses_only_structlayers_library() -> None:
 
 def test_the_registry_is_a_leaf() -> None:
     assert GRAPH["structlayers.registry"] <= {"structlayers.base", "structlayers.configs"}
-    assert GRAPH["structlayers.base"] == set() and GRAPH["structlayers.configs"] == set()
+    # base wraps every plugin's forward with the FLOP-counter and mixed-precision checks: two leaves.
+    assert GRAPH["structlayers.base"] <= {"structlayers.flops", "structlayers.precision"}
+    assert GRAPH["structlayers.configs"] == GRAPH["structlayers.flops"] == GRAPH["structlayers.precision"] == set()
 
 
 def test_lab_never_imports_cli() -> None:

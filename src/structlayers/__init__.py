@@ -14,6 +14,7 @@ import structlayers.layers  # noqa: F401  (registers the built-in plugins)
 from structlayers.accounting import CountReport, count
 from structlayers.base import FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_linear
 from structlayers.collapse import CollapseReport, collapse
+from structlayers.export import export, exportable
 from structlayers.registry import available, create, options, register, resolve
 from structlayers.surgery import ReplaceReport, replace
 
@@ -30,6 +31,8 @@ __all__ = [
     "count",
     "create",
     "dense_linear",
+    "export",
+    "exportable",
     "options",
     "register",
     "replace",

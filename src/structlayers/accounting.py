@@ -6,8 +6,13 @@ Rules (each guards against a classic counting mistake):
   a plugin applied per pixel counts every spatial position, and a shared module counts each call;
 - every parameter of the model is attributed to exactly one row (modules with parameters of their
   own that are not leaves get a row too), so the total always equals the model's parameter count.
-Convolutions and ``nn.Linear`` count ``2 * MACs`` as matmul FLOPs (what ``FlopCounterMode``
-reports) plus their bias additions as elementwise FLOPs; collapsed forms are plain ``nn.Linear``.
+Convolutions and ``nn.Linear`` count ``2 * MACs`` as matmul FLOPs plus their bias additions as
+elementwise FLOPs; collapsed forms are plain ``nn.Linear``.
+
+Every figure is analytic.  What :class:`torch.utils.flop_counter.FlopCounterMode` (and Lightning's
+``measure_flops``) reports for the same forward pass is :attr:`CountReport.total_counter_flops`: the
+matmul FLOPs of standard modules (it has no formulas for their bias additions or norms) plus the full
+analytic count of every layer plugin, which reports itself to it (:mod:`structlayers.flops`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,14 @@ class CountRow:
     flops: int
     matmul_flops: int
     calls: int
+    #: A layer plugin, whose whole analytic count FlopCounterMode sees (it sees only the matmul
+    #: FLOPs of other modules).
+    plugin: bool = False
+
+    @property
+    def counter_flops(self) -> int:
+        """What FlopCounterMode sees of this row."""
+        return self.flops if self.plugin else self.matmul_flops
 
 
 @dataclass
@@ -51,6 +64,11 @@ class CountReport:
     @property
     def total_matmul_flops(self) -> int:
         return sum(r.matmul_flops for r in self.rows)
+
+    @property
+    def total_counter_flops(self) -> int:
+        """The FLOPs FlopCounterMode reports for the same forward pass (see the module docs)."""
+        return sum(r.counter_flops for r in self.rows)
 
     def by_prefix(self, prefix: str) -> tuple[int, int]:
         """``(params, flops)`` of the rows under module ``prefix``."""
@@ -73,6 +91,7 @@ class CountReport:
                 "total_params": self.total_params,
                 "total_flops": self.total_flops,
                 "total_matmul_flops": self.total_matmul_flops,
+            "total_counter_flops": self.total_counter_flops,
                 "rows": [asdict(r) for r in self.rows],
             },
             indent=2,
@@ -133,6 +152,6 @@ def count(model: nn.Module, example_input: Any) -> CountReport:
         if params or flops.total or shapes[name].calls:
             report.rows.append(
                 CountRow(name or "(model)", type(module).__name__, params, flops.total, flops.matmul,
-                         shapes[name].calls)
+                         shapes[name].calls, isinstance(module, StructuredLinear))
             )
     return report

@@ -1,17 +1,23 @@
 """``backend="auto"``: pick the faster of the FFT and dense transforms by measuring, once per key.
 
-The key is (layer type, size, block, inner shuffle, rows, device, dtype); the decision is cached
-for the life of the process (:func:`cache` shows it, :func:`clear` forgets it).  Timing runs the
-layer's own ``square_forward`` under ``torch.no_grad`` on a random input of the real shape, both
-backends interleaved, so it measures exactly what ``forward`` will run.
+The key is (layer type, size, block, inner shuffle, rows, device, dtype); the decision is cached for
+the life of the process (:func:`cache` shows it, :func:`clear` forgets it) and on disk, under the
+machine's :func:`~structlayers.cache.device_fingerprint` (:mod:`structlayers.cache`), so a later
+session does not measure again.  Timing runs the layer's own ``square_forward`` under
+``torch.no_grad`` on a random input of the real shape, both backends interleaved, so it measures
+exactly what ``forward`` will run.  For a half-precision ``dtype`` (a half-precision input, or
+autocast) the candidates are the two ways such a call runs (:mod:`structlayers.precision`): the
+dense backend natively under autocast, and the FFT in float32.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import torch
 
+from structlayers.cache import device_fingerprint, persistent
+from structlayers.precision import LOW_PRECISION
 from structlayers.timing import time_interleaved
 
 CANDIDATES = ("fft", "dense")
@@ -29,6 +35,7 @@ class TuneKey:
 
 
 _DECISIONS: dict[TuneKey, str] = {}
+_DISK = persistent("autotune")
 
 
 def _key(layer, rows: int, device: torch.device, dtype: torch.dtype) -> TuneKey:
@@ -36,29 +43,61 @@ def _key(layer, rows: int, device: torch.device, dtype: torch.dtype) -> TuneKey:
     return TuneKey(layer.name, layer.size, layer.block, layer.inner is not None, int(rows), str(device), str(dtype))
 
 
+def _disk_key(key: TuneKey) -> str:
+    return "|".join(map(str, astuple(key))) + "|" + device_fingerprint(key.device)
+
+
 def cached_backend(layer, rows: int, device: torch.device, dtype: torch.dtype) -> str | None:
-    """The cached decision for this layer shape and call, or ``None`` if not measured yet."""
-    return _DECISIONS.get(_key(layer, rows, device, dtype))
+    """The cached decision for this layer shape and call (this process's or the disk cache's), or
+    ``None`` if not measured yet."""
+    key = _key(layer, rows, device, dtype)
+    decision = _DECISIONS.get(key)
+    if decision is None and torch.device(device).type != "meta":
+        decision = _DISK.get(_disk_key(key))
+        if decision in CANDIDATES:
+            _DECISIONS[key] = decision
+        else:
+            decision = None
+    return decision
+
+
+def _candidates(layer, x: torch.Tensor, dtype: torch.dtype) -> list:
+    if dtype not in LOW_PRECISION:
+        return [lambda b=b: layer.square_forward(x, backend=b) for b in CANDIDATES]
+    device_type = x.device.type
+
+    def run(backend: str) -> torch.Tensor:
+        if backend == "dense" and layer.native_dense:
+            with torch.autocast(device_type, dtype=dtype):
+                return layer.square_forward(x, backend="dense")
+        with torch.autocast(device_type, enabled=False):
+            return layer.square_forward(x, backend=backend)
+
+    return [lambda b=b: run(b) for b in CANDIDATES]
 
 
 def choose_backend(layer, rows: int, device: torch.device, dtype: torch.dtype, repeats: int = 5) -> str:
     """The faster backend of ``layer`` (a diagonal-transform factor) on ``rows`` vectors (cached)."""
-    key = _key(layer, rows, device, dtype)
-    decision = _DECISIONS.get(key)
+    decision = cached_backend(layer, rows, device, dtype)
     if decision is None:
-        x = torch.randn(max(int(rows), 1), layer.size, device=device, dtype=dtype)
+        key = _key(layer, rows, device, dtype)
+        x_dtype = torch.float32 if dtype in LOW_PRECISION else dtype
+        x = torch.randn(max(int(rows), 1), layer.size, device=device, dtype=x_dtype)
         with torch.no_grad():
-            fns = [lambda b=b: layer.square_forward(x, backend=b) for b in CANDIDATES]
-            timings = time_interleaved(fns, torch.device(device), warmup=1, repeats=repeats, min_time=2e-3)
+            timings = time_interleaved(_candidates(layer, x, dtype), torch.device(device), warmup=1,
+                                       repeats=repeats, min_time=2e-3)
         decision = CANDIDATES[min(range(len(CANDIDATES)), key=lambda i: timings[i].median)]
         _DECISIONS[key] = decision
+        _DISK.set(_disk_key(key), decision)
     return decision
 
 
 def cache() -> dict[TuneKey, str]:
-    """A copy of every decision made so far."""
+    """A copy of every decision made or read from disk so far in this process."""
     return dict(_DECISIONS)
 
 
 def clear() -> None:
+    """Forget every decision, in this process and on disk."""
     _DECISIONS.clear()
+    _DISK.clear()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import typing
@@ -13,14 +14,19 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from structlayers import flops as _flops
+from structlayers import precision as _precision
+
 
 @dataclass(frozen=True)
 class FlopCount:
-    """FLOPs of one forward pass, split by kind (a multiply-add counts as 2, like FlopCounterMode).
+    """FLOPs of one pass, split by kind; a real multiply-add counts 2 (FlopCounterMode's convention)
+    and a complex one 8 (four real multiply-adds).
 
-    ``matmul`` is what :class:`torch.utils.flop_counter.FlopCounterMode` sees (mm/bmm/addmm/conv);
-    ``fft`` is the analytic transform cost; ``elementwise`` counts diagonal scalings, twiddles and
-    bias additions, which FlopCounterMode ignores.
+    ``matmul``: matrix products (mm/bmm/addmm/conv); ``fft``: the analytic cost of fast transforms;
+    ``elementwise``: diagonal scalings, twiddles and bias additions.  For standard modules
+    FlopCounterMode sees only the matmul part (and charges a complex matmul a quarter of its cost);
+    a layer plugin reports all three kinds to it (:mod:`structlayers.flops`).
     """
 
     matmul: int = 0
@@ -66,6 +72,15 @@ class StructuredLinear(nn.Module, ABC):
     #: Whether this layer can be a factor of a ``stack`` (square, no dimension change of its own).
     stackable: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Every plugin's ``forward`` is wrapped once, so that all plugins, third-party ones included,
+        report their analytic FLOPs to FlopCounterMode (:mod:`structlayers.flops`) and accept
+        half-precision inputs and autocast (:mod:`structlayers.precision`) without code of their own."""
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if forward is not None and not getattr(forward, "_structlayers_wrapped", False):
+            cls.forward = _wrap_forward(forward)
+
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         for label, value in (("in_features", in_features), ("out_features", out_features)):
@@ -104,6 +119,36 @@ class StructuredLinear(nn.Module, ABC):
     def flops(self, batch_shape: tuple[int, ...] | int = (1,)) -> int:
         return self.flop_count(batch_shape).total
 
+    def backward_flop_count(
+        self, batch_shape: tuple[int, ...] | int = (1,), *, input_grad: bool = True, param_grad: bool = True
+    ) -> FlopCount:
+        """FLOPs of the backward pass of a forward on ``(*batch_shape, in_features)``, given which
+        gradients are needed.  Default: one forward's worth per gradient (the input gradient is the
+        transposed map, the parameter gradients one more pass of the same size), the convention
+        FlopCounterMode applies to ``nn.Linear`` (2x the forward when both are needed).  A plugin
+        whose backward costs differ overrides this."""
+        return self.flop_count(batch_shape).scaled(int(input_grad) + int(param_grad and self.params() > 0))
+
+    def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether a call on ``rows`` vectors computed in half-precision ``dtype`` runs natively in
+        that type under autocast (matmul-only layers); ``False`` (the default, always correct)
+        computes in float32 and casts the result (see :mod:`structlayers.precision`)."""
+        return False
+
+    def export_form(self) -> nn.Module:
+        """This layer as ops that ``torch.export`` and ONNX trace (real tensors, matmuls, gathers and
+        elementwise ops: no FFT, no complex numbers, no custom autograd functions), with the same
+        parameters.  The default is the layer itself, for layers made of such ops; FFT layers return
+        their dense-transform (matmul) form.  :func:`structlayers.export` uses it."""
+        return self
+
+    def project_(self, weight: Tensor, bias: Tensor | None) -> None:
+        """Set the parameters, in place and in closed form, to (an approximation of) the dense map
+        ``x @ weight.T + bias`` (``weight`` is ``(out, in)``): the starting point that
+        ``replace(init_from="project" | "fit")`` gives a layer replacing a trained one.  Raises
+        ``NotImplementedError`` for a family without a closed-form projection."""
+        raise NotImplementedError(f"layer {self.name!r} has no closed-form projection")
+
     def check_input(self, x: Tensor) -> None:
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -112,6 +157,35 @@ class StructuredLinear(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+def _wrap_forward(forward: typing.Callable[..., Tensor]) -> typing.Callable[..., Tensor]:
+    """``forward`` with the two checks every plugin call makes: an active FlopCounterMode (report
+    analytic FLOPs) and a half-precision input or autocast (compute as :mod:`structlayers.precision`
+    says).  Both are flag tests on the fast path (C calls bound to locals, no extra Python frame)."""
+    dispatch_modes = torch._C._len_torch_dispatch_stack
+    any_autocast = torch._C._is_any_autocast_enabled
+    low, single = _precision.LOW_PRECISION, torch.float32
+
+    @functools.wraps(forward)
+    def wrapped(self: StructuredLinear, x: Tensor, *args: object, **kwargs: object) -> Tensor:
+        if isinstance(x, Tensor):
+            if dispatch_modes() and _flops.counting():
+                return _flops.counted_call(self, lambda v: _call(self, forward, v, args, kwargs), x)
+            dtype = x.dtype
+            if dtype in low or (dtype is single and any_autocast()):
+                return _precision.low_precision_call(self, lambda v: forward(self, v, *args, **kwargs), x)
+        return forward(self, x, *args, **kwargs)
+
+    wrapped._structlayers_wrapped = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _call(layer: StructuredLinear, forward: typing.Callable[..., Tensor], x: Tensor, args: tuple,
+          kwargs: dict) -> Tensor:
+    if _precision.needs_handling(x):
+        return _precision.low_precision_call(layer, lambda v: forward(layer, v, *args, **kwargs), x)
+    return forward(layer, x, *args, **kwargs)
 
 
 def device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -136,7 +210,14 @@ def count_params(module: nn.Module, recurse: bool = True) -> int:
 
 def dense_linear(layer: StructuredLinear) -> nn.Linear:
     """An ``nn.Linear`` with ``layer``'s exact effective weight and bias, on the layer's device
-    and in its dtype: the collapsed test-time form of a linear plugin."""
+    and in its dtype: the collapsed test-time form of a linear plugin.  On the ``meta`` device (no
+    data) it is an ``nn.Linear`` of the right shape there, for shape and FLOP analysis."""
+    device, dtype = device_dtype(layer)
+    if device.type == "meta":
+        if not layer.is_linear:
+            raise NotCollapsibleError(f"layer {layer.name!r} is not linear: no dense form")
+        bias = any(getattr(m, "bias", None) is not None for m in layer.modules())
+        return nn.Linear(layer.in_features, layer.out_features, bias=bias, device=device, dtype=dtype)
     weight, bias = layer.to_dense()
     device, dtype = device_dtype(layer) if next(layer.parameters(), None) is not None else (weight.device, weight.dtype)
     linear = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None, device=device, dtype=dtype)

@@ -158,6 +158,20 @@ def check_output_path(path: Path | None, what: str = "output") -> Path | None:
     return path
 
 
+def check_output_dir(path: Path, what: str = "output folder") -> Path:
+    """Fail before any work starts if folder ``path`` cannot be created or written to."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"cannot write {what} {path}: {err.strerror or err}") from None
+    return path
+
+
 def write_output(path: Path | None, text: str, what: str = "results") -> None:
     """Write ``text`` to ``path`` (``-``: standard output) and say where it went."""
     if path is None:

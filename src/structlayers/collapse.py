@@ -1,6 +1,8 @@
 """Test-time collapse: replace each layer plugin by the cheaper of its structured form and one
 dense ``nn.Linear`` holding its exact effective weight (matrix products are associative, so any
-linear stack folds into one matrix).  The choice is made per layer, for the shape it will see."""
+linear stack folds into one matrix).  The choice is made per layer, for the shape it will see, by
+measured time on the model's device by default (FLOPs mislead: an FFT layer with fewer FLOPs than a
+matmul can still be slower), falling back to FLOPs where timing is impossible."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from structlayers.base import StructuredLinear, dense_linear, rows_of
-from structlayers.costs import CostModel, cost_model
+from structlayers.costs import CostModel, TimingUnavailable, cost_model, flop_cost
 from structlayers.report import format_table, human
 from structlayers.tracing import record_shapes, run_example
 
@@ -30,6 +32,14 @@ class CollapseChoice:
     dense_cost: float
     chosen: str
     reason: str = ""
+    #: The cost model the decision used: "flops", "measured", or "custom" (a callable).
+    cost: str = "flops"
+    #: Analytic FLOPs of both forms, always reported.
+    structured_flops: int = 0
+    dense_flops: int = 0
+    #: Measured forward seconds of both forms, when the decision measured them.
+    structured_seconds: float | None = None
+    dense_seconds: float | None = None
 
 
 @dataclass
@@ -41,15 +51,24 @@ class CollapseReport:
         return [c.name for c in self.choices if c.chosen == "dense"]
 
     def to_text(self) -> str:
+        def seconds(s: float | None) -> str:
+            return "-" if s is None else f"{s * 1e6:.1f} us"
+
         rows = [
-            (c.name, c.layer, f"{c.in_features}->{c.out_features}", c.rows, human(c.structured_cost),
-             human(c.dense_cost), c.chosen + (f" ({c.reason})" if c.reason else ""))
+            (c.name, c.layer, f"{c.in_features}->{c.out_features}", c.rows, human(c.structured_flops),
+             human(c.dense_flops), seconds(c.structured_seconds), seconds(c.dense_seconds), c.cost,
+             c.chosen + (f" ({c.reason})" if c.reason else ""))
             for c in self.choices
         ]
-        return format_table(("module", "layer", "shape", "rows", "structured", "dense", "chosen"), rows, "lllrrrl")
+        return format_table(("module", "layer", "shape", "rows", "FLOPs structured", "FLOPs dense", "time structured",
+                             "time dense", "by", "chosen"), rows, "lllrrrrrll")
 
     def to_json(self) -> str:
         return json.dumps([asdict(c) for c in self.choices], indent=2)
+
+
+class _NoDenseForm(Exception):
+    """A nonlinear layer: it stays structured, so its forms are not measured."""
 
 
 def _plugins(model: nn.Module) -> dict[str, StructuredLinear]:
@@ -75,7 +94,7 @@ def collapse(
     example_input: Any = None,
     *,
     batch_shape: tuple[int, ...] | int = (1,),
-    cost: CostModel | str = "flops",
+    cost: CostModel | str = "measured",
     inplace: bool = False,
 ) -> tuple[nn.Module, CollapseReport]:
     """Replace every layer plugin in ``model`` by its cheaper form and report the choices.
@@ -84,10 +103,13 @@ def collapse(
     (so pointwise convolutions count every spatial position); without it every layer is assumed to
     see ``batch_shape``.  Nonlinear plugins (stacks with activations) stay structured.
 
-    ``cost`` is ``"flops"`` (analytic FLOPs of each form), ``"measured"`` (both forms timed on this
-    machine for the rows each layer sees, once, cached; see :mod:`structlayers.costs`) or any
-    ``cost(layer, rows, form)`` callable.
+    ``cost`` is ``"measured"`` (the default: both forms timed on the layer's device for the rows it
+    sees, once per configuration and machine, cached on disk; see :mod:`structlayers.costs`; where
+    timing is impossible, as on the ``meta`` device, that layer is decided by FLOPs and the report
+    says so), ``"flops"`` (analytic FLOPs of each form) or any ``cost(layer, rows, form)`` callable.
+    The report holds both forms' FLOPs, their measured times when measured, and which cost decided.
     """
+    cost_name = cost if isinstance(cost, str) else "custom"
     cost = cost_model(cost)
     model = model if inplace else copy.deepcopy(model)
     plugins = _plugins(model)
@@ -99,11 +121,21 @@ def collapse(
     report = CollapseReport()
     for name, layer in plugins.items():
         rows = rows_seen.get(name, rows_of(batch_shape))
-        structured, dense = cost(layer, rows, "structured"), cost(layer, rows, "dense")
+        used, reason = cost_name, ""
+        try:
+            if not layer.is_linear:  # no dense form to time; FLOPs for the report only
+                raise _NoDenseForm
+            structured, dense = cost(layer, rows, "structured"), cost(layer, rows, "dense")
+        except (TimingUnavailable, _NoDenseForm) as err:
+            used, reason = "flops", f"timing impossible: {err}" if isinstance(err, TimingUnavailable) else ""
+            structured, dense = flop_cost(layer, rows, "structured"), flop_cost(layer, rows, "dense")
         choice = CollapseChoice(name or "(model)", layer.name, layer.in_features, layer.out_features, rows,
-                                structured, dense, "structured")
+                                structured, dense, "structured", reason, used,
+                                int(flop_cost(layer, rows, "structured")), int(flop_cost(layer, rows, "dense")))
+        if used == "measured":
+            choice.structured_seconds, choice.dense_seconds = structured, dense
         if not layer.is_linear:
-            choice.reason = "nonlinear"
+            choice.reason = "nonlinear" + (f"; {reason}" if reason else "")
         elif dense < structured:
             choice.chosen = "dense"
             model = _set_submodule(model, name, dense_linear(layer))

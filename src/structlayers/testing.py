@@ -2,8 +2,9 @@
 
 >>> from structlayers.testing import check_layer
 >>> report = check_layer("acdc", 12, 7, groups=2)      # raises AssertionError on a broken contract
->>> report.checks
-['shapes', 'empty', 'to_dense', 'params', 'flops', 'state_dict', 'gradcheck', 'collapse', 'stack']
+>>> report.checks  # doctest: +NORMALIZE_WHITESPACE
+['shapes', 'empty', 'to_dense', 'params', 'flops', 'flop_counter', 'precision', 'state_dict',
+ 'gradcheck', 'collapse', 'stack']
 
 Like e3nn's ``assert_equivariant``, it is meant to be called from a plugin package's tests with the
 plugin's own options.  What it checks, in float64 on CPU:
@@ -15,6 +16,12 @@ plugin's own options.  What it checks, in float64 on CPU:
   :class:`~structlayers.base.NotCollapsibleError`;
 - ``params``: the analytic ``params()`` equals the number of trainable real numbers;
 - ``flops``: ``flops()`` is the total of ``flop_count()``, is positive, and grows linearly with rows;
+- ``flop_counter``: :class:`torch.utils.flop_counter.FlopCounterMode` sees exactly ``flops()`` for a
+  forward pass and ``flops() + backward_flop_count()`` for a forward and backward pass
+  (:mod:`structlayers.flops`);
+- ``precision``: a float32 instance maps float16 / bfloat16 inputs to outputs of the same dtype, and
+  float32 inputs under ``torch.autocast("cpu", torch.bfloat16)`` to bfloat16 ones, each within
+  :data:`PRECISION_TOLERANCE` (relative Frobenius error) of the float64 outputs;
 - ``state_dict``: a second instance built with the same options reproduces the outputs after
   ``load_state_dict`` (buffers such as fixed permutations included);
 - ``gradcheck``: autograd's gradients with respect to the input and every parameter match finite
@@ -31,10 +38,16 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from structlayers.base import NotCollapsibleError, StructuredLinear, dense_linear
 from structlayers.collapse import collapse
 from structlayers.registry import available, create
+
+#: Largest relative Frobenius error of a half-precision call against float64 that ``precision``
+#: accepts: a few roundings to the type's precision (2^-8 for bfloat16, 2^-11 for float16) per
+#: matmul, for the small layers the contract builds.
+PRECISION_TOLERANCE = {torch.bfloat16: 3e-2, torch.float16: 5e-3}
 
 
 @dataclass
@@ -76,6 +89,30 @@ def _trainable(module: nn.Module) -> int:
 def _new(build: Any, seed: int) -> StructuredLinear:
     torch.manual_seed(seed)
     return build().double()
+
+
+def _check_precision(c: _Checker, module: StructuredLinear) -> None:
+    x = c.inputs(4)
+    with torch.no_grad():
+        reference = module(x)
+        single = _new(c.build, c.seed).float()
+        single.load_state_dict(module.state_dict())
+        single.eval()
+        x32 = x.float()
+        runs = {f"{dtype} input": (dtype, lambda dtype=dtype: single(x32.to(dtype))) for dtype in PRECISION_TOLERANCE}
+
+        def autocast_run() -> Tensor:
+            with torch.autocast("cpu", torch.bfloat16):
+                return single(x32)
+
+        runs["float32 input under autocast(bfloat16)"] = (torch.bfloat16, autocast_run)
+        for what, (dtype, run) in runs.items():
+            y = run()
+            if y.dtype != dtype:
+                c.fail("precision", f"{what}: output dtype {y.dtype}, expected {dtype}")
+            err = float(torch.linalg.norm(y.double() - reference) / max(float(torch.linalg.norm(reference)), 1e-12))
+            if not err <= PRECISION_TOLERANCE[dtype]:
+                c.fail("precision", f"{what}: relative error {err:.3g} vs float64 exceeds {PRECISION_TOLERANCE[dtype]}")
 
 
 def check_layer(
@@ -171,6 +208,27 @@ def check_layer(
     if counts[8].total != 2 * counts[4].total or module.flops((2, 4)) != counts[8].total:
         c.fail("flops", f"FLOPs are not linear in the number of rows: {counts[4].total} for 4, {counts[8].total} for 8")
     report.checks.append("flops")
+
+    # flop_counter
+    batch = (2, 3)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(c.inputs(*batch))
+    if counter.get_total_flops() != module.flops(batch):
+        c.fail("flop_counter", f"FlopCounterMode saw {counter.get_total_flops()} FLOPs in forward, "
+                               f"flops() = {module.flops(batch)}")
+    has_params = any(p.requires_grad for p in module.parameters())
+    expected = module.flops(batch) + module.backward_flop_count(batch, input_grad=True, param_grad=has_params).total
+    with FlopCounterMode(display=False) as counter:
+        module(c.inputs(*batch).requires_grad_(True)).sum().backward()
+    module.zero_grad(set_to_none=True)
+    if counter.get_total_flops() != expected:
+        c.fail("flop_counter", f"FlopCounterMode saw {counter.get_total_flops()} FLOPs in forward + backward, "
+                               f"flops() + backward_flop_count() = {expected}")
+    report.checks.append("flop_counter")
+
+    # precision
+    _check_precision(c, module)
+    report.checks.append("precision")
 
     # state_dict
     other = _new(build, seed + 1)

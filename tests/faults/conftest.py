@@ -27,8 +27,8 @@ def cli(capsys: pytest.CaptureFixture[str]) -> CLI:
 
 
 @pytest.fixture
-def ap(capsys: pytest.CaptureFixture[str]) -> CLI:
-    """``ap(*argv) -> (exit status, stdout, stderr)`` of ``atompaint``."""
+def atompaint(capsys: pytest.CaptureFixture[str]) -> CLI:
+    """``atompaint(*argv) -> (exit status, stdout, stderr)`` of ``atompaint``."""
     from atompaint.cli import main as atompaint_main
 
     return _runner(atompaint_main, capsys)

@@ -86,11 +86,11 @@ def test_last_checkpoint_holds_the_final_epoch(finished_run: Path) -> None:
 
 
 def test_a_copied_run_resumes_from_the_checkpoint_that_got_furthest(run_copy: Path, config_path: Path,
-                                                                    ap: CLI) -> None:
+                                                                    atompaint: CLI) -> None:
     ckpts = run_copy / "checkpoints"
     (ckpts / "last.ckpt").rename(ckpts / "last-v1.ckpt")  # Lightning's name for a second last.ckpt
     shutil.copy(next(ckpts.glob("best-*.ckpt")), ckpts / "last.ckpt")  # a stale last.ckpt from the past
-    code, _, err = ap(*train_argv(config_path, run_copy.parent, "--resume", "--epochs", EPOCHS + 1))
+    code, _, err = atompaint(*train_argv(config_path, run_copy.parent, "--resume", "--epochs", EPOCHS + 1))
     assert code == 0, err
     assert f"resuming from {ckpts / 'last-v1.ckpt'} (epoch {EPOCHS - 1}, step {EPOCHS * BATCHES})" in err
     assert checkpoint_info(ckpts / "last.ckpt").global_step == (EPOCHS + 1) * BATCHES
@@ -102,10 +102,10 @@ def test_a_copied_run_resumes_from_the_checkpoint_that_got_furthest(run_copy: Pa
     (["--set", "encoder.width=2"], "encoder.width: 1 -> 2"),
     (["--set", "optim.optimizer=adamw"], "optim.optimizer: 'sgd' -> 'adamw'"),
 ])
-def test_resume_refuses_a_changed_config_and_keeps_the_record(run_copy: Path, config_path: Path, ap: CLI,
+def test_resume_refuses_a_changed_config_and_keeps_the_record(run_copy: Path, config_path: Path, atompaint: CLI,
                                                               flags: list[str], diff: str) -> None:
     before = tree_digest(run_copy)
-    code, _, err = ap(*train_argv(config_path, run_copy.parent, "--resume", *flags))
+    code, _, err = atompaint(*train_argv(config_path, run_copy.parent, "--resume", *flags))
     assert code == 2
     line = error_line(err)
     assert diff in line and "--override" in line
@@ -113,21 +113,22 @@ def test_resume_refuses_a_changed_config_and_keeps_the_record(run_copy: Path, co
 
 
 def test_override_applies_and_records_a_change_keeping_the_original(run_copy: Path, config_path: Path,
-                                                                    ap: CLI) -> None:
-    code, _, err = ap(*train_argv(config_path, run_copy.parent, "--resume", "--override", "--set", "head.dropout=0.5",
-                                  "--epochs", EPOCHS + 1))
+                                                                    atompaint: CLI) -> None:
+    code, _, err = atompaint(*train_argv(config_path, run_copy.parent, "--resume", "--override",
+                                         "--set", "head.dropout=0.5", "--epochs", EPOCHS + 1))
     assert code == 0, err
     assert json.loads((run_copy / "config.original.json").read_text())["head"]["dropout"] == 0.2
     assert json.loads((run_copy / "config.json").read_text())["head"]["dropout"] == 0.5
     changes = {c["key"]: c["override"] for c in sessions(run_copy)[-1]["changes"]}
     assert changes == {"head.dropout": True, "trainer.max_epochs": False}
-    code, _, err = ap(*train_argv(config_path, run_copy.parent, "--resume", "--override", "--set", "head.hidden=[32]"))
+    code, _, err = atompaint(*train_argv(config_path, run_copy.parent, "--resume", "--override",
+                                         "--set", "head.hidden=[32]"))
     assert code == 2 and "last.ckpt does not fit this model" in error_line(err)
 
 
-def test_resume_applies_a_new_learning_rate_and_records_it(run_copy: Path, config_path: Path, ap: CLI) -> None:
-    code, _, err = ap(*train_argv(config_path, run_copy.parent, "--resume", "--epochs", EPOCHS + 1,
-                                  "--set", "optim.lr=0.01"))
+def test_resume_applies_a_new_learning_rate_and_records_it(run_copy: Path, config_path: Path, atompaint: CLI) -> None:
+    code, _, err = atompaint(*train_argv(config_path, run_copy.parent, "--resume", "--epochs", EPOCHS + 1,
+                                         "--set", "optim.lr=0.01"))
     assert code == 0, err
     last = load_checkpoint(run_copy / "checkpoints" / "last.ckpt")
     assert last["global_step"] == (EPOCHS + 1) * BATCHES
@@ -137,30 +138,31 @@ def test_resume_applies_a_new_learning_rate_and_records_it(run_copy: Path, confi
     assert json.loads((run_copy / "config.json").read_text())["optim"]["lr"] == 0.01
 
 
-def test_fast_dev_run_never_writes_into_a_run(run_copy: Path, config_path: Path, ap: CLI, tmp_path: Path) -> None:
+def test_fast_dev_run_never_writes_into_a_run(run_copy: Path, config_path: Path, atompaint: CLI,
+                                              tmp_path: Path) -> None:
     before = tree_digest(run_copy)
-    code, out, err = ap(*train_argv(config_path, run_copy.parent, "--fast-dev-run", 2))
+    code, out, err = atompaint(*train_argv(config_path, run_copy.parent, "--fast-dev-run", 2))
     assert code == 0, err
     assert "nothing written" in out and tree_digest(run_copy) == before
-    code, _, err = ap(*train_argv(config_path, tmp_path / "fresh", "--fast-dev-run", 2))
+    code, _, err = atompaint(*train_argv(config_path, tmp_path / "fresh", "--fast-dev-run", 2))
     assert code == 0, err
     assert not (tmp_path / "fresh").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
 def test_unreadable_checkpoint_names_the_file_and_offers_the_newest_good_one(
-        run_copy: Path, config_path: Path, ap: CLI, damage: str) -> None:
+        run_copy: Path, config_path: Path, atompaint: CLI, damage: str) -> None:
     last = run_copy / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"not a checkpoint"}[damage])
-    code, _, err = ap(*train_argv(config_path, run_copy.parent, "--resume"))
+    code, _, err = atompaint(*train_argv(config_path, run_copy.parent, "--resume"))
     assert code == 2
     line = error_line(err)
     best = next((run_copy / "checkpoints").glob("best-*.ckpt"))
     assert f"checkpoint {last} is" in line
     assert f"the newest readable checkpoint is {best} (epoch 0, step {BATCHES})" in line
     assert f"--resume-from {best}" in line
-    code, _, err = ap(*train_argv(config_path, run_copy.parent, "--resume-from", last))
+    code, _, err = atompaint(*train_argv(config_path, run_copy.parent, "--resume-from", last))
     assert code == 2 and f"checkpoint {last} is" in error_line(err)
 
 

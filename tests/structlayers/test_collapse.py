@@ -25,7 +25,7 @@ class Head(nn.Module):
 def test_collapse_picks_the_cheaper_form_and_matches() -> None:
     model = Head(256).double()
     x = torch.randn(4, 256, dtype=torch.float64)
-    collapsed, report = structlayers.collapse(model, x)
+    collapsed, report = structlayers.collapse(model, x, cost="flops")
     chosen = {c.name: c.chosen for c in report.choices}
     # 4 ACDC factors at N=256 cost far less than a 256x256 matmul; 6 factors at N=8 cost more.
     assert chosen == {"big": "structured", "small": "dense", "nonlinear": "structured", "out": "dense"}
@@ -39,7 +39,7 @@ def test_collapse_picks_the_cheaper_form_and_matches() -> None:
 def test_collapse_equals_forward_and_never_costs_more(n: int, depth: int, rows: int) -> None:
     layer = structlayers.create("stack", n, n, depth=depth, init="uniform", shuffle="random", seed=n)
     x = torch.randn(rows, n)
-    collapsed, report = structlayers.collapse(nn.Sequential(layer), x)
+    collapsed, report = structlayers.collapse(nn.Sequential(layer), x, cost="flops")
     (choice,) = report.choices
     assert choice.rows == rows
     assert min(choice.structured_cost, choice.dense_cost) == (
@@ -52,29 +52,30 @@ def test_collapse_equals_forward_and_never_costs_more(n: int, depth: int, rows: 
 def test_collapse_uses_every_vector_seen() -> None:
     layer = structlayers.create("acdc", 64, 64)
     x = torch.randn(2, 5, 7, 64)
-    _, report = structlayers.collapse(nn.Sequential(layer), x)
+    _, report = structlayers.collapse(nn.Sequential(layer), x, cost="flops")
     assert report.choices[0].rows == 70
-    _, report = structlayers.collapse(nn.Sequential(layer), batch_shape=(3, 4))
+    _, report = structlayers.collapse(nn.Sequential(layer), batch_shape=(3, 4), cost="flops")
     assert report.choices[0].rows == 12
 
 
 def test_collapsed_model_on_the_original_device_and_dtype() -> None:
     model = nn.Sequential(structlayers.create("stack", 8, 8, depth=8)).double()
-    collapsed, _ = structlayers.collapse(model, torch.randn(2, 8, dtype=torch.float64))
+    collapsed, _ = structlayers.collapse(model, torch.randn(2, 8, dtype=torch.float64), cost="flops")
     assert collapsed[0].weight.dtype == torch.float64
 
 
 def test_collapse_report_json_round_trip() -> None:
     import json
 
-    _, report = structlayers.collapse(nn.Sequential(structlayers.create("acdc", 8, 8)), batch_shape=(1,))
+    _, report = structlayers.collapse(nn.Sequential(structlayers.create("acdc", 8, 8)), batch_shape=(1,),
+                                    cost="flops")
     data = json.loads(report.to_json())
     assert data[0]["layer"] == "acdc" and data[0]["chosen"] in ("dense", "structured")
 
 
 def test_collapse_inplace_on_a_bare_plugin_returns_linear() -> None:
     layer = structlayers.create("stack", 4, 4, depth=8)
-    collapsed, report = structlayers.collapse(layer, batch_shape=(1,))
+    collapsed, report = structlayers.collapse(layer, batch_shape=(1,), cost="flops")
     assert isinstance(collapsed, nn.Linear) and report.collapsed == ["(model)"]
     with pytest.raises(ValueError):
         structlayers.create("stack", 4, 4, depth=8, activation="relu").to_dense()

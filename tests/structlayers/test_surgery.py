@@ -153,7 +153,7 @@ def test_resnet18_replacement_and_collapse_after_training() -> None:
         loss.backward()
         opt.step()
     new.eval()
-    collapsed, creport = structlayers.collapse(new, x[:1])
+    collapsed, creport = structlayers.collapse(new, x[:1], cost="flops")
     assert creport.collapsed, "small pointwise stacks are cheaper dense"
     assert any(isinstance(m, PointwiseConv) and isinstance(m.layer, nn.Linear) for m in collapsed.modules())
     torch.testing.assert_close(collapsed.eval()(x), new(x), atol=1e-4, rtol=1e-4)
@@ -170,7 +170,8 @@ def test_resolve_layer() -> None:
 def test_count_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["count", "resnet18", "--replace", "acdc", "--depth", "12"]) == 0
     out = capsys.readouterr().out
-    assert "layer2.0.shortcut.0" in out and "agrees with count()'s matmul FLOPs (1,110,845,440)" in out
+    assert "layer2.0.shortcut.0" in out and "dense model: 1.11G FLOPs (1,110,845,440), agrees with" in out
+    assert "FlopCounterMode on the replaced model" in out and "DIFFERS" not in out
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(["count", "mnist-mlp", "--replace", "acdc", "--targets", "fc1"]) == 0

@@ -2,18 +2,23 @@
 
 from .index import (
     LOAD_OPTIONS,
+    BuildInterrupted,
     BuildReport,
+    IndexBusyError,
     OriginIndex,
     OriginSampler,
     StructureInfo,
     build_index,
     find_structures,
 )
-from .select import OriginParams, select_origins
+from .select import AtomDensity, OriginParams, select_origins
 
 __all__ = [
+    "AtomDensity",
     "LOAD_OPTIONS",
+    "BuildInterrupted",
     "BuildReport",
+    "IndexBusyError",
     "OriginIndex",
     "OriginParams",
     "OriginSampler",

@@ -3,26 +3,40 @@
 Schema::
 
     meta(key, value)                      -- origin/loading parameters (JSON), format version
-    structures(id, name, path, n_atoms, first_origin, n_origins, total_weight)
+    structures(id, name, path, n_atoms, first_origin, n_origins, total_weight, mtime_ns, size)
     origins(id, structure_id, x, y, z, weight, cum_weight)
     failures(path, error)                 -- unreadable files, retried when the build is resumed
 
 Origin ids are contiguous per structure (``first_origin .. first_origin + n_origins - 1``), so a uniform
 draw over any set of structures is a draw of an integer plus one primary-key lookup; a worker holds
-only a few small per-structure arrays, never the origins themselves.  ``weight`` is the neighbour count;
-weighted sampling draws a structure by total weight and an origin through the ``cum_weight`` index.
+only a few small per-structure arrays, never the origins themselves.  ``weight`` is the origin's
+weighted atom count (:class:`~atompaint.origins.select.AtomDensity`); weighted sampling draws a
+structure by total weight and an origin through the ``cum_weight`` index.
 ``path`` is stored relative to the index file when possible, so a dataset directory can be moved with
 its index.
+
+A build keeps the index true to the files: ``mtime_ns`` and ``size`` of each structure file are
+recorded, and a later build drops structures whose file is gone and re-indexes those whose file
+changed.  One build at a time writes an index: a second one waits for (or, with ``wait=0``, refuses)
+the lock ``<index>.lock``, whose content names the process holding it.  Each structure is committed
+in one transaction, so an interrupted build leaves a consistent index that the next build resumes.
+
+``meta`` records the density criterion (:class:`OriginParams`) and the loading options the
+index was built with: a build with other parameters refuses to extend it, and readers
+(:class:`OriginIndex`) expose them so a caller can check them against its own configuration.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
+import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +45,8 @@ import numpy as np
 from ..structures import StructureError, is_structure_file, load, structure_name
 from .select import OriginParams, select_origins
 
-FORMAT_VERSION = "1"
+#: Format 2: occupancy-weighted atom counts (``OriginParams.min_atoms``, the centre atom included).
+FORMAT_VERSION = "2"
 
 #: How structures are loaded for origin selection and imaging (recorded in the index).
 LOAD_OPTIONS = {"drop_hydrogens": True, "drop_waters": True, "altloc": "first"}
@@ -45,7 +60,9 @@ CREATE TABLE IF NOT EXISTS structures (
     n_atoms INTEGER NOT NULL,
     first_origin INTEGER NOT NULL,
     n_origins INTEGER NOT NULL,
-    total_weight REAL NOT NULL
+    total_weight REAL NOT NULL,
+    mtime_ns INTEGER,
+    size INTEGER
 );
 CREATE TABLE IF NOT EXISTS origins (
     id INTEGER PRIMARY KEY,
@@ -69,13 +86,30 @@ def find_structures(directory: str | os.PathLike[str]) -> list[Path]:
 
 @dataclass
 class BuildReport:
-    """What :func:`build_index` did."""
+    """What :func:`build_index` did (so far, when it was interrupted)."""
 
     added: int
     skipped: int
     failed: list[tuple[str, str]]
     n_structures: int
     n_origins: int
+    #: Structures dropped because their file is gone.
+    removed: int = 0
+    #: Structures re-indexed because their file changed (modification time or size).
+    reindexed: int = 0
+
+
+class IndexBusyError(ValueError):
+    """Another process is building the same index."""
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`build_index`; ``report`` says what the (consistent) index holds."""
+
+    def __init__(self, db_path: Path, report: BuildReport) -> None:
+        super().__init__(f"{db_path}: build interrupted")
+        self.db_path = db_path
+        self.report = report
 
 
 def build_index(
@@ -84,58 +118,171 @@ def build_index(
     params: OriginParams = OriginParams(),
     *,
     progress: bool = False,
+    wait: float | None = None,
 ) -> BuildReport:
     """Add the origins of every structure in ``paths`` to the index at ``db_path`` (created if absent).
 
     Resumable: structures already in the index are skipped, so an interrupted build continues where
-    it stopped (each structure is committed on its own).  Unreadable files are recorded in ``failures``,
-    reported with a warning, and retried on the next build.  Raises ``ValueError`` if the index was
-    built with different origin parameters.
+    it stopped (each structure is committed on its own; Ctrl-C raises :class:`BuildInterrupted`).
+    Structures whose file was deleted are dropped, and those whose file changed (modification time or
+    size) are indexed again.  Unreadable files are recorded in ``failures``, reported with a warning,
+    and retried on the next build.  ``wait``: seconds to wait for another build of the same index to
+    finish (``None``: as long as it takes; ``0``: raise :class:`IndexBusyError` at once).  Raises
+    ``ValueError`` if the index was built with different origin parameters.
     """
     db_path = Path(db_path)
     paths = [Path(p) for p in paths]
+    names = [structure_name(p) for p in paths]
+    dup = {n for n, k in Counter(names).items() if k > 1}
+    if dup:
+        raise ValueError(f"structure names must be unique, found duplicates: {sorted(dup)[:5]}")
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(db_path)
+    with _build_lock(db_path, wait):
+        con = sqlite3.connect(db_path, timeout=60)
+        report = BuildReport(added=0, skipped=0, failed=[], n_structures=0, n_origins=0)
+        try:
+            _build(con, db_path, params, paths, names, progress, report)
+        except KeyboardInterrupt:
+            raise BuildInterrupted(db_path, _count(con, report)) from None
+        else:
+            _count(con, report)
+        finally:
+            con.close()
+    if report.failed:
+        listing = "\n".join(f"  {e}" if p in e else f"  {p}: {e}" for p, e in report.failed)
+        warnings.warn(f"skipped {len(report.failed)} unreadable structure file(s):\n{listing}", stacklevel=2)
+    return report
+
+
+def _build(
+    con: sqlite3.Connection,
+    db_path: Path,
+    params: OriginParams,
+    paths: list[Path],
+    names: list[str],
+    progress: bool,
+    report: BuildReport,
+) -> None:
+    """The work of :func:`build_index`, recorded in ``report`` as it goes (so an interrupted build
+    can say what it did)."""
+    con.executescript(_SCHEMA)
+    _add_missing_columns(con)
+    _check_or_write_meta(con, params, db_path)
+    removed, changed = _drop_stale(con, db_path)
+    report.removed, report.reindexed = len(removed), len(changed)
+    done = {row[0] for row in con.execute("SELECT name FROM structures")}
+    todo = [(p, n) for p, n in zip(paths, names) if n not in done]
+    report.skipped = len(paths) - len(todo)
+    listed = set(names)
+    todo += [(p, n) for n, p in changed.items() if n not in listed]
+    iterator: Iterable = todo
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(todo, desc="indexing structures", unit="structure")
+    for path, name in iterator:
+        try:
+            stat = path.stat()
+            atoms = load(path, **LOAD_OPTIONS)
+        except (StructureError, FileNotFoundError, OSError) as err:
+            report.failed.append((str(path), str(err)))
+            with con:
+                con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?)", (str(path), str(err)))
+            continue
+        coords, counts = select_origins(atoms, params)
+        report.added += _insert_structure(
+            con, name, path, _stored_path(path, db_path), len(atoms), coords, counts, (stat.st_mtime_ns, stat.st_size)
+        )
+
+
+def _count(con: sqlite3.Connection, report: BuildReport) -> BuildReport:
+    """``report`` with the index's structure and origin counts filled in."""
+    report.n_structures, report.n_origins = con.execute(
+        "SELECT COUNT(*), COALESCE(SUM(n_origins), 0) FROM structures"
+    ).fetchone()
+    return report
+
+
+@contextmanager
+def _build_lock(db_path: Path, wait: float | None) -> Iterator[None]:
+    """Hold ``<db_path>.lock`` (an advisory ``flock``, released by the OS if the process dies) while
+    building; its content names the holder for the message another build gets."""
     try:
-        con.executescript(_SCHEMA)
-        _check_or_write_meta(con, params, db_path)
-        done = {row[0] for row in con.execute("SELECT name FROM structures")}
-        names = [structure_name(p) for p in paths]
-        dup = {n for n, k in Counter(names).items() if k > 1}
-        if dup:
-            raise ValueError(f"structure names must be unique, found duplicates: {sorted(dup)[:5]}")
-
-        todo = [(p, n) for p, n in zip(paths, names) if n not in done]
-        failed: list[tuple[str, str]] = []
-        iterator: Iterable = todo
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(todo, desc="indexing structures", unit="structure")
-        for path, name in iterator:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; concurrent inserts of one structure are still skipped
+        yield
+        return
+    lock_path = db_path.with_name(db_path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if wait is None else time.monotonic() + wait
+        warned = False
+        while True:
             try:
-                atoms = load(path, **LOAD_OPTIONS)
-            except (StructureError, FileNotFoundError, OSError) as err:
-                failed.append((str(path), str(err)))
-                with con:
-                    con.execute("INSERT OR REPLACE INTO failures VALUES (?, ?)", (str(path), str(err)))
-                continue
-            coords, counts = select_origins(atoms, params)
-            _insert_structure(con, name, path, _stored_path(path, db_path), len(atoms), coords, counts)
-
-        n_structures, n_origins = con.execute("SELECT COUNT(*), COALESCE(SUM(n_origins), 0) FROM structures").fetchone()
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = lock_path.read_text().strip() or "another process"
+                message = f"{db_path}: the index is being built by {holder}"
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise IndexBusyError(
+                        f"{message}; wait for it to finish (a rerun then adds only what is missing) "
+                        "or write another index file"
+                    ) from None
+                if not warned:
+                    warnings.warn(f"{message}; waiting for it to finish", stacklevel=4)
+                    warned = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  .encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        con.close()
-    if failed:
-        listing = "\n".join(f"  {e}" if p in e else f"  {p}: {e}" for p, e in failed)
-        warnings.warn(f"skipped {len(failed)} unreadable structure file(s):\n{listing}", stacklevel=2)
-    return BuildReport(
-        added=len(todo) - len(failed),
-        skipped=len(paths) - len(todo),
-        failed=failed,
-        n_structures=n_structures,
-        n_origins=n_origins,
-    )
+        os.close(fd)
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    """Indexes written before files were tracked lack ``mtime_ns`` and ``size`` (NULL: not checked
+    until the next build records them)."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(structures)")}
+    with con:
+        for column in ("mtime_ns", "size"):
+            if column not in have:
+                con.execute(f"ALTER TABLE structures ADD COLUMN {column} INTEGER")
+
+
+def _drop_stale(con: sqlite3.Connection, db_path: Path) -> tuple[list[str], dict[str, Path]]:
+    """Drop structures whose file is gone or changed since it was indexed: ``(names of deleted
+    files, {name: path} of changed files)``; forget failures of files that are gone."""
+    base = db_path.resolve().parent
+    removed: list[str] = []
+    changed: dict[str, Path] = {}
+    rows = con.execute("SELECT id, name, path, mtime_ns, size FROM structures").fetchall()
+    with con:
+        for sid, name, stored, mtime_ns, size in rows:
+            path = base / stored
+            try:
+                stat = path.stat()
+            except OSError:
+                removed.append(name)
+            else:
+                if mtime_ns is None or size is None:
+                    con.execute("UPDATE structures SET mtime_ns = ?, size = ? WHERE id = ?",
+                                (stat.st_mtime_ns, stat.st_size, sid))
+                    continue
+                if (stat.st_mtime_ns, stat.st_size) == (mtime_ns, size):
+                    continue
+                changed[name] = path
+            con.execute("DELETE FROM origins WHERE structure_id = ?", (sid,))
+            con.execute("DELETE FROM structures WHERE id = ?", (sid,))
+        for (failed_path,) in con.execute("SELECT path FROM failures").fetchall():
+            if not Path(failed_path).exists():
+                con.execute("DELETE FROM failures WHERE path = ?", (failed_path,))
+    return removed, changed
 
 
 def _stored_path(path: Path, db_path: Path) -> str:
@@ -165,19 +312,29 @@ def _check_or_write_meta(con: sqlite3.Connection, params: OriginParams, db_path:
 
 
 def _insert_structure(
-    con: sqlite3.Connection, name: str, source: Path, path: str, n_atoms: int, coords: np.ndarray, counts: np.ndarray
-) -> None:
-    """Add a structure read from ``source`` (stored as ``path``) with its origins, and clear any
-    earlier failure recorded for ``source``."""
+    con: sqlite3.Connection,
+    name: str,
+    source: Path,
+    path: str,
+    n_atoms: int,
+    coords: np.ndarray,
+    counts: np.ndarray,
+    stat: tuple[int, int],
+) -> bool:
+    """Add a structure read from ``source`` (stored as ``path``, file ``(mtime_ns, size)``) with its
+    origins, and clear any earlier failure recorded for ``source``.  ``False`` if a concurrent
+    writer added it first."""
     weights = counts.astype(np.float64)
     cum = np.cumsum(weights)
     with con:  # one transaction (one commit): the structure, all its origins and the failure row
-        con.execute("DELETE FROM failures WHERE path = ?", (str(source),))
+        con.execute("DELETE FROM failures WHERE path = ?", (str(source),))  # takes the write lock
+        if con.execute("SELECT 1 FROM structures WHERE name = ?", (name,)).fetchone():
+            return False
         first = con.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM origins").fetchone()[0]
         cur = con.execute(
-            "INSERT INTO structures (name, path, n_atoms, first_origin, n_origins, total_weight) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (name, path, n_atoms, first, len(coords), float(weights.sum())),
+            "INSERT INTO structures (name, path, n_atoms, first_origin, n_origins, total_weight, mtime_ns, size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, path, n_atoms, first, len(coords), float(weights.sum()), *stat),
         )
         sid = cur.lastrowid
         con.executemany(
@@ -187,6 +344,7 @@ def _insert_structure(
                 for i, ((x, y, z), w, c) in enumerate(zip(coords.tolist(), weights.tolist(), cum.tolist()))
             ),
         )
+    return True
 
 
 @dataclass(frozen=True)
@@ -217,7 +375,10 @@ class OriginIndex:
         self._pid: int | None = None
         meta = dict(self._connection().execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{self.path}: not an origin index of format {FORMAT_VERSION}")
+            raise ValueError(
+                f"{self.path}: origin index of format {meta.get('format_version')}, not {FORMAT_VERSION} "
+                "(built by another atompaint version, with another origin criterion); rebuild it"
+            )
         self.params = OriginParams(**_tuple_elements(json.loads(meta["origin_params"])))
         self.load_options = json.loads(meta["load_options"])
 

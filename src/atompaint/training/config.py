@@ -102,11 +102,18 @@ def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
-    """Read a YAML training config."""
+    """Read a YAML training config; malformed YAML is a :class:`ConfigError` naming the file, line
+    and column."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text())
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
     try:

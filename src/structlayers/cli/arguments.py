@@ -4,11 +4,12 @@ them never imports another subcommand and its dependencies)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from structlayers.clikit import key_value
 from structlayers.registry import parse_options
-from structlayers.surgery import DEFAULT_KINDS
+from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, FitOptions
 
 
 def add_layer_options(group: argparse._ActionsContainer) -> None:
@@ -36,6 +37,36 @@ def add_replace_arguments(group: argparse._ActionsContainer, replace_help: str) 
     group.add_argument("--skip-first", type=int, default=0, help="keep the model's first N layers dense")
     group.add_argument("--skip-last", type=int, default=0, help="keep the model's last N layers dense")
     add_layer_options(group)
+
+
+def add_init_arguments(group: argparse._ActionsContainer) -> None:
+    """``--init random|project|fit`` (how replacements start) and ``--weights`` (trained weights to
+    load into the model before surgery)."""
+    group.add_argument("--init", choices=list(INIT_WORDS), default="random",
+                       help="replacements start from their own random initialisation, the closed-form projection "
+                            "of the replaced weights, or that projection fitted iteratively (default: random)")
+    group.add_argument("--fit-steps", type=int, default=FitOptions().steps,
+                       help=f"with --init fit: L-BFGS iterations per layer (default {FitOptions().steps})")
+    group.add_argument("--weights", type=Path, metavar="PATH",
+                       help="a state_dict (.pt) or Lightning checkpoint (.ckpt) of the model to load before replacing")
+
+
+def init_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``init_from`` and ``fit`` keyword arguments of :func:`structlayers.replace` from ``args``."""
+    return {"init_from": INIT_WORDS[args.init], "fit": FitOptions(steps=args.fit_steps)}
+
+
+def add_surgery_arguments(p: argparse.ArgumentParser, replace_help: str) -> None:
+    """The model (built-in or zoo name) and everything :func:`structlayers.replace` needs: the layer
+    and where it goes (:func:`add_replace_arguments`), ``--depth``, the initialisation
+    (:func:`add_init_arguments`) and the model's constructor options."""
+    from structlayers.lab.models import model_name
+
+    p.add_argument("model", type=model_name, help="built-in model, timm:<name> or torchvision:<name> (random weights)")
+    add_replace_arguments(p, replace_help)
+    p.add_argument("--depth", type=int, help="with --replace: a stack of DEPTH factors of LAYER")
+    add_init_arguments(p)
+    add_model_options(p)
 
 
 def add_model_options(group: argparse._ActionsContainer) -> None:

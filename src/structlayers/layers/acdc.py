@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
-from structlayers.base import FlopCount, rows_of
+from structlayers.base import FlopCount, device_dtype, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
+from structlayers.precision import compute_dtype
 from structlayers.registry import register
 from structlayers.transforms.dct import DCT, permute_scale, spectral_diag
 
@@ -25,6 +28,8 @@ class ACDC(DiagonalTransformLayer):
     per-frequency scaling and one irfft (:func:`~structlayers.transforms.dct.spectral_diag`), with
     a single gather on each side.
     """
+
+    native_dense = True
 
     def build_transform(self) -> None:
         self.A = nn.Parameter(torch.empty(self.size))
@@ -75,7 +80,7 @@ class ACDC(DiagonalTransformLayer):
         return permute_scale(self.fused_core(v), inverse, order, None, shift)
 
     def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
-        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
+        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, compute_dtype(x))
         if backend == "fft" and self.inner is None:
             # The output gather and the shift share one buffer.
             return self._fused(x, shift)
@@ -93,6 +98,22 @@ class ACDC(DiagonalTransformLayer):
         if self.inner is not None:
             z = z.index_select(-1, self.inner.index.cpu())
         return dct.inverse(z * self.D.detach().double().cpu())
+
+    def export_form(self) -> ACDC:
+        """A copy with the dense backend: the DCT as a matmul with a fixed buffer, exportable."""
+        device, dtype = device_dtype(self)
+        new = copy.deepcopy(self)
+        new.backend = "dense"
+        new.dct = DCT(self.block, self.groups, "dense").to(device, dtype)
+        return new
+
+    def transform_matrices(self) -> tuple[Tensor, Tensor]:
+        c = self.dct.matrix_dense(torch.float64)
+        return c, c.T
+
+    def set_diagonals_(self, a: Tensor, d: Tensor) -> None:
+        self.A.copy_(a.real)
+        self.D.copy_(d.real)
 
     def params(self) -> int:
         return 2 * self.size + (self.out_features if self.bias is not None else 0)

@@ -12,9 +12,16 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
+from structlayers.precision import LOW_PRECISION, compute_dtype
 from structlayers.registry import register
 from structlayers.transforms.dct import needs_graph
-from structlayers.transforms.dft import DFT
+from structlayers.transforms.dft import DFT, dft_matrix
+
+
+def _complex(diagonal: Tensor) -> Tensor:
+    """A ``(N, 2)`` real parameter as a complex vector; half-precision parameters are read in float32
+    (complex half-precision types do not exist)."""
+    return torch.view_as_complex(diagonal.float() if diagonal.dtype in LOW_PRECISION else diagonal)
 
 
 @register("afdf")
@@ -42,8 +49,8 @@ class AFDF(DiagonalTransformLayer):
             nn.init.zeros_(self.bias)
 
     def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
-        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, x.dtype)
-        a, d = torch.view_as_complex(self.A), torch.view_as_complex(self.D)
+        backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, compute_dtype(x))
+        a, d = _complex(self.A), _complex(self.D)
         if backend == "fft" and self.inner is None and not needs_graph(x, a, d):
             # Inference: both transforms as real FFTs (no complex FFT), in place; training keeps the
             # complex FFT pair, whose autograd backward is cheaper than the real-FFT form's.
@@ -66,6 +73,18 @@ class AFDF(DiagonalTransformLayer):
             z = z.index_select(-1, self.inner.index.cpu())
         return dft.inverse(z * d).real
 
+    def export_form(self) -> nn.Module:
+        """:class:`AFDFRealForm`: the same map in real arithmetic (ONNX has no complex tensors)."""
+        return AFDFRealForm(self)
+
+    def transform_matrices(self) -> tuple[Tensor, Tensor]:
+        f = torch.block_diag(*[dft_matrix(self.block)] * self.groups)
+        return f, f.conj()
+
+    def set_diagonals_(self, a: Tensor, d: Tensor) -> None:
+        self.A.copy_(torch.view_as_real(a.to(torch.complex128)))
+        self.D.copy_(torch.view_as_real(d.to(torch.complex128)))
+
     def params(self) -> int:
         return 4 * self.size + (self.out_features if self.bias is not None else 0)
 
@@ -77,3 +96,46 @@ class AFDF(DiagonalTransformLayer):
         if backend == "dense":
             return FlopCount(matmul=transforms, elementwise=scalings)
         return FlopCount(fft=transforms, elementwise=scalings)
+
+
+class AFDFRealForm(nn.Module):
+    """An :class:`AFDF` layer computed with real matmuls only, for export.
+
+    With ``F = Fr + i Fi`` the unitary DFT (symmetric, so ``F^-1 = conj(F)``), ``a``, ``d`` the
+    complex diagonals and real ``x``: ``u = x a`` is ``(x ar, x ai)``; ``v = u F`` is
+    ``(ur Fr - ui Fi, ur Fi + ui Fr)``; ``w = v d`` the complex product; and the output
+    ``Re(w conj(F)) = wr Fr + wi Fi``.  Blocks and the inner shuffle act on both parts alike.  The
+    diagonals are this module's own parameters (copies of the layer's).
+    """
+
+    def __init__(self, layer: AFDF) -> None:
+        super().__init__()
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self.size, self.block, self.groups = layer.size, layer.block, layer.groups
+        self.A = nn.Parameter(layer.A.detach().clone())
+        self.D = nn.Parameter(layer.D.detach().clone())
+        self.bias = nn.Parameter(layer.bias.detach().clone()) if layer.bias is not None else None
+        f = dft_matrix(layer.block)
+        dtype = layer.A.dtype if layer.A.dtype not in LOW_PRECISION else torch.float32
+        self.register_buffer("f_real", f.real.to(layer.A.device, dtype))
+        self.register_buffer("f_imag", f.imag.to(layer.A.device, dtype))
+        self.register_buffer("inner", layer.inner.index.clone() if layer.inner is not None else None)
+
+    def _dft(self, re: Tensor, im: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+        shape = re.shape
+        re, im = re.reshape(-1, self.block), im.reshape(-1, self.block)  # rows and blocks: 2-D matmuls
+        fr, fi = self.f_real, (-self.f_imag if inverse else self.f_imag)
+        return (re @ fr - im @ fi).reshape(shape), (re @ fi + im @ fr).reshape(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        extra = self.size - self.in_features
+        z = torch.nn.functional.pad(x, (0, extra)) if extra else x
+        ur, ui = z * self.A[:, 0], z * self.A[:, 1]
+        vr, vi = self._dft(ur, ui, inverse=False)
+        if self.inner is not None:
+            vr, vi = vr.index_select(-1, self.inner), vi.index_select(-1, self.inner)
+        dr, di = self.D[:, 0], self.D[:, 1]
+        wr, wi = vr * dr - vi * di, vr * di + vi * dr
+        y, _ = self._dft(wr, wi, inverse=True)
+        y = y[..., : self.out_features]
+        return y + self.bias if self.bias is not None else y

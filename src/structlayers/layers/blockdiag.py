@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, linear_flops, rows_of
 from structlayers.layers.square import SquareLayer, square_size
+from structlayers.projection import block_diagonal, observed_target, padded_bias
 from structlayers.registry import register
 
 
@@ -50,6 +51,17 @@ class BlockDiagonal(SquareLayer):
 
     def params(self) -> int:
         return self.groups * self.block**2 + (self.out_features if self.bias is not None else 0)
+
+    def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        return True
+
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None) -> None:
+        """The target's diagonal blocks, copied (the Frobenius-nearest block-diagonal map)."""
+        target, _ = observed_target(weight, self.size)
+        self.weight.copy_(block_diagonal(target, self.groups))
+        if self.bias is not None:
+            self.bias.copy_(padded_bias(bias, self.out_features))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}, block={self.block}"

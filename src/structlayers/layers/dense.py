@@ -10,7 +10,14 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, linear_flops, rows_of
 from structlayers.memory import check_allocation
+from structlayers.projection import low_rank_factors
 from structlayers.registry import register
+
+
+def _copy_bias(own: Tensor | None, bias: Tensor | None) -> None:
+    """``own <- bias`` (zeros without one); a layer without a bias keeps none."""
+    if own is not None:
+        own.copy_(bias) if bias is not None else own.zero_()
 
 
 @register("dense")
@@ -41,6 +48,15 @@ class Dense(StructuredLinear):
 
     def params(self) -> int:
         return self.in_features * self.out_features + (self.out_features if self.bias is not None else 0)
+
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None) -> None:
+        """A copy: the dense family holds every map."""
+        self.weight.copy_(weight)
+        _copy_bias(self.bias, bias)
+
+    def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        return True
 
 
 @register("lowrank")
@@ -80,6 +96,17 @@ class LowRank(StructuredLinear):
 
     def params(self) -> int:
         return self.rank * (self.in_features + self.out_features) + (self.out_features if self.bias is not None else 0)
+
+    def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        return True
+
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None) -> None:
+        """The truncated SVD of ``weight`` (the best rank-r approximation, Eckart-Young)."""
+        u, v = low_rank_factors(weight, self.rank)
+        self.U.copy_(u)
+        self.V.copy_(v)
+        _copy_bias(self.bias, bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rank={self.rank}"

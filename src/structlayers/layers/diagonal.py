@@ -14,6 +14,7 @@ from structlayers.autotune import cached_backend, choose_backend
 from structlayers.base import FlopCount, rows_of
 from structlayers.layers.init import check_init
 from structlayers.layers.square import SquareLayer, square_size
+from structlayers.projection import diagonal_transform_als, observed_target, padded_bias
 from structlayers.transforms.dct import BACKENDS
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
 
@@ -22,6 +23,9 @@ class DiagonalTransformLayer(SquareLayer):
     """Base of ACDC-like factors; subclasses provide the transform pair and the dense matrices."""
 
     stackable = True
+    #: Whether the dense backend is real matmuls that run natively in half precision (ACDC; AFDF's
+    #: are complex, and complex half-precision matmuls do not exist).
+    native_dense: bool = False
 
     def __init__(
         self,
@@ -80,6 +84,32 @@ class DiagonalTransformLayer(SquareLayer):
             return self.backend
         return choose_backend(self, rows, device, dtype)
 
+    @abstractmethod
+    def transform_matrices(self) -> tuple[Tensor, Tensor]:
+        """``(T, T^-1)``: the full ``(size, size)`` float64 / complex128 matrices of the transform
+        (block-diagonal over ``groups``) with ``transform(x) == x @ T``."""
+
+    @abstractmethod
+    def set_diagonals_(self, a: Tensor, d: Tensor) -> None:
+        """Set ``A`` and ``D`` from float64 / complex128 vectors of length ``size``."""
+
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None) -> None:
+        """Diagonals by alternating closed-form least squares
+        (:func:`~structlayers.projection.diagonal_transform_als`); the bias is copied."""
+        target, mask = observed_target(weight, self.size)
+        transform, inverse = self.transform_matrices()
+        shuffle = self.inner.index.cpu() if self.inner is not None else None
+        a, d = diagonal_transform_als(transform, inverse, target, mask, shuffle=shuffle,
+                                      real_part=transform.is_complex())
+        self.set_diagonals_(a, d)
+        if self.bias is not None:
+            self.bias.copy_(padded_bias(bias, self.out_features))
+
+    def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        """The dense backend of a real transform runs natively in half precision; the FFT never does."""
+        return self.native_dense and self.resolve_backend(rows, device, dtype) == "dense"
+
     def flop_backend(self, rows: int) -> str:
         """The backend whose FLOPs ``flop_count`` reports: for ``auto``, the cached measured choice
         for this layer's device and dtype (never measured here), else ``fft``."""
@@ -89,7 +119,7 @@ class DiagonalTransformLayer(SquareLayer):
         return cached_backend(self, rows, p.device, p.dtype) or "fft"
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[:-1].numel() == 0:
+        if x.numel() == 0:
             return self.empty_forward(x)
         z = self.pad(x)
         if self.size == self.out_features:

@@ -57,10 +57,14 @@ class SquareLayer(StructuredLinear):
         layout (``groups=1`` into ``groups=2``, same shapes) is an error, not a silently other map."""
         return {k: int(getattr(self, k)) for k in ("size", "block") if hasattr(self, k)}
 
-    def get_extra_state(self) -> dict[str, int]:
-        return self.structure()
+    def get_extra_state(self) -> Tensor:
+        # A tensor (size, block), not a dict, so that tracing exporters (TorchScript, ONNX) accept it.
+        structure = self.structure()
+        return torch.tensor([structure.get("size", 0), structure.get("block", 0)])
 
     def set_extra_state(self, state: Any) -> None:
+        if isinstance(state, Tensor):
+            state = {k: v for k, v in zip(("size", "block"), state.tolist()) if v}
         mine = self.structure()
         if isinstance(state, dict) and state != mine:
             def describe(s: dict[str, int]) -> str:
@@ -72,7 +76,7 @@ class SquareLayer(StructuredLinear):
     @staticmethod
     def _accept_unrecorded_structure(module: SquareLayer, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # State dicts saved before the structure was recorded load as before (shapes checked only).
-        state_dict.setdefault(prefix + "_extra_state", module.structure())
+        state_dict.setdefault(prefix + "_extra_state", module.get_extra_state())
 
     @abstractmethod
     def square_reference(self, z: Tensor) -> Tensor:

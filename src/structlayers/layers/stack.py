@@ -7,6 +7,7 @@ activations / normalisations between factors make the stack nonlinear (then it c
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -16,6 +17,8 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_weight_dtype, rows_of
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.memory import check_allocation
+from structlayers.precision import compute_dtype
+from structlayers.projection import observed_target, padded_bias, relative_error
 from structlayers.registry import accepted_options, create, get, option_types, register
 from structlayers.transforms.dct import permute_scale
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
@@ -76,7 +79,7 @@ class Stack(SquareLayer):
         self.factor, self.depth, self.shuffle = factor, depth, shuffle
         self.activation, self.norm = activation, norm
         if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            seed = int(torch.randint(0, 2**31 - 1, (), device="cpu").item())
         generator = torch.Generator().manual_seed(seed)
         if groups > 1 or pow2_blocks:
             factor_options = {**factor_options, "groups": groups, "pow2_blocks": pow2_blocks}
@@ -133,11 +136,22 @@ class Stack(SquareLayer):
     def is_linear(self) -> bool:
         return self.activation is None and self.norm is None
 
+    def export_form(self) -> Stack:
+        """A copy whose factors are their export forms (the fused FFT path off)."""
+        new = copy.deepcopy(self)
+        new.factors = nn.ModuleList(f.export_form() for f in new.factors)
+        new._fusable_factors = False
+        return new
+
+    def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
+        return all(f.low_precision_native(rows, device, dtype) for f in self.factors)
+
     def _fusable(self, z: Tensor) -> bool:
         if not (self.is_linear and self._fusable_factors):
             return False
         rows = rows_of(z.shape[:-1])
-        return all(f.fusable(rows, z.device, z.dtype) for f in self.factors)
+        dtype = compute_dtype(z)
+        return all(f.fusable(rows, z.device, dtype) for f in self.factors)
 
     def _fused(self, z: Tensor) -> Tensor:
         """A linear stack of :class:`~structlayers.base.Fusable` factors with every gather between
@@ -163,7 +177,7 @@ class Stack(SquareLayer):
         return permute_scale(u, inverse, order, None, self.factors[-1].bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[:-1].numel() == 0:
+        if x.numel() == 0:
             return self.empty_forward(x)
         z = self.pad(x)
         if self._fusable(z):
@@ -217,6 +231,53 @@ class Stack(SquareLayer):
             total = total + f.flop_count(rows)
         per_between = (self.activation is not None) + 2 * (self.norm is not None)
         return total + FlopCount(elementwise=per_between * rows * self.size * (self.depth - 1))
+
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None, sweeps: int = 2) -> None:
+        """A closed-form start by block coordinate descent over the factors, from the identity: for
+        factor ``i``, with ``Q`` the product before it and ``R`` the one after (shuffles included),
+        the unconstrained optimum ``Q^+ G R^+`` (ridge pseudo-inverses) is projected onto the factor's
+        family by its own ``project_``, and kept only if the error on the observed block drops.  The
+        first update of the first factor is thus the one-factor projection (the shuffles around it
+        are exact permutations); later ones refine.  Factor biases are zero except the last one's,
+        which takes the target's.  Raises ``NotImplementedError`` for a nonlinear stack or factors
+        without a projection."""
+        if not self.is_linear:
+            raise NotImplementedError("a nonlinear stack (activation or norm) has no closed-form projection")
+        n = self.size
+        target, mask = observed_target(weight, n)
+        identity = torch.eye(n, dtype=torch.float64)
+        for f in self.factors:
+            f.project_(identity.to(dense_weight_dtype(f)), None)
+        maps = [identity.clone() for _ in self.factors]
+        perms = [identity.index_select(1, s.index.cpu()) for s in self.shuffles]
+
+        def chain(items: list[Tensor]) -> Tensor:
+            out = identity
+            for m in items:
+                out = out @ m
+            return out
+
+        def pinv(m: Tensor) -> Tensor:
+            gram = m.T @ m
+            return torch.linalg.solve(gram + 1e-6 * float(torch.diagonal(gram).mean()) * identity, m.T)
+
+        for _ in range(max(1, sweeps)):
+            for i, f in enumerate(self.factors):
+                before = chain([x for j in range(i) for x in (maps[j], perms[j])])
+                after = chain([x for j in range(i, self.depth - 1) for x in (perms[j], maps[j + 1])])
+                current = relative_error(before @ maps[i] @ after, target, mask)
+                goal = torch.where(mask, target, before @ maps[i] @ after)
+                saved = {k: v.clone() for k, v in f.state_dict().items()}
+                f.project_((pinv(before) @ goal @ pinv(after.T).T).T.to(dense_weight_dtype(f)), None)
+                m = f.to_dense()[0].double().cpu().T
+                if relative_error(before @ m @ after, target, mask) < current:
+                    maps[i] = m
+                else:
+                    f.load_state_dict(saved)
+        last = self.factors[-1]
+        if last.bias is not None:
+            last.bias.copy_(padded_bias(bias, n))
 
     def params(self) -> int:
         norm = 2 * self.size * (self.depth - 1) if self.norm is not None else 0

@@ -173,6 +173,11 @@ def _names(keys: list[str], limit: int = 3) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _plain(value: Any) -> Any:
+    """A recorded ``_extra_state`` as plain data, so records compare whatever their type."""
+    return value.tolist() if isinstance(value, torch.Tensor) else value
+
+
 def check_state_dict(module: nn.Module, state_dict: Mapping[str, Any], source: str) -> None:
     """Raise :class:`CheckpointError` (one line) unless ``state_dict`` loads into ``module``
     exactly: the same keys, tensor shapes and recorded layer structure (``_extra_state``)."""
@@ -189,8 +194,8 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, Any], source: s
               and state_dict[k].shape != v.shape]
     if shapes:
         problems.append(f"{len(shapes)} of another shape ({_names(shapes)})")
-    structure = [f"{k} {state_dict[k]} vs {v}" for k, v in expected.items()
-                 if k.endswith("_extra_state") and k in state_dict and state_dict[k] != v]
+    structure = [f"{k} {_plain(state_dict[k])} vs {_plain(v)}" for k, v in expected.items()
+                 if k.endswith("_extra_state") and k in state_dict and _plain(state_dict[k]) != _plain(v)]
     if structure:
         problems.append(f"{len(structure)} layer(s) of another structure ({_names(structure)})")
     if problems:

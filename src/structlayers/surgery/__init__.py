@@ -11,6 +11,8 @@ structured layer plugins, optionally fitted to the trained weights.
 from structlayers.surgery.fit import FitResult, fit_layer
 from structlayers.surgery.replace import (
     DEFAULT_KINDS,
+    INIT_WORDS,
+    INITS,
     KINDS,
     FitOptions,
     UnsupportedModuleError,
@@ -23,6 +25,8 @@ from structlayers.surgery.wrappers import PointwiseConv, SeparableConv
 
 __all__ = [
     "DEFAULT_KINDS",
+    "INITS",
+    "INIT_WORDS",
     "KINDS",
     "FitOptions",
     "FitResult",

@@ -136,10 +136,41 @@ def _describe(module: nn.Module) -> str:
     return type(module).__name__
 
 
-def _fit(plugin: nn.Module, weight: Tensor, bias: Tensor | None, fit: FitOptions) -> float:
-    with torch.enable_grad():
-        return fit_layer(plugin, weight.detach(), None if bias is None else bias.detach(), steps=fit.steps,
-                         optimizer=fit.optimizer, lr=fit.lr).relative_error
+INITS = ("scratch", "project", "fit")
+#: The words command lines and run configurations use for ``init_from`` (``random`` is ``scratch``).
+INIT_WORDS = {"random": "scratch", "project": "project", "fit": "fit"}
+
+
+@dataclass(frozen=True)
+class _Init:
+    """How replacements start: ``mode`` (one of :data:`INITS`) and the fit's options."""
+
+    mode: str
+    fit: FitOptions
+
+
+def _fit(plugin: nn.Module, weight: Tensor, bias: Tensor | None, init: _Init) -> tuple[float, str]:
+    """Initialise ``plugin`` from the dense ``weight`` / ``bias`` as ``init`` says; return the
+    relative Frobenius error of its weight and what was done."""
+    weight = weight.detach()
+    bias = None if bias is None else bias.detach()
+    done = []
+    try:
+        plugin.project_(weight, bias)
+        done.append("projected")
+    except NotImplementedError:
+        if init.mode == "project":
+            warnings.warn(f"structlayers.replace: {_describe(plugin)} has no closed-form projection; it keeps its "
+                          "own initialisation (use init_from='fit' to fit it iteratively)", stacklevel=4)
+            done.append("no projection")
+    if init.mode == "fit":
+        with torch.enable_grad():
+            fit_layer(plugin, weight, bias, steps=init.fit.steps, optimizer=init.fit.optimizer, lr=init.fit.lr)
+        done.append("fitted")
+    fitted, _ = plugin.to_dense()
+    error = float(torch.linalg.norm(fitted.double().cpu() - weight.double().cpu())
+                  / torch.linalg.norm(weight.double().cpu()).clamp_min(1e-30))
+    return error, "+".join(done)
 
 
 def separable_factors(weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -157,14 +188,16 @@ def separable_factors(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, Any],
-           fit: FitOptions | None) -> tuple[nn.Module, float | None]:
-    """The replacement of ``module`` and, when fitted, its relative weight error."""
+           fit: _Init | None) -> tuple[nn.Module, tuple[float, str] | None]:
+    """The replacement of ``module`` and, when initialised from it, its relative weight error and
+    how it was initialised."""
     bias = module.bias if getattr(module, "bias", None) is not None else None
     n_in, n_out = ((module.in_features, module.out_features) if kind == "linear"
                    else (module.in_channels, module.out_channels))
     plugin = _to_like(create(layer, n_in, n_out, **_layer_options(layer, layer_options, bias is not None)), module)
     if fit and not plugin.is_linear:
-        raise ValueError(f"init_from='fit' needs a linear layer; {_describe(plugin)} is nonlinear (activation or norm)")
+        raise ValueError(f"init_from={fit.mode!r} needs a linear layer; {_describe(plugin)} is nonlinear "
+                         "(activation or norm)")
     if kind == "linear":
         return plugin, _fit(plugin, module.weight, bias, fit) if fit else None
     dims = len(module.kernel_size)
@@ -183,11 +216,11 @@ def _build(module: nn.Module, kind: str, layer: str, layer_options: dict[str, An
     dw, pw = separable_factors(module.weight)
     with torch.no_grad():
         depthwise.weight.copy_(dw)
-    _fit(plugin, pw, bias, fit)
+    _, how = _fit(plugin, pw, bias, fit)
     fitted, _ = plugin.to_dense()
     approx = fitted.to(dw.dtype).cpu()[:, :, None] * dw.cpu().reshape(n_in, -1)[None]
     target = module.weight.detach().cpu().reshape(approx.shape)
-    return new, float(torch.linalg.norm(approx - target) / torch.linalg.norm(target))
+    return new, (float(torch.linalg.norm(approx - target) / torch.linalg.norm(target)), how)
 
 
 def _split_targets(targets: Target | Sequence[Target]) -> tuple[set[str], tuple[type, ...], list[str]]:
@@ -312,7 +345,7 @@ def replace(
     *,
     skip_first: int = 0,
     skip_last: int = 0,
-    init_from: Literal["scratch", "fit"] = "scratch",
+    init_from: Literal["scratch", "project", "fit"] = "scratch",
     fit: FitOptions | None = None,
     example_input: Any = None,
     on_unsupported: Literal["warn", "error"] = "warn",
@@ -324,23 +357,26 @@ def replace(
     ``depth`` and ``layer_options`` by :func:`structlayers.create`, so ``"acdc", depth=12`` is a
     stack of 12 ACDC factors) and report the change (see the module docs).
 
-    ``init_from="scratch"`` keeps the plugin's own initialisation; ``"fit"`` fits each replacement
-    to the module's trained weights with :func:`structlayers.surgery.fit_layer` (``fit`` sets steps,
-    optimizer and learning rate), so a pretrained model can be compressed.  With ``example_input``
+    ``init_from="scratch"`` keeps the plugin's own initialisation; ``"project"`` sets each
+    replacement in closed form from the module's trained weights (the plugin's ``project_``: a copy,
+    a truncated SVD, diagonal blocks, alternating diagonal least squares...; a family without one
+    keeps its initialisation, with a warning); ``"fit"`` projects where possible and then fits
+    iteratively with :func:`structlayers.surgery.fit_layer` (``fit`` sets steps, optimizer and
+    learning rate), so a pretrained model can be compressed.  With ``example_input``
     the report includes exact FLOPs (from :func:`structlayers.count`) and first / last layers are
     found in execution order.  ``model`` is copied unless ``inplace``.
     """
     layer, layer_options = resolve(layer, depth, **layer_options)
     get(layer)
-    if init_from not in ("scratch", "fit"):
-        raise ValueError(f"init_from must be 'scratch' or 'fit', got {init_from!r}")
+    if init_from not in INITS:
+        raise ValueError(f"init_from must be one of {INITS}, got {init_from!r}")
     if on_unsupported not in ("warn", "error"):
         raise ValueError(f"on_unsupported must be 'warn' or 'error', got {on_unsupported!r}")
     for label, value in (("skip_first", skip_first), ("skip_last", skip_last)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
     kinds, types, globs = _split_targets(targets)
-    fit_options = (fit or FitOptions()) if init_from == "fit" else None
+    fit_options = _Init(init_from, fit or FitOptions()) if init_from != "scratch" else None
     model = model if inplace else copy.deepcopy(model)
 
     layers: dict[str, nn.Module] = {}
@@ -396,14 +432,15 @@ def replace(
     aliases = _aliases(model)
     installed: list[str] = []
     for name, module, kind, tied in groups:
-        new, error = _build(module, kind, layer, layer_options, fit_options)
+        new, init = _build(module, kind, layer, layer_options, fit_options)
         new.train(module.training)
         names = [n for m in (module, *tied) for n in aliases[id(m)]]
         for target in names:
             model = _set_submodule(model, target, new)
         installed += names
         report.replaced.append(Replacement(name, kind, _describe(module), _describe(new), count_params(module),
-                                           count_params(new), fit_error=error, aliases=names[1:]))
+                                           count_params(new), fit_error=None if init is None else init[0],
+                                           init="scratch" if init is None else init[1], aliases=names[1:]))
     _disable_fused_parents(model, installed)
 
     report.total_params_after = count_params(model)

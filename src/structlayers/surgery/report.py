@@ -20,8 +20,11 @@ class Replacement:
     params_after: int
     flops_before: int | None = None
     flops_after: int | None = None
-    #: Relative Frobenius error of the replacement's effective weight when fitted to the original.
+    #: Relative Frobenius error of the replacement's effective weight when initialised from the
+    #: original (projected and/or fitted).
     fit_error: float | None = None
+    #: How the replacement was initialised: "scratch", "projected", "fitted", "projected+fitted"...
+    init: str = "scratch"
     #: Other names that reach the same module (or a tied copy), now sharing the one replacement.
     aliases: list[str] = field(default_factory=list)
 
@@ -58,13 +61,15 @@ class ReplaceReport:
         rows = [
             (" = ".join([r.name, *r.aliases]), r.kind, r.before, r.after,
              f"{human(r.params_before)} -> {human(r.params_after)}", f"{opt(r.flops_before)} -> {opt(r.flops_after)}",
+             r.init,
              "-" if r.fit_error is None else f"{r.fit_error:.3g}")
             for r in self.replaced
         ]
         rows.append(("total (model)", "", "", "",
                      f"{human(self.total_params_before)} -> {human(self.total_params_after)}",
-                     f"{opt(self.total_flops_before)} -> {opt(self.total_flops_after)}", ""))
-        text = format_table(("module", "kind", "before", "after", "params", "FLOPs", "fit error"), rows, "lllllll")
+                     f"{opt(self.total_flops_before)} -> {opt(self.total_flops_after)}", "", ""))
+        text = format_table(("module", "kind", "before", "after", "params", "FLOPs", "init", "weight error"), rows,
+                            "llllllll")
         if self.skipped:
             text += "\n\nskipped:\n" + "\n".join(f"  {s.name} ({s.module}): {s.reason}" for s in self.skipped)
         return text

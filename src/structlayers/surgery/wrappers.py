@@ -42,7 +42,10 @@ class PointwiseConv(nn.Module):
             )
         if any(s != 1 for s in self.stride):
             x = x[(..., *(slice(None, None, s) for s in self.stride))]
-        return self.layer(x.movedim(channel, -1)).movedim(-1, channel)
+        # Non-negative dims: ONNX's Transpose rejects the negative permutation entries that
+        # negative movedim arguments trace to.
+        channel, last = x.dim() + channel, x.dim() - 1
+        return self.layer(x.movedim(channel, last)).movedim(last, channel)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, dims={self.dims}, stride={self.stride}"

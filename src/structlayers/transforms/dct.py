@@ -24,12 +24,14 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from structlayers.precision import float_tables_dtype
+
 BACKENDS = ("fft", "dense", "auto")
 
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """The ``(n, n)`` orthonormal DCT-II matrix ``C`` with ``dct(x) == x @ C`` (built in float64)."""
-    idx = torch.arange(n, dtype=torch.float64)
+    idx = torch.arange(n, dtype=torch.float64, device="cpu")
     c = torch.cos(math.pi * (2 * idx[:, None] + 1) * idx[None, :] / (2 * n)) * math.sqrt(2.0 / n)
     c[:, 0] /= math.sqrt(2.0)
     return c.to(dtype)
@@ -50,7 +52,8 @@ def dct_flops(n: int, rows: int = 1, backend: str = "fft") -> int:
 
 
 def _tables(n: int) -> dict[str, Tensor]:
-    """Gather indices (int64) and twiddles (float64, complex ones as ``(m, 2)``) for length ``n``.
+    """Gather indices (int64) and twiddles (float64, complex ones as ``(m, 2)``) for length ``n``,
+    computed on the CPU whatever the default device (callers move them).
 
     ``order`` maps ``x`` to Makhoul's ``v = [x0, x2, ..., x3, x1]`` and ``inverse`` maps back.
     ``dct_in`` is ``order`` reversed circularly (so the rfft yields the conjugate spectrum),
@@ -58,6 +61,11 @@ def _tables(n: int) -> dict[str, Tensor]:
     ``(y_k, y_{n-k})`` as one complex number per bin and ``idct_out`` undoes both the reordering and
     the circular reversal that stands for the conjugation.
     """
+    with torch.device("cpu"):
+        return _cpu_tables(n)
+
+
+def _cpu_tables(n: int) -> dict[str, Tensor]:
     m = n // 2 + 1
     order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
     inverse = torch.empty_like(order)
@@ -284,15 +292,20 @@ class DCT(nn.Module):
         if n < 1 or blocks < 1:
             raise ValueError(f"DCT needs n >= 1 and blocks >= 1, got n={n}, blocks={blocks}")
         self.n, self.blocks, self.backend = n, blocks, backend
-        self._build(torch.get_default_dtype(), torch.device("cpu"))
+        # The default device, so that a model built under ``with torch.device("meta")`` (Lightning's
+        # measure_flops) or ``"cuda"`` gets its tables there too.
+        self._build(torch.get_default_dtype(), torch.get_default_device())
 
     def _build(self, dtype: torch.dtype, device: torch.device) -> None:
-        """(Re)create the tables in ``dtype`` from float64 values, so ``.double()`` stays exact."""
+        """(Re)create the tables in ``dtype`` from float64 values, so ``.double()`` stays exact.  The
+        matrix follows half-precision types (a native low-precision matmul); the fast path's twiddles
+        stay float32 then, as the FFT itself does (:mod:`structlayers.precision`)."""
         if self.backend != "fft":
             self.register_buffer("matrix", dct_matrix(self.n, dtype).to(device))
         if self.backend != "dense":
+            tables_dtype = float_tables_dtype(dtype)
             for name, value in _tables(self.n).items():
-                value = value.to(device) if value.dtype == torch.long else value.to(device, dtype)
+                value = value.to(device) if value.dtype == torch.long else value.to(device, tables_dtype)
                 self.register_buffer(f"_{name}", value, persistent=False)
             # Looked up on every forward: a dict of a dozen module buffers costs ~20 us to rebuild.
             self._fast = {k: self._buffers[f"_{k}"] for k in _TABLE_NAMES}
@@ -323,13 +336,14 @@ class DCT(nn.Module):
             raise ValueError(f"DCT of size {self.n * self.blocks} got input with last dimension {x.shape[-1]}")
         backend = self.resolve(backend)
         shape = x.shape
+        if backend == "dense":
+            # Rows (and blocks) flattened: one 2-D matmul, which is also the form exporters and ONNX
+            # runtimes handle best (onnxruntime fuses MatMul + BatchNormalization into a 2-D Gemm).
+            return (x.reshape(-1, self.n) @ (self.matrix.T if inverse else self.matrix)).reshape(shape)
         if self.blocks > 1:
             x = x.reshape(*shape[:-1], self.blocks, self.n)
-        if backend == "dense":
-            out = x @ (self.matrix.T if inverse else self.matrix)
-        else:
-            out = _DCTFunction.apply(x, self.fast_tables(), inverse)
-        return out.reshape(shape)
+        out = _DCTFunction.apply(x, self.fast_tables(), inverse)
+        return out.reshape(shape) if self.blocks > 1 else out
 
     def forward(self, x: Tensor, backend: str | None = None) -> Tensor:
         return self._apply_blocks(x, inverse=False, backend=backend)

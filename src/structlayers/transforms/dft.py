@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from structlayers.precision import float_tables_dtype
 from structlayers.transforms.dct import BACKENDS
 
 
@@ -52,8 +53,13 @@ class DFT(nn.Module):
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         super()._apply(fn, recurse)
-        if self.backend != "fft":  # rebuild from float64 so that .double() stays exact
-            self.matrix = torch.view_as_real(dft_matrix(self.n)).to(self.matrix.device, self.matrix.dtype)
+        # Rebuilt from float64 so that .double() stays exact; float32 for half-precision types, which
+        # have no complex counterpart (:mod:`structlayers.precision`).
+        if self.backend != "fft":
+            self.matrix = torch.view_as_real(dft_matrix(self.n)).to(self.matrix.device,
+                                                                   float_tables_dtype(self.matrix.dtype))
+        if self.backend != "dense":
+            self._pq_map = _pq_tables(self.n)[1].to(self._pq_map.device, float_tables_dtype(self._pq_map.dtype))
         return self
 
     def resolve(self, backend: str | None) -> str:

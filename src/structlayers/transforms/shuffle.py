@@ -24,7 +24,12 @@ def riffle_index(n: int) -> Tensor:
 
 
 def make_permutation(kind: str, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """The index vector of a shuffle of ``n`` features (``y = x[..., index]``)."""
+    """The index vector of a shuffle of ``n`` features (``y = x[..., index]``), on the CPU."""
+    with torch.device("cpu"):
+        return _make_permutation(kind, n, generator)
+
+
+def _make_permutation(kind: str, n: int, generator: torch.Generator | None) -> Tensor:
     if kind == "riffle":
         return riffle_index(n)
     if kind == "random":
@@ -40,10 +45,14 @@ class Permutation(nn.Module):
     def __init__(self, index: Tensor, kind: str = "custom") -> None:
         super().__init__()
         n = index.numel()
-        if not torch.equal(torch.sort(index).values, torch.arange(n)):
+        cpu = index.cpu() if index.device.type != "meta" else None
+        valid = cpu is None or torch.equal(torch.sort(cpu).values, torch.arange(n, device="cpu"))
+        if not valid:
             raise ValueError(f"shuffle index of length {n} is not a permutation")
         self.kind = kind
-        self.register_buffer("index", index.clone().long())
+        # A CPU index follows the default device (a model built under ``with torch.device(...)``).
+        device = torch.get_default_device() if index.device.type == "cpu" else index.device
+        self.register_buffer("index", index.clone().long().to(device))
 
     @property
     def is_identity(self) -> bool:

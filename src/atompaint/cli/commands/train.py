@@ -13,6 +13,7 @@ from structlayers.clikit import (
     add_no_progress,
     add_out_dir,
     add_resume_arguments,
+    check_output_dir,
     key_value,
     warn_deprecated,
 )
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if config.task != args.task:
         raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
     config = replace_fields(config, overrides(args), "config")
+    if not config.trainer.fast_dev_run:  # a smoke test writes nothing, anywhere
+        check_output_dir(args.out_dir, "run folder (--out-dir)")
     result = train(config, out_dir=args.out_dir, resume=args.resume, resume_from=args.resume_from,
                    overwrite=args.overwrite, override=args.override)
     if result.interrupted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from structlayers.clikit import add_config_arguments, add_out, add_plot, check_output_path, config_from_args
@@ -30,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"element groups, ';' between channels, ',' within (default {default_channels!r})",
     )
     parser.add_argument("--keep-hydrogens", action="store_true", help="image hydrogens too (dropped by default)")
+    parser.add_argument("--strict", action="store_true",
+                        help="an empty image (no atom of any channel in view) is an error, not a warning")
     add_out(parser, "output .npz (keys: image, center_A, resolution_A, rotation, channels)", required=True)
     add_plot(parser, "also draw every z-slice of every channel into this image (PNG, SVG or PDF)", old="--png")
 
@@ -39,7 +42,15 @@ def format_channels(channels: tuple[tuple[str, ...], ...]) -> str:
 
 
 def parse_channels(text: str) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(e.strip() for e in group.split(",") if e.strip()) for group in text.split(";"))
+    """``"C;N,O;*"`` -> ``(("C",), ("N", "O"), ("*",))``; every entry an element symbol or ``*``."""
+    from atompaint.structures import is_element
+
+    channels = tuple(tuple(e.strip() for e in group.split(",") if e.strip()) for group in text.split(";"))
+    unknown = sorted({e for group in channels for e in group if e != "*" and not is_element(e)})
+    if unknown:
+        raise ValueError(f"--channels {text!r}: {', '.join(map(repr, unknown))} not an element symbol "
+                         "(channels are element symbols, ',' within a channel, ';' between, '*' for the rest)")
+    return channels
 
 
 def parse_center(text: str) -> tuple[float, float, float]:
@@ -58,15 +69,25 @@ def run(args: argparse.Namespace) -> int:
 
     from atompaint.structures import load
     from atompaint.voxelize import ImageParams, random_rotation, voxelize
+    from structlayers.memory import check_allocation
 
     params = config_from_args(ImageParams, args, channels=parse_channels(args.channels))
     center_given = parse_center(args.center) if args.center else None
     out = check_output_path(args.out, "image")
     plot = check_output_path(args.plot, "plot")
+    # The image is computed in float64 and returned in its dtype: both are alive at the end.
+    voxels = params.num_channels * params.length_voxels**3
+    check_allocation(voxels * (8 + np.dtype(params.dtype).itemsize),
+                     f"a {params.num_channels} x {params.length_voxels}^3 image (--length {params.length_voxels})")
     atoms = load(args.structure, drop_hydrogens=not args.keep_hydrogens, altloc="first")
     center = np.array(center_given if center_given else atoms.coords.mean(axis=0), dtype=np.float64)
     rotation = random_rotation(np.random.default_rng(args.seed)) if args.rotate else np.eye(3)
     image = voxelize(atoms, center, params, rotation=rotation)
+    if not image.any():
+        message = f"the image is empty: {why_empty(atoms, params, center, centroid=center_given is None)}"
+        if args.strict:
+            raise ValueError(message)
+        print(f"atompaint voxelize: warning: {message}", file=sys.stderr)
 
     np.savez_compressed(
         out,
@@ -82,6 +103,26 @@ def run(args: argparse.Namespace) -> int:
         draw_slices(image, [",".join(c) for c in params.channels], plot, title=title)
         print(f"{plot}: slices drawn")
     return 0
+
+
+def why_empty(atoms, params, center, centroid: bool) -> str:
+    """Why no atom of ``atoms`` reaches an image of ``params`` at ``center``."""
+    import numpy as np
+
+    from atompaint.voxelize import channel_of_atoms
+
+    rows, _ = channel_of_atoms(atoms.element, params.channels)
+    if len(rows) == 0:
+        return (f"no atom belongs to a channel ({format_channels(params.channels)}); "
+                f"the structure's elements are {','.join(sorted(set(atoms.element.tolist())))}")
+    distance = np.linalg.norm(atoms.coords[rows].astype(np.float64) - center, axis=1)
+    reach = np.sqrt(3) * params.length_A / 2 + params.max_radius_A
+    text = (f"the nearest imaged atom is {distance.min():.1f} A from the centre "
+            f"({', '.join(f'{c:.1f}' for c in center)}), and the image reaches {reach:.1f} A")
+    if centroid:
+        text += ("; the centre is the centroid of all atoms, which atoms far from the rest pull into empty space: "
+                 "give --center X,Y,Z")
+    return text
 
 
 def draw_slices(image, channel_names: list[str], path: str | Path, title: str = "") -> None:

@@ -96,7 +96,7 @@ def count_neighbor_loc(
         features = torch.zeros(1, model.head.in_features)
         head: nn.Module = model.head
         if label.endswith("collapsed"):
-            head, _ = structlayers.collapse(head, features)
+            head, _ = structlayers.collapse(head, features, cost="flops")
             model.head = head
         report = structlayers.count(head.eval(), features)
         mlp = PartCount(report.total_params, report.total_flops)

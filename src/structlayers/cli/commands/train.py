@@ -7,10 +7,10 @@ import argparse
 import inspect
 import json
 
-from structlayers.cli.arguments import add_model_options, add_replace_arguments, layer_options
+from structlayers.cli.arguments import add_init_arguments, add_model_options, add_replace_arguments, layer_options
 from structlayers.clikit import add_config_arguments, add_out_dir, add_resume_arguments, config_from_args
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
-from structlayers.lab.models import MODELS, get_spec, parse_model_options
+from structlayers.lab.models import MODELS, get_spec, model_name, parse_model_options
 from structlayers.lab.training.run import DEFAULT_MODELS, ModelConfig, TrainConfig, run_training
 from structlayers.runs import OptimConfig, TrainerConfig
 
@@ -22,13 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p.add_argument("task", choices=sorted(DATAMODULES), help="dataset")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=sorted(MODELS), help=f"built-in model (default: {DEFAULT_MODELS})")
+    g.add_argument("--model", type=model_name, help=f"built-in model ({', '.join(sorted(MODELS))}), timm:<name> or "
+                                                    f"torchvision:<name> (default: {DEFAULT_MODELS})")
     add_model_options(g)
     add_config_arguments(g, ModelConfig, only=("layer", "depth"), dest_prefix="model.", help={
         "layer": "factor of the structured MNIST models' stack",
         "depth": "stack depth (MNIST stack models; with --replace, a stack of DEPTH factors)",
     })
     add_replace_arguments(g, "replace the --targets of a dense model by this layer")
+    add_init_arguments(g)
     g = p.add_argument_group("optimisation")
     add_config_arguments(g, OptimConfig, dest_prefix="optim.", help={
         "momentum": "SGD momentum (Nesterov)", "schedule": "learning-rate schedule",
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             targets=args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
             layer_options=layer_options(layer, args, option_depth),
             model_options=parse_model_options(name, dict(args.model_option)),
+            weights=str(args.weights) if args.weights else None, init=args.init, fit_steps=args.fit_steps,
         ),
         optim=config_from_args(OptimConfig, args, "optim."),
         data=config_from_args(DataConfig, args, "data.", seed=args.seed),

@@ -3,14 +3,20 @@
 >>> from structlayers.lab.models import build_model, example_input
 >>> model = build_model("resnet18")
 >>> x = example_input("resnet18", batch_size=1)   # (1, 3, 32, 32)
+
+Besides the built-in names, ``timm:<name>`` and ``torchvision:<name>`` build those packages' models
+with random weights (:mod:`structlayers.lab.models.zoo`; the ``zoo`` extra).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +25,7 @@ from torch import nn
 from structlayers.configs import coerce
 from structlayers.lab.models.mnist import MNISTMLP, MNISTStack, MNISTStackLinear
 from structlayers.lab.models.resnet import BasicBlock, ResNet, WideBasic, WideResNet, resnet18, wrn_28_10
+from structlayers.lab.models.zoo import build_zoo_model, is_zoo_name, zoo_input_shape
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class ModelSpec:
     description: str
     #: Whether the model is made of layer plugins itself (its constructor takes ``factor``/``depth``).
     structured: bool = False
+    #: A zoo model (timm / torchvision): any dataset, options untyped, input shape read off the model.
+    zoo: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -52,19 +61,43 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def get_spec(name: str) -> ModelSpec:
+    if is_zoo_name(name):
+        return ModelSpec(name, functools.partial(build_zoo_model, name), (3, 224, 224), "",
+                         f"{name} from {name.partition(':')[0]} (random initialisation)", zoo=True)
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; built-in models: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}; built-in models: {', '.join(MODELS)}, or timm:<name>, "
+                         "torchvision:<name>")
     return MODELS[name]
 
 
+def model_name(text: str) -> str:
+    """An argparse type: a built-in model name or a zoo name (``timm:...``, ``torchvision:...``)."""
+    get_spec(text)
+    return text
+
+
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the built-in model ``name``; ``kwargs`` go to its constructor (e.g. ``num_classes``)."""
+    """Build the model ``name``; ``kwargs`` go to its constructor (e.g. ``num_classes``)."""
     return get_spec(name).builder(**kwargs)
+
+
+def _literal(text: Any) -> Any:
+    """A zoo option's value from text: a Python literal (``10``, ``0.1``, ``True``, ``(32, 32)``) or
+    the text itself."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def parse_model_options(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments of model ``name`` given as text (``-m width=16``), checked and
-    converted against the constructor's annotations; unknown names are errors."""
+    converted against the constructor's annotations; unknown names are errors.  Zoo models take
+    any option, read as a Python literal (their constructors check them)."""
+    if is_zoo_name(name):
+        return {k: _literal(v) for k, v in raw.items()}
     builder = get_spec(name).builder
     signature = inspect.signature(builder)
     hints = typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder)
@@ -76,9 +109,32 @@ def parse_model_options(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return {k: coerce(v, hints.get(k, Any), f"model option {k!r}") for k, v in raw.items()}
 
 
-def example_input(name: str, batch_size: int = 1) -> torch.Tensor:
-    """A zero input batch of the shape model ``name`` expects."""
-    return torch.zeros(batch_size, *get_spec(name).input_shape)
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load ``path`` into ``model`` in place: a plain ``state_dict`` or a Lightning checkpoint of a
+    ``structlayers train`` run (whose ``state_dict`` keys start with ``model.``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights: no file {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if isinstance(state, dict) and state and all(k.startswith("model.") for k in state):
+        state = {k[len("model."):]: v for k, v in state.items()}
+    model.load_state_dict(state)
+    return model
+
+
+def input_shape(name: str, model: nn.Module | None = None) -> tuple[int, ...]:
+    """The shape of one input of model ``name`` (a zoo model's is read off the built ``model``)."""
+    spec = get_spec(name)
+    if spec.zoo and model is not None:
+        return zoo_input_shape(name, model)
+    return spec.input_shape
+
+
+def example_input(name: str, batch_size: int = 1, model: nn.Module | None = None) -> torch.Tensor:
+    """A zero input batch of the shape model ``name`` expects (see :func:`input_shape`)."""
+    return torch.zeros(batch_size, *input_shape(name, model))
 
 
 __all__ = [
@@ -94,6 +150,10 @@ __all__ = [
     "build_model",
     "example_input",
     "get_spec",
+    "input_shape",
+    "is_zoo_name",
+    "load_weights",
+    "model_name",
     "parse_model_options",
     "resnet18",
     "wrn_28_10",

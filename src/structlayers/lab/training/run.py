@@ -38,13 +38,13 @@ from structlayers.accounting import count
 from structlayers.collapse import collapse
 from structlayers.configs import to_dict
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig, ImageDataModule
-from structlayers.lab.models import build_model, get_spec
+from structlayers.lab.models import build_model, get_spec, load_weights
 from structlayers.lab.training.module import ClassifierModule
 from structlayers.runs import OptimConfig, ResumePolicy, RunDirectory, RunPlan, TrainerConfig
 from structlayers.runs.callbacks import RunCheckpoints, build_trainer, fit_run
 from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
 from structlayers.runs.curves import plot_curves, run_csv_files
-from structlayers.surgery import DEFAULT_KINDS, ReplaceReport, replace
+from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, FitOptions, ReplaceReport, replace
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
 
@@ -82,6 +82,12 @@ class ModelConfig:
     layer_options: dict[str, Any] = field(default_factory=dict)
     #: Keyword arguments of the model's constructor, e.g. ``{"width": 16}`` for a narrower ResNet18.
     model_options: dict[str, Any] = field(default_factory=dict)
+    #: Trained weights (a state_dict or a ``structlayers train`` checkpoint) loaded before surgery.
+    weights: str | None = None
+    #: How replacements start: ``random`` (their own initialisation), ``project`` (closed form from the
+    #: loaded weights) or ``fit`` (projected, then fitted iteratively with ``fit_steps`` L-BFGS steps).
+    init: str = "random"
+    fit_steps: int = FitOptions.steps
 
 
 @dataclass
@@ -111,7 +117,7 @@ class TrainConfig:
         if self.out_dir is not None:
             return Path(self.out_dir)
         m = self.model
-        parts = [m.name, *(f"{k}{v}" for k, v in sorted(m.model_options.items()))]
+        parts = [m.name.replace(":", "-"), *(f"{k}{v}" for k, v in sorted(m.model_options.items()))]
         if get_spec(m.name).structured:
             parts.append(f"{m.layer}{m.depth or ''}")
         if m.replace:
@@ -133,23 +139,38 @@ class TrainResult:
     signal: int | None = None
 
 
+#: One image of each task, and its classes (zoo models are built for them).
+TASK_INPUTS = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+
+
 def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceReport | None]:
-    """The network of a run, and the surgery report when layers were replaced."""
+    """The network of a run, and the surgery report when layers were replaced.  A zoo model
+    (``timm:...``, ``torchvision:...``) gets the task's number of classes (and, for timm, its input
+    channels) unless its options say otherwise."""
     spec = get_spec(config.name)
-    if spec.dataset != task:
+    if config.init not in INIT_WORDS:
+        raise ValueError(f"init must be one of {sorted(INIT_WORDS)}, got {config.init!r}")
+    if not spec.zoo and spec.dataset != task:
         raise ValueError(f"model {config.name!r} is built for {spec.dataset}, not {task}")
-    example = torch.zeros(1, *spec.input_shape)
-    if spec.structured:
+    shape, classes = TASK_INPUTS[task]
+    example = torch.zeros(1, *(shape if spec.zoo else spec.input_shape))
+    if spec.zoo:
+        defaults = {"num_classes": classes, **({"in_chans": shape[0]} if config.name.startswith("timm:") else {})}
+        model = build_model(config.name, **{**defaults, **config.model_options})
+    elif spec.structured:
         kwargs = {"factor": config.layer, **config.layer_options, **config.model_options}
         if config.depth is not None:
             kwargs["depth"] = config.depth
         model = build_model(config.name, **kwargs)
     else:
         model = build_model(config.name, **config.model_options)
+    if config.weights:
+        load_weights(model, config.weights)
     if not config.replace:
         return model, None
     return replace(model, config.replace, config.targets, skip_first=config.skip_first, skip_last=config.skip_last,
-                   example_input=example, inplace=True, depth=config.depth, **config.layer_options)
+                   example_input=example, inplace=True, depth=config.depth, init_from=INIT_WORDS[config.init],
+                   fit=FitOptions(steps=config.fit_steps), **config.layer_options)
 
 
 def plan_run(config: TrainConfig) -> RunPlan | None:
