@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from atompaint.cli import main as cli_main
 from atompaint.origins import (
+    AtomDensity,
     OriginIndex,
     OriginParams,
     OriginSampler,
@@ -34,18 +36,54 @@ def structure_dir(tmp_path: Path) -> Path:
     return d
 
 
-def test_select_origins_matches_brute_force_neighbor_counts() -> None:
+def test_select_origins_matches_brute_force_weighted_counts() -> None:
+    """The count is the occupancy-weighted number of atoms within the radius, the atom itself included."""
     grid = np.stack(np.meshgrid(*[np.arange(5) * 1.5] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     elements = np.where(np.arange(len(grid)) % 4 == 0, "N", "C")
-    atoms = AtomTable.from_arrays(grid, elements)
-    params = OriginParams(radius_A=2.0, min_neighbors=5)
-    coords, counts = select_origins(atoms, params)
+    occupancy = np.where(np.arange(len(grid)) % 3 == 0, 0.5, 1.0)
+    atoms = AtomTable.from_arrays(grid, elements, occupancy=occupancy)
     dist = np.linalg.norm(grid[:, None] - grid[None], axis=-1)
-    brute = (dist <= 2.0).sum(axis=1) - 1
-    np.testing.assert_array_equal(coords, grid[brute >= 5].astype(np.float32))
-    np.testing.assert_array_equal(counts, brute[brute >= 5])
-    only_n, _ = select_origins(atoms, OriginParams(radius_A=2.0, min_neighbors=5, elements=("n",)))
-    assert 0 < len(only_n) < len(coords)
+    for weighted in (True, False):
+        params = OriginParams(radius_A=2.0, min_atoms=5.5, occupancy_weighted=weighted)
+        coords, counts = select_origins(atoms, params)
+        weights = occupancy if weighted else np.ones(len(grid))
+        brute = ((dist <= 2.0) * weights[None]).sum(axis=1)
+        np.testing.assert_array_equal(coords, grid[brute >= 5.5].astype(np.float32))
+        np.testing.assert_allclose(counts, brute[brute >= 5.5])
+        density = AtomDensity(atoms, params)
+        points = grid[::7] + 0.4
+        np.testing.assert_allclose(density.counts(points), [density.count(p) for p in points])
+        brute_points = ((np.linalg.norm(points[:, None] - grid[None], axis=-1) <= 2.0) * weights[None]).sum(axis=1)
+        np.testing.assert_allclose(density.counts(points), brute_points)
+    only_n, _ = select_origins(atoms, OriginParams(radius_A=2.0, min_atoms=5, elements=("n",)))
+    assert 0 < len(only_n) < len(select_origins(atoms, OriginParams(radius_A=2.0, min_atoms=5))[0])
+
+
+def test_half_occupied_alternates_count_once() -> None:
+    """Two half-occupied conformations of an atom weigh as one atom, and a sum of occupancies such as
+    0.33 + 0.67 passes a threshold of 1 despite float rounding."""
+    atoms = AtomTable.from_arrays(np.array([[0, 0, 0], [0.3, 0, 0], [0, 0.3, 0]]), ["C", "C", "C"],
+                                  occupancy=[1.0, 0.33, 0.67])
+    weighted = AtomDensity(atoms, OriginParams(radius_A=1.0, min_atoms=2))
+    assert weighted.count(np.zeros(3)) == pytest.approx(2.0)
+    assert weighted.is_dense(weighted.count(np.array([0.15, 0.15, 0.0])))
+    assert len(select_origins(atoms, OriginParams(radius_A=1.0, min_atoms=2.01))[0]) == 0
+    unweighted = AtomDensity(atoms, OriginParams(radius_A=1.0, min_atoms=2, occupancy_weighted=False))
+    assert unweighted.count(np.zeros(3)) == 3.0
+    assert AtomDensity(atoms.select(np.zeros(3, bool))).count(np.zeros(3)) == 0.0
+
+
+def test_default_criterion_is_the_upstream_one() -> None:
+    """25 heavy atoms within 5 A, occupancy weighted, the origin included (upstream atompaint)."""
+    assert (OriginParams().radius_A, OriginParams().min_atoms, OriginParams().occupancy_weighted) == (5.0, 25.0, True)
+    # 24 other atoms on a 3 A shell around an atom: 25 with the atom itself, so it is an origin.
+    rng = np.random.default_rng(0)
+    shell = rng.normal(size=(24, 3))
+    shell = 3.0 * shell / np.linalg.norm(shell, axis=1, keepdims=True)
+    atoms = AtomTable.from_arrays(np.vstack([np.zeros(3), shell]), ["C"] * 25)
+    coords, counts = select_origins(atoms)
+    assert len(coords) == 1 and counts[0] == 25.0 and np.allclose(coords[0], 0)
+    assert len(select_origins(atoms.select(np.arange(24)))[0]) == 0
 
 
 def test_hydrogens_and_waters_are_never_origins() -> None:
@@ -53,8 +91,8 @@ def test_hydrogens_and_waters_are_never_origins() -> None:
         np.zeros((4, 3)) + np.arange(4)[:, None] * 0.1, ["C", "H", "O", "C"],
         entity_type=["polymer"] * 2 + ["water", "polymer"],
     )
-    coords, counts = select_origins(atoms, OriginParams(radius_A=1.0, min_neighbors=0))
-    assert len(coords) == 2 and counts.tolist() == [1, 1]
+    coords, counts = select_origins(atoms, OriginParams(radius_A=1.0, min_atoms=0))
+    assert len(coords) == 2 and counts.tolist() == [2, 2]
 
 
 def test_index_holds_the_origins_of_every_structure(structure_dir: Path, tmp_path: Path) -> None:
@@ -100,6 +138,25 @@ def test_build_is_resumable_and_reports_unreadable_files(structure_dir: Path, tm
     assert (third.added, third.failed, list(OriginIndex(db).failures())) == (1, [], [])
     with pytest.raises(ValueError, match="origin_params"):
         build_index(paths, db, OriginParams(radius_A=6.0))
+
+
+def test_index_records_its_criterion_and_refuses_other_ones(structure_dir: Path, tmp_path: Path) -> None:
+    """An index built with one criterion is never extended with, or read as, another."""
+    db = tmp_path / "origins.db"
+    old = OriginParams(min_atoms=21, occupancy_weighted=False)
+    build_index(find_structures(structure_dir), db, old)
+    assert OriginIndex(db).params == old
+    for other in (OriginParams(), OriginParams(min_atoms=21), OriginParams(min_atoms=21.5, occupancy_weighted=False)):
+        with pytest.raises(ValueError, match="origin_params"):
+            build_index(find_structures(structure_dir), db, other)
+    n_old = len(OriginIndex(db))
+    build_index(find_structures(structure_dir), tmp_path / "new.db")
+    assert len(OriginIndex(tmp_path / "new.db")) < n_old  # the stricter criterion keeps fewer origins
+    with sqlite3.connect(db) as con:  # an index of an earlier format is refused with a clear message
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+    con.close()
+    with pytest.raises(ValueError, match="format 1.*rebuild"):
+        OriginIndex(db)
 
 
 def test_paths_are_relative_to_the_index(structure_dir: Path, tmp_path: Path) -> None:
@@ -151,8 +208,8 @@ def test_errors_for_missing_inputs(tmp_path: Path) -> None:
         find_structures(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="origin index"):
         OriginIndex(tmp_path / "missing.db")
-    with pytest.raises(ValueError, match="min_neighbors"):
-        OriginParams(min_neighbors=-1)
+    with pytest.raises(ValueError, match="min_atoms"):
+        OriginParams(min_atoms=-1)
 
 
 def test_cli_index(structure_dir: Path, tmp_path: Path, capsys) -> None:

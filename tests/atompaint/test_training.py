@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -31,6 +34,7 @@ warnings.filterwarnings("ignore", message=".*py3nj.*")
 warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
 
 EXPERIMENTS = Path(__file__).parents[2] / "experiments" / "neighbor_loc"
+DATA = Path(__file__).parent / "data"
 EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[2] / "experiments").glob("*/*.yaml"))
 L = 7
 
@@ -109,6 +113,39 @@ def test_training_writes_logs_checkpoints_curves_and_resumes(tmp_path, monkeypat
         train(config, out_dir=tmp_path / "elsewhere", resume="last", datamodule=PairDataModule())
 
 
+def test_real_data_logs_how_view_b_was_drawn(tmp_path, monkeypatch):
+    """With the real DataModule each epoch records the share of redrawn and fallback B views."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATOMPAINT_CACHE", str(tmp_path / "cache"))
+    structures = tmp_path / "structures"
+    structures.mkdir()
+    for name in ["2xdgA", "2cviA"]:
+        shutil.copy(DATA / f"{name}.pdb.gz", structures)
+    values = tiny_config(max_epochs=1)
+    values["data"] = {**values["data"], "structure_dir": str(structures), "train_size": 8, "val_size": 4,
+                      "val_fraction": 0.5, "b_max_draws": 3}
+    result = train(config_from_dict(values), out_dir=tmp_path / "runs")
+    rows = list(csv.DictReader((result.log_dir / "metrics.csv").open()))
+    for stage in ("train", "val"):
+        logged = [float(r[f"{stage}/b_draws"]) for r in rows if r.get(f"{stage}/b_draws")]
+        assert len(logged) == 1 and 1.0 <= logged[0] <= 3.0
+        redrawn, fallback = (float(next(r[f"{stage}/{k}"] for r in rows if r.get(f"{stage}/{k}")))
+                             for k in ("b_redrawn", "b_fallback"))
+        assert 0.0 <= fallback <= redrawn <= 1.0
+
+    # The checkpoint is evaluated on the same validation set, at its own and at other paddings.
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(result.last_checkpoint), "--padding", "2", "--padding", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    own, other = report["results"]
+    assert (own["padding_A"], other["padding_A"], own["n"]) == (2.0, 0.0, 4)
+    assert own["scores"]["real"]["accuracy"] == pytest.approx(float(rows[-1].get("val/acc") or next(
+        r["val/acc"] for r in reversed(rows) if r.get("val/acc"))), abs=1e-6)
+    assert set(own["scores"]) == {"real", "empty", "shuffled"} and own["chance"] == pytest.approx(1 / 6)
+    assert 0.0 <= own["b_empty"] <= own["b_sparse"] <= 1.0
+    assert main(["evaluate", str(tmp_path / "missing.ckpt")]) == 2
+
+
 def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="unknown key"):
         config_from_dict({**tiny_config(), "head": {"hiden": [3]}})
@@ -145,8 +182,8 @@ def test_defaults_are_declared_once():
 def test_config_round_trips_through_plain_data():
     config = config_from_dict({**tiny_config(), "data": {"image": {"length_voxels": L, "channels": [["C"], ["*"]],
                                                                    "radius_A": {"C": 0.7, "*": 0.5}},
-                                                         "weighted": True, "origins": {"min_neighbors": 3}}})
-    assert config.data.weighted and config.data.origins.min_neighbors == 3
+                                                         "weighted": True, "origins": {"min_atoms": 3}}})
+    assert config.data.weighted and config.data.origins.min_atoms == 3
     assert config_from_dict(config.to_dict()) == config
     assert config_from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
 
@@ -220,11 +257,13 @@ def test_train_cli_flags_reach_the_config_and_old_spellings_warn(tmp_path, monke
         warnings.simplefilter("error", FutureWarning)
         assert main([*base, "--out-dir", str(tmp_path / "new"), "--epochs", "2", "--no-progress",
                      "--set", "data.weighted=true", "--set", "optim.lr=0.05", "--devices", "1",
+                     "--set", "data.padding_A=4", "--set", "data.origins.min_atoms=30",
                      "--head-layer", "afdf", "--head-depth", "3"]) == 0
     config, out_dir = calls[-1]
     assert out_dir == tmp_path / "new"
     assert config.trainer.max_epochs == 2 and config.trainer.progress_bar is False and config.trainer.devices == 1
     assert config.data.weighted is True and config.optim.lr == 0.05 and config.optim.optimizer == "adamw"
+    assert config.data.padding_A == 4.0 and config.data.origins.min_atoms == 30.0
     assert (config.head.layer, config.head.depth) == ("afdf", 3)
 
     with pytest.warns(FutureWarning) as record:

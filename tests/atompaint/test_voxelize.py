@@ -69,7 +69,8 @@ def test_matches_macromol_voxelize_on_real_structures(name: str, fill: str) -> N
         ref = _reference_image(atoms, center, 0.5, fill, rotation=rotation)
         assert ours.shape == ref.shape == (5, 21, 21, 21) and ours.dtype == np.float32
         assert ref.sum() > 1
-        np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+        # float32 output of values up to one voxel volume (0.42 A^3): rounding alone is < 3e-8.
+        np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
 
 
 def test_matches_macromol_voxelize_with_per_element_radii_and_other_grid() -> None:
@@ -78,7 +79,7 @@ def test_matches_macromol_voxelize_with_per_element_radii_and_other_grid() -> No
     center = atoms.coords.mean(axis=0).astype(np.float64)
     ours = voxelize(atoms, center, length_voxels=16, resolution_A=1.0, channels=CHANNELS, radius_A=radius)
     ref = _reference_image(atoms, center, radius, "overlap_A3", length=16, resolution=1.0)
-    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
 
 
 def test_octant_and_box_volumes_match_numerical_integration() -> None:
@@ -227,6 +228,35 @@ def test_single_atom_sits_in_the_expected_voxels() -> None:
     assert image.sum() == pytest.approx(image[1, 2, 2, 2])
     off = voxelize(atom, [10.0, 20.0, 30.0 - 1.0], length_voxels=5, resolution_A=1.0, radius_A=0.4)
     assert off[1, 2, 2, 3] == pytest.approx(image[1, 2, 2, 2], rel=1e-6)  # one voxel along +z
+
+
+def test_radius_map_needs_only_the_imaged_elements() -> None:
+    """A per-element radius map must cover the elements that are imaged; an element in no channel
+    (here zinc) needs no radius.  An imaged element without one is a clear error."""
+    atoms = AtomTable.from_arrays([[0, 0, 0], [1, 0, 0], [0, 1, 0]], ["C", "N", "ZN"])
+    image = voxelize(atoms, [0, 0, 0], channels=[["C"], ["N"]], radius_A={"C": 0.7, "N": 0.6}, length_voxels=7)
+    assert image[0].sum() == pytest.approx(4 / 3 * np.pi * 0.7**3, rel=1e-5)
+    assert image[1].sum() == pytest.approx(4 / 3 * np.pi * 0.6**3, rel=1e-5)
+    with pytest.raises(ValueError, match=r"no radius for element\(s\) \['ZN'\]"):
+        voxelize(atoms, [0, 0, 0], channels=[["C"], ["N"], ["*"]], radius_A={"C": 0.7, "N": 0.6})
+
+
+def test_prepared_atoms_refuse_conflicting_image_parameters() -> None:
+    """``voxelize(PreparedAtoms, ...)`` cannot change the image the atoms were prepared for: a keyword
+    that contradicts them is an error naming it; one that repeats them is accepted."""
+    atoms = AtomTable.from_arrays([[0, 0, 0], [1, 0, 0]], ["C", "N"])
+    params = ImageParams(length_voxels=9, resolution_A=1.0, radius_A={"C": 0.7, "*": 0.5})
+    prepared = PreparedAtoms(atoms, params)
+    expected = prepared.image(np.zeros(3))
+    with pytest.raises(ValueError, match=r"length_voxels=5 \(built with 9\)"):
+        voxelize(prepared, [0, 0, 0], length_voxels=5)
+    with pytest.raises(ValueError, match="fill="):
+        voxelize(prepared, [0, 0, 0], fill="fraction_atom", resolution_A=1.0)
+    with pytest.raises(ValueError, match="differ"):
+        voxelize(prepared, [0, 0, 0], ImageParams())
+    np.testing.assert_array_equal(voxelize(prepared, [0, 0, 0], length_voxels=9, resolution_A=1.0), expected)
+    np.testing.assert_array_equal(voxelize(prepared, [0, 0, 0], radius_A={"*": 0.5, "c": 0.7}), expected)
+    np.testing.assert_array_equal(voxelize(prepared, [0, 0, 0], params), expected)
 
 
 def test_elements_in_no_channel_are_left_out() -> None:

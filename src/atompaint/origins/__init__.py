@@ -9,9 +9,10 @@ from .index import (
     build_index,
     find_structures,
 )
-from .select import OriginParams, select_origins
+from .select import AtomDensity, OriginParams, select_origins
 
 __all__ = [
+    "AtomDensity",
     "LOAD_OPTIONS",
     "BuildReport",
     "OriginIndex",

@@ -9,10 +9,13 @@ Schema::
 
 Origin ids are contiguous per structure (``first_origin .. first_origin + n_origins - 1``), so a uniform
 draw over any set of structures is a draw of an integer plus one primary-key lookup; a worker holds
-only a few small per-structure arrays, never the origins themselves.  ``weight`` is the neighbour count;
-weighted sampling draws a structure by total weight and an origin through the ``cum_weight`` index.
+only a few small per-structure arrays, never the origins themselves.  ``weight`` is the origin's
+weighted atom count (:class:`~atompaint.origins.select.AtomDensity`); weighted sampling draws a
+structure by total weight and an origin through the ``cum_weight`` index.
 ``path`` is stored relative to the index file when possible, so a dataset directory can be moved with
-its index.
+its index.  ``meta`` records the density criterion (:class:`OriginParams`) and the loading options the
+index was built with: a build with other parameters refuses to extend it, and readers
+(:class:`OriginIndex`) expose them so a caller can check them against its own configuration.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import numpy as np
 from ..structures import StructureError, is_structure_file, load, structure_name
 from .select import OriginParams, select_origins
 
-FORMAT_VERSION = "1"
+#: Format 2: occupancy-weighted atom counts (``OriginParams.min_atoms``, the centre atom included).
+FORMAT_VERSION = "2"
 
 #: How structures are loaded for origin selection and imaging (recorded in the index).
 LOAD_OPTIONS = {"drop_hydrogens": True, "drop_waters": True, "altloc": "first"}
@@ -217,7 +221,10 @@ class OriginIndex:
         self._pid: int | None = None
         meta = dict(self._connection().execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{self.path}: not an origin index of format {FORMAT_VERSION}")
+            raise ValueError(
+                f"{self.path}: origin index of format {meta.get('format_version')}, not {FORMAT_VERSION} "
+                "(built by another atompaint version, with another origin criterion); rebuild it"
+            )
         self.params = OriginParams(**_tuple_elements(json.loads(meta["origin_params"])))
         self.load_options = json.loads(meta["load_options"])
 

@@ -1,32 +1,50 @@
-"""Choosing origins: the points of a structure around which views are taken."""
+"""Choosing origins: the points of a structure around which views are taken.
+
+One density criterion decides both where views may be centred (the origins, selected once per
+structure into the index) and whether a view placed elsewhere -- view B of a neighbour-location
+example -- shows enough structure: the heavy, non-water atoms within ``radius_A`` of the point,
+each counted with its occupancy, must add up to at least ``min_atoms``.
+"""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..structures import AtomTable
 
+#: Slack for sums of occupancies (0.33 + 0.67 must count as one atom).
+_COUNT_TOLERANCE = 1e-6
+
 
 @dataclass(frozen=True)
 class OriginParams:
-    """Which atoms are origins.
+    """The density criterion, and which atoms are origins.
 
-    An atom is an origin when it is a heavy atom (and not water) and at least ``min_neighbors`` heavy
-    atoms -- itself excluded -- lie within ``radius_A`` of it: views centred there show dense
-    structure, not solvent.  ``elements`` optionally restricts origins to some elements (e.g. ``("C",)``).
+    A point is *dense* when the heavy (non-hydrogen), non-water atoms within ``radius_A`` of it
+    number at least ``min_atoms``, each atom counted with its occupancy when ``occupancy_weighted``
+    (half-occupied alternate conformations then count once in total, not twice).  An atom at the
+    point counts itself.  The origins of a structure are its dense heavy atoms, optionally only those
+    of ``elements`` (e.g. ``("C",)``): views centred there show packed structure, not solvent or a
+    lone surface side chain.
+
+    The defaults, 25 atoms within 5 A, occupancy weighted, are those of the upstream atompaint
+    implementation (``kalekundert/atompaint``, ``OriginParams(radius_A=5, min_nearby_atoms=25)``,
+    whose count includes the atom itself and weights by occupancy).
     """
 
     radius_A: float = 5.0
-    min_neighbors: int = 20
+    min_atoms: float = 25.0
+    occupancy_weighted: bool = True
     elements: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.radius_A > 0:
             raise ValueError(f"origin radius_A must be positive, not {self.radius_A!r}")
-        if self.min_neighbors < 0:
-            raise ValueError(f"min_neighbors must be >= 0, not {self.min_neighbors!r}")
+        if not self.min_atoms >= 0:
+            raise ValueError(f"min_atoms must be >= 0, not {self.min_atoms!r}")
         if self.elements is not None:
             object.__setattr__(self, "elements", tuple(e.upper() for e in self.elements))
 
@@ -34,17 +52,58 @@ class OriginParams:
         return asdict(self)
 
 
-def select_origins(atoms: AtomTable, params: OriginParams = OriginParams()) -> tuple[np.ndarray, np.ndarray]:
-    """``(coords (M, 3) float32, neighbor_counts (M,) int32)`` of the origins of ``atoms``."""
-    from scipy.spatial import cKDTree
+class AtomDensity:
+    """The density criterion of :class:`OriginParams` evaluated at any points of one structure.
 
-    heavy = ~atoms.is_hydrogen & ~atoms.is_water
-    coords = atoms.coords[heavy].astype(np.float64)
-    if len(coords) == 0:
-        return np.zeros((0, 3), np.float32), np.zeros(0, np.int32)
-    tree = cKDTree(coords)
-    counts = tree.query_ball_point(coords, params.radius_A, return_length=True) - 1
-    keep = counts >= params.min_neighbors
-    if params.elements is not None:
-        keep &= np.isin(atoms.element[heavy], params.elements)
-    return coords[keep].astype(np.float32), counts[keep].astype(np.int32)
+    Holds a KD-tree of the structure's heavy, non-water atoms and their weights (occupancies, or
+    ones); :meth:`counts` is the weighted number of those atoms within ``radius_A`` of each point.
+    """
+
+    def __init__(self, atoms: AtomTable, params: OriginParams = OriginParams()):
+        from scipy.spatial import cKDTree
+
+        self.params = params
+        keep = ~atoms.is_hydrogen & ~atoms.is_water
+        self.coords = atoms.coords[keep].astype(np.float64)
+        self.element = atoms.element[keep]
+        n = len(self.coords)
+        self.weights = atoms.occupancy[keep].astype(np.float64) if params.occupancy_weighted else np.ones(n)
+        self._tree = cKDTree(self.coords) if n else None
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def counts(self, points: np.ndarray) -> np.ndarray:
+        """Weighted atom counts ``(M,)`` float64 within ``radius_A`` of each of ``points`` ``(M, 3)``."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if self._tree is None or len(points) == 0:
+            return np.zeros(len(points))
+        hits = self._tree.query_ball_point(points, self.params.radius_A, return_sorted=False)
+        lengths = np.fromiter(map(len, hits), dtype=np.int64, count=len(hits))
+        rows = np.fromiter(itertools.chain.from_iterable(hits), dtype=np.int64, count=int(lengths.sum()))
+        owner = np.repeat(np.arange(len(points)), lengths)
+        return np.bincount(owner, weights=self.weights[rows], minlength=len(points))
+
+    def count(self, point: np.ndarray) -> float:
+        """The weighted atom count around one point (:meth:`counts` without the batching overhead)."""
+        if self._tree is None:
+            return 0.0
+        rows = self._tree.query_ball_point(np.asarray(point, dtype=np.float64), self.params.radius_A)
+        return float(self.weights[rows].sum()) if rows else 0.0
+
+    def is_dense(self, counts: np.ndarray | float) -> np.ndarray | bool:
+        """Whether counts (from :meth:`counts`) pass ``min_atoms``."""
+        return np.asarray(counts) >= self.params.min_atoms - _COUNT_TOLERANCE
+
+    def origins(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(coords (M, 3) float32, counts (M,) float64)`` of the structure's origins."""
+        counts = self.counts(self.coords)
+        keep = self.is_dense(counts)
+        if self.params.elements is not None:
+            keep &= np.isin(self.element, self.params.elements)
+        return self.coords[keep].astype(np.float32), counts[keep]
+
+
+def select_origins(atoms: AtomTable, params: OriginParams = OriginParams()) -> tuple[np.ndarray, np.ndarray]:
+    """``(coords (M, 3) float32, weighted_counts (M,) float64)`` of the origins of ``atoms``."""
+    return AtomDensity(atoms, params).origins()

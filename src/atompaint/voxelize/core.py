@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +45,8 @@ class ImageParams:
         channels: element groups, one per channel; ``"*"`` matches every element not named elsewhere.
             Atoms of elements in no channel are left out of the image.
         radius_A: sphere radius of every atom, or a mapping from element to radius (``"*"`` for the rest),
-            stored as sorted ``(element, radius)`` pairs so the parameters stay hashable.
+            stored as sorted ``(element, radius)`` pairs so the parameters stay hashable.  A mapping
+            must cover every element that is imaged; elements in no channel need no radius.
         fill: ``"overlap_A3"`` (overlap volume in A^3, the default), ``"fraction_atom"`` (overlap / sphere
             volume: each fully imaged atom sums to 1) or ``"fraction_voxel"`` (overlap / voxel volume).
         dtype: floating dtype of the returned image, by name (computation is float64); numpy types
@@ -160,7 +161,7 @@ class PreparedAtoms:
         self.atom_index = np.flatnonzero(mask.any(axis=1))
         self.channel_mask = mask[self.atom_index]
         self.coords = atoms.coords[self.atom_index].astype(np.float64)
-        self.radius = params.radius_of(atoms.element)[self.atom_index]
+        self.radius = params.radius_of(atoms.element[self.atom_index])  # atoms in no channel need none
         self.occupancy = atoms.occupancy[self.atom_index].astype(np.float64)
         self._scale = _fill_scale(params, self.occupancy, self.radius)
         self._tree = cKDTree(self.coords) if len(self.coords) else None
@@ -377,6 +378,22 @@ def prepare(atoms: AtomTable, params: ImageParams) -> PreparedAtoms:
     return per_table[params]
 
 
+def _check_prepared_params(built: ImageParams, params: ImageParams | None, image: Mapping[str, Any]) -> None:
+    """Refuse image parameters that contradict those a :class:`PreparedAtoms` was built with: its
+    image size is fixed, so a differing ``params`` or keyword must be an error, not ignored.  Keywords
+    that repeat the built values are accepted."""
+    if params is not None and params != built:
+        raise ValueError(f"params {params} differ from those the PreparedAtoms were built with, {built}")
+    if not image:
+        return
+    requested = replace(built, **image)  # also validates and normalises the keywords (radii, channels)
+    conflicts = [k for k in image if getattr(requested, k) != getattr(built, k)]
+    if conflicts:
+        detail = ", ".join(f"{k}={image[k]!r} (built with {getattr(built, k)!r})" for k in sorted(conflicts))
+        raise ValueError(f"the PreparedAtoms were built with other image parameters: {detail}; "
+                         "prepare the atoms again with these parameters, or pass an AtomTable")
+
+
 def voxelize(
     atoms: AtomTable | PreparedAtoms,
     center: Sequence[float],
@@ -397,8 +414,7 @@ def voxelize(
     if params is not None and image:
         raise ValueError(f"give params or image fields ({', '.join(sorted(image))}), not both")
     if isinstance(atoms, PreparedAtoms):
-        if (params is not None or image) and (params or ImageParams(**image)) != atoms.params:
-            raise ValueError("params differ from those the PreparedAtoms were built with")
+        _check_prepared_params(atoms.params, params, image)
         return atoms.image(center, rotation)
     return prepare(atoms, params or ImageParams(**image)).image(center, rotation)
 

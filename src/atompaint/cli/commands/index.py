@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("structure_dir", help="directory searched recursively for *.cif/*.pdb[.gz] files")
     add_out(parser, "index file to create or resume (e.g. origins.db)", required=True)
     add_config_arguments(
-        parser, OriginParams, only=("radius_A", "min_neighbors"), flags={"radius_A": "--radius"},
-        help={"radius_A": "neighbour-count radius in A", "min_neighbors": "heavy atoms required within --radius"},
+        parser, OriginParams, only=("radius_A", "min_atoms", "occupancy_weighted"), flags={"radius_A": "--radius"},
+        help={"radius_A": "atom-count radius in A",
+              "min_atoms": "heavy non-water atoms (the origin included) required within --radius",
+              "occupancy_weighted": "count each atom with its occupancy"},
     )
     parser.add_argument("--elements", default=None, help="comma-separated elements allowed as origins (default all)")
     add_no_progress(parser)

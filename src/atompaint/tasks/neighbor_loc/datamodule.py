@@ -1,10 +1,11 @@
 """Lightning DataModule for the neighbour-location task.
 
-Batches are ``(view_a, view_b, label)``: ``view_a`` and ``view_b`` float32 ``(B, C, L, L, L)`` (channels
-per :attr:`ImageParams.channels`, ``L = length_voxels``), ``label`` int64 ``(B,)`` in
-``[0, config.num_classes)``.  Everything the module does is set by one
-:class:`~atompaint.tasks.neighbor_loc.dataset.NeighborLocDataConfig` (the ``data:`` section of a
-training config).  Structures are split into train/validation by a hash of their name (no
+Batches are :class:`~atompaint.tasks.neighbor_loc.dataset.NeighborLocItem` tuples ``(view_a, view_b,
+label, b_draws, b_fallback)``: ``view_a`` and ``view_b`` float32 ``(B, C, L, L, L)`` (channels per
+:attr:`ImageParams.channels`, ``L = length_voxels``), ``label`` int64 ``(B,)`` in
+``[0, config.num_classes)``, and how each view B was drawn (int64 and bool ``(B,)``).  Everything the
+module does is set by one :class:`~atompaint.tasks.neighbor_loc.dataset.NeighborLocDataConfig`
+(the ``data:`` section of a training config).  Structures are split into train/validation by a hash of their name (no
 structure contributes to both); validation examples are fixed across epochs, training
 examples are fresh each epoch.  Loaders pin memory when CUDA is available.
 """
@@ -70,6 +71,14 @@ class NeighborLocDataModule(LightningDataModule):
             raise ValueError("data.structure_dir (structures to index) or data.index_path (a built index) is required")
         if not path.is_file():
             raise FileNotFoundError(f"origin index not found: {path} (build it with `atompaint index`)")
+        index = OriginIndex(path)
+        built_with = index.params
+        index.close()
+        if built_with != config.origins:
+            raise ValueError(
+                f"{path} was built with the origin criterion {built_with}, but data.origins is {config.origins}; "
+                "set data.origins to match, or give data.structure_dir to build an index for it"
+            )
         self.index_path = path
         self.config = config
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory

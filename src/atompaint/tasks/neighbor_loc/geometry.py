@@ -79,3 +79,23 @@ def make_view_pair(
     origin = np.asarray(origin, dtype=np.float64)
     center_b = origin + distance_A * (rot.T @ directions[label]) + noise_shift
     return ViewPair(origin, center_b, rot, noise_rot @ rot, label)
+
+
+def views_overlap(views: ViewPair, length_A: float, tol: float = 1e-9) -> bool:
+    """Whether the image cubes of the two views (side ``length_A``) share volume.
+
+    A view's cube is ``{x : |R (x - c)|_inf <= length_A / 2}`` (its image axes are the rows of its
+    rotation ``R``).  Two boxes are disjoint exactly when one of 15 axes separates their projections
+    -- the 3 + 3 face normals and the 9 cross products of edge directions (the separating axis
+    theorem) -- so this is exact, not sampled.  Cubes that only touch do not overlap.
+    """
+    axes_a, axes_b = np.asarray(views.rotation_a), np.asarray(views.rotation_b)
+    offset = np.asarray(views.center_b, dtype=np.float64) - np.asarray(views.center_a, dtype=np.float64)
+    crosses = np.cross(axes_a[:, None, :], axes_b[None, :, :]).reshape(9, 3)
+    norms = np.linalg.norm(crosses, axis=1)
+    candidates = np.concatenate([axes_a, axes_b, crosses[norms > 1e-9] / norms[norms > 1e-9, None]])
+    half = length_A / 2
+    reach_a = half * np.abs(candidates @ axes_a.T).sum(axis=1)
+    reach_b = half * np.abs(candidates @ axes_b.T).sum(axis=1)
+    separated = np.abs(candidates @ offset) >= reach_a + reach_b - tol
+    return not bool(separated.any())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch.nn.functional as F
@@ -18,8 +18,11 @@ from atompaint.training.module import TaskModule
 class NeighborLocTask(TaskModule):
     """Cross-entropy over the neighbor directions; logs loss and accuracy for train and val.
 
-    Batches are ``(view_a, view_b, label)``, the format of
-    :class:`atompaint.tasks.neighbor_loc.NeighborLocDataModule`.
+    Batches are ``(view_a, view_b, label[, b_draws, b_fallback])``, the format of
+    :class:`atompaint.tasks.neighbor_loc.NeighborLocDataModule`.  With the last two, each epoch also
+    logs how view B was drawn: ``{stage}/b_redrawn`` (share of examples whose B was drawn more than
+    once), ``{stage}/b_fallback`` (share whose B never passed the density criterion) and
+    ``{stage}/b_draws`` (mean draws per example).
     """
 
     def __init__(self, config: RunConfig | Mapping[str, Any], num_classes: int) -> None:
@@ -32,18 +35,23 @@ class NeighborLocTask(TaskModule):
     def forward(self, view_a: Tensor, view_b: Tensor) -> Tensor:
         return self.model(view_a, view_b)
 
-    def _step(self, batch: tuple[Tensor, Tensor, Tensor], stage: str, metric: torchmetrics.Metric) -> Tensor:
-        view_a, view_b, label = batch
+    def _step(self, batch: Sequence[Tensor], stage: str, metric: torchmetrics.Metric) -> Tensor:
+        view_a, view_b, label = batch[:3]
         logits = self(view_a, view_b)
         loss = F.cross_entropy(logits, label)
         metric(logits, label)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(label))
-        self.log(f"{stage}/acc", metric, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(label))
+        n = len(label)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(f"{stage}/acc", metric, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n)
+        if len(batch) >= 5:
+            draws, fallback = batch[3].float(), batch[4].float()
+            for name, value in (("b_redrawn", (draws > 1).float()), ("b_fallback", fallback), ("b_draws", draws)):
+                self.log(f"{stage}/{name}", value.mean(), on_step=False, on_epoch=True, batch_size=n)
         return loss
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train", self.train_acc)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "val", self.val_acc)
