@@ -99,7 +99,8 @@ class EncoderConfig:
         if self.conv not in CONV_FORMS:
             raise ValueError(f"unknown conv {self.conv!r}; choose from {', '.join(CONV_FORMS)}")
         if self.tensor_product not in TENSOR_PRODUCTS:
-            raise ValueError(f"unknown tensor_product {self.tensor_product!r}; choose from {', '.join(TENSOR_PRODUCTS)}")
+            raise ValueError(f"unknown tensor_product {self.tensor_product!r}; "
+                             f"choose from {', '.join(TENSOR_PRODUCTS)}")
         # Resolve the mixing now, so a bad plugin or option fails when the encoder is configured.
         self.mixing_options = self.conv_spec.mixing.options
 
@@ -228,14 +229,6 @@ class Encoder(nn.Module):
         self.readout = InvariantReadout(out_type)
         self.out_features = self.readout.out_features
         self.field_features = out_type.size
-
-    def __deepcopy__(self, memo: dict) -> Encoder:
-        """Rebuild from the config and copy the state: escnn's group objects cannot be deep-copied."""
-        clone = build_encoder(copy.deepcopy(self.config, memo))
-        clone.load_state_dict(self.state_dict())
-        clone.train(self.training)
-        memo[id(self)] = clone
-        return clone
 
     def train(self, mode: bool = True) -> Encoder:
         """Switch mode; in eval mode escnn caches expanded filters, which are detached here.

@@ -20,6 +20,18 @@ Schedule = Literal["linear", "log", "inverse-size", "double"]
 SCHEDULES: tuple[str, ...] = ("linear", "log", "inverse-size", "double")
 
 
+def _shared_on_copy(self: object, memo: dict) -> object:
+    return self
+
+
+# escnn's groups, gspaces, representations and field types are immutable descriptions that escnn
+# compares by identity (a copied SO(3) is a different group, and a copied field type no longer matches
+# its modules'); copying a module must share them, as copying a tensor shares its dtype.  Without this,
+# ``copy.deepcopy`` of any escnn module fails (and with it ``structlayers.collapse``).
+for _cls in (group.Group, group.Representation, gspaces.GSpace, enn.FieldType):
+    _cls.__deepcopy__ = _shared_on_copy
+
+
 @lru_cache(maxsize=1)
 def so3_gspace() -> gspaces.GSpace3D:
     """The (cached) gspace of 3D rotations acting on R^3."""

@@ -28,7 +28,7 @@ from escnn import nn as enn
 from torch import Tensor, nn
 
 import structlayers
-from structlayers.base import FlopCount, StructuredLinear, count_params, dense_weight_dtype, linear_flops
+from structlayers.base import FlopCount, StructuredLinear, count_params, dense_weight_dtype, device_dtype, linear_flops
 from structlayers.registry import accepted_options, parse_options, resolve
 
 
@@ -240,7 +240,8 @@ class PerIrrepLinear(nn.Module):
         """The same map as one dense ``1x...x1`` convolution (what escnn's ``R3Conv(kernel_size=1)`` runs)."""
         weight, bias = self.to_dense()
         conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-        conv = conv_cls(self.in_features, self.out_features, 1, bias=bias is not None)
+        conv = conv_cls(self.in_features, self.out_features, 1, bias=bias is not None, dtype=weight.dtype,
+                        device=device_dtype(self)[0])
         with torch.no_grad():
             conv.weight.copy_(weight.view(*weight.shape, *[1] * dims))
             if bias is not None:

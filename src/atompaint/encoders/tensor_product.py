@@ -63,7 +63,8 @@ def _pair_groups(layout: IrrepLayout, out_irreps: set[tuple], group) -> list[_Pa
             d1, d2 = pos1.shape[1], pos2.shape[1]
             if psi1 == psi2:
                 m = len(pos1)
-                kinds = [("diag", [(i, i) for i in range(m)]), ("off", [(i, j) for i in range(m) for j in range(i + 1, m)])]
+                kinds = [("diag", [(i, i) for i in range(m)]),
+                         ("off", [(i, j) for i in range(m) for j in range(i + 1, m)])]
             else:
                 kinds = [("all", [(i, j) for i in range(len(pos1)) for j in range(len(pos2))])]
             for kind, pairs in kinds:
@@ -125,7 +126,7 @@ class CGTensorProductCore(nn.Module):
             raise ValueError(f"expected input (B, {self.channels * self.in_size}, ...), got {tuple(x.shape)}")
         fields = x.reshape(b, self.channels, self.in_size, -1).transpose(2, 3)  # (B, C, V, D)
         products = []
-        for g, pg in enumerate(self.groups):
+        for g in range(len(self.groups)):
             left = fields[..., getattr(self, f"left{g}")]  # (B, C, V, P, d1)
             right = fields[..., getattr(self, f"right{g}")]
             outer = (left.unsqueeze(-1) * right.unsqueeze(-2)).flatten(-2)  # (B, C, V, P, d1 d2)

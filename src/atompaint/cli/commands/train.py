@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from atompaint.cli.commands._encoder_flags import add_encoder_flags, encoder_overrides
 from atompaint.tasks import TASKS
 from structlayers.clikit import add_deprecated, add_no_progress, add_out_dir, key_value
 
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="trainer.fast_dev_run: run N train/val batches only, as a smoke test")
     group.add_argument("--head-layer", default=None, help="head.layer, a structlayers plugin (dense, acdc, ...)")
     group.add_argument("--head-depth", type=int, default=None, help="head.depth (needs --head-layer)")
+    add_encoder_flags(group)
     group.add_argument("--pretrained", default=None, help="LBA: finetune.pretrained, a neighbor-loc checkpoint")
     group.add_argument("--set", dest="overrides", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="any config value by its dotted key, e.g. data.weighted=true or optim.lr=3e-4 "
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The dotted config keys the flags set."""
     changes: dict[str, Any] = dict(args.overrides)
+    changes.update(encoder_overrides(args))
     flags = {"epochs": "trainer.max_epochs", "devices": "trainer.devices", "strategy": "trainer.strategy",
              "accelerator": "trainer.accelerator", "fast_dev_run": "trainer.fast_dev_run"}
     for dest, key in flags.items():
