@@ -4,7 +4,9 @@ invariant under all 24 rotations of the cube."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import warnings
 
 import numpy as np
@@ -348,3 +350,43 @@ def test_band2_encoders_are_invariant_under_all_24_cube_rotations(band2_encoder)
         for perm in _cube_rotations(n):
             rotated = flat[..., perm].view_as(x)
             torch.testing.assert_close(band2_encoder(rotated), y, atol=1e-4, rtol=1e-3)
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+
+def test_train_and_count_flags_reach_the_encoder_config(tmp_path, capsys):
+    import yaml
+
+    from atompaint.cli import main
+    from atompaint.cli.commands import train as train_cmd
+    from atompaint.cli.commands._encoder_flags import encoder_overrides
+
+    parser = argparse.ArgumentParser()
+    train_cmd.add_arguments(parser)
+    args = parser.parse_args(["neighbor-loc", "--config", "x.yaml", "--conv", "separable", "--mixing", "acdc",
+                              "--mixing-depth", "3", "--mixing-option", "shuffle=random", "--no-dense-stem",
+                              "--tensor-product", "clebsch-gordan"])
+    assert encoder_overrides(args) == {
+        "encoder.conv": "separable", "encoder.mixing": "acdc", "encoder.mixing_depth": 3,
+        "encoder.mixing_options": {"shuffle": "random"}, "encoder.dense_stem": False,
+        "encoder.tensor_product": "clebsch-gordan"}
+    assert encoder_overrides(parser.parse_args(["neighbor-loc", "--config", "x.yaml"])) == {}
+
+    config = {"name": "tiny", "task": "neighbor-loc", "head": {"hidden": [8]},
+              "encoder": {"architecture": "shallow", "width": 1, "max_channels": 2, "band_limit": 1, "grid_size": 1,
+                          "mixing": "lowrank"},
+              "data": {"image": {"length_voxels": 7, "channels": [["C"], ["*"]]}}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["count", str(path), "--memory-batch-size", "0", "--json", "-"]) == 0
+    columns = json.loads(capsys.readouterr().out)["columns"]
+    assert [c["label"] for c in columns] == ["dense", "separable", "separable + lowrank"]
+    dense, separable, lowrank = columns
+    assert dense["encoder_flops_by_type"]["mixing"] == 0 < separable["encoder_flops_by_type"]["mixing"]
+    assert separable["encoder_flops_by_type"]["conv"] < dense["encoder_flops_by_type"]["conv"]
+    assert sum(dense["encoder_flops_by_type"].values()) == dense["encoder"]["flops"]
+    assert lowrank["encoder"]["params"] < separable["encoder"]["params"] < dense["encoder"]["params"]
+    assert main(["count", str(path), "--memory-batch-size", "0", "--mixing", "acdc", "--mixing-depth", "2"]) == 0
+    assert "separable + acdc x2" in capsys.readouterr().out
+    assert main(["count", str(path), "--memory-batch-size", "0", "--mixing", "nosuchlayer"]) == 2
