@@ -60,8 +60,11 @@ def main() -> None:
         points = list(run["epochs"].values())
         points = [p for p in points if "val_acc" in p]
         ax = axes[1] if label.startswith("seed004") else axes[0]
-        ax.plot([p["step"] for p in points], [p["val_acc"] for p in points], marker="o", label=label)
-    for ax, title in zip(axes, ("sanity models (9^3, band limit 1)", "seed-004-shaped, compressed (21^3, band limit 2)")):
+        ax.plot([p["step"] for p in points], [p["val_acc"] for p in points], marker="o", label=label,
+                linestyle="--" if "separable" in label and not label.startswith("seed004") else "-")
+    titles = ("sanity models (9^3, band limit 1, batch 32)",
+              "seed-004-shaped, compressed (21^3, band limit 2, batch 8)")
+    for ax, title in zip(axes, titles):
         ax.axhline(1 / 6, color="grey", linestyle=":", label="chance")
         ax.set(xlabel="training step", ylabel="validation accuracy", title=title)
         ax.legend(fontsize=7)

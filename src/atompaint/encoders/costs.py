@@ -11,7 +11,7 @@ of a training step of any model built on it.
   (:class:`~atompaint.encoders.mixing.IrrepMixing`);
 - Fourier activations (``fourier``): per field and voxel, ``2 G F`` for the inverse transform to the
   ``G`` grid samples, ``G`` evaluations of the function and ``2 F G`` for the transform back
-  (``F`` Fourier coefficients; Cesa, Lang & Weiler, ICLR 2022, Sec. 3.3; escnn's ``FourierPointwise``);
+  (``F`` Fourier coefficients; Cesa, Lang & Weiler, ICLR 2022; escnn's ``FourierPointwise``);
 - tensor products (``tensor product``): escnn's ``D^2 (1 + 2 D_out)`` per field and voxel
   (:func:`~atompaint.encoders.tensor_product.escnn_tensor_product_flops`), or the Clebsch-Gordan form's
   count (:class:`~atompaint.encoders.tensor_product.CGTensorProduct`);

@@ -7,7 +7,7 @@ only self-intertwiners are multiples of the identity; true for all irreps of SO(
 ``M_psi`` is an arbitrary ``multiplicity_out(psi) x multiplicity_in(psi)`` matrix, so it can be
 any structlayers plugin (dense, low-rank, ACDC, a stack, ...): every registered layer becomes an
 equivariant layer with no new maths per plugin (cf. Weiler et al., "3D Steerable CNNs", NeurIPS
-2018, Sec. 3; Cesa et al., "A Program to Build E(N)-Equivariant Steerable CNNs", ICLR 2022).
+2018; Cesa et al., "A Program to Build E(N)-Equivariant Steerable CNNs", ICLR 2022).
 
 :class:`PerIrrepLinear` is the plain-PyTorch computation (it is also the exported form);
 :class:`IrrepMixing` wraps it as an escnn ``EquivariantModule``.  For a band-limit-2 spectral
