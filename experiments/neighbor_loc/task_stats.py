@@ -52,7 +52,7 @@ def task_statistics(index_path: Path, config: NeighborLocConfig, n: int, seed: i
     dataset = NeighborLocDataset(index_path, config, length=n, seed=seed)
     paths = {s.id: s.path for s in dataset.index.structures()}
     new_density: dict[int, AtomDensity] = {}
-    atoms_a, atoms_b, overlap, short, b_dense, draws, fallback, oracle = [], [], [], [], [], [], [], []
+    atoms_a, atoms_b, overlap, short, b_dense, draws, fallback, oracle, n_dense = ([] for _ in range(9))
     for key in range(n):
         ex = dataset.example(key)
         v = ex.views
@@ -73,6 +73,7 @@ def task_statistics(index_path: Path, config: NeighborLocConfig, n: int, seed: i
         centers = v.center_a + config.neighbor_distance_A * dataset.directions @ v.rotation_a
         dense = density.is_dense(density.counts(centers))
         oracle.append(dense[v.label] / dense.sum() if dense.any() else 1 / len(dense))
+        n_dense.append(int(dense.sum()))
     atoms_a, atoms_b = np.array(atoms_a), np.array(atoms_b)
     return {
         "examples": n,
@@ -87,6 +88,7 @@ def task_statistics(index_path: Path, config: NeighborLocConfig, n: int, seed: i
         "b_redrawn": float(np.mean(np.array(draws) > 1)),
         "b_draws_mean": float(np.mean(draws)),
         "b_fallback": float(np.mean(fallback)),
+        "dense_directions_mean": float(np.mean(n_dense)),
         "a_only_oracle_accuracy": float(np.mean(oracle)),
         "chance": 1 / len(dataset.directions),
     }

@@ -394,3 +394,5 @@ def test_controls_agree_for_a_model_that_ignores_view_b(index_path: Path) -> Non
     atoms = [view_atom_counts(ds, k) for k in range(12)]
     assert result.b_sparse == pytest.approx(np.mean([b < 25 for _, b in atoms]))
     assert min(a for a, _ in atoms) > 0  # view A is centred on an atom
+    assert result.b_empty == 0 and result.accuracy_b_empty is None  # B held to the density criterion
+    assert result.accuracy_b_not_empty == scores["real"].accuracy

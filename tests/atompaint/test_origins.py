@@ -222,3 +222,7 @@ def test_cli_index(structure_dir: Path, tmp_path: Path, capsys) -> None:
     assert cli_main(["index", str(structure_dir), "--out", str(db), "--no-progress"]) == 0
     assert "already indexed 3" in capsys.readouterr().out
     assert cli_main(["index", str(tmp_path / "nothing"), "--out", str(db)]) == 2
+    custom = tmp_path / "custom.db"
+    assert cli_main(["index", str(structure_dir), "--out", str(custom), "--no-progress", "--min-atoms", "21",
+                     "--no-occupancy-weighted", "--radius", "4.5"]) == 0
+    assert OriginIndex(custom).params == OriginParams(radius_A=4.5, min_atoms=21, occupancy_weighted=False)

@@ -11,6 +11,9 @@ View A is centred on an origin of the index, which passed the index's density cr
 the direction, orientation and noise are redrawn until B's centre is dense, at most ``b_max_draws``
 times; if none is, the densest draw is kept and the item is marked a fallback.  Without this check a
 large share of B views show solvent, and the task degenerates into telling which side of A is empty.
+With it, the label is no longer independent of view A: B lies where the structure continues, which
+A shows, and on small structures few directions qualify.  :mod:`~atompaint.tasks.neighbor_loc.evaluate`
+measures how much a trained model relies on that (view B emptied or swapped).
 """
 
 from __future__ import annotations

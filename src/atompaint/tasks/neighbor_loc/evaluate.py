@@ -53,6 +53,10 @@ class EvalResult:
     b_sparse: float
     a_atoms_median: float
     b_atoms_median: float
+    #: Accuracy (view B as made) on the examples whose B is empty, and on the others; ``None`` when
+    #: a group has no example.
+    accuracy_b_empty: float | None = None
+    accuracy_b_not_empty: float | None = None
 
 
 def view_atom_counts(dataset: NeighborLocDataset, key: int) -> tuple[int, int]:
@@ -94,15 +98,18 @@ def evaluate_dataset(
         "empty": empty_feature.expand(n, -1),
         "shuffled": fb[torch.as_tensor(derangement, dtype=torch.long)],
     }
-    scores = {}
+    scores, correct = {}, {}
     for name, b in inputs.items():
         logits = model.head(torch.cat([fa, b], dim=1))
-        scores[name] = ControlScore(
-            accuracy=float((logits.argmax(dim=1) == label).float().mean()),
-            loss=float(F.cross_entropy(logits, label)),
-        )
+        correct[name] = (logits.argmax(dim=1) == label).numpy()
+        scores[name] = ControlScore(accuracy=float(correct[name].mean()), loss=float(F.cross_entropy(logits, label)))
     atoms = np.array([view_atom_counts(dataset, k) for k in range(len(dataset))])
     min_atoms = dataset.criterion.min_atoms
+    empty = atoms[:, 1] == 0
+
+    def share(mask: np.ndarray) -> float | None:
+        return float(correct["real"][mask].mean()) if mask.any() else None
+
     return EvalResult(
         padding_A=float(dataset.config.padding_A),
         n=n,
@@ -114,6 +121,8 @@ def evaluate_dataset(
         b_sparse=float((atoms[:, 1] < min_atoms).mean()),
         a_atoms_median=float(np.median(atoms[:, 0])),
         b_atoms_median=float(np.median(atoms[:, 1])),
+        accuracy_b_empty=share(empty),
+        accuracy_b_not_empty=share(~empty),
     )
 
 
