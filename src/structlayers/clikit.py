@@ -231,11 +231,16 @@ def add_config_arguments(
     flags: dict[str, str] | None = None,
     help: dict[str, str] | None = None,
     dest_prefix: str = "",
+    overrides: bool = False,
 ) -> None:
     """One flag per field of dataclass ``cls`` (``--field-name``, or ``flags[name]``), typed by
     the field's annotation, with the dataclass's own default, so defaults are never restated.
     Booleans get ``--name`` / ``--no-name``; ``Literal`` fields get choices; lists take several values.
-    ``dest`` is ``dest_prefix + name``; :func:`config_from_args` reads them back."""
+    ``dest`` is ``dest_prefix + name``; :func:`config_from_args` reads them back.
+
+    ``overrides``: the flags change a config loaded from elsewhere (a YAML file), so a flag left out
+    is ``None`` (keep the file's value) and the help shows the dataclass default instead of applying it;
+    :func:`overrides_from_args` collects the ones given."""
     defaults = cls()
     hints = field_types(cls)
     flags, help = flags or {}, help or {}
@@ -245,7 +250,7 @@ def add_config_arguments(
         flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
         default = getattr(defaults, f.name)
         text = help.get(f.name, f.name.replace("_", " "))
-        kwargs: dict[str, Any] = {"dest": dest_prefix + f.name, "default": default}
+        kwargs: dict[str, Any] = {"dest": dest_prefix + f.name, "default": None if overrides else default}
         hint = hints[f.name]
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -259,6 +264,13 @@ def add_config_arguments(
             kwargs["help"] = f"{text} (default: {shown})"
             kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper() if "choices" not in extra else None
         container.add_argument(flag, **kwargs)
+
+
+def overrides_from_args(cls: type, args: argparse.Namespace, dest_prefix: str, key_prefix: str = "") -> dict[str, Any]:
+    """``{key_prefix + field: value}`` for every flag of ``cls`` that :func:`add_config_arguments`
+    (with ``overrides=True``) added and the command line set."""
+    return {key_prefix + f.name: getattr(args, dest_prefix + f.name) for f in dataclasses.fields(cls)
+            if getattr(args, dest_prefix + f.name, None) is not None}
 
 
 def config_from_args(cls: type, args: argparse.Namespace, dest_prefix: str = "", **values: Any) -> Any:

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import structlayers
 from atompaint.cli import main
 from atompaint.encoders import EncoderConfig, build_encoder
-from atompaint.encoders.costs import encoder_flops, measure_peak_memory
+from atompaint.encoders.costs import encoder_cost, encoder_flops, measure_peak_memory
 from atompaint.heads import HeadConfig
 from atompaint.tasks.neighbor_loc.count import count_neighbor_loc
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
@@ -53,7 +53,8 @@ def test_counts_agree_with_structlayers(encoder):
         assert column.mlp.params == report.total_params
         assert column.mlp.flops == report.total_flops
         assert column.encoder.params == sum(p.numel() for p in encoder.parameters())
-        assert column.encoder.flops == 2 * encoder_flops(encoder)
+        assert column.encoder.flops == 2 * encoder_cost(encoder).total.total
+        assert column.encoder_matmul_flops == 2 * encoder_flops(encoder)
         assert column.total.params == column.encoder.params + column.mlp.params
         assert column.total.flops == column.encoder.flops + column.mlp.flops
         assert column.peak_memory_bytes is not None and column.peak_memory_bytes > 0
@@ -85,16 +86,16 @@ def test_count_cli(tmp_path, capsys):
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["count", str(path), "--head-depth", "2", "--memory-batch-size", "2"]) == 0
+    assert main(["count", str(path), "--compare", "heads", "--head-depth", "2", "--memory-batch-size", "2"]) == 0
     out = capsys.readouterr().out
     assert "dense" in out and "compressed, collapsed" in out and "acdc x2" in out
-    assert main(["count", str(path), "--json", "-", "--memory-batch-size", "0"]) == 0
+    assert main(["count", str(path), "--compare", "heads", "--json", "-", "--memory-batch-size", "0"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [c["label"] for c in data["columns"]] == ["dense", "compressed", "compressed, collapsed"]
     assert data["columns"][0]["mlp"]["params"] == (2 * 2 * 10 + 1) * 32 + (32 + 1) * 6
     assert all(c["peak_memory_bytes"] is None for c in data["columns"])
     json_path = tmp_path / "out" / "count.json"
-    assert main(["count", str(path), "--json", str(json_path), "--memory-batch-size", "0"]) == 0
+    assert main(["count", str(path), "--compare", "heads", "--json", str(json_path), "--memory-batch-size", "0"]) == 0
     assert "MLP params" in capsys.readouterr().out  # the table still goes to stdout
     assert json.loads(json_path.read_text()) == data
     assert main(["count", str(tmp_path / "missing.yaml")]) == 2

@@ -294,7 +294,8 @@ def test_experiment_configs_load_into_the_domain_dataclasses(path):
     (the library's own config classes, not a copy of them) with the value the file gives."""
     raw = yaml.safe_load(path.read_text())
     config = load_config(path)
-    assert config.task == raw["task"] == path.parent.name.replace("_", "-")
+    folder_task = {"compressed_encoders": "neighbor-loc"}  # a study of encoders for a task
+    assert config.task == raw["task"] == folder_task.get(path.parent.name, path.parent.name.replace("_", "-"))
     for key, value in _leaves(raw).items():
         assert to_dict(_get(config, key)) == value, key
     assert config.encoder.input_size == config.data.image.length_voxels

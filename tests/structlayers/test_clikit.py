@@ -13,7 +13,7 @@ import pytest
 
 from structlayers import configs
 from structlayers.cli import main
-from structlayers.clikit import add_config_arguments, add_json, config_from_args
+from structlayers.clikit import add_config_arguments, add_json, config_from_args, overrides_from_args
 from structlayers.lab.data.datamodule import DataConfig
 from structlayers.runs import OptimConfig, TrainerConfig
 
@@ -105,3 +105,14 @@ def test_a_section_given_in_part_keeps_the_declared_defaults() -> None:
     assert run.inner == _Inner()
     changed = configs.replace_fields(run, {"optim": {"momentum": 0.5}, "inner.mode": "b"})
     assert (changed.optim.optimizer, changed.optim.momentum, changed.inner.mode) == ("adamw", 0.5, "b")
+
+
+def test_override_flags_keep_what_was_left_out() -> None:
+    """``overrides=True``: a flag left out is not applied (a YAML value stays), one given is collected."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainerConfig, only=("max_epochs", "progress_bar"), dest_prefix="t.", overrides=True)
+    assert overrides_from_args(TrainerConfig, parser.parse_args([]), "t.") == {}
+    args = parser.parse_args(["--max-epochs", "7", "--no-progress-bar"])
+    assert overrides_from_args(TrainerConfig, args, "t.", "trainer.") == {"trainer.max_epochs": 7,
+                                                                         "trainer.progress_bar": False}
+    assert "(default: 10)" in parser.format_help()

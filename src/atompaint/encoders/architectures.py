@@ -7,24 +7,26 @@ whole encoder commutes with the 90-degree rotations of the voxel grid.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from escnn import nn as enn
 from torch import Tensor, nn
 
-from atompaint.encoders.blocks import BLOCK_TYPES, ResBlock
+from atompaint.encoders.blocks import BLOCK_TYPES, TENSOR_PRODUCTS, ResBlock, TensorProduct
 from atompaint.encoders.fields import (
+    SCHEDULES,
     Schedule,
     aligned_pool_padding,
-    channel_schedule,
     conv_output_size,
     default_grid_size,
+    plan_channels,
     spectral_field_type,
     trivial_field_type,
 )
 from atompaint.encoders.layers import InvariantReadout, aligned_blur_pool, conv_bn_act
+from atompaint.encoders.mixing import MixingSpec
+from atompaint.encoders.separable import CONV_FORMS, ConvForm, ConvSpec
 from atompaint.voxelize import ImageParams
 
 Architecture = Literal["no-downsample", "vgg", "shallow", "resnet"]
@@ -37,11 +39,21 @@ _DEFAULT_IMAGE = ImageParams()
 class EncoderConfig:
     """Hyperparameters of an equivariant encoder.
 
-    ``width`` and ``max_channels`` are the number of spectral regular fields in the first and the
-    last layer; ``schedule`` interpolates between them.  ``bottleneck`` (ResNet only) scales the
-    fields between a block's two convolutions (``None``: no bottleneck).  ``repeats`` is the
-    number of padded stride-1 convolutions per resolution of the VGG-like architecture.
-    ``in_channels`` and ``input_size`` default to the default image
+    ``width`` and ``max_channels`` are the number of spectral regular fields in the first layer
+    and the most any layer gets; ``schedule`` is the channel rule in between
+    (:func:`~atompaint.encoders.fields.plan_channels`: ``linear`` / ``log`` interpolation to
+    ``max_channels``, ``inverse-size`` proportional to the inverse side length, ``double`` on every
+    down-sampling).  ``bottleneck`` (ResNet only) scales the fields between a block's two
+    convolutions (``None``: no bottleneck).  ``repeats`` is the number of convolutions per
+    resolution of the VGG-like and the shallow architectures (``repeats - 1`` padded stride-1 ones
+    before each step; 1 for the shallow #3, more for its deep variant).  ``kernel_size`` is 3 or 5.
+
+    ``conv`` is ``dense`` (escnn's ``R3Conv``) or ``separable`` (a depthwise steerable convolution
+    and an equivariant channel mixing whose per-irrep blocks are the structlayers plugin
+    ``mixing`` with ``mixing_depth`` and ``mixing_options``; 1x1x1 skips become that mixing
+    alone).  ``dense_stem`` keeps the first convolution dense in a separable encoder.
+    ``tensor_product`` is the form of the gamma block's quadratic nonlinearity (the same function
+    class either way).  ``in_channels`` and ``input_size`` default to the default image
     (:class:`atompaint.voxelize.ImageParams`); a training config sets them from its data.
     """
 
@@ -57,6 +69,13 @@ class EncoderConfig:
     grid_size: int | None = None
     activation: str = "elu"
     repeats: int = 1
+    kernel_size: int = 3
+    conv: ConvForm = "dense"
+    mixing: str = "dense"
+    mixing_depth: int | None = None
+    mixing_options: dict[str, Any] = field(default_factory=dict)
+    dense_stem: bool = True
+    tensor_product: TensorProduct = "escnn"
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -71,76 +90,106 @@ class EncoderConfig:
             raise ValueError(f"bottleneck must be in (0, 1] or null, got {self.bottleneck}")
         if self.band_limit < 1:
             raise ValueError(f"band_limit must be >= 1, got {self.band_limit}")
+        if self.kernel_size not in (3, 5):
+            raise ValueError(f"kernel_size must be 3 or 5, got {self.kernel_size}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown channel schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if self.conv not in CONV_FORMS:
+            raise ValueError(f"unknown conv {self.conv!r}; choose from {', '.join(CONV_FORMS)}")
+        if self.tensor_product not in TENSOR_PRODUCTS:
+            raise ValueError(f"unknown tensor_product {self.tensor_product!r}; "
+                             f"choose from {', '.join(TENSOR_PRODUCTS)}")
+        # Resolve the mixing now, so a bad plugin or option fails when the encoder is configured.
+        self.mixing_options = self.conv_spec.mixing.options
 
     @property
     def resolved_grid_size(self) -> int:
         return self.grid_size if self.grid_size is not None else default_grid_size(self.band_limit)
 
+    @property
+    def conv_spec(self) -> ConvSpec:
+        """How the convolutions are built (dense, or separable with this mixing)."""
+        return ConvSpec(self.conv, MixingSpec(self.mixing, self.mixing_depth, dict(self.mixing_options)))
+
+    @property
+    def stem_spec(self) -> ConvSpec:
+        """The first convolution's form: dense when ``dense_stem``, else as the others."""
+        return ConvSpec("dense") if self.dense_stem else self.conv_spec
+
 
 @dataclass(frozen=True)
 class ConvStep:
-    """One convolution of a CNN plan: ``size_in -> size_out``."""
+    """One convolution of a CNN plan: ``size_in -> size_out`` with a ``kernel_size`` cube."""
 
     size_in: int
     size_out: int
     stride: int
     padding: int
+    kernel_size: int = 3
 
 
-def _conv(size: int, stride: int, padding: int) -> ConvStep:
-    return ConvStep(size, conv_output_size(size, 3, stride, padding), stride, padding)
+def _conv(size: int, stride: int, padding: int, kernel_size: int = 3) -> ConvStep:
+    # A grid smaller than the kernel is finished by one unpadded convolution of its own size.
+    kernel_size = min(kernel_size, size) if padding == 0 else kernel_size
+    return ConvStep(size, conv_output_size(size, kernel_size, stride, padding), stride, padding, kernel_size)
 
 
-def plan_no_downsample(size: int) -> list[ConvStep]:
-    """No down-sampling: unpadded 3x3x3 convolutions until one voxel is left (21: ten layers)."""
+def plan_no_downsample(size: int, kernel_size: int = 3) -> list[ConvStep]:
+    """No down-sampling: unpadded convolutions until one voxel is left (21: ten 3x3x3 layers, five 5x5x5)."""
     steps = []
     while size > 1:
-        steps.append(_conv(size, 1, 0))
+        steps.append(_conv(size, 1, 0, kernel_size))
         size = steps[-1].size_out
     return steps
 
 
-def plan_shallow(size: int) -> list[ConvStep]:
-    """Shallow: as few 3x3x3 layers as possible, alternating unpadded stride 1 and 2.
+def plan_shallow(size: int, repeats: int = 1, kernel_size: int = 3) -> list[ConvStep]:
+    """Shallow (#3): as few layers as possible, alternating unpadded stride 1 and 2.
 
-    21 -> 19 -> 9 -> 7 -> 3 -> 1.  A stride-2 step is taken only after a stride-1 step (the first
-    layer never down-samples) and only when it lands on an odd size.
+    21 -> 19 -> 9 -> 7 -> 3 -> 1 with 3x3x3 kernels.  A stride-2 step is taken only after a stride-1
+    step (the first layer never down-samples) and only when it lands on an odd size.  The deep
+    variant (``repeats > 1``) adds ``repeats - 1`` padded stride-1 convolutions before every step
+    but the first (which stays unpadded, so zero means "empty space" there).
     """
-    steps = [_conv(size, 1, 0)]
-    size = steps[-1].size_out
+    half = (kernel_size - 1) // 2
+    steps = [_conv(size, 1, 0, kernel_size)]
+    size, last_stride = steps[-1].size_out, 1
     while size > 1:
-        strided = (size - 3) % 2 == 0 and ((size - 3) // 2 + 1) % 2 == 1
-        if steps[-1].stride == 1 and strided:
-            steps.append(_conv(size, 2, 0))
-        else:
-            steps.append(_conv(size, 1, 0))
+        steps.extend(_conv(size, 1, half, kernel_size) for _ in range(repeats - 1))
+        k = min(kernel_size, size)
+        strided = (size - k) % 2 == 0 and ((size - k) // 2 + 1) % 2 == 1
+        last_stride = 2 if last_stride == 1 and strided else 1
+        steps.append(_conv(size, last_stride, 0, kernel_size))
         size = steps[-1].size_out
     return steps
 
 
-def plan_vgg(size: int, repeats: int) -> list[ConvStep]:
-    """VGG-like: padded down-sampling.
+def plan_vgg(size: int, repeats: int, kernel_size: int = 3) -> list[ConvStep]:
+    """VGG-like (#2): padded down-sampling.
 
     Unpadded convolutions until the size is ``2^k + 1`` (so zero still means "empty space" in the
     first layer), then per resolution ``repeats`` padded stride-1 convolutions and one padded
     stride-2 convolution down to 5, then unpadded convolutions to 1: 21 -> 19 -> 17 -> (17) -> 9
-    -> (9) -> 5 -> 3 -> 1.
+    -> (9) -> 5 -> 3 -> 1 with 3x3x3 kernels (21 -> 17 -> (17) -> 9 -> (9) -> 5 -> 1 with 5x5x5).
     """
 
     def is_pow2_plus_1(n: int) -> bool:
         return n >= 3 and (n - 1) & (n - 2) == 0
 
-    steps = [_conv(size, 1, 0)]
+    half = (kernel_size - 1) // 2
+    steps = [_conv(size, 1, 0, kernel_size)]
     size = steps[-1].size_out
     while size > 5 and not is_pow2_plus_1(size):
-        steps.append(_conv(size, 1, 0))
+        steps.append(_conv(size, 1, 0, kernel_size))
         size = steps[-1].size_out
     while size > 5:
-        steps.extend(_conv(size, 1, 1) for _ in range(repeats))
-        steps.append(_conv(size, 2, 1))
+        steps.extend(_conv(size, 1, half, kernel_size) for _ in range(repeats))
+        steps.append(_conv(size, 2, half, kernel_size))
         size = steps[-1].size_out
     while size > 1:
-        steps.append(_conv(size, 1, 0))
+        steps.append(_conv(size, 1, 0, kernel_size))
         size = steps[-1].size_out
     return steps
 
@@ -181,14 +230,6 @@ class Encoder(nn.Module):
         self.out_features = self.readout.out_features
         self.field_features = out_type.size
 
-    def __deepcopy__(self, memo: dict) -> Encoder:
-        """Rebuild from the config and copy the state: escnn's group objects cannot be deep-copied."""
-        clone = build_encoder(copy.deepcopy(self.config, memo))
-        clone.load_state_dict(self.state_dict())
-        clone.train(self.training)
-        memo[id(self)] = clone
-        return clone
-
     def train(self, mode: bool = True) -> Encoder:
         """Switch mode; in eval mode escnn caches expanded filters, which are detached here.
 
@@ -222,38 +263,40 @@ class Encoder(nn.Module):
 
 def build_encoder(config: EncoderConfig) -> Encoder:
     """Build the encoder described by ``config``."""
-    band, grid = config.band_limit, config.resolved_grid_size
+    band, grid, k = config.band_limit, config.resolved_grid_size, config.kernel_size
     in_type = trivial_field_type(config.in_channels)
+    conv, stem = config.conv_spec, config.stem_spec
     modules: list[enn.EquivariantModule] = []
 
     if config.architecture == "resnet":
         sizes = plan_resnet(config.input_size)
-        channels = channel_schedule(config.width, config.max_channels, len(sizes), config.schedule)
+        channels = plan_channels(config.width, config.max_channels, sizes, [2] * (len(sizes) - 1), config.schedule)
         ftype = spectral_field_type(channels[0], band)
-        modules.append(
-            conv_bn_act(in_type, ftype, band_limit=band, grid_size=grid, activation=config.activation, padding=1)
-        )
+        modules.append(conv_bn_act(in_type, ftype, band_limit=band, grid_size=grid, activation=config.activation,
+                                   kernel_size=k, padding=(k - 1) // 2, conv=stem))
         for size, out_channels in zip(sizes[:-1], channels[1:]):
             out_type = spectral_field_type(out_channels, band)
             mid = out_channels if config.bottleneck is None else max(1, round(out_channels * config.bottleneck))
             mid_type = spectral_field_type(mid, band)
-            modules.append(ResBlock(ftype, mid_type, out_type, block=config.block, band_limit=band, grid_size=grid))
+            modules.append(ResBlock(ftype, mid_type, out_type, block=config.block, band_limit=band, grid_size=grid,
+                                    kernel_size=k, conv=conv, tensor_product=config.tensor_product))
             modules.append(aligned_blur_pool(out_type, size))
             ftype = out_type
     else:
         if config.architecture == "no-downsample":
-            steps = plan_no_downsample(config.input_size)
+            steps = plan_no_downsample(config.input_size, k)
         elif config.architecture == "shallow":
-            steps = plan_shallow(config.input_size)
+            steps = plan_shallow(config.input_size, config.repeats, k)
         else:
-            steps = plan_vgg(config.input_size, config.repeats)
-        channels = channel_schedule(config.width, config.max_channels, len(steps), config.schedule)
+            steps = plan_vgg(config.input_size, config.repeats, k)
+        channels = plan_channels(config.width, config.max_channels, [s.size_out for s in steps],
+                                 [s.stride for s in steps[1:]], config.schedule)
         ftype = in_type
-        for step, out_channels in zip(steps, channels):
+        for i, (step, out_channels) in enumerate(zip(steps, channels)):
             out_type = spectral_field_type(out_channels, band)
             modules.append(conv_bn_act(
                 ftype, out_type, band_limit=band, grid_size=grid, activation=config.activation,
-                stride=step.stride, padding=step.padding,
+                kernel_size=step.kernel_size, stride=step.stride, padding=step.padding, conv=stem if i == 0 else conv,
             ))
             ftype = out_type
 

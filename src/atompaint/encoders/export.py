@@ -3,7 +3,9 @@
 escnn's own ``export()`` covers convolutions and batch norms but not Fourier activations,
 tensor-product nonlinearities, gates or anti-aliased pooling; those are rebuilt here from the
 buffers escnn already computed, so the exported model computes the same function (in eval mode)
-without escnn's basis expansion at every call.
+without escnn's basis expansion at every call.  Structured mixings stay structured (their
+per-irrep plugins are plain PyTorch already), so :func:`structlayers.collapse` can then choose
+dense or structured per mixing block.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from escnn import nn as enn
 from torch import Tensor, nn
 
 from atompaint.encoders.blocks import ResBlock
-from atompaint.encoders.layers import FourierActivation
+from atompaint.encoders.layers import FourierActivation, fourier_pointwise
+from atompaint.encoders.mixing import IrrepMixing
+from atompaint.encoders.separable import SeparableR3Conv
+from atompaint.encoders.tensor_product import CGTensorProduct
 
 
 class FourierActivationExport(nn.Module):
@@ -31,11 +36,7 @@ class FourierActivationExport(nn.Module):
         self.function: Callable[[Tensor], Tensor] = module._function
 
     def forward(self, x: Tensor) -> Tensor:
-        b, _, *spatial = x.shape
-        x_hat = x.view(b, self.channels, self.A.shape[1], *spatial)
-        samples = torch.einsum("bcf...,gf->bcg...", x_hat, self.A)
-        y_hat = torch.einsum("bcg...,fg->bcf...", self.function(samples), self.Ainv)
-        return y_hat.reshape(b, self.channels * self.Ainv.shape[0], *spatial)
+        return fourier_pointwise(x, self.A, self.Ainv, self.function, self.channels)
 
 
 class TensorProductExport(nn.Module):
@@ -137,6 +138,8 @@ def export_module(module: nn.Module) -> nn.Module:
         return FourierActivationExport(module)
     if isinstance(module, enn.TensorProductModule):
         return TensorProductExport(module)
+    if isinstance(module, (SeparableR3Conv, IrrepMixing, CGTensorProduct)):
+        return module.export()
     if isinstance(module, enn.GatedNonLinearity1):
         return GateExport(module)
     if isinstance(module, enn.PointwiseAvgPoolAntialiased3D):

@@ -16,7 +16,20 @@ import numpy as np
 from escnn import group, gspaces
 from escnn import nn as enn
 
-Schedule = Literal["linear", "log"]
+Schedule = Literal["linear", "log", "inverse-size", "double"]
+SCHEDULES: tuple[str, ...] = ("linear", "log", "inverse-size", "double")
+
+
+def _shared_on_copy(self: object, memo: dict) -> object:
+    return self
+
+
+# escnn's groups, gspaces, representations and field types are immutable descriptions that escnn
+# compares by identity (a copied SO(3) is a different group, and a copied field type no longer matches
+# its modules'); copying a module must share them, as copying a tensor shares its dtype.  Without this,
+# ``copy.deepcopy`` of any escnn module fails (and with it ``structlayers.collapse``).
+for _cls in (group.Group, group.Representation, gspaces.GSpace, enn.FieldType):
+    _cls.__deepcopy__ = _shared_on_copy
 
 
 @lru_cache(maxsize=1)
@@ -84,6 +97,36 @@ def channel_schedule(first: int, last: int, n: int, schedule: Schedule = "log") 
     else:
         raise ValueError(f"unknown channel schedule {schedule!r}; use 'linear' or 'log'")
     return [max(1, int(round(v))) for v in values]
+
+
+def plan_channels(width: int, max_channels: int, sizes: list[int], strides: list[int],
+                  schedule: Schedule = "log") -> list[int]:
+    """Spectral regular fields of each stage of a plan: ``sizes[i]`` is the side length of stage
+    ``i``'s output, ``strides[i - 1]`` the down-sampling between stages ``i - 1`` and ``i``.
+
+    - ``linear`` / ``log``: :func:`channel_schedule` from ``width`` to ``max_channels``;
+    - ``inverse-size``: ``width * sizes[0] / sizes[i]``, i.e. proportional to the inverse side
+      length (architecture #1 of the seed notes: "scale the number of representations in proportion
+      to the (inverse) relative change in side length"; the narrow #3);
+    - ``double``: ``width`` doubled at every stride-2 step ("double on down-sampling", VGG's rule;
+      architectures #2 and the wide #3).
+
+    ``inverse-size`` and ``double`` are capped at ``max_channels``.
+    """
+    if len(strides) != len(sizes) - 1:
+        raise ValueError(f"need one stride per stage transition: {len(sizes)} stages, {len(strides)} strides")
+    if width < 1 or max_channels < 1:
+        raise ValueError(f"channel counts must be positive, got {width} and {max_channels}")
+    if schedule in ("linear", "log"):
+        return channel_schedule(width, max_channels, len(sizes), schedule)
+    if schedule == "inverse-size":
+        return [min(max_channels, max(1, round(width * sizes[0] / s))) for s in sizes]
+    if schedule == "double":
+        channels = [width]
+        for stride in strides:
+            channels.append(channels[-1] * 2 if stride > 1 else channels[-1])
+        return [min(max_channels, c) for c in channels]
+    raise ValueError(f"unknown channel schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
 
 
 def fields_per_irrep(field_type: enn.FieldType) -> list[int]:

@@ -18,6 +18,7 @@ from atompaint.encoders.fields import (
     so3_gspace,
     spectral_irreps,
 )
+from atompaint.encoders.separable import ConvSpec, make_conv
 
 _FIRST_HERMITE_COEFF = math.sqrt(2) * math.pi ** (-1 / 4)
 
@@ -53,12 +54,27 @@ def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
     return ACTIVATIONS[name]
 
 
+def fourier_pointwise(x: Tensor, A: Tensor, Ainv: Tensor, function: Callable[[Tensor], Tensor],
+                      channels: int) -> Tensor:
+    """``Ainv f(A x_c)`` for each of the ``channels`` fields of ``x (B, channels * F, *spatial)``.
+
+    The transforms run as matrix products over the flattened voxels (``(G, F) @ (F, voxels)`` per
+    field), which keeps the voxels contiguous; escnn's ``einsum('bcf...,gf->bcg...')`` permutes them
+    and is 2-3x slower on CPU for the same FLOPs.
+    """
+    b, _, *spatial = x.shape
+    fields = x.reshape(b, channels, A.shape[1], -1)
+    samples = torch.matmul(A, fields)
+    return torch.matmul(Ainv, function(samples)).reshape(b, channels * Ainv.shape[0], *spatial)
+
+
 class FourierActivation(enn.FourierPointwise):
     """A pointwise nonlinearity applied on an SO(3) grid: inverse Fourier transform, ``function``
     on every sample, Fourier transform back.
 
     escnn's own class only knows a few functions by string; this one takes any of
-    :data:`ACTIVATIONS` (e.g. the first Hermite function).
+    :data:`ACTIVATIONS` (e.g. the first Hermite function), and computes the transforms as matrix
+    products over contiguous voxels (:func:`fourier_pointwise`).
     """
 
     def __init__(self, channels: int, band_limit: int, grid_size: int, function: str = "elu") -> None:
@@ -72,6 +88,12 @@ class FourierActivation(enn.FourierPointwise):
         # escnn rebuilds the grid from these arguments; keep them for export and repr.
         self.grid_size = grid_size
         assert len(so3_grid(grid_size)) == self.A.shape[0]
+
+    def forward(self, x: enn.GeometricTensor) -> enn.GeometricTensor:
+        if x.type != self.in_type:
+            raise ValueError("input field type does not match the activation's in_type")
+        y = fourier_pointwise(x.tensor, self.A, self.Ainv, self._function, len(self.in_type))
+        return enn.GeometricTensor(y, self.out_type, x.coords)
 
     def extra_repr(self) -> str:
         return f"function={self.function_name}, grid=thomson_cube(N={self.grid_size})"
@@ -93,13 +115,14 @@ def conv_bn_act(
     kernel_size: int = 3,
     stride: int = 1,
     padding: int = 0,
+    conv: ConvSpec | None = None,
 ) -> enn.SequentialModule:
-    """Equivariant 3D convolution, IID batch norm, Fourier activation.
+    """Equivariant 3D convolution (dense or separable, per ``conv``), IID batch norm, Fourier activation.
 
     The convolution has no bias because the batch norm re-centres its output anyway.
     """
     return enn.SequentialModule(
-        enn.R3Conv(in_type, out_type, kernel_size=kernel_size, stride=stride, padding=padding, bias=False),
+        make_conv(in_type, out_type, conv or ConvSpec(), kernel_size=kernel_size, stride=stride, padding=padding),
         enn.IIDBatchNorm3d(out_type),
         FourierActivation(len(out_type), band_limit, grid_size, activation),
     )

@@ -1,4 +1,5 @@
-"""``atompaint count MODEL_CONFIG``: parameters, FLOPs and peak memory, dense vs compressed head."""
+"""``atompaint count MODEL_CONFIG``: parameters, FLOPs (per module type) and peak memory, dense vs
+separable vs separable + structured-mixing encoder (or dense vs compressed head)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from atompaint.cli.commands._encoder_flags import add_encoder_flags, encoder_overrides
 from structlayers.clikit import check_output_path, write_output
 
 NAME = "count"
-HELP = "Parameters and FLOPs of encoder, MLP and whole model (dense vs compressed head), and measured peak memory."
+HELP = ("Parameters and FLOPs of encoder (per module type), MLP and whole model, dense vs separable vs "
+        "separable + structured mixing encoder (or dense vs compressed head), and measured peak memory.")
 
 
 class _JsonPath(argparse.Action):
@@ -32,6 +35,11 @@ class _JsonPath(argparse.Action):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="MODEL_CONFIG",
                         help="a neighbor-loc YAML config (see experiments/neighbor_loc/)")
+    parser.add_argument("--compare", choices=("encoders", "heads"), default="encoders",
+                        help="columns: encoder variants (dense / separable / separable + the mixing of the config "
+                             "or --mixing, default acdc x2) or head variants (dense / compressed / collapsed) "
+                             "(default: encoders)")
+    add_encoder_flags(parser.add_argument_group("encoder overrides (each flag left out keeps the config's value)"))
     parser.add_argument("--head-layer", default=None,
                         help="compressed head layer (default: the config's head if it is not dense, else acdc)")
     parser.add_argument("--head-depth", type=int, default=None,
@@ -50,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.head_depth is not None and args.head_depth < 1:
         raise ValueError("--head-depth must be positive")
     check_output_path(args.json, "JSON")
-    options: dict[str, Any] = {"head_layer": args.head_layer, "head_depth": args.head_depth}
+    options: dict[str, Any] = {"head_layer": args.head_layer, "head_depth": args.head_depth,
+                               "compare": args.compare, "encoder_changes": encoder_overrides(args)}
     if args.memory_batch_size is not None:
         options["memory_batch_size"] = args.memory_batch_size or None
     table = build_count_table(args.config, **options)

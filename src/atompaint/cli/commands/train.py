@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from atompaint.cli.commands._encoder_flags import add_encoder_flags, encoder_overrides
 from atompaint.tasks import TASKS
 from structlayers.clikit import (
     add_deprecated,
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="trainer.fast_dev_run: run N train/val batches only, as a smoke test")
     group.add_argument("--head-layer", default=None, help="head.layer, a structlayers plugin (dense, acdc, ...)")
     group.add_argument("--head-depth", type=int, default=None, help="head.depth (needs --head-layer)")
+    add_encoder_flags(group)
     group.add_argument("--pretrained", default=None,
                        help="LBA: finetune.pretrained, a neighbor-loc checkpoint (e.g. "
                             "runs/<name>/checkpoints/last.ckpt)")
@@ -75,6 +77,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The dotted config keys the flags set."""
     changes: dict[str, Any] = dict(args.overrides)
+    changes.update(encoder_overrides(args))
     flags = {"epochs": "trainer.max_epochs", "devices": "trainer.devices", "strategy": "trainer.strategy",
              "accelerator": "trainer.accelerator", "fast_dev_run": "trainer.fast_dev_run"}
     for dest, key in flags.items():

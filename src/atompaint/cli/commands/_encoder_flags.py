@@ -1,0 +1,45 @@
+"""The encoder flags that ``atompaint train`` and ``atompaint count`` share: the convolution form and
+the structured mixing, with defaults read from :class:`~atompaint.encoders.EncoderConfig`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from structlayers.clikit import add_config_arguments, key_value, overrides_from_args
+
+#: EncoderConfig fields with a flag of their own (``mixing_options`` is ``--mixing-option KEY=VALUE``).
+FIELDS = ("conv", "mixing", "mixing_depth", "dense_stem", "tensor_product", "kernel_size")
+_HELP = {
+    "conv": "encoder.conv: dense (escnn R3Conv) or separable (depthwise steerable conv + structured mixing)",
+    "mixing": "encoder.mixing: the structlayers plugin of each per-irrep mixing block (dense, acdc, lowrank, ...)",
+    "mixing_depth": "encoder.mixing_depth: stack depth of the mixing plugin",
+    "dense_stem": "encoder.dense_stem: keep the first convolution dense in a separable encoder",
+    "tensor_product": "encoder.tensor_product: escnn or clebsch-gordan (same function class, fewer FLOPs)",
+    "kernel_size": "encoder.kernel_size: 3 or 5",
+}
+
+
+def add_encoder_flags(container: argparse._ActionsContainer) -> None:
+    """``--conv``, ``--mixing``, ``--mixing-depth``, ``--mixing-option KEY=VALUE``, ``--dense-stem``,
+    ``--tensor-product``, ``--kernel-size``; a flag left out keeps the config's value."""
+    from atompaint.encoders import EncoderConfig
+
+    add_config_arguments(container, EncoderConfig, only=FIELDS, dest_prefix="encoder.", help=_HELP, overrides=True)
+    container.add_argument("--mixing-option", dest="mixing_options", type=key_value, action="append", default=[],
+                           metavar="KEY=VALUE", help="encoder.mixing_options: an option of the mixing plugin "
+                                                     "(repeatable, e.g. shuffle=random)")
+
+
+def encoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``encoder.*`` config keys the flags set.  A new ``--mixing`` starts from no options and
+    the given ``--mixing-depth`` (options of one plugin rarely fit another)."""
+    from atompaint.encoders import EncoderConfig
+
+    changes = overrides_from_args(EncoderConfig, args, "encoder.", "encoder.")
+    if "encoder.mixing" in changes:
+        changes.setdefault("encoder.mixing_depth", None)
+        changes["encoder.mixing_options"] = {}
+    if args.mixing_options:
+        changes["encoder.mixing_options"] = dict(args.mixing_options)
+    return changes
