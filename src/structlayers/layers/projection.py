@@ -1,0 +1,93 @@
+"""Shared pieces of the plugins' closed-form projections ``layer.project_(weight, bias)``.
+
+``project_`` sets a layer, in place, to the member of its family nearest (in Frobenius norm) to a
+dense ``(out, in)`` weight, and copies the bias: the initialisation of a structured layer from a
+trained dense one (Dao et al., 2022, "Monarch", Sec. 3.3).  A family without a closed form raises
+``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from structlayers.base import StructuredLinear
+
+
+def dense_target(layer: StructuredLinear, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """``weight`` and ``bias`` as float64 CPU tensors after checking their shapes against ``layer``;
+    a bias for a layer built without one is an error (it would be dropped silently otherwise)."""
+    expected = (layer.out_features, layer.in_features)
+    if tuple(weight.shape) != expected:
+        raise ValueError(f"layer {layer.name!r}: cannot project a weight of shape {tuple(weight.shape)}; "
+                         f"expected {expected} (out_features, in_features)")
+    if bias is not None:
+        if tuple(bias.shape) != (layer.out_features,):
+            raise ValueError(f"layer {layer.name!r}: bias of shape {tuple(bias.shape)}, expected ({layer.out_features},)")
+        if getattr(layer, "bias", None) is None:
+            raise ValueError(f"layer {layer.name!r} was built with bias=False; it cannot take the given bias")
+    return weight.detach().double().cpu(), None if bias is None else bias.detach().double().cpu()
+
+
+@torch.no_grad()
+def assign_bias(layer: StructuredLinear, bias: Tensor | None) -> None:
+    """Copy ``bias`` into ``layer.bias`` (zero it when ``bias`` is None and the layer has one)."""
+    own = getattr(layer, "bias", None)
+    if own is None:
+        return
+    if bias is None:
+        own.zero_()
+    else:
+        own.copy_(bias.to(own))
+
+
+def padded(matrix: Tensor, rows: int, cols: int) -> Tensor:
+    """``matrix`` zero-padded at the bottom and right to ``(rows, cols)``."""
+    return torch.nn.functional.pad(matrix, (0, cols - matrix.shape[1], 0, rows - matrix.shape[0]))
+
+
+def truncated_factors(blocks: Tensor, rank: int) -> tuple[Tensor, Tensor]:
+    """``(U sqrt(S), sqrt(S) V^T)`` of the best rank-``rank`` approximation of every matrix in the
+    batch ``blocks (..., m, n)`` (Eckart-Young), shapes ``(..., m, rank)`` and ``(..., rank, n)``;
+    zero columns/rows pad ranks beyond ``min(m, n)``."""
+    u, s, vh = torch.linalg.svd(blocks, full_matrices=False)
+    keep = min(rank, s.shape[-1])
+    root = s[..., :keep].sqrt()
+    left = u[..., :keep] * root[..., None, :]
+    right = vh[..., :keep, :] * root[..., :, None]
+    if keep < rank:
+        left = torch.nn.functional.pad(left, (0, rank - keep))
+        right = torch.nn.functional.pad(right, (0, 0, 0, rank - keep))
+    return left, right
+
+
+def default_blocks(n: int) -> int:
+    """A block count near ``sqrt(n)``: the largest divisor of ``n`` that is at most ``sqrt(n)``
+    (no padding), or ``ceil(sqrt(n))`` when that divisor is below ``sqrt(n) / 2`` (e.g. prime ``n``)."""
+    root = math.sqrt(n)
+    divisor = max(d for d in range(1, int(root) + 1) if n % d == 0)
+    return divisor if divisor >= root / 2 else math.ceil(root)
+
+
+def check_positive(layer: str, **values: int) -> None:
+    for label, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"layer {layer!r}: {label} must be a positive integer, got {value!r}")
+
+
+def linear_uniform_(tensor: Tensor, fan_in: int, gain: float = 1.0) -> Tensor:
+    """``U(-b, b)`` with ``b = gain / sqrt(fan_in)``: ``nn.Linear``'s default entry distribution
+    at ``gain = 1`` (variance ``gain^2 / (3 fan_in)``)."""
+    bound = gain / math.sqrt(fan_in)
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound)
+
+
+def linear_weight(out_features: int, in_features: int) -> Tensor:
+    """A dense weight drawn like ``nn.Linear``'s default (Kaiming-uniform, a = sqrt(5)): the matrix
+    that ``init="project"`` projects, so a projected layer starts near a standard dense layer."""
+    weight = torch.empty(out_features, in_features, dtype=torch.float64)
+    torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    return weight
