@@ -25,7 +25,8 @@ def dense_target(layer: StructuredLinear, weight: Tensor, bias: Tensor | None) -
                          f"expected {expected} (out_features, in_features)")
     if bias is not None:
         if tuple(bias.shape) != (layer.out_features,):
-            raise ValueError(f"layer {layer.name!r}: bias of shape {tuple(bias.shape)}, expected ({layer.out_features},)")
+            raise ValueError(f"layer {layer.name!r}: bias of shape {tuple(bias.shape)}, "
+                             f"expected ({layer.out_features},)")
         if getattr(layer, "bias", None) is None:
             raise ValueError(f"layer {layer.name!r} was built with bias=False; it cannot take the given bias")
     return weight.detach().double().cpu(), None if bias is None else bias.detach().double().cpu()

@@ -3,7 +3,8 @@
 
 ``MNISTStack``: one stack of structured factors on the 784 pixels and no dense layer at all; the
 stack pads to its square size and the first 10 outputs are the logits.  ``MNISTStackLinear``: a
-stack 784 -> 64, ReLU, then a dense ``Linear(64, 10)``.  ``MNISTMLP`` is the dense counterpart of the latter, for surgery and baselines.
+stack 784 -> 64, ReLU, then a dense ``Linear(64, 10)``.  ``MNISTMLP`` is the dense counterpart of
+the latter, for surgery and baselines.
 """
 
 from __future__ import annotations
