@@ -233,3 +233,20 @@ def test_afdf_cascades_differ_in_stacks_only() -> None:
     assert complex_.flops(1) - real.flops(1) == 2 * 4 * complex_.size
     with pytest.raises(ValueError, match="cascade"):
         structlayers.create("afdf", 8, 8, depth=2, cascade="sideways")
+
+
+# --- the bench -----------------------------------------------------------------------------------
+
+
+def test_bench_times_every_default_layer_including_the_new_families() -> None:
+    from structlayers.lab.bench.harness import DEFAULT_LAYERS, BenchConfig, run_bench
+
+    assert {"monarch", "butterfly", "kronecker", "circulant", "toeplitz", "lowrank_diag"} <= set(DEFAULT_LAYERS)
+    config = BenchConfig(sizes=(12,), batches=(4,), depth=2, repeats=1, large_repeats=1, collapse_repeats=1,
+                         warmup=0, min_time=0.0, collapse_min_time=0.0, bandwidth_mb=1, gemm_size=16,
+                         allocator="system")
+    result = run_bench(config)
+    for layer in DEFAULT_LAYERS:
+        fwd = result.find(layer, 12, "fwd")
+        assert fwd is not None and fwd.ms > 0 and fwd.collapsed in ("structured", "dense")
+        assert result.find(layer, 12, "fwd+bwd") is not None
