@@ -4,8 +4,6 @@ Structures with the Kronecker Layer in Convolutional Networks")."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -13,11 +11,9 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, StructuredLinear, rows_of
 from structlayers.layers.projection import (
     assign_bias,
-    check_positive,
-    default_blocks,
+    block_count,
     dense_target,
-    linear_uniform_,
-    linear_weight,
+    init_product_,
     padded,
     truncated_factors,
 )
@@ -53,12 +49,7 @@ class Kronecker(StructuredLinear):
         init: str = "uniform",
     ) -> None:
         super().__init__(in_features, out_features)
-        n1 = default_blocks(max(in_features, out_features)) if nblocks is None else nblocks
-        check_positive(self.name, nblocks=n1, rank=rank)
-        if n1 > max(in_features, out_features):
-            raise ValueError(f"layer 'kronecker': nblocks={n1} exceeds the layer size {max(in_features, out_features)}")
-        if init not in INITS:
-            raise ValueError(f"layer 'kronecker': unknown init {init!r}; expected one of {INITS}")
+        n1 = block_count(self.name, in_features, out_features, nblocks, rank, init, INITS)
         self.n1 = self.m1 = n1
         self.n2, self.m2 = -(-in_features // n1), -(-out_features // n1)
         self.rank, self.init = rank, init
@@ -68,14 +59,8 @@ class Kronecker(StructuredLinear):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.init == "project":
-            self.project_(linear_weight(self.out_features, self.in_features), None)
-            return
         # Var(W) = rank * Var(A) * Var(B) = 1 / (3 n1 n2): nn.Linear's on the padded input.
-        linear_uniform_(self.A, self.n1)
-        linear_uniform_(self.B, self.n2 * self.rank, gain=math.sqrt(3.0))
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        init_product_(self, self.B, self.n2, self.A, self.n1 * self.rank)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)

@@ -4,8 +4,6 @@ reshape-transpose permutation ``P``, computed with two batched matmuls."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -13,11 +11,9 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, StructuredLinear, rows_of
 from structlayers.layers.projection import (
     assign_bias,
-    check_positive,
-    default_blocks,
+    block_count,
     dense_target,
-    linear_uniform_,
-    linear_weight,
+    init_product_,
     padded,
     truncated_factors,
 )
@@ -60,12 +56,7 @@ class Monarch(StructuredLinear):
         init: str = "uniform",
     ) -> None:
         super().__init__(in_features, out_features)
-        b = default_blocks(max(in_features, out_features)) if nblocks is None else nblocks
-        check_positive(self.name, nblocks=b, rank=rank)
-        if b > max(in_features, out_features):
-            raise ValueError(f"layer 'monarch': nblocks={b} exceeds the layer size {max(in_features, out_features)}")
-        if init not in INITS:
-            raise ValueError(f"layer 'monarch': unknown init {init!r}; expected one of {INITS}")
+        b = block_count(self.name, in_features, out_features, nblocks, rank, init, INITS)
         self.nblocks, self.rank, self.init = b, rank, init
         self.in_block, self.out_block = -(-in_features // b), -(-out_features // b)
         self.R = nn.Parameter(torch.empty(b, self.in_block, b * rank))
@@ -74,14 +65,8 @@ class Monarch(StructuredLinear):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.init == "project":
-            self.project_(linear_weight(self.out_features, self.in_features), None)
-            return
-        # Var(M_ji) = r * Var(L) * Var(R) = 1 / (3 * b * p): nn.Linear's 1 / (3 * in) on the padded input.
-        linear_uniform_(self.R, self.in_block)
-        linear_uniform_(self.L, self.nblocks * self.rank, gain=math.sqrt(3.0))
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        # Var(M_ji) = r * Var(L) * Var(R) = 1 / (3 b p): nn.Linear's 1 / (3 in) on the padded input.
+        init_product_(self, self.R, self.in_block, self.L, self.nblocks * self.rank)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)

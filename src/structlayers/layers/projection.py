@@ -72,6 +72,20 @@ def default_blocks(n: int) -> int:
     return divisor if divisor >= root / 2 else math.ceil(root)
 
 
+def block_count(layer: str, in_features: int, out_features: int, nblocks: int | None, rank: int, init: str,
+                inits: tuple[str, ...]) -> int:
+    """The checked block count of a block-structured layer (:func:`default_blocks` when None), after
+    checking its ``rank`` and ``init`` too."""
+    size = max(in_features, out_features)
+    blocks = default_blocks(size) if nblocks is None else nblocks
+    check_positive(layer, nblocks=blocks, rank=rank)
+    if blocks > size:
+        raise ValueError(f"layer {layer!r}: nblocks={blocks} exceeds the layer size {size}")
+    if init not in inits:
+        raise ValueError(f"layer {layer!r}: unknown init {init!r}; expected one of {inits}")
+    return blocks
+
+
 def check_positive(layer: str, **values: int) -> None:
     for label, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -92,3 +106,17 @@ def linear_weight(out_features: int, in_features: int) -> Tensor:
     weight = torch.empty(out_features, in_features, dtype=torch.float64)
     torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
     return weight
+
+
+def init_product_(layer: StructuredLinear, first: Tensor, first_fan: int, second: Tensor, second_fan: int) -> None:
+    """Initialise a layer whose weight entries are sums of ``second_fan`` products of an entry of
+    ``first`` and one of ``second`` (Monarch, Kronecker): ``init="project"`` projects an
+    ``nn.Linear``-initialised weight (:meth:`project_`); otherwise ``U(+-1/sqrt(first_fan))`` and
+    ``U(+-sqrt(3/second_fan))`` give the weight ``nn.Linear``'s entry variance ``1 / (3 first_fan)``
+    for ``first_fan`` = the (padded) input size per block.  The bias starts at zero."""
+    if getattr(layer, "init", None) == "project":
+        layer.project_(linear_weight(layer.out_features, layer.in_features), None)  # type: ignore[attr-defined]
+        return
+    linear_uniform_(first, first_fan)
+    linear_uniform_(second, second_fan, gain=math.sqrt(3.0))
+    assign_bias(layer, None)

@@ -292,6 +292,18 @@ def _relative_error(layer: StructuredLinear, target_weight: Tensor) -> float:
                  / torch.linalg.norm(target_weight.double()))
 
 
+def _fit(layer: StructuredLinear, residual: Residual, relative_error: Callable[[], float],
+         mse: Callable[[float], float], **settings: object) -> FitResult:
+    """:func:`minimize` on ``residual`` and the result's metrics (``mse`` of the final loss)."""
+    start = time.perf_counter()
+    run = minimize(layer, residual, **settings)  # type: ignore[arg-type]
+    with torch.no_grad():
+        loss = residual(layer).square().sum().item()
+    return FitResult(relative_error=relative_error(), output_mse=mse(loss), steps=run.steps,
+                     seconds=time.perf_counter() - start, history=run.history, converged=run.converged,
+                     grad_norm=run.grad_norm, loss=loss, message=run.message)
+
+
 def fit_layer(
     layer: StructuredLinear,
     target_weight: Tensor,
@@ -323,22 +335,9 @@ def fit_layer(
     def residual(forward: Callable[[Tensor], Tensor]) -> Tensor:
         return (forward(probe) - target) / root
 
-    start = time.perf_counter()
-    run = minimize(layer, residual, optimizer=optimizer, steps=steps, lr=lr, ftol=ftol, gtol=gtol, patience=patience,
-                   callback=callback)
-    with torch.no_grad():
-        loss = residual(layer).square().sum().item()
-    return FitResult(
-        relative_error=_relative_error(layer, target_weight),
-        output_mse=output_mse(layer, target_weight, target_bias),
-        steps=run.steps,
-        seconds=time.perf_counter() - start,
-        history=run.history,
-        converged=run.converged,
-        grad_norm=run.grad_norm,
-        loss=loss,
-        message=run.message,
-    )
+    return _fit(layer, residual, lambda: _relative_error(layer, target_weight),
+                lambda _loss: output_mse(layer, target_weight, target_bias), optimizer=optimizer, steps=steps, lr=lr,
+                ftol=ftol, gtol=gtol, patience=patience, callback=callback)
 
 
 def fit_outputs(
@@ -369,19 +368,7 @@ def fit_outputs(
     def residual(forward: Callable[[Tensor], Tensor]) -> Tensor:
         return (forward(x) - y) / root
 
-    start = time.perf_counter()
-    run = minimize(layer, residual, optimizer=optimizer, steps=steps, lr=lr, ftol=ftol, gtol=gtol, patience=patience,
-                   callback=callback)
-    with torch.no_grad():
-        loss = nn.functional.mse_loss(layer(x), y).item()
-    return FitResult(
-        relative_error=_relative_error(layer, target_weight) if target_weight is not None else math.nan,
-        output_mse=loss,
-        steps=run.steps,
-        seconds=time.perf_counter() - start,
-        history=run.history,
-        converged=run.converged,
-        grad_norm=run.grad_norm,
-        loss=loss,
-        message=run.message,
-    )
+    return _fit(layer, residual,
+                lambda: _relative_error(layer, target_weight) if target_weight is not None else math.nan,
+                lambda loss: loss, optimizer=optimizer, steps=steps, lr=lr, ftol=ftol, gtol=gtol, patience=patience,
+                callback=callback)

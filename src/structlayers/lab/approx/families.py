@@ -93,21 +93,15 @@ def candidates(spec: LayerSpec, n_in: int, n_out: int, shuffle: str, seed: int =
             opts = {**options, "rank": rank}
             out.append(Candidate(name, None, opts, _params(name, n_in, n_out, None, opts), f"{spec.label} r={rank}"))
         return out
-    if name == "blockdiag":
-        for groups in [g for g in _divisors(max(n_in, n_out)) if g > 1]:
-            opts = {**options, "groups": groups}
+    if name == "blockdiag" or get(name).stackable:
+        variants = ([({**options, "groups": g}, f" g={g}") for g in _divisors(max(n_in, n_out)) if g > 1]
+                    if name == "blockdiag" else [(options, "")])
+        for opts, tag in variants:
             one = _params(name, n_in, n_out, None, opts)
             for depth in range(1, MAX_DEPTH + 1):
                 stack = {**opts, "shuffle": shuffle, "seed": seed} if depth > 1 else opts
                 out.append(Candidate(name, depth if depth > 1 else None, stack, depth * one,
-                                     f"{spec.label} g={groups} K={depth}" + (f" {shuffle}" if depth > 1 else "")))
-        return out
-    if get(name).stackable:
-        one = _params(name, n_in, n_out, None, options)
-        for depth in range(1, MAX_DEPTH + 1):
-            stack = {**options, "shuffle": shuffle, "seed": seed} if depth > 1 else options
-            out.append(Candidate(name, depth if depth > 1 else None, stack, depth * one,
-                                 f"{spec.label} K={depth}" + (f" {shuffle}" if depth > 1 else "")))
+                                     f"{spec.label}{tag} K={depth}" + (f" {shuffle}" if depth > 1 else "")))
         return out
     return [Candidate(name, None, options, _params(name, n_in, n_out, None, options), spec.label)]
 
