@@ -133,6 +133,16 @@ def test_block_families_project_their_own_matrices_exactly(b: int, p: int, s: in
     assert float(torch.linalg.norm(dense(other) - weight)) <= 1e-9 * max(1.0, float(torch.linalg.norm(weight)))
 
 
+@pytest.mark.parametrize("family", ["circulant", "toeplitz"])
+def test_identity_init_keeps_deep_stacks_from_vanishing(family: str) -> None:
+    torch.manual_seed(9)
+    one = structlayers.create(family, 16, 16, init="identity", bias=False).double()
+    assert relative(dense(one), torch.eye(16, dtype=torch.float64)) < 0.05
+    deep = structlayers.create(family, 16, 16, depth=16, shuffle="random", seed=0, init="identity").double()
+    plain = structlayers.create(family, 16, 16, depth=16, shuffle="random", seed=0).double()
+    assert float(torch.linalg.norm(dense(deep))) > 1.0 > 1e3 * float(torch.linalg.norm(dense(plain)))
+
+
 def test_circulant_projection_averages_wrapped_diagonals() -> None:
     target = torch.arange(16, dtype=torch.float64).view(4, 4)
     layer = structlayers.create("circulant", 4, 4, bias=False).double()

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
-from structlayers.layers.projection import assign_bias, dense_target, linear_uniform_
+from structlayers.layers.projection import assign_bias, dense_target, init_diagonals_
 from structlayers.layers.square import SquareLayer
 from structlayers.registry import register
 
@@ -37,17 +37,19 @@ class Circulant(SquareLayer):
     """``y = crop(C(c) pad(x)) + b`` with ``C(c)`` the ``n x n`` circulant matrix of ``c``,
     ``n = max(in, out)``; ``n`` (+bias) parameters, ``O(n log n)`` time.
 
-    ``c`` starts with ``nn.Linear``'s entry distribution ``U(-1/sqrt(in), 1/sqrt(in))``.
+    ``init="uniform"``: ``c`` starts with ``nn.Linear``'s entry distribution
+    ``U(-1/sqrt(in), 1/sqrt(in))``; ``"identity"``: the identity plus N(0, 1e-2^2) noise (for deep
+    stacks, whose product would otherwise shrink geometrically with depth).
     """
 
     stackable = True
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "uniform") -> None:
         super().__init__(in_features, out_features)
         self.size = max(in_features, out_features)
         self.c = nn.Parameter(torch.empty(self.size))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        linear_uniform_(self.c, in_features)
+        init_diagonals_(self.c, 0, init, in_features, self.name)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.crop(circular_convolve(self.pad(x), self.c, self.size))

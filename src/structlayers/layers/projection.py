@@ -120,3 +120,21 @@ def init_product_(layer: StructuredLinear, first: Tensor, first_fan: int, second
     linear_uniform_(first, first_fan)
     linear_uniform_(second, second_fan, gain=math.sqrt(3.0))
     assign_bias(layer, None)
+
+
+#: Initialisations of the diagonal-constant families (circulant, Toeplitz): ``uniform`` draws every
+#: entry like ``nn.Linear``; ``identity`` is the identity plus N(0, 1e-2^2) noise, for deep stacks,
+#: whose product would otherwise shrink geometrically with depth (like ACDC's N(1, 1e-2^2) diagonals).
+DIAGONAL_INITS = ("uniform", "identity")
+
+
+@torch.no_grad()
+def init_diagonals_(values: Tensor, main: int, init: str, fan_in: int, layer: str) -> None:
+    """Fill the diagonal values ``values`` (index ``main`` is the main diagonal) per ``init``."""
+    if init not in DIAGONAL_INITS:
+        raise ValueError(f"layer {layer!r}: unknown init {init!r}; expected one of {DIAGONAL_INITS}")
+    if init == "uniform":
+        linear_uniform_(values, fan_in)
+    else:
+        values.normal_(0.0, 1e-2)
+        values[main] += 1.0

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
 from structlayers.layers.circulant import circular_convolve, real_fft_flops, spectral_product_flops
-from structlayers.layers.projection import assign_bias, dense_target, linear_uniform_
+from structlayers.layers.projection import assign_bias, dense_target, init_diagonals_
 from structlayers.registry import register
 
 
@@ -21,17 +21,17 @@ class Toeplitz(StructuredLinear):
 
     ``W`` is the top-left corner of the circulant of size ``L``, the power of two
     ``>= in + out - 1``, whose first column is ``t``'s lower part, zeros, then its upper part.
-    ``t`` starts with ``nn.Linear``'s entry distribution.
+    ``init``: as :class:`~structlayers.layers.circulant.Circulant`'s (``"uniform"`` or ``"identity"``).
     """
 
     stackable = True
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "uniform") -> None:
         super().__init__(in_features, out_features)
         self.fft_size = 1 << (in_features + out_features - 2).bit_length()
         self.t = nn.Parameter(torch.empty(in_features + out_features - 1))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        linear_uniform_(self.t, in_features)
+        init_diagonals_(self.t, in_features - 1, init, in_features, self.name)
 
     def circulant_column(self) -> Tensor:
         """The first column of the embedding circulant (length ``L``)."""

@@ -16,6 +16,9 @@ from structlayers.registry import accepted_options, create, get, parse_options
 
 #: The deepest stack considered for a budget.
 MAX_DEPTH = 64
+#: Families whose stacks start near the identity (``init="identity"``): with their single-layer
+#: ``nn.Linear``-scaled initialisation a product of K factors shrinks like ~0.6^K.
+NEAR_IDENTITY = ("circulant", "toeplitz")
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,11 @@ def candidates(spec: LayerSpec, n_in: int, n_out: int, shuffle: str, seed: int =
                     if name == "blockdiag" else [(options, "")])
         for opts, tag in variants:
             one = _params(name, n_in, n_out, None, opts)
+            deep = {**opts, "shuffle": shuffle, "seed": seed}
+            if name in NEAR_IDENTITY and "init" not in opts:
+                deep["init"] = "identity"  # a deep product of nn.Linear-scaled factors would vanish
             for depth in range(1, MAX_DEPTH + 1):
-                stack = {**opts, "shuffle": shuffle, "seed": seed} if depth > 1 else opts
+                stack = deep if depth > 1 else opts
                 out.append(Candidate(name, depth if depth > 1 else None, stack, depth * one,
                                      f"{spec.label}{tag} K={depth}" + (f" {shuffle}" if depth > 1 else "")))
         return out
