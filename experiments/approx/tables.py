@@ -110,7 +110,7 @@ def families_table(name: str) -> None:
     print("\nLowest error per budget: " + "; ".join(f"{b}: {f} {e:.3f}" for b, (e, f) in best.items()))
     linear = [r for r in rows if not math.isnan(r["vs_linear"])]
     if linear:
-        print("Forward time over nn.Linear(32)'s, same rounds: " + ", ".join(
+        print(f"Forward time / nn.Linear's (same shape, same rounds) at the budget {budgets[2]}: " + ", ".join(
             f"{family_of(r['config'])} {r['vs_linear']:.1f}x" for r in rows if r["budget"] == budgets[2]))
 
 
