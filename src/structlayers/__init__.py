@@ -12,13 +12,14 @@ plugin contract (:mod:`structlayers.testing`).  Experiments built on it live in
 
 import structlayers.layers  # noqa: F401  (registers the built-in plugins)
 from structlayers.accounting import CountReport, count
-from structlayers.base import FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_linear
+from structlayers.base import Cascading, FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_linear
 from structlayers.collapse import CollapseReport, collapse
 from structlayers.export import export, exportable
 from structlayers.registry import available, create, options, register, resolve
 from structlayers.surgery import ReplaceReport, replace
 
 __all__ = [
+    "Cascading",
     "CollapseReport",
     "CountReport",
     "FlopCount",

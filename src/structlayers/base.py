@@ -253,3 +253,28 @@ class Fusable(Protocol):
 
     def fused_core(self, v: Tensor) -> Tensor:
         """The factor's map between the two gathers, on rows already in ``order``."""
+
+
+@runtime_checkable
+class Cascading(Protocol):
+    """A square factor whose map is ``out(g(x))``: ``g`` is linear over a wider signal (AFDF's is
+    complex) and ``out`` maps it back to a real one.  When :meth:`cascades` is true, a
+    :class:`~structlayers.layers.stack.Stack` of such factors carries the wide signal from factor
+    to factor and applies ``out`` once, after the last one (the complex AFDF cascade of Moczulski
+    et al., 2016, Sec. 4); otherwise every factor applies its own ``out``, as it does alone.
+    """
+
+    def cascades(self) -> bool:
+        """Whether this factor's options ask a stack to carry the wide signal between factors."""
+
+    def cascade_forward(self, z: Tensor) -> Tensor:
+        """``g(z) (+ bias)`` on a real or wide input ``(..., size)``, without ``out``."""
+
+    def cascade_reference(self, z: Tensor) -> Tensor:
+        """``g(z) (+ bias)`` in double precision on CPU (the unfused reference of ``to_dense``)."""
+
+    def cascade_output(self, z: Tensor) -> Tensor:
+        """``out``: the wide signal mapped back to a real one (AFDF: the real part)."""
+
+    def cascade_flop_count(self, rows: int, wide_input: bool) -> FlopCount:
+        """FLOPs of :meth:`cascade_forward` on ``rows`` vectors, real or wide ones."""

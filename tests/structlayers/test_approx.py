@@ -1,24 +1,40 @@
 import json
+import math
 
+import numpy as np
 import pytest
+import scipy.optimize
 import torch
 
 import structlayers
 from structlayers.cli import main
-from structlayers.lab.approx import ApproxConfig, gaussian_target, run_approx, svd_error
-from structlayers.lab.approx.experiment import svd_rank_for_budget
+from structlayers.lab.approx import ApproxConfig, gaussian_target, make_target, run_approx, svd_error
+from structlayers.lab.approx.baselines import bootstrap_ci, random_features_error, svd_rank_for_budget, verdict
+from structlayers.lab.approx.experiment import build_layer, plan
+from structlayers.lab.approx.families import candidates, parse_spec, pick
+from structlayers.lab.approx.protocol import REFERENCE, make_task, riffle_2018
 from structlayers.surgery import fit_layer
+from structlayers.surgery.fit import fit_outputs
+
+# --- fitting and convergence ---------------------------------------------------------------------
 
 
-def test_fit_recovers_a_realisable_target() -> None:
+def test_fit_recovers_a_realisable_target_and_says_it_converged() -> None:
     torch.manual_seed(3)
     teacher = structlayers.create("lowrank", 12, 10, rank=3).double()
     weight, bias = teacher.to_dense()
     student = structlayers.create("lowrank", 12, 10, rank=3).double()
-    result = fit_layer(student, weight, bias, steps=300, optimizer="lbfgs")
-    assert result.relative_error < 1e-3
-    assert result.output_mse < 1e-6
+    result = fit_layer(student, weight, bias, steps=2000, optimizer="lbfgs")
+    assert result.relative_error < 1e-5 and result.output_mse < 1e-8
+    assert result.converged and result.steps < 2000 and result.grad_norm < 1e-5
     assert result.history[-1] < result.history[0]
+
+
+def test_fit_reports_the_step_limit_as_not_converged() -> None:
+    layer = structlayers.create("acdc", 16, 16, depth=4, shuffle="random", seed=0, bias=False).double()
+    result = fit_layer(layer, gaussian_target(16, seed=1), steps=5, optimizer="lbfgs")
+    assert not result.converged and result.steps == 5 and "LIMIT" in result.message.upper()
+    assert result.grad_norm > 0
 
 
 def test_fit_reduces_error_for_acdc_and_reports_consistent_metrics() -> None:
@@ -36,17 +52,113 @@ def test_fit_reduces_error_for_acdc_and_reports_consistent_metrics() -> None:
     assert result.output_mse == pytest.approx(expected_mse, rel=0.15)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "cg", "trf"])
+def test_every_optimizer_fits_a_single_layer(optimizer: str) -> None:
+    target = gaussian_target(8, seed=2)
+    layer = structlayers.create("monarch", 8, 8, nblocks=2, bias=False).double()
+    result = fit_layer(layer, target, steps=3000, optimizer=optimizer)
+    best = structlayers.create("monarch", 8, 8, nblocks=2, bias=False).double()
+    best.project_(target, None)  # the closed-form optimum of this family
+    optimum = float(torch.linalg.norm(best.to_dense()[0] - target) / torch.linalg.norm(target))
+    assert result.relative_error == pytest.approx(optimum, abs=2e-2 if optimizer == "adam" else 1e-5)
+    assert result.converged
+
+
+def test_lr_applies_to_adam_only() -> None:
+    layer = structlayers.create("acdc", 8, 8)
+    with pytest.raises(ValueError, match="adam only"):
+        fit_layer(layer, torch.randn(8, 8), optimizer="lbfgs", lr=0.1)
+
+
 def test_fit_rejects_wrong_target_shape() -> None:
     with pytest.raises(ValueError, match=r"expected \(4, 8\)"):
         fit_layer(structlayers.create("acdc", 8, 4), torch.randn(8, 4))
 
 
-def test_svd_baseline() -> None:
+# --- baselines -----------------------------------------------------------------------------------
+
+
+def test_svd_baseline_counts_the_degrees_of_freedom_and_reaches_dense() -> None:
     target = gaussian_target(20, seed=0)
     errors = [svd_error(target, r) for r in range(0, 21)]
     assert errors[0] == pytest.approx(1.0) and errors[-1] == 0.0
     assert all(a > b for a, b in zip(errors, errors[1:]))
-    assert svd_rank_for_budget(2 * 64, 64) == 1 and svd_rank_for_budget(100, 64) == 0
+    assert svd_rank_for_budget(63, 32) == 1 and svd_rank_for_budget(64, 32) == 1  # 1 * (64 - 1) = 63
+    assert svd_rank_for_budget(512, 32) == 9                                     # 9 * 55 = 495, 10 * 54 = 540
+    assert svd_rank_for_budget(32 * 32, 32) == 32 and svd_rank_for_budget(10, 32) == 0
+    assert svd_rank_for_budget(24 * 16, 24, 16) == 16
+
+
+def test_random_features_control() -> None:
+    target = gaussian_target(32, seed=1)
+    k, error = random_features_error(target, 32 * 8)
+    assert k == 8 and error == pytest.approx(math.sqrt(1 - 8 / 32), abs=0.08)  # E = sqrt(1 - k/n)
+    assert random_features_error(target, 32 * 32)[1] == 0.0 and random_features_error(target, 10) == (0, 1.0)
+
+
+def test_bootstrap_verdict() -> None:
+    low, high = bootstrap_ci([-0.10, -0.12, -0.09, -0.11])
+    assert -0.12 <= low < high <= -0.09 and verdict(low, high) == "yes"
+    assert verdict(*bootstrap_ci([0.2, 0.3, 0.25])) == "no"
+    assert verdict(*bootstrap_ci([-0.1, 0.1, 0.05])) == "tie"
+    assert verdict(*bootstrap_ci([0.1])) == "?"
+
+
+# --- targets and families ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "linear", "toeplitz", "dct", "lowrank_diag"])
+def test_generated_targets(kind: str) -> None:
+    target = make_target(kind, 16, seed=3)
+    assert target.shape == (16, 16) and torch.isfinite(target.weight).all()
+    if kind == "toeplitz":
+        toeplitz = structlayers.create("toeplitz", 16, 16, bias=False).double()
+        toeplitz.project_(target.weight, None)
+        torch.testing.assert_close(toeplitz.to_dense()[0], target.weight)
+    if kind == "dct":
+        torch.testing.assert_close(target.weight @ target.weight.T, torch.eye(16, dtype=torch.float64))
+    if kind == "lowrank_diag":
+        # minus its diagonal, rank n / 8 (off the diagonal)
+        assert torch.linalg.matrix_rank(target.weight - torch.diag(torch.diag(target.weight))) > 2
+
+
+def test_file_targets(tmp_path) -> None:
+    torch.save({"a": torch.randn(6, 4), "weight": torch.randn(5, 5), "note": "x"}, tmp_path / "w.pt")
+    torch.save(torch.randn(3, 7), tmp_path / "t.pt")
+    assert make_target(str(tmp_path / "w.pt"), 0, 0).shape == (5, 5)
+    assert make_target(f"{tmp_path / 'w.pt'}:a", 0, 0).shape == (6, 4)
+    assert make_target(str(tmp_path / "t.pt"), 0, 0).shape == (3, 7)
+    with pytest.raises(ValueError, match="no entry 'b'"):
+        make_target(f"{tmp_path / 'w.pt'}:b", 0, 0)
+    with pytest.raises(FileNotFoundError):
+        make_target(str(tmp_path / "missing.pt"), 0, 0)
+
+
+def test_families_spend_the_budget() -> None:
+    for text, budget, expected in [("acdc", 512, 512), ("monarch", 512, 512), ("kronecker", 100, 80),
+                                   ("lowrank", 200, 192), ("lowrank_diag", 200, 160), ("butterfly", 700, 640),
+                                   ("circulant", 100, 96), ("afdf:cascade=complex", 300, 256)]:
+        chosen = pick(candidates(parse_spec(text), 32, 32, "random"), budget, 32)
+        assert chosen is not None and chosen.params == expected, text
+        layer = structlayers.create(chosen.layer, 32, 32, depth=chosen.depth, **chosen.options)
+        assert layer.params() == chosen.params
+    assert pick(candidates(parse_spec("butterfly"), 32, 32, "random"), 100, 32) is None
+    monarch = pick(candidates(parse_spec("monarch"), 64, 64, "random"), 1024, 64)
+    assert monarch.options["nblocks"] == 8 and monarch.options["rank"] == 1  # the square Monarch, b = sqrt(n)
+
+
+def test_plan_rectangular_targets_and_layer_specs() -> None:
+    config = ApproxConfig(layer="acdc,afdf:cascade=complex", n=16, budgets=(64, 128), shuffle="random")
+    jobs, skipped = plan(config, (12, 20))
+    assert [j.label for j in jobs] == ["acdc K=1", "acdc K=3 random", "afdf:cascade=complex K=1"]  # 40, 120, 80
+    assert skipped == ["afdf:cascade=complex: no configuration within 64 parameters"]
+    layer = build_layer(jobs[2], (12, 20), seed=0)
+    assert layer.in_features == 20 and layer.out_features == 12 and layer.cascade == "complex"
+    with pytest.raises(ValueError, match="no option"):
+        parse_spec("acdc:colour=red")
+
+
+# --- the experiment ------------------------------------------------------------------------------
 
 
 def test_run_approx_rows_and_json() -> None:
@@ -55,9 +167,19 @@ def test_run_approx_rows_and_json() -> None:
     rows = result.rows()
     assert [r.depth for r in rows] == [1, 2]
     assert rows[1].params == 2 * rows[0].params == 2 * structlayers.create("acdc", 16, 16, bias=False).params() == 64
-    assert all(r.seeds == 2 and r.rel_error_std >= 0 for r in rows)
-    assert json.loads(result.to_json())["rows"][0]["layer"] == "acdc"
+    assert all(r.seeds == 2 and r.rel_error_std >= 0 and 0 <= r.converged <= 2 for r in rows)
+    assert rows[1].svd_rank == svd_rank_for_budget(64, 16) and rows[1].beats_svd in ("yes", "no", "tie")
+    assert all(r.forward_us > 0 and r.vs_linear > 0 for r in rows)
+    data = json.loads(result.to_json())
+    assert data["rows"][0]["layer"] == "acdc" and {"converged", "grad_norm", "steps"} <= set(data["runs"][0])
     assert "SVD" in result.to_text()
+
+
+def test_unconverged_rows_are_marked() -> None:
+    result = run_approx(ApproxConfig(layer="acdc", n=16, depths=(4,), seeds=(0, 1), steps=3, timing=False),
+                        progress=False)
+    text = result.to_text()
+    assert "*" in text.splitlines()[2] and "0/2" in text and "not every seed converged" in text
 
 
 def test_interrupt_keeps_finished_rows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,15 +200,84 @@ def test_interrupt_keeps_finished_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "interrupted" in result.to_text()
 
 
+# --- the 2018 protocol ---------------------------------------------------------------------------
+
+
+def test_research_log_protocol_at_depth_one_matches_a_hand_written_computation() -> None:
+    """Data, model and objective written out by hand: nn.Linear(32, 32)-style targets, X ~ U(0, 1),
+    W = diag(A) C P diag(D) C^T with C the orthonormal DCT-II from its cosine formula and P the
+    even-then-odd riffle, the riffle after the factor too, MSE over all outputs; fitted from the
+    protocol's initial A, D by scipy's L-BFGS-B, it reaches the MSE the protocol reports."""
+    seed, n = 4, 32
+    g = torch.Generator().manual_seed(seed)
+    bound = 1 / math.sqrt(n)
+    weight = torch.empty(n, n, dtype=torch.float64).uniform_(-bound, bound, generator=g)
+    bias = torch.empty(n, dtype=torch.float64).uniform_(-bound, bound, generator=g)
+    x = torch.rand(100, n, generator=g, dtype=torch.float64)
+    y = x @ weight.T + bias
+    i = torch.arange(n, dtype=torch.float64)
+    c = torch.cos(math.pi * (2 * i[:, None] + 1) * i[None, :] / (2 * n)) * math.sqrt(2 / n)
+    c[:, 0] /= math.sqrt(2)
+    riffle = list(range(0, n, 2)) + list(range(1, n, 2))
+
+    def mse(a: np.ndarray, d: np.ndarray) -> float:
+        m = (a[:, None] * c.numpy())[:, riffle] @ (d[:, None] * c.numpy().T)   # x -> x A C P D C^T
+        return float((((x.numpy() @ m)[:, riffle] - y.numpy()) ** 2).mean())  # then the riffle after it
+
+    config = ApproxConfig(layer="acdc", protocol="research-log", depths=(1,), shuffle="riffle", seeds=(seed,),
+                          steps=3000, timing=False)
+    result = run_approx(config, progress=False)
+    job = result.jobs[0]
+    start = build_layer(job, (n, n), seed, research_log=True)
+    a0, d0 = (start.factors[0].A.detach().numpy().copy(), start.factors[0].D.detach().numpy().copy())
+    task = make_task(seed, "riffle")
+    with torch.no_grad():
+        assert float(((start(task.x) - task.y) ** 2).mean()) == pytest.approx(mse(a0, d0), rel=1e-12)
+
+    def objective(theta: np.ndarray) -> float:
+        return mse(theta[:n], theta[n:])
+
+    hand = scipy.optimize.minimize(objective, np.concatenate([a0, d0]), method="L-BFGS-B",
+                                   options={"maxiter": 3000, "ftol": 1e-14, "gtol": 1e-10})
+    assert result.runs[0].converged
+    assert result.runs[0].output_mse == pytest.approx(hand.fun, rel=1e-4)
+    assert result.rows()[0].reference_mse == REFERENCE["riffle"][1][0]
+
+
+def test_research_log_riffle_and_task() -> None:
+    assert riffle_2018(8).tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    x = torch.arange(8.0)[None]
+    assert x.view(1, 4, 2).permute(0, 2, 1).reshape(1, 8)[0].tolist() == x[0, riffle_2018(8)].tolist()
+    task = make_task(0, "none")
+    assert task.x.shape == (100, 32) and 0 <= float(task.x.min()) and float(task.x.max()) <= 1
+    torch.testing.assert_close(task.y, task.x @ task.weight.T + task.bias)
+    assert 0 < task.floor_mse() < 1e-3
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
 def test_cli_writes_table_json_and_plot(tmp_path, capsys: pytest.CaptureFixture) -> None:
     out, plot = tmp_path / "r.json", tmp_path / "p.png"
     code = main(["approx", "--layer", "acdc", "--n", "8", "--depth", "1,2", "--seeds", "2", "--steps", "5",
-                 "--shuffle", "random", "--out", str(out), "--plot", str(plot), "--no-progress"])
+                 "--shuffle", "random", "--json", str(out), "--plot", str(plot), "--no-progress"])
     assert code == 0
     text = capsys.readouterr().out
-    assert "rel. Frobenius error" in text and "SVD error" in text
+    assert "rel. Frobenius error" in text and "SVD error" in text and "conv" in text
     assert json.loads(out.read_text())["config"]["shuffle"] == "random"
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_budget_comparison_and_research_log(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    plot = tmp_path / "c.png"
+    assert main(["approx", "--layer", "acdc,monarch,lowrank", "--params-budget", "16,64", "--n", "8", "--seeds", "2",
+                 "--steps", "20", "--target", "toeplitz", "--plot", str(plot), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "monarch b=1 r=1" in text and "lowrank r=4" in text and "x Linear" in text
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert main(["approx", "--protocol", "research-log", "--depth", "1", "--shuffle", "none", "--seeds", "2",
+                 "--steps", "5", "--no-progress", "--plot", str(plot)]) == 0
+    assert "MSE (2018)" in capsys.readouterr().out
 
 
 def test_cli_lbfgs_and_options(capsys: pytest.CaptureFixture) -> None:
@@ -102,8 +293,21 @@ def test_cli_lbfgs_and_options(capsys: pytest.CaptureFixture) -> None:
         (["--layer", "dense", "--depth", "2"], "cannot be stacked"),
         (["--n", "1"], "--n must be at least 2"),
         (["-o", "colour=red"], "no option"),
+        (["--lr", "0.1"], "adam only"),
+        (["--shuffle", "sideways"], "unknown shuffle"),
+        (["--protocol", "research-log", "--target", "dct"], "defines its own targets"),
+        (["--depth", "2", "--params-budget", "64"], "either --depth or --params-budget"),
     ],
 )
 def test_cli_bad_input_is_a_clear_error(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["approx", "--steps", "2", "--no-progress", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_fit_outputs_reaches_least_squares_for_a_dense_layer() -> None:
+    x = torch.rand(40, 6, dtype=torch.float64)
+    y = x @ torch.randn(6, 5, dtype=torch.float64)
+    layer = structlayers.create("dense", 6, 5, bias=False).double()
+    result = fit_outputs(layer, x, y, steps=500)
+    best = torch.linalg.lstsq(x, y).solution
+    assert result.converged and result.output_mse == pytest.approx(float(((x @ best - y) ** 2).mean()), abs=1e-12)

@@ -36,6 +36,23 @@ VARIANTS = [
     ("stack", {"factor": "blockdiag", "depth": 2, "groups": 2, "shuffle": "none"}),
     ("stack", {"factor": "acdc", "depth": 3, "activation": "relu", "norm": "layernorm"}),
     ("stack", {"factor": "acdc", "depth": 2, "norm": "batchnorm"}),
+    ("afdf", {"cascade": "complex", "inner_shuffle": "riffle"}),
+    ("stack", {"factor": "afdf", "depth": 3, "cascade": "complex", "shuffle": "random", "seed": 2}),
+    ("stack", {"factor": "afdf", "depth": 2, "cascade": "complex", "inner_shuffle": "riffle", "backend": "dense",
+               "groups": 2}),
+    ("monarch", {"nblocks": 3, "rank": 2}),
+    ("monarch", {"nblocks": 2, "init": "project", "bias": False}),
+    ("butterfly", {"increasing_stride": False, "init": "normal"}),
+    ("butterfly", {"bias": False}),
+    ("kronecker", {"nblocks": 2, "rank": 3}),
+    ("kronecker", {"init": "project", "bias": False}),
+    ("circulant", {"bias": False}),
+    ("circulant", {"init": "identity"}),
+    ("toeplitz", {"bias": False, "init": "identity"}),
+    ("lowrank_diag", {"rank": 1, "bias": False}),
+    ("stack", {"factor": "monarch", "depth": 3, "shuffle": "random", "seed": 0, "rank": 2}),
+    ("stack", {"factor": "butterfly", "depth": 2, "shuffle": "random", "seed": 1}),
+    ("stack", {"factor": "toeplitz", "depth": 2, "shuffle": "riffle", "bias": False}),
 ]
 
 

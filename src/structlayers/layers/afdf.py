@@ -2,6 +2,7 @@
 
 Input and output are real; the complex diagonals are stored as real ``(N, 2)`` parameters
 (real, imaginary), so they count as 2 real parameters each and survive ``state_dict`` as floats.
+In a stack, ``cascade`` says where the real part is taken (:class:`~structlayers.base.Cascading`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def _complex(diagonal: Tensor) -> Tensor:
     (complex half-precision types do not exist)."""
     return torch.view_as_complex(diagonal.float() if diagonal.dtype in LOW_PRECISION else diagonal)
 
+CASCADES = ("real", "complex")
+
 
 @register("afdf")
 class AFDF(DiagonalTransformLayer):
@@ -30,7 +33,36 @@ class AFDF(DiagonalTransformLayer):
 
     The real parts of ``A``, ``D`` follow ``init``; imaginary parts start at 0 (``identity``,
     ``uniform``) or N(0, sigma^2) (``normal``).
+
+    ``cascade`` matters only for factors of a stack: ``"real"`` takes the real part after every
+    factor, ``Re(... Re(x A1 F D1 F^-1) P A2 F D2 F^-1 ...)``; ``"complex"`` carries the complex
+    signal through the stack and takes the real part once, after the last factor, as in Moczulski
+    et al. (2016, Sec. 4), ``Re(x A1 F D1 F^-1 P A2 F D2 F^-1 ...)``: a strictly larger family
+    (complex intermediate signals, twice the memory and ~1.5x the FLOPs of every factor after the
+    first).  A single layer is the same map either way.  Activations and norms between factors need
+    ``"real"``.
     """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        cascade: str = "real",
+        bias: bool = True,
+        init: str = "normal",
+        sigma: float = 1e-2,
+        backend: str = "fft",
+        groups: int = 1,
+        pow2_blocks: bool = False,
+        inner_shuffle: str = "none",
+        seed: int | None = None,
+    ) -> None:
+        if cascade not in CASCADES:
+            raise ValueError(f"layer 'afdf': unknown cascade {cascade!r}; expected one of {CASCADES}")
+        self.cascade = cascade
+        super().__init__(in_features, out_features, bias=bias, init=init, sigma=sigma, backend=backend, groups=groups,
+                         pow2_blocks=pow2_blocks, inner_shuffle=inner_shuffle, seed=seed)
 
     def build_transform(self) -> None:
         self.A = nn.Parameter(torch.empty(self.size, 2))
@@ -48,30 +80,64 @@ class AFDF(DiagonalTransformLayer):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
+    def _diagonals(self) -> tuple[Tensor, Tensor]:
+        return _complex(self.A), _complex(self.D)
+
+    @staticmethod
+    def _complex_map(z: Tensor, a: Tensor, d: Tensor, dft: DFT, inner: Tensor | None,
+                     backend: str | None = None) -> Tensor:
+        """``(dft(z A) P) D`` through ``dft``'s inverse: the complex map before the real part."""
+        # A cast and a complex multiply: PyTorch's float-times-complex kernel is ~10x slower.
+        z = dft(z.to(a.dtype) * a, backend)
+        if inner is not None:
+            z = z.index_select(-1, inner)
+        return dft.inverse(z * d, backend)
+
     def square_forward(self, x: Tensor, backend: str | None = None, shift: Tensor | None = None) -> Tensor:
         backend = backend or self.resolve_backend(rows_of(x.shape[:-1]), x.device, compute_dtype(x))
-        a, d = _complex(self.A), _complex(self.D)
+        a, d = self._diagonals()
         if backend == "fft" and self.inner is None and not needs_graph(x, a, d):
             # Inference: both transforms as real FFTs (no complex FFT), in place; training keeps the
             # complex FFT pair, whose autograd backward is cheaper than the real-FFT form's.
             y = self.dft.real_diag_product(x, a, d)
         else:
-            # A cast and a complex multiply: PyTorch's float-times-complex kernel is ~10x slower.
-            z = self.dft(x.to(a.dtype) * a, backend)
-            if self.inner is not None:
-                z = self.inner(z)
-            y = self.dft.inverse(z * d, backend).real
+            inner = self.inner.index if self.inner is not None else None
+            y = self._complex_map(x, a, d, self.dft, inner, backend).real
         return y + shift if shift is not None else y.contiguous()
+
+    def _reference_parts(self) -> tuple[Tensor, Tensor, DFT, Tensor | None]:
+        a = torch.view_as_complex(self.A.detach().double().cpu().contiguous())
+        d = torch.view_as_complex(self.D.detach().double().cpu().contiguous())
+        inner = self.inner.index.cpu() if self.inner is not None else None
+        return a, d, DFT(self.block, self.groups, "fft"), inner
 
     def square_reference(self, z: Tensor) -> Tensor:
         """``Re(ifft((fft(z A) P) D))`` with the complex128 FFT (O(N^2 log N) on the identity)."""
-        dft = DFT(self.block, self.groups, "fft")
-        a = torch.view_as_complex(self.A.detach().double().cpu().contiguous())
-        d = torch.view_as_complex(self.D.detach().double().cpu().contiguous())
-        z = dft(z * a)
-        if self.inner is not None:
-            z = z.index_select(-1, self.inner.index.cpu())
-        return dft.inverse(z * d).real
+        return self._complex_map(z, *self._reference_parts()).real
+
+    # The Cascading protocol (structlayers.base): a stack carries the complex signal when cascade="complex".
+
+    def cascades(self) -> bool:
+        return self.cascade == "complex"
+
+    def cascade_forward(self, z: Tensor) -> Tensor:
+        backend = self.resolve_backend(rows_of(z.shape[:-1]), z.device, z.real.dtype)
+        a, d = self._diagonals()
+        y = self._complex_map(z, a, d, self.dft, self.inner.index if self.inner is not None else None, backend)
+        return y + self.bias if self.bias is not None else y
+
+    def cascade_reference(self, z: Tensor) -> Tensor:
+        y = self._complex_map(z, *self._reference_parts())
+        return y + self.bias.detach().double().cpu() if self.bias is not None else y
+
+    def cascade_output(self, z: Tensor) -> Tensor:
+        return z.real.contiguous()
+
+    def cascade_flop_count(self, rows: int, wide_input: bool) -> FlopCount:
+        """As :meth:`flop_count`, with a complex-times-complex product (6 FLOPs) for ``A`` when the
+        input is complex (2 when it is real)."""
+        extra = FlopCount(elementwise=4 * rows * self.size) if wide_input else FlopCount()
+        return self.flop_count(rows) + extra
 
     def export_form(self) -> nn.Module:
         """:class:`AFDFRealForm`: the same map in real arithmetic (ONNX has no complex tensors)."""
@@ -87,6 +153,9 @@ class AFDF(DiagonalTransformLayer):
 
     def params(self) -> int:
         return 4 * self.size + (self.out_features if self.bias is not None else 0)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, cascade={self.cascade!r}"
 
     def transform_flops(self, rows: int) -> FlopCount:
         backend = self.flop_backend(rows)

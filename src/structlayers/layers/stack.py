@@ -14,7 +14,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from structlayers.base import FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_weight_dtype, rows_of
+from structlayers.base import (
+    Cascading,
+    FlopCount,
+    Fusable,
+    NotCollapsibleError,
+    StructuredLinear,
+    dense_weight_dtype,
+    rows_of,
+)
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.memory import check_allocation
 from structlayers.precision import compute_dtype
@@ -92,6 +100,12 @@ class Stack(SquareLayer):
             Permutation(make_permutation(shuffle, self.size, generator), shuffle) for _ in range(depth - 1)
         )
         self.between = nn.ModuleList(self._between() for _ in range(depth - 1))
+        #: Factors that carry a wide (e.g. complex) signal between them (structlayers.base.Cascading).
+        self._cascade = isinstance(self.factors[0], Cascading) and self.factors[0].cascades()
+        if self._cascade and not self.is_linear:
+            raise ValueError(f"layer 'stack': {factor!r} factors with these options pass a non-real signal from "
+                             "factor to factor (see the factor's 'cascade' option); activation and norm need a "
+                             "real one")
         self._fusable_factors = isinstance(self.factors[0], Fusable) and self.factors[0].fusion_perms() is not None
         if self._fusable_factors:
             # The fused path's permutations between factors depend only on the fixed shuffles:
@@ -182,6 +196,10 @@ class Stack(SquareLayer):
         z = self.pad(x)
         if self._fusable(z):
             return self.crop(self._fused(z))
+        if self._cascade:
+            for i, f in enumerate(self.factors):
+                z = f.cascade_forward(self.shuffles[i - 1](z) if i else z)
+            return self.crop(self.factors[-1].cascade_output(z))
         for i, f in enumerate(self.factors):
             if i:
                 z = self.between[i - 1](self.shuffles[i - 1](z))
@@ -192,6 +210,10 @@ class Stack(SquareLayer):
         """Factors' reference maps, their biases and the shuffles, on float64 CPU rows.  A factor
         that is not a :class:`SquareLayer` of the stack's size (a third-party plugin, or a factor
         that pads to a larger block size itself) contributes its ``to_dense()``."""
+        if self._cascade:
+            for i, f in enumerate(self.factors):
+                z = f.cascade_reference(z.index_select(-1, self.shuffles[i - 1].index.cpu()) if i else z)
+            return self.factors[-1].cascade_output(z)
         for i, f in enumerate(self.factors):
             if i:
                 z = z.index_select(-1, self.shuffles[i - 1].index.cpu())
@@ -227,8 +249,8 @@ class Stack(SquareLayer):
     def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
         rows = rows_of(batch_shape)
         total = FlopCount()
-        for f in self.factors:
-            total = total + f.flop_count(rows)
+        for i, f in enumerate(self.factors):
+            total = total + (f.cascade_flop_count(rows, i > 0) if self._cascade else f.flop_count(rows))
         per_between = (self.activation is not None) + 2 * (self.norm is not None)
         return total + FlopCount(elementwise=per_between * rows * self.size * (self.depth - 1))
 

@@ -8,12 +8,14 @@ import sys
 from structlayers.cli.arguments import add_layer_options, layer_options
 from structlayers.clikit import add_json, add_no_progress, add_plot, check_output_path, write_output
 from structlayers.lab.approx import ApproxConfig, run_approx
-from structlayers.lab.approx.plot import plot_error_vs_params
+from structlayers.lab.approx.experiment import PROTOCOL_DEFAULTS, PROTOCOLS
+from structlayers.lab.approx.plot import plot_result
+from structlayers.lab.approx.targets import GENERATED
 from structlayers.surgery.fit import OPTIMIZERS
-from structlayers.transforms.shuffle import SHUFFLES
 
 NAME = "approx"
-HELP = "fit a layer (or a stack of it) to random dense matrices and compare with the truncated SVD"
+HELP = ("fit layers (or stacks of them) to target matrices, check convergence, and compare with the truncated SVD, "
+        "random features and other structured families at equal parameters")
 
 
 def int_list(text: str, minimum: int = 1) -> tuple[int, ...]:
@@ -41,38 +43,67 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ApproxConfig()
+    (n_default, seeds_default), (log_n, log_seeds) = PROTOCOL_DEFAULTS["frobenius"], PROTOCOL_DEFAULTS["research-log"]
     p.add_argument("--layer", default=d.layer,
-                   help=f"registered layer to fit (see `structlayers layers`; default {d.layer})")
-    p.add_argument("--n", type=int, default=d.n, help=f"size of the square target matrix (default {d.n})")
+                   help="layer(s) to fit, a comma list of registered names, each optionally with options "
+                        f"(name:key=value:...), e.g. acdc,afdf:cascade=complex,monarch (default {d.layer})")
+    p.add_argument("--n", type=int, default=None,
+                   help=f"size of the generated square targets (default {n_default}; {log_n} for research-log)")
     p.add_argument("--depth", type=int_list, default=d.depths,
                    help="stack depth, or a list such as 1,2,4,8,16,32 (default: the layer itself)")
-    p.add_argument("--shuffle", choices=SHUFFLES, default=d.shuffle,
-                   help=f"shuffle between stacked factors (default {d.shuffle})")
-    p.add_argument("--seeds", type=seed_list, default=d.seeds,
-                   help=f"number of seeds, or a comma list (default {len(d.seeds)})")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"default {d.optimizer}")
+    p.add_argument("--params-budget", type=int_list, default=d.budgets, metavar="P[,P...]",
+                   help="instead of --depth: for every layer family, the configuration (depth, blocks, rank) with "
+                        "the most parameters within each budget")
+    p.add_argument("--shuffle", default=d.shuffle,
+                   help=f"shuffle(s) between stacked factors, a comma list of riffle, random, none "
+                        f"(default {d.shuffle})")
+    p.add_argument("--seeds", type=seed_list, default=None,
+                   help=f"number of seeds, or a comma list (default {len(seeds_default)}; {len(log_seeds)} for "
+                        "research-log)")
+    p.add_argument("--target", default=d.target,
+                   help=f"{'|'.join(GENERATED)}, or a .pt file (a 2-D tensor or a dict with 'weight'), "
+                        f"or file.pt:name for one entry of a dict (default {d.target})")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=d.protocol,
+                   help="frobenius: relative Frobenius error against --target; research-log: the 2018 experiment's "
+                        "output MSE on nn.Linear(32, 32) targets, X ~ U(0, 1), 100 samples, 10 repeats, with its "
+                        f"reported values beside ours (default {d.protocol})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help=f"lbfgs (scipy L-BFGS-B), cg (scipy CG), trf (scipy least_squares, exact Jacobian) or adam "
+                        f"(default {d.optimizer})")
     p.add_argument("--steps", type=int, default=d.steps,
-                   help=f"optimizer steps (L-BFGS iterations) per fit (default {d.steps})")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (adam 1e-2, lbfgs 1.0 by default)")
+                   help=f"most iterations per fit (trf: residual evaluations) (default {d.steps})")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate of adam (default 1e-2); an error for the "
+                                                          "others, which choose their steps by line search")
+    p.add_argument("--ftol", type=float, default=d.ftol,
+                   help=f"converged when an iteration lowers the loss by less than this, relative (default {d.ftol:g})")
+    p.add_argument("--gtol", type=float, default=d.gtol,
+                   help=f"converged when max |gradient| falls below this (lbfgs, cg, trf; default {d.gtol:g})")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help=f"adam: steps over which the loss must improve by ftol (default {d.patience})")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help=f"torch threads during the fits and timings (default {d.threads})")
+    p.add_argument("--no-timing", action="store_true", help="skip timing the fitted layers' forward pass")
     add_layer_options(p)
     add_json(p, old="--out")
-    add_plot(p, "write error against parameters (PNG or SVG)")
+    add_plot(p, "write error against parameters and against measured forward time (PNG or SVG)")
     add_no_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n < 2:
-        raise ValueError(f"--n must be at least 2, got {args.n}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {args.steps}")
     check_output_path(args.json, "--json")
     check_output_path(args.plot, "--plot")
-    # The options must suit the layer at every depth fitted (a stack's own options need a depth).
-    options = [layer_options(args.layer, args, depth) for depth in args.depth][-1]
+    if args.params_budget and args.depth != ApproxConfig().depths:
+        raise ValueError("give either --depth or --params-budget, not both")
+    # -o applies to every family fitted; recorded typed as the first family (at the last depth) reads it.
+    first = ApproxConfig(layer=args.layer).specs[0].layer
+    options = layer_options(first, args, None if args.params_budget else args.depth[-1])
     config = ApproxConfig(
-        layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds,
-        optimizer=args.optimizer, steps=args.steps, lr=args.lr, layer_options=options,
+        layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds, target=args.target,
+        protocol=args.protocol, budgets=args.params_budget, optimizer=args.optimizer, steps=args.steps, lr=args.lr,
+        ftol=args.ftol, gtol=args.gtol, patience=args.patience, layer_options=options,
+        timing=not args.no_timing, threads=args.threads,
     )
+    config.validate()
     result = run_approx(config, progress=not args.no_progress)
     if not result.runs:
         print("interrupted before any fit finished", file=sys.stderr)
@@ -80,6 +111,6 @@ def run(args: argparse.Namespace) -> int:
     print(result.to_text())
     write_output(args.json, result.to_json(), "the results")
     if args.plot:
-        plot_error_vs_params(result, args.plot)
+        plot_result(result, args.plot)
         print(f"wrote the plot to {args.plot}", file=sys.stderr)
     return 130 if result.interrupted else 0

@@ -1,192 +1,486 @@
-"""The ``structlayers approx`` experiment: fit layers of several depths to random Gaussian targets
-over several seeds, and compare with the truncated SVD at the same parameter budget."""
+"""The ``structlayers approx`` experiment: fit layers to target matrices over several seeds, say
+whether every fit converged, and compare with baselines at the same parameter count.
+
+Two ways to choose what is fitted: layers at given stack ``depths`` (each with each shuffle), or,
+with ``budgets``, for every layer family the configuration that spends each parameter budget best
+(:mod:`structlayers.lab.approx.families`).  Two protocols: ``frobenius`` (the relative Frobenius
+error of the layer's weight against a target matrix; :mod:`structlayers.lab.approx.targets`) and
+``research-log`` (the output MSE of the 2018 experiment; :mod:`structlayers.lab.approx.protocol`).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
-import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from structlayers.base import StructuredLinear
-from structlayers.lab.approx.targets import gaussian_target, svd_error
+from structlayers.lab.approx import protocol as log2018
+from structlayers.lab.approx.baselines import (
+    bootstrap_ci,
+    random_features_error,
+    svd_error,
+    svd_params,
+    svd_rank_for_budget,
+    verdict,
+)
+from structlayers.lab.approx.families import Candidate, LayerSpec, candidates, parse_spec, pick
+from structlayers.lab.approx.targets import Target, is_generated, make_target
 from structlayers.memory import check_allocation
-from structlayers.registry import accepted_options, create
+from structlayers.registry import accepted_options, create, parse_options
 from structlayers.report import format_table
-from structlayers.surgery.fit import fit_layer
+from structlayers.surgery.fit import FTOL, GTOL, PATIENCE, FitResult, check_optimizer, fit_layer, fit_outputs
+from structlayers.timing import time_interleaved
+from structlayers.transforms.shuffle import SHUFFLES
+
+PROTOCOLS = ("frobenius", "research-log")
+#: Per protocol: the default target size and seeds.
+PROTOCOL_DEFAULTS = {"frobenius": (64, (0, 1, 2)), "research-log": (log2018.SIZE, tuple(range(log2018.REPEATS)))}
 
 
 @dataclass
 class ApproxConfig:
-    """One approximation study: a layer at each depth, fitted for each seed."""
+    """One approximation study.
+
+    ``layer`` and ``shuffle`` may be comma lists (``"acdc,afdf:cascade=complex"``, ``"random,riffle"``);
+    ``n`` and ``seeds`` default to the protocol's (64 and 3 seeds; 32 and 10 for ``research-log``).
+    ``budgets`` switches from fixed ``depths`` to each family's best configuration per budget.
+    ``threads`` is torch's thread count during the fits (tiny problems run fastest on one).
+    """
 
     layer: str = "acdc"
-    n: int = 64
+    n: int | None = None
     #: Stack depths; ``None`` fits the layer itself.
     depths: tuple[int | None, ...] = (None,)
     shuffle: str = "riffle"
-    seeds: tuple[int, ...] = (0, 1, 2)
-    optimizer: str = "adam"
-    steps: int = 1000
+    seeds: tuple[int, ...] | None = None
+    target: str = "gaussian"
+    protocol: str = "frobenius"
+    budgets: tuple[int, ...] = ()
+    optimizer: str = "lbfgs"
+    steps: int = 10_000
     lr: float | None = None
+    ftol: float = FTOL
+    gtol: float = GTOL
+    patience: int = PATIENCE
     layer_options: dict[str, Any] = field(default_factory=dict)
+    timing: bool = True
+    threads: int = 1
+    bootstrap: int = 10_000
+
+    @property
+    def size(self) -> int:
+        return self.n if self.n is not None else PROTOCOL_DEFAULTS[self.protocol][0]
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return self.seeds if self.seeds is not None else PROTOCOL_DEFAULTS[self.protocol][1]
+
+    @property
+    def specs(self) -> list[LayerSpec]:
+        return [parse_spec(text) for text in self.layer.split(",") if text.strip()]
+
+    @property
+    def shuffles(self) -> list[str]:
+        return [s.strip() for s in self.shuffle.split(",") if s.strip()]
+
+    def validate(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+        check_optimizer(self.optimizer, self.lr)
+        unknown = [s for s in self.shuffles if s not in SHUFFLES]
+        if unknown or not self.shuffles:
+            raise ValueError(f"unknown shuffle(s) {', '.join(unknown) or '(none given)'}; expected some of {SHUFFLES}")
+        if not self.specs:
+            raise ValueError("no layer given")
+        for label, value, least in (("--n", self.size, 2), ("--steps", self.steps, 1), ("--threads", self.threads, 1)):
+            if value < least:
+                raise ValueError(f"{label} must be at least {least}, got {value}")
+        if self.protocol == "research-log" and self.target != "gaussian":
+            raise ValueError("--protocol research-log defines its own targets (nn.Linear with bias); "
+                             "omit --target")
+        if any(b < 1 for b in self.budgets):
+            raise ValueError(f"parameter budgets must be positive, got {self.budgets}")
+
+
+@dataclass
+class Job:
+    """One configuration to fit over the seeds."""
+
+    label: str
+    layer: str
+    depth: int | None
+    shuffle: str
+    options: dict[str, Any]
+    budget: int | None = None
 
 
 @dataclass
 class ApproxRun:
-    """One fit: one depth, one seed."""
+    """One fit: one job, one seed, with the baselines on the same target."""
 
-    depth: int | None
+    job: int
     seed: int
     params: int
     relative_error: float
     output_mse: float
+    converged: bool
+    grad_norm: float
+    steps: int
     seconds: float
+    message: str
+    svd_rank: int
+    svd_error: float
+    rf_error: float
+    floor_mse: float = math.nan
 
 
 @dataclass
 class ApproxRow:
-    """Runs of one depth aggregated over seeds, with the SVD baseline at the same budget."""
+    """The runs of one job aggregated over seeds.
+
+    ``beats_svd`` judges the paired differences (layer error - SVD error) over seeds by a
+    bootstrap 95% interval of their mean, ``diff_low`` .. ``diff_high``: ``yes`` / ``no`` when it
+    excludes 0, ``tie`` when not, ``?`` with one seed.  ``forward_us`` is the fitted layer's
+    measured forward time (float32, CPU) and ``vs_linear`` its ratio to ``nn.Linear``'s, timed
+    interleaved in the same run."""
 
     layer: str
+    config: str
     depth: int | None
     shuffle: str
+    budget: int | None
     params: int
     seeds: int
     rel_error_mean: float
     rel_error_std: float
     mse_mean: float
     mse_std: float
-    svd_rank: int
-    svd_rel_error: float
+    converged: int
+    grad_norm_max: float
+    steps_median: float
     seconds: float
+    svd_rank: int
+    svd_params: int
+    svd_rel_error: float
+    rf_rel_error: float
+    diff_low: float
+    diff_high: float
+    beats_svd: str
+    floor_mse: float = math.nan
+    reference_mse: float = math.nan
+    reference_std: float = math.nan
+    forward_us: float = math.nan
+    vs_linear: float = math.nan
+
+    @property
+    def all_converged(self) -> bool:
+        return self.converged == self.seeds
+
+
+def _mean_std(values: list[float], population: bool = False) -> tuple[float, float]:
+    if any(math.isnan(v) for v in values):
+        return math.nan, math.nan
+    if len(values) < 2:
+        return statistics.fmean(values), 0.0
+    return statistics.fmean(values), (statistics.pstdev if population else statistics.stdev)(values)
 
 
 @dataclass
 class ApproxResult:
     config: ApproxConfig
+    jobs: list[Job] = field(default_factory=list)
     runs: list[ApproxRun] = field(default_factory=list)
+    timings: dict[int, tuple[float, float]] = field(default_factory=dict)
+    target_description: str = ""
+    skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
 
     def rows(self) -> list[ApproxRow]:
         out = []
-        for depth in dict.fromkeys(r.depth for r in self.runs):
-            runs = [r for r in self.runs if r.depth == depth]
+        research_log = self.config.protocol == "research-log"
+        for index, job in enumerate(self.jobs):
+            runs = [r for r in self.runs if r.job == index]
+            if not runs:
+                continue
             errs, mses = [r.relative_error for r in runs], [r.output_mse for r in runs]
-            rank = svd_rank_for_budget(runs[0].params, self.config.n)
-            svd = statistics.fmean(svd_error(gaussian_target(self.config.n, seed=r.seed), rank) for r in runs)
-            out.append(
-                ApproxRow(
-                    layer=self.config.layer,
-                    depth=depth,
-                    shuffle=self.config.shuffle if depth is not None and depth > 1 else "-",
-                    params=runs[0].params,
-                    seeds=len(runs),
-                    rel_error_mean=statistics.fmean(errs),
-                    rel_error_std=statistics.stdev(errs) if len(errs) > 1 else 0.0,
-                    mse_mean=statistics.fmean(mses),
-                    mse_std=statistics.stdev(mses) if len(mses) > 1 else 0.0,
-                    svd_rank=rank,
-                    svd_rel_error=svd,
-                    seconds=sum(r.seconds for r in runs),
-                )
-            )
+            err_mean, err_std = _mean_std(errs)
+            mse_mean, mse_std = _mean_std(mses, population=research_log)
+            diffs = [r.relative_error - r.svd_error for r in runs]
+            low, high = (math.nan, math.nan) if research_log else bootstrap_ci(diffs, self.config.bootstrap)
+            ref = log2018.reference(job.layer, job.depth, job.shuffle) if research_log else None
+            forward_us, vs_linear = self.timings.get(index, (math.nan, math.nan))
+            out.append(ApproxRow(
+                layer=job.layer, config=job.label, depth=job.depth, shuffle=job.shuffle, budget=job.budget,
+                params=runs[0].params, seeds=len(runs), rel_error_mean=err_mean, rel_error_std=err_std,
+                mse_mean=mse_mean, mse_std=mse_std, converged=sum(r.converged for r in runs),
+                grad_norm_max=max(r.grad_norm for r in runs), steps_median=statistics.median(r.steps for r in runs),
+                seconds=sum(r.seconds for r in runs), svd_rank=runs[0].svd_rank,
+                svd_params=svd_params(runs[0].svd_rank, *self.target_shape),
+                svd_rel_error=statistics.fmean(r.svd_error for r in runs),
+                rf_rel_error=statistics.fmean(r.rf_error for r in runs), diff_low=low, diff_high=high,
+                beats_svd=verdict(low, high), floor_mse=statistics.fmean(r.floor_mse for r in runs),
+                reference_mse=ref[0] if ref else math.nan, reference_std=ref[1] if ref else math.nan,
+                forward_us=forward_us, vs_linear=vs_linear,
+            ))
         return out
 
+    @property
+    def target_shape(self) -> tuple[int, int]:
+        n = self.config.size
+        if self.config.protocol == "research-log" or is_generated(self.config.target):
+            return n, n
+        return make_target(self.config.target, n, 0).shape
+
     def to_text(self) -> str:
-        rows = [
-            (
-                r.layer, "-" if r.depth is None else r.depth, r.shuffle, r.params, r.seeds,
-                f"{r.rel_error_mean:.4f} +- {r.rel_error_std:.4f}",
-                f"{r.mse_mean:.4f} +- {r.mse_std:.4f}",
-                r.svd_rank, f"{r.svd_rel_error:.4f}",
-                "yes" if r.rel_error_mean < r.svd_rel_error else "no",
-                f"{r.seconds:.1f}",
-            )
-            for r in self.rows()
-        ]
-        headers = ("layer", "depth", "shuffle", "params", "seeds", "rel. Frobenius error", "output MSE",
-                   "SVD rank", "SVD error", "beats SVD", "time (s)")
-        table = format_table(headers, rows, "lrlrrrrrrlr")
-        note = f"\ntarget: random Gaussian {self.config.n}x{self.config.n} matrices, N(0, 1/n); "
-        note += (f"{self.config.optimizer}, {self.config.steps} steps; "
-                 "SVD = best low-rank matrix with at most as many parameters")
+        rows = self.rows()
+        if self.config.protocol == "research-log":
+            table = self._research_log_table(rows)
+        else:
+            table = self._frobenius_table(rows)
+        notes = [self._note()]
+        if any(not r.all_converged for r in rows):
+            notes.append("* not every seed converged (conv = converged seeds; |g| = largest final gradient norm); "
+                         "its error is an upper bound of what the family can reach")
+        notes += [f"skipped: {s}" for s in self.skipped]
         if self.interrupted:
-            note += "\ninterrupted: the table holds the fits finished so far"
-        return table + note
+            notes.append("interrupted: the table holds the fits finished so far")
+        return "\n".join([table, *notes])
+
+    def _frobenius_table(self, rows: list[ApproxRow]) -> str:
+        timed = any(not math.isnan(r.forward_us) for r in rows)
+        headers = ["layer", "params", "seeds", "rel. Frobenius error", "conv", "|g|", "steps", "SVD rank",
+                   "SVD error", "RF error", "err - SVD (95% CI)", "beats SVD", "output MSE"]
+        if timed:
+            headers += ["fwd us", "x Linear"]
+        body = []
+        for r in rows:
+            star = "" if r.all_converged else "*"
+            line = [r.config, r.params, r.seeds, f"{r.rel_error_mean:.4f} +- {r.rel_error_std:.4f}{star}",
+                    f"{r.converged}/{r.seeds}", f"{r.grad_norm_max:.1e}", f"{r.steps_median:.0f}",
+                    f"{r.svd_rank} ({r.svd_params})", f"{r.svd_rel_error:.4f}", f"{r.rf_rel_error:.4f}",
+                    "-" if math.isnan(r.diff_low) else f"[{r.diff_low:+.4f}, {r.diff_high:+.4f}]", r.beats_svd,
+                    f"{r.mse_mean:.2e}"]
+            if timed:
+                line += [f"{r.forward_us:.1f}", f"{r.vs_linear:.2f}"]
+            body.append(line)
+        return format_table(headers, body, "lrrrrrrrrrrlr" + ("rr" if timed else ""))
+
+    def _research_log_table(self, rows: list[ApproxRow]) -> str:
+        headers = ["layer", "K", "shuffle", "params", "seeds", "MSE (ours)", "conv", "|g|", "steps", "MSE (2018)",
+                   "bias-free floor"]
+        body = []
+        for r in rows:
+            star = "" if r.all_converged else "*"
+            ref = "-" if math.isnan(r.reference_mse) else f"{r.reference_mse:.4f} +- {r.reference_std:.4f}"
+            body.append([r.config, r.depth or 1, r.shuffle, r.params, r.seeds,
+                         f"{r.mse_mean:.4f} +- {r.mse_std:.4f}{star}", f"{r.converged}/{r.seeds}",
+                         f"{r.grad_norm_max:.1e}", f"{r.steps_median:.0f}", ref, f"{r.floor_mse:.4f}"])
+        return format_table(headers, body, "lrlrrrrrrrr")
+
+    def _note(self) -> str:
+        c = self.config
+        fit = f"{c.optimizer}, at most {c.steps} steps (ftol {c.ftol:g}, gtol {c.gtol:g})"
+        if c.protocol == "research-log":
+            return ("protocol research-log: nn.Linear(32, 32) targets with bias, 100 inputs X ~ U(0, 1), no bias in "
+                    f"the model, a riffle inside every factor; training MSE, mean +- population std; {fit}; "
+                    "2018 = the reported values (scipy CG, 1000 iterations, float32); floor = the best bias-free "
+                    "linear map (least squares)")
+        return (f"target: {self.target_description}; {fit}; SVD = the best matrix of rank r with r(m+n-r) <= params "
+                "(dense once params reach m n); RF = random features (fixed Gaussian projection, least-squares "
+                "readout, m k <= params)")
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "config": asdict(self.config),
+                "target": self.target_description,
                 "interrupted": self.interrupted,
+                "skipped": self.skipped,
+                "jobs": [asdict(j) for j in self.jobs],
                 "rows": [asdict(r) for r in self.rows()],
                 "runs": [asdict(r) for r in self.runs],
             },
             indent=2,
+            default=str,
         )
 
 
-def svd_rank_for_budget(params: int, n: int) -> int:
-    """The largest rank whose factors ``(n x r) (r x n)`` fit in ``params`` numbers."""
-    return min(n, params // (2 * n))
-
-
-def build_layer(config: ApproxConfig, depth: int | None, seed: int) -> StructuredLinear:
-    """The layer fitted at ``depth`` (``None``: the layer itself; else a stack of ``depth``
-    factors, built by :func:`structlayers.create`)."""
-    torch.manual_seed(seed)
-    layer_options = dict(config.layer_options)
-    accepted = accepted_options(config.layer, layer_options)
+def _layer_options(config: ApproxConfig, spec: LayerSpec, depth: int | None) -> dict[str, Any]:
+    """``spec``'s options over the experiment's (``-o``), with the experiment's defaults: no
+    biases (the targets are linear maps; ``research-log``'s model has none either), the dense
+    transform backend at small sizes (faster on the fit's few probe rows), and a riffle inside every
+    factor under ``research-log``."""
+    options = {**parse_options(spec.layer, dict(config.layer_options), depth), **spec.options}
+    accepted = accepted_options(spec.layer, options)
     if "bias" in accepted:
-        # The targets are linear maps; per-factor biases would only spend parameter budget.
-        layer_options.setdefault("bias", False)
+        options.setdefault("bias", False)
     if "backend" in accepted:
-        # The fit evaluates the layer on n + 1 probe vectors; at these sizes a DCT as a matmul is
-        # faster than the FFT's many small kernels.
-        layer_options.setdefault("backend", "dense" if config.n <= 256 else "fft")
-    if depth is not None:
-        layer_options.setdefault("shuffle", config.shuffle)
-        layer_options.setdefault("seed", seed)
-    return create(config.layer, config.n, config.n, depth=depth, **layer_options)
+        options.setdefault("backend", "dense" if config.size <= 256 else "fft")
+    if config.protocol == "research-log" and "inner_shuffle" in accepted:
+        options.setdefault("inner_shuffle", "riffle")
+    return options
+
+
+def plan(config: ApproxConfig, shape: tuple[int, int]) -> tuple[list[Job], list[str]]:
+    """The jobs of ``config`` for targets of ``shape (out, in)``, and the budgets no configuration
+    of a family fits in."""
+    jobs: list[Job] = []
+    skipped: list[str] = []
+    n_out, n_in = shape
+    for spec in config.specs:
+        if config.budgets:
+            for shuffle in config.shuffles:
+                options = candidates(LayerSpec(spec.layer, _layer_options(config, spec, None), spec.label), n_in,
+                                     n_out, shuffle)
+                for budget in config.budgets:
+                    chosen: Candidate | None = pick(options, budget, max(n_in, n_out))
+                    if chosen is None:
+                        skipped.append(f"{spec.label}: no configuration within {budget} parameters")
+                        continue
+                    shuffle_label = shuffle if chosen.depth else "-"
+                    if any(j.label == chosen.label for j in jobs):
+                        continue  # two budgets can pick the same configuration
+                    jobs.append(Job(chosen.label, chosen.layer, chosen.depth, shuffle_label, chosen.options, budget))
+            continue
+        depths = [d or 1 for d in config.depths] if config.protocol == "research-log" else list(config.depths)
+        for depth in depths:
+            stacked = depth is not None and (depth > 1 or config.protocol == "research-log")
+            for shuffle in config.shuffles if stacked else ["-"]:
+                options = _layer_options(config, spec, depth)
+                if depth is not None:
+                    options.setdefault("shuffle", shuffle if stacked else config.shuffles[0])
+                label = spec.label + (f" K={depth}" if depth is not None else "") + (f" {shuffle}" if stacked else "")
+                jobs.append(Job(label, spec.layer, depth, shuffle, options))
+    return jobs, skipped
+
+
+def build_layer(job: Job, shape: tuple[int, int], seed: int, research_log: bool = False) -> StructuredLinear:
+    """The layer of ``job`` for a target of ``shape (out, in)``, initialised from ``seed`` (a stack's
+    random shuffles too), in float64."""
+    torch.manual_seed(seed)
+    options = dict(job.options)
+    if job.depth is not None:
+        options.setdefault("seed", seed)
+    layer = create(job.layer, shape[1], shape[0], depth=job.depth, **options).double()
+    if research_log:
+        log2018.use_2018_riffle(layer)
+    return layer
+
+
+@contextmanager
+def _torch_threads(threads: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time_layers(layers: dict[int, StructuredLinear], shape: tuple[int, int], rows: int = 256
+                 ) -> dict[int, tuple[float, float]]:
+    """``{job: (forward microseconds, time / nn.Linear's)}`` on ``rows`` vectors, float32 on CPU,
+    all timed interleaved (per round, the ratio to ``nn.Linear`` of the same round)."""
+    if not layers:
+        return {}
+    linear = nn.Linear(shape[1], shape[0])
+    x = torch.randn(rows, shape[1])
+    modules = [linear, *[layer.float().eval() for layer in layers.values()]]
+
+    def call(module: nn.Module) -> Callable[[], object]:
+        def forward() -> object:
+            with torch.no_grad():
+                return module(x)
+        return forward
+
+    timings = time_interleaved([call(m) for m in modules], torch.device("cpu"), warmup=3, repeats=25, min_time=5e-3)
+    return {job: (1e6 * t.median, t.paired_ratio(timings[0])) for job, t in zip(layers, timings[1:])}
+
+
+def _fit(config: ApproxConfig, layer: StructuredLinear, target: Target | log2018.Task,
+         tick: Callable[[int, float], None]) -> FitResult:
+    options = {"steps": config.steps, "optimizer": config.optimizer, "lr": config.lr, "ftol": config.ftol,
+               "gtol": config.gtol, "patience": config.patience, "callback": tick}
+    if isinstance(target, log2018.Task):
+        return fit_outputs(layer, target.x, target.y, **options)
+    return fit_layer(layer, target.weight, **options)
 
 
 def run_approx(
     config: ApproxConfig, progress: bool = True, on_run: Callable[[ApproxRun], None] | None = None
 ) -> ApproxResult:
-    """Fit every (depth, seed); Ctrl-C stops early and returns the runs finished so far."""
-    # The float64 target, the fitted layer's dense form and the fit's gradients: a few n x n buffers.
-    check_allocation(64 * config.n**2, f"approx --n {config.n}")
-    for depth in config.depths:
-        build_layer(config, depth, 0)  # validate every option before any long work
-    result = ApproxResult(config)
-    jobs = [(d, s) for d in config.depths for s in config.seeds]
-    bar = tqdm(total=len(jobs) * config.steps, disable=not progress, unit="step", dynamic_ncols=True)
+    """Fit every (job, seed); Ctrl-C stops early and returns the runs finished so far."""
+    config.validate()
+    research_log = config.protocol == "research-log"
+    seeds = config.seed_list
+    targets: dict[tuple[int, str], Target | log2018.Task] = {}
+
+    def target_for(seed: int, shuffle: str) -> Target | log2018.Task:
+        key = (seed, shuffle if research_log else "")
+        if key not in targets:
+            targets[key] = (log2018.make_task(seed, shuffle, config.size) if research_log
+                            else make_target(config.target, config.size, seed))
+        return targets[key]
+
+    if research_log or is_generated(config.target):
+        # The float64 target, the fitted layer's dense form and the fit's gradients: a few n x n buffers.
+        check_allocation(64 * config.size**2, f"approx --n {config.size}")
+    first = target_for(seeds[0], config.shuffles[0])
+    shape = (config.size, config.size) if research_log else first.shape
+    jobs, skipped = plan(config, shape)
+    for job in jobs:
+        build_layer(job, shape, 0)  # validate every option before any long work
+    result = ApproxResult(config, jobs, skipped=skipped,
+                          target_description="" if research_log else first.description.replace(
+                              f", seed {seeds[0]}", f", seeds {','.join(map(str, seeds))}"))
+    fitted: dict[int, StructuredLinear] = {}
+    bar = tqdm(total=len(jobs) * len(seeds), disable=not progress, unit="fit", dynamic_ncols=True)
     try:
-        for depth, seed in jobs:
-            layer = build_layer(config, depth, seed).double()
-            target = gaussian_target(config.n, seed=seed)
-            bar.set_description(f"{config.layer} depth {depth} seed {seed}")
+        with _torch_threads(config.threads):
+            for index, job in enumerate(jobs):
+                for seed in seeds:
+                    target = target_for(seed, job.shuffle)
+                    layer = build_layer(job, shape, seed, research_log)
+                    bar.set_description(f"{job.label} seed {seed}")
 
-            def tick(step: int, loss: float) -> None:
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{loss:.4f}")
+                    def tick(step: int, loss: float) -> None:
+                        if step % 200 == 0:
+                            bar.set_postfix(step=step, loss=f"{loss:.3e}")
 
-            start = time.perf_counter()
-            fit = fit_layer(layer, target, steps=config.steps, optimizer=config.optimizer, lr=config.lr, callback=tick)
-            run = ApproxRun(depth, seed, layer.params(), fit.relative_error, fit.output_mse,
-                            time.perf_counter() - start)
-            result.runs.append(run)
-            if on_run:
-                on_run(run)
+                    fit = _fit(config, layer, target, tick)
+                    result.runs.append(_record(index, seed, layer, fit, target, research_log))
+                    if seed == seeds[0]:
+                        fitted[index] = layer
+                    bar.update(1)
+                    if on_run:
+                        on_run(result.runs[-1])
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
         bar.close()
+    if config.timing and not result.interrupted:
+        with _torch_threads(config.threads):
+            result.timings = _time_layers(fitted, shape)
     return result
+
+
+def _record(index: int, seed: int, layer: StructuredLinear, fit: FitResult, target: Target | log2018.Task,
+            research_log: bool) -> ApproxRun:
+    params = layer.params()
+    if isinstance(target, log2018.Task):
+        rank, svd, rf, floor = 0, math.nan, math.nan, target.floor_mse()
+    else:
+        m, n = target.shape
+        rank = svd_rank_for_budget(params, m, n)
+        svd, rf, floor = svd_error(target.weight, rank), random_features_error(target.weight, params, seed)[1], math.nan
+    return ApproxRun(index, seed, params, fit.relative_error, fit.output_mse, fit.converged, fit.grad_norm, fit.steps,
+                     fit.seconds, fit.message, rank, svd, rf, floor)

@@ -23,8 +23,10 @@ from structlayers.registry import accepted_options, available, create
 from structlayers.report import format_table
 from structlayers.timing import Timing, time_interleaved
 
-#: Layers with options that let them run on any square size (``blockdiag`` keeps its 4 groups).
-DEFAULT_LAYERS = ("acdc", "afdf", "stack", "blockdiag", "lowrank", "dense")
+#: Layers with options that let them run on any square size (``blockdiag`` keeps its 4 groups;
+#: ``monarch`` / ``kronecker`` take ~sqrt(N) blocks, ``butterfly`` pads to a power of two).
+DEFAULT_LAYERS = ("acdc", "afdf", "stack", "monarch", "butterfly", "kronecker", "circulant", "toeplitz",
+                  "lowrank_diag", "blockdiag", "lowrank", "dense")
 
 #: ``keep``: :func:`~structlayers.allocator.keep_freed_memory` before timing (CPU); ``system``: leave malloc as it is.
 ALLOCATORS = ("keep", "system")

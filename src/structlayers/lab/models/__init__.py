@@ -55,7 +55,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "mnist-stack-linear", MNISTStackLinear, (1, 28, 28), "mnist", "stack 784 -> 64, ReLU, Linear(64, 10)", True
         ),
-        ModelSpec("mnist-mlp", MNISTMLP, (1, 28, 28), "mnist", "dense MLP 784 -> 64 -> 10"),
+        ModelSpec("mnist-mlp", MNISTMLP, (1, 28, 28), "mnist", "dense MLP 784 -> 64 (-> 64 ...) -> 10"),
     )
 }
 

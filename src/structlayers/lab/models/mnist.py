@@ -55,13 +55,21 @@ class MNISTStackLinear(nn.Module):
 
 
 class MNISTMLP(nn.Module):
-    """Flatten -> ``Linear(784, hidden)`` -> ReLU -> ``Linear(hidden, num_classes)``."""
+    """Flatten -> ``Linear(784, hidden)`` -> ReLU -> (``Linear(hidden, hidden)`` -> ReLU) x
+    ``hidden_layers - 1`` -> ``Linear(hidden, num_classes)``; the square hidden layers give
+    trained ``hidden x hidden`` weights (targets of the approximation experiment)."""
 
-    def __init__(self, hidden: int = 64, num_classes: int = 10) -> None:
+    def __init__(self, hidden: int = 64, num_classes: int = 10, hidden_layers: int = 1) -> None:
         super().__init__()
+        if hidden_layers < 1:
+            raise ValueError(f"hidden_layers must be >= 1, got {hidden_layers}")
         self.fc1 = nn.Linear(IMAGE_FEATURES, hidden)
         self.relu = nn.ReLU()
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(hidden_layers - 1))
         self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.relu(self.fc1(x.flatten(1))))
+        h = self.relu(self.fc1(x.flatten(1)))
+        for layer in self.hidden:
+            h = self.relu(layer(h))
+        return self.fc2(h)

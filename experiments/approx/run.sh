@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The approximation studies recorded in experiments/approx/README.md, one `structlayers approx`
+# command each (JSON + PNG under experiments/approx/). Single-threaded fits; each command takes a
+# lock so that heavy jobs on a shared machine run one at a time (LOCK= to change or drop it).
+# Trained-weight targets first need experiments/approx/targets/make_targets.sh.
+set -euo pipefail
+export OMP_NUM_THREADS=1
+OUT=experiments/approx
+T=$OUT/targets
+LOCK=${LOCK:-/work/heavy.lock}
+run() { if [ -n "$LOCK" ]; then flock "$LOCK" structlayers approx --no-progress "$@"; else structlayers approx --no-progress "$@"; fi; }
+FAMILIES=acdc,afdf,afdf:cascade=complex,monarch,butterfly,kronecker,lowrank,lowrank_diag,circulant,toeplitz,blockdiag
+
+case "${1:-all}" in
+gaussian|all)
+  # 1. ACDC stacks on 32x32 Gaussian targets, every shuffle, converged L-BFGS, fair baselines.
+  run --layer acdc --n 32 --depth 1,2,4,8,16,32 --shuffle random,riffle,none --seeds 5 --steps 10000 \
+      --json $OUT/gaussian_acdc_lbfgs.json --plot $OUT/gaussian_acdc_lbfgs.png | tee $OUT/gaussian_acdc_lbfgs.txt
+  ;;&
+log|all)
+  # 2. The 2018 protocol (nn.Linear targets, X ~ U(0,1), 100 samples, 10 repeats), our L-BFGS ...
+  run --protocol research-log --layer acdc --depth 1,2,4,8,16,32 --shuffle random,riffle,none --steps 5000 \
+      --json $OUT/log_protocol_lbfgs.json --plot $OUT/log_protocol_lbfgs.png | tee $OUT/log_protocol_lbfgs.txt
+  # ... and its own optimiser: scipy CG, 1000 iterations, scipy's default gtol.
+  run --protocol research-log --layer acdc --depth 1,2,4,8,16,32 --shuffle random,riffle,none --optimizer cg \
+      --steps 1000 --gtol 1e-5 --json $OUT/log_protocol_cg1000.json --plot $OUT/log_protocol_cg1000.png \
+      | tee $OUT/log_protocol_cg1000.txt
+  ;;&
+families|all)
+  # 3. Every family at equal parameter budgets on 32x32 targets: unstructured and structured.
+  for target in gaussian linear toeplitz dct lowrank_diag; do
+    run --layer $FAMILIES --target $target --n 32 --params-budget 64,128,256,512,1024 --shuffle random --seeds 3 \
+        --steps 5000 --json $OUT/families_$target.json --plot $OUT/families_$target.png | tee $OUT/families_$target.txt
+  done
+  ;;&
+trained|all)
+  # 4. Trained weights of the project's own MNIST / CIFAR-10 runs (64x64, and the 64x32 shortcut).
+  for target in mnist_mlp.pt:hidden cifar_resnet18.pt:conv cifar_resnet18.pt:shortcut; do
+    name=$(echo "$target" | sed 's/\.pt:/_/')
+    run --layer $FAMILIES --target $T/$target --params-budget 256,512,1024,2048 --shuffle random --seeds 3 \
+        --steps 3000 --json $OUT/families_$name.json --plot $OUT/families_$name.png | tee $OUT/families_$name.txt
+  done
+  ;;&
+converged|all)
+  # 5. How far L-BFGS is from a converged optimum: the same fits with trust-region least squares.
+  run --layer acdc --n 32 --depth 2,4,8 --shuffle random --seeds 3 --optimizer trf --steps 3000 \
+      --json $OUT/gaussian_acdc_trf.json | tee $OUT/gaussian_acdc_trf.txt
+  ;;
+esac

@@ -1,0 +1,117 @@
+"""Butterfly matrices (Dao et al., 2019, "Learning Fast Algorithms for Linear Transforms Using
+Butterfly Factorizations", ICML; Dao et al., 2020, "Kaleidoscope", ICLR): a product of
+``log2 N`` butterfly factors, each mixing the pairs ``(i, i + s)`` of every block of ``2s`` features
+with its own learned 2x2 matrix.  The FFT, the DCT and the Hadamard transform are butterflies."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.base import FlopCount, rows_of
+from structlayers.layers.square import SquareLayer
+from structlayers.registry import register
+
+INITS = ("ortho", "normal")
+
+
+@register("butterfly")
+class Butterfly(SquareLayer):
+    """``log2 N`` butterfly factors on the padded power-of-two size ``N >= max(in, out)``;
+    ``2 N log2 N`` (+bias) parameters, ``O(N log N)`` time.
+
+    ``increasing_stride=True`` applies the stride-1 factor first (``B = B_N ... B_4 B_2``, the
+    decimation-in-time FFT order), ``False`` the stride-``N/2`` factor first.
+    ``init="ortho"``: every 2x2 twiddle a random rotation, so the product is orthogonal (the
+    Kaleidoscope paper's orthogonal initialisation); ``"normal"``: N(0, 1/2) entries, so every
+    factor preserves the expected squared norm of its input.
+    """
+
+    stackable = True
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        increasing_stride: bool = True,
+        init: str = "ortho",
+    ) -> None:
+        super().__init__(in_features, out_features)
+        if init not in INITS:
+            raise ValueError(f"layer 'butterfly': unknown init {init!r}; expected one of {INITS}")
+        self.size = 1 << (max(in_features, out_features, 2) - 1).bit_length()
+        self.levels = self.size.bit_length() - 1
+        self.increasing_stride, self.init = increasing_stride, init
+        # twiddle[level, pair, out, in]; pair = block * stride + position within the block's half.
+        self.twiddle = nn.Parameter(torch.empty(self.levels, self.size // 2, 2, 2))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        if self.init == "ortho":
+            theta = torch.rand(self.levels, self.size // 2) * (2 * math.pi)
+            c, s = theta.cos(), theta.sin()
+            self.twiddle.copy_(torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2))
+        else:
+            self.twiddle.normal_(0.0, math.sqrt(0.5))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def strides(self) -> list[int]:
+        """The stride of each factor, in the order they are applied."""
+        order = range(self.levels) if self.increasing_stride else reversed(range(self.levels))
+        return [1 << level for level in order]
+
+    def _levels(self) -> list[tuple[int, int]]:
+        return [(s.bit_length() - 1, s) for s in self.strides()]
+
+    def square_forward(self, z: Tensor) -> Tensor:
+        """The factors on ``(..., N)`` rows: per pair, two multiply-adds per output."""
+        shape = z.shape
+        for level, stride in self._levels():
+            v = z.reshape(-1, self.size // (2 * stride), 2, stride)
+            t = self.twiddle[level].view(self.size // (2 * stride), stride, 2, 2).permute(2, 3, 0, 1)
+            top, bottom = v[:, :, 0], v[:, :, 1]
+            z = torch.stack([t[0, 0] * top + t[0, 1] * bottom, t[1, 0] * top + t[1, 1] * bottom], dim=2)
+        return z.reshape(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.crop(self.square_forward(self.pad(x)))
+        return y + self.bias if self.bias is not None else y
+
+    def square_reference(self, z: Tensor) -> Tensor:
+        """Every factor as an einsum over (block, out, in, position), in float64 on CPU."""
+        twiddle = self.twiddle.detach().double().cpu()
+        for level, stride in self._levels():
+            blocks = self.size // (2 * stride)
+            v = z.reshape(*z.shape[:-1], blocks, 2, stride)
+            t = twiddle[level].view(blocks, stride, 2, 2)
+            z = torch.einsum("kpoi,...kip->...kop", t, v).reshape(z.shape)
+        return z
+
+    def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        """Not available: the nearest product of ``log2 N`` butterfly factors has no closed form
+        (the map from twiddles to the matrix is multilinear of degree ``log2 N``); fit the layer
+        instead (:func:`structlayers.surgery.fit_layer`)."""
+        raise NotImplementedError("layer 'butterfly' has no closed-form projection of a dense matrix; "
+                                  "fit it with structlayers.surgery.fit_layer")
+
+    def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
+        """Per factor and row, ``N/2`` pairs of 4 multiplies and 2 adds: ``3 N log2 N`` FLOPs per
+        row in all (Dao et al., 2019, Sec. 3: ``O(N log N)``), elementwise kernels only."""
+        rows = rows_of(batch_shape)
+        bias = rows * self.out_features if self.bias is not None else 0
+        return FlopCount(elementwise=rows * 3 * self.size * self.levels + bias)
+
+    def params(self) -> int:
+        """``4 (N/2) log2 N = 2 N log2 N`` twiddle entries (+ bias)."""
+        return 2 * self.size * self.levels + (self.out_features if self.bias is not None else 0)
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, size={self.size}, increasing_stride={self.increasing_stride}, "
+                f"init={self.init!r}, bias={self.bias is not None}")

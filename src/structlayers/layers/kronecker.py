@@ -1,0 +1,112 @@
+"""Kronecker-product layers: ``W = sum_rho A_rho (x) B_rho`` (Van Loan & Pitsianis, 1993,
+"Approximation with Kronecker Products"; as a layer, e.g. Zhou et al., 2015, "Exploiting Local
+Structures with the Kronecker Layer in Convolutional Networks")."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from structlayers.base import FlopCount, StructuredLinear, rows_of
+from structlayers.layers.projection import (
+    assign_bias,
+    block_count,
+    dense_target,
+    init_product_,
+    padded,
+    truncated_factors,
+)
+from structlayers.registry import register
+
+INITS = ("uniform", "project")
+
+
+@register("kronecker")
+class Kronecker(StructuredLinear):
+    """``y = x W^T + b`` with ``W = sum_{rho < rank} A_rho (x) B_rho``, ``A_rho: (m1, n1)``,
+    ``B_rho: (m2, n2)``; the input is read as an ``n1 x n2`` matrix ``X`` (row-major) and
+    ``(A (x) B) vec(X) = vec(A X B^T)``, two matmuls per term.
+
+    ``nblocks`` is ``n1 = m1``, the grid of ``m2 x n2`` blocks of ``W`` (default near
+    ``sqrt(max(in, out))``); ``n2 = ceil(in / n1)``,
+    ``m2 = ceil(out / m1)``, the input zero-padded to ``n1 n2`` and the output cropped from
+    ``m1 m2``.  ``rank(m1 n1 + m2 n2)`` (+bias) parameters.  ``init="uniform"``: entries of ``W``
+    with ``nn.Linear``'s variance; ``"project"``: the projection (:meth:`project_`) of an
+    ``nn.Linear``-initialised dense weight.
+    """
+
+    stackable = True
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        nblocks: int | None = None,
+        rank: int = 1,
+        bias: bool = True,
+        init: str = "uniform",
+    ) -> None:
+        super().__init__(in_features, out_features)
+        n1 = block_count(self.name, in_features, out_features, nblocks, rank, init, INITS)
+        self.n1 = self.m1 = n1
+        self.n2, self.m2 = -(-in_features // n1), -(-out_features // n1)
+        self.rank, self.init = rank, init
+        self.A = nn.Parameter(torch.empty(rank, self.m1, self.n1))
+        self.B = nn.Parameter(torch.empty(rank, self.m2, self.n2))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Var(W) = rank * Var(A) * Var(B) = 1 / (3 n1 n2): nn.Linear's on the padded input.
+        init_product_(self, self.B, self.n2, self.A, self.n1 * self.rank)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        batch, r = x.shape[:-1], self.rank
+        z = F.pad(x, (0, self.n1 * self.n2 - self.in_features)).reshape(-1, self.n1, self.n2)
+        rows = z.shape[0]
+        # X B_rho^T for every rho: (rows, n1, rank * m2)
+        t = z @ self.B.permute(2, 0, 1).reshape(self.n2, r * self.m2)
+        # sum_rho A_rho (X B_rho^T): contract (rho, n1) in one matmul
+        t = t.view(rows, self.n1, r, self.m2).permute(0, 3, 2, 1).reshape(rows, self.m2, r * self.n1)
+        y = (t @ self.A.permute(0, 2, 1).reshape(r * self.n1, self.m1)).transpose(1, 2)
+        y = y.reshape(*batch, self.m1 * self.m2)
+        y = y[..., : self.out_features] if y.shape[-1] != self.out_features else y
+        return y + self.bias if self.bias is not None else y
+
+    def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        a, b = self.A.detach().double().cpu(), self.B.detach().double().cpu()
+        weight = sum(torch.kron(a[i], b[i]) for i in range(self.rank))[: self.out_features, : self.in_features]
+        bias = self.bias.detach().clone() if self.bias is not None else None
+        return weight.to(self.A.dtype).contiguous(), bias
+
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        """Set ``W`` to the sum of ``rank`` Kronecker products nearest to ``weight`` in Frobenius
+        norm, in closed form (Van Loan & Pitsianis, 1993): the rearrangement
+        ``R[(a, i), (c, j)] = W[(a, c), (i, j)]`` maps ``A (x) B`` to ``vec(A) vec(B)^T``, so the
+        answer is the truncated SVD of ``R``.  Exact when ``nblocks`` divides both sizes; otherwise
+        the zero-padded ``weight`` is projected.  ``bias`` is copied (zeroed when None)."""
+        w, bias = dense_target(self, weight, bias)
+        w = padded(w, self.m1 * self.m2, self.n1 * self.n2).view(self.m1, self.m2, self.n1, self.n2)
+        rearranged = w.permute(0, 2, 1, 3).reshape(self.m1 * self.n1, self.m2 * self.n2)
+        left, right = truncated_factors(rearranged, self.rank)
+        self.A.copy_(left.T.reshape(self.rank, self.m1, self.n1))
+        self.B.copy_(right.reshape(self.rank, self.m2, self.n2))
+        assign_bias(self, bias)
+
+    def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
+        """Per row and term, ``X B^T`` (``n1 n2 m2`` multiply-adds) then ``A (.)`` (``m1 n1 m2``):
+        ``2 rank n1 m2 (n2 + m1)`` FLOPs per row."""
+        rows = rows_of(batch_shape)
+        per_row = 2 * self.rank * self.n1 * self.m2 * (self.n2 + self.m1)
+        return FlopCount(matmul=rows * per_row, elementwise=rows * self.out_features if self.bias is not None else 0)
+
+    def params(self) -> int:
+        return self.rank * (self.m1 * self.n1 + self.m2 * self.n2) + (self.out_features if self.bias is not None else 0)
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, A=({self.m1}x{self.n1}), B=({self.m2}x{self.n2}), rank={self.rank}, "
+                f"bias={self.bias is not None}")

@@ -1,0 +1,131 @@
+"""Monarch matrices (Dao et al., 2022, "Monarch: Expressive Structured Matrices for Efficient and
+Accurate Training", ICML): ``M = P L P^T R``, two block-diagonal factors and a fixed
+reshape-transpose permutation ``P``, computed with two batched matmuls."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from structlayers.base import FlopCount, StructuredLinear, rows_of
+from structlayers.layers.projection import (
+    assign_bias,
+    block_count,
+    dense_target,
+    init_product_,
+    padded,
+    truncated_factors,
+)
+from structlayers.registry import register
+
+INITS = ("uniform", "project")
+
+
+@register("monarch")
+class Monarch(StructuredLinear):
+    """``y = x M^T + b`` with ``M = P L P^T R`` (Dao et al., 2022, Def. 3.1, generalised to
+    rectangular shapes and to rank ``r`` per block pair).
+
+    ``R`` has ``b = nblocks`` blocks, block ``i`` mapping input slice ``i`` (``p = ceil(in / b)``
+    contiguous features) to ``b * r`` values ``(j, rho)``; ``P^T`` regroups them by ``j`` (a transpose
+    of the ``(i, j)`` grid); ``L`` has ``b`` blocks, block ``j`` mapping the ``b * r`` values
+    ``(i, rho)`` to ``s = ceil(out / b)`` values ``t``; ``P`` writes value ``t`` of block ``j`` to
+    output ``t b + j`` (the layout of the reference ``blockdiag_butterfly_multiply``).  So the
+    ``s x p`` block ``(j, i)`` of ``M`` (rows ``t b + j``, columns ``i p + u``) is
+    ``sum_rho L[j, (i, rho), :] R[i, :, (j, rho)]``: a matrix is Monarch exactly when all these
+    blocks have rank <= r.  With ``in = out = n = b^2`` and ``r = 1``
+    this is the paper's square Monarch matrix; ``r = n / b^2`` gives the two ``b``-block factors of
+    size ``n / b`` of the reference ``MonarchLinear``.  Inputs are zero-padded to ``b p`` and outputs
+    cropped from ``b s``.
+
+    ``init="uniform"``: entries of ``M`` with ``nn.Linear``'s variance; ``init="project"``: the
+    projection (:meth:`project_`) of an ``nn.Linear``-initialised dense weight.
+    """
+
+    stackable = True
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        nblocks: int | None = None,
+        rank: int = 1,
+        bias: bool = True,
+        init: str = "uniform",
+    ) -> None:
+        super().__init__(in_features, out_features)
+        b = block_count(self.name, in_features, out_features, nblocks, rank, init, INITS)
+        self.nblocks, self.rank, self.init = b, rank, init
+        self.in_block, self.out_block = -(-in_features // b), -(-out_features // b)
+        self.R = nn.Parameter(torch.empty(b, self.in_block, b * rank))
+        self.L = nn.Parameter(torch.empty(b, b * rank, self.out_block))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Var(M_ji) = r * Var(L) * Var(R) = 1 / (3 b p): nn.Linear's 1 / (3 in) on the padded input.
+        init_product_(self, self.R, self.in_block, self.L, self.nblocks * self.rank)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        b, r = self.nblocks, self.rank
+        batch = x.shape[:-1]
+        z = F.pad(x, (0, b * self.in_block - self.in_features)).reshape(-1, b, self.in_block).transpose(0, 1)
+        h = torch.bmm(z, self.R)                                      # (b_i, rows, b_j * r)
+        rows = h.shape[1]
+        h = h.view(b, rows, b, r).permute(2, 1, 0, 3).reshape(b, rows, b * r)  # P: (i, j, rho) -> (j, i, rho)
+        y = torch.bmm(h, self.L).permute(1, 2, 0).reshape(*batch, self.out_block * b)   # P: (j, t) -> (t, j)
+        y = y[..., : self.out_features] if y.shape[-1] != self.out_features else y
+        return y + self.bias if self.bias is not None else y
+
+    def padded_dense(self) -> Tensor:
+        """``M`` on the padded sizes, ``(s b, b p)``, in float64 (one einsum, no bmm)."""
+        b, r = self.nblocks, self.rank
+        left = self.L.detach().double().cpu().view(b, b, r, self.out_block)    # [j, i, rho, t]
+        right = self.R.detach().double().cpu().view(b, self.in_block, b, r)    # [i, u, j, rho]
+        return torch.einsum("jirt,iujr->tjiu", left, right).reshape(self.out_block * b, b * self.in_block)
+
+    def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        weight = self.padded_dense()[: self.out_features, : self.in_features]
+        bias = self.bias.detach().clone() if self.bias is not None else None
+        return weight.to(self.R.dtype).contiguous(), bias
+
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        """Set ``M`` to the Monarch matrix nearest to ``weight`` in Frobenius norm, in closed form
+        (Dao et al., 2022, Algorithm 1): a truncated SVD of rank ``r`` of every ``(j, i)`` block.
+
+        Exact (Eckart-Young, block by block) when ``nblocks`` divides both sizes; otherwise the
+        zero-padded ``weight`` is projected.  ``bias`` is copied (zeroed when None)."""
+        w, bias = dense_target(self, weight, bias)
+        b, p, s, r = self.nblocks, self.in_block, self.out_block, self.rank
+        blocks = padded(w, s * b, b * p).view(s, b, b, p).permute(1, 2, 0, 3)   # [j, i] -> (s, p)
+        left, right = truncated_factors(blocks, r)                            # (j, i, s, r), (j, i, r, p)
+        self.L.copy_(left.permute(0, 1, 3, 2).reshape(b, b * r, s))            # L[j, (i, rho), t]
+        self.R.copy_(right.permute(1, 3, 0, 2).reshape(b, p, b * r))           # R[i, u, (j, rho)]
+        assign_bias(self, bias)
+
+    @classmethod
+    def from_dense(cls, weight: Tensor, bias: Tensor | None = None, **options: object) -> Monarch:
+        """A Monarch layer of ``weight``'s shape set to its projection (:meth:`project_`)."""
+        layer = cls(weight.shape[1], weight.shape[0], bias=bias is not None, **options)  # type: ignore[arg-type]
+        layer.project_(weight, bias)
+        return layer
+
+    def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
+        """Two batched matmuls, ``2 r b (b p + b s)`` FLOPs per row: ``O(n^{3/2})`` for
+        ``b = sqrt(n)``, ``r = 1`` (Dao et al., 2022, Sec. 3.2)."""
+        rows = rows_of(batch_shape)
+        per_row = 2 * self.rank * self.nblocks * self.nblocks * (self.in_block + self.out_block)
+        return FlopCount(matmul=rows * per_row, elementwise=rows * self.out_features if self.bias is not None else 0)
+
+    def params(self) -> int:
+        """``r b^2 (p + s)``: ``2 n^{3/2}`` for a square ``n = b^2``, ``r = 1``."""
+        return (self.rank * self.nblocks**2 * (self.in_block + self.out_block)
+                + (self.out_features if self.bias is not None else 0))
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, nblocks={self.nblocks}, rank={self.rank}, "
+                f"blocks=({self.out_block}x{self.in_block}), bias={self.bias is not None}")
