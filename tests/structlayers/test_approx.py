@@ -147,6 +147,15 @@ def test_families_spend_the_budget() -> None:
     assert monarch.options["nblocks"] == 8 and monarch.options["rank"] == 1  # the square Monarch, b = sqrt(n)
 
 
+@pytest.mark.parametrize("family", ["toeplitz", "blockdiag", "acdc", "circulant"])
+def test_candidate_counts_are_the_built_layers_counts_for_rectangular_targets(family: str) -> None:
+    """A stack of a rectangular map pads to square factors: its count is not depth x one layer's."""
+    for c in candidates(parse_spec(family), 32, 64, "random"):
+        if c.depth in (None, 2, 7):
+            layer = structlayers.create(c.layer, 32, 64, depth=c.depth, **c.options)
+            assert layer.params() == c.params, c.label
+
+
 def test_plan_rectangular_targets_and_layer_specs() -> None:
     config = ApproxConfig(layer="acdc,afdf:cascade=complex", n=16, budgets=(64, 128), shuffle="random")
     jobs, skipped = plan(config, (12, 20))

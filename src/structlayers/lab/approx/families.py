@@ -100,13 +100,15 @@ def candidates(spec: LayerSpec, n_in: int, n_out: int, shuffle: str, seed: int =
         variants = ([({**options, "groups": g}, f" g={g}") for g in _divisors(max(n_in, n_out)) if g > 1]
                     if name == "blockdiag" else [(options, "")])
         for opts, tag in variants:
-            one = _params(name, n_in, n_out, None, opts)
             deep = {**opts, "shuffle": shuffle, "seed": seed}
             if name in NEAR_IDENTITY and "init" not in opts:
                 deep["init"] = "identity"  # a deep product of nn.Linear-scaled factors would vanish
+            # A stack of a rectangular map pads to square factors, so its count is measured, not
+            # depth times one layer's: its factors are identical, so the count is linear in depth.
+            one, two, three = (_params(name, n_in, n_out, d, deep if d else opts) for d in (None, 2, 3))
             for depth in range(1, MAX_DEPTH + 1):
-                stack = deep if depth > 1 else opts
-                out.append(Candidate(name, depth if depth > 1 else None, stack, depth * one,
+                count = one if depth == 1 else two + (depth - 2) * (three - two)
+                out.append(Candidate(name, depth if depth > 1 else None, deep if depth > 1 else opts, count,
                                      f"{spec.label}{tag} K={depth}" + (f" {shuffle}" if depth > 1 else "")))
         return out
     return [Candidate(name, None, options, _params(name, n_in, n_out, None, options), spec.label)]
