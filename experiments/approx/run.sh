@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The approximation studies recorded in experiments/approx/README.md, one `structlayers approx`
 # command each (JSON + PNG under experiments/approx/). Single-threaded fits; each command takes a
-# lock so that heavy jobs on a shared machine run one at a time (LOCK= to change or drop it).
+# lock file when LOCK=path is set, so that heavy jobs on a shared machine run one at a time.
 # Trained-weight targets first need experiments/approx/targets/make_targets.sh.
 set -euo pipefail
 export OMP_NUM_THREADS=1
 OUT=experiments/approx
 T=$OUT/targets
-LOCK=${LOCK:-/work/heavy.lock}
+LOCK=${LOCK:-}
 run() { if [ -n "$LOCK" ]; then flock "$LOCK" structlayers approx --no-progress "$@"; else structlayers approx --no-progress "$@"; fi; }
 FAMILIES=acdc,afdf,afdf:cascade=complex,monarch,butterfly,kronecker,lowrank,lowrank_diag,circulant,toeplitz,blockdiag
 
