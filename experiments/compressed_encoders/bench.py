@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict] = {
     "separable + acdc x2 + CG": dict(conv="separable", mixing="acdc", mixing_depth=2,
                                      tensor_product="clebsch-gordan"),
     "separable + dense mixing + CG": dict(conv="separable", tensor_product="clebsch-gordan"),
+    "separable (irrep-wise depthwise) + acdc x2 + CG": dict(conv="separable", depthwise="irrep", mixing="acdc",
+                                                            mixing_depth=2, tensor_product="clebsch-gordan"),
 }
 
 

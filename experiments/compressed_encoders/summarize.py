@@ -1,6 +1,7 @@
 """Collect the compressed-encoder training runs into results/: each run's metrics.csv, summary.json
-and curves.png, a table of validation accuracy per epoch (runs.json) and one figure of the
-validation-accuracy curves of every run (curves.png).
+and curves.png, a table of validation accuracy per epoch (runs.json), one figure of the
+validation-accuracy curves of every run (curves.png) and the sanity table, per encoder over the
+seeds (sanity_summary.json: final and best validation accuracy, fit seconds).
 
     python experiments/compressed_encoders/summarize.py --runs /tmp/ce_sanity /tmp/ce_runs
 """
@@ -11,6 +12,7 @@ import argparse
 import csv
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -27,6 +29,27 @@ def read_metrics(path: Path) -> dict[str, list]:
             elif row.get("train/acc_epoch"):
                 epochs.setdefault(int(row["epoch"]), {})["train_acc"] = float(row["train/acc_epoch"])
     return {str(k): v for k, v in sorted(epochs.items())}
+
+
+def sanity_table(runs: dict[str, dict]) -> dict[str, dict]:
+    """Per sanity encoder (runs named ``<name>-seed<k>``): accuracies per seed, their mean and
+    population standard deviation, the mean best-epoch accuracy and the mean fit seconds."""
+    groups: dict[str, dict[str, dict]] = {}
+    for label, run in runs.items():
+        name, _, seed = label.rpartition("-seed")
+        if name.startswith("sanity") and seed.isdigit():
+            groups.setdefault(name, {})[seed] = run
+    table = {}
+    for name, seeds in groups.items():
+        order = sorted(seeds, key=int)
+        final = [seeds[k]["final_val_acc"] for k in order]
+        best = [seeds[k]["best_val_acc"] for k in order]
+        table[name] = {"seeds": [int(k) for k in order], "final_val_acc": final,
+                       "final_mean": statistics.fmean(final), "final_std": statistics.pstdev(final),
+                       "best_mean": statistics.fmean(best),
+                       "seconds_mean": statistics.fmean(seeds[k]["seconds"] for k in order),
+                       "params": seeds[order[0]]["params"]}
+    return table
 
 
 def main() -> None:
@@ -49,6 +72,8 @@ def main() -> None:
                            "final_val_acc": data["metrics"].get("val/acc"), "params": data.get("params"),
                            "epochs": read_metrics(version / "metrics.csv")}
     (RESULTS / "runs.json").write_text(json.dumps(runs, indent=2))
+    table = sanity_table(runs)
+    (RESULTS / "sanity_summary.json").write_text(json.dumps(table, indent=2))
 
     import matplotlib
 
@@ -72,6 +97,10 @@ def main() -> None:
     fig.savefig(RESULTS / "curves.png", dpi=120)
     print(json.dumps({k: {"best": v["best_val_acc"], "final": v["final_val_acc"], "seconds": v["seconds"]}
                       for k, v in runs.items()}, indent=2))
+    for name, row in table.items():
+        accs = " / ".join(f"{a:.3f}" for a in row["final_val_acc"])
+        print(f"{name:45s} final {accs}  mean {row['final_mean']:.3f} ({row['final_std']:.3f})  "
+              f"best {row['best_mean']:.3f}  fit {row['seconds_mean']:.1f} s")
 
 
 if __name__ == "__main__":
