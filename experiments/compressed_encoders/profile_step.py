@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--variant", default="separable + acdc x2 + CG", choices=list(VARIANTS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--by-shape", action="store_true", help="one row per operator and input shapes")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     config = load_config(args.config)
@@ -48,10 +49,11 @@ def main() -> None:
 
     step()
     start = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.by_shape) as prof:
         step()
     seconds = time.perf_counter() - start
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40)
+    table = prof.key_averages(group_by_input_shape=args.by_shape).table(
+        sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40, max_shapes_column_width=100)
     text = (f"{args.variant}: one training step, batch {args.batch}, {torch.get_num_threads()} thread(s), "
             f"{seconds:.2f} s under the profiler\n{table}")
     print(text)
