@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -31,9 +32,19 @@ def read_metrics(path: Path) -> dict[str, list]:
     return {str(k): v for k, v in sorted(epochs.items())}
 
 
+def run_metrics(run: Path) -> Path:
+    """A run's metrics.csv: beside its summary.json, or the CSV logger's latest ``csv/version_<n>/``."""
+    if (run / "metrics.csv").exists():
+        return run / "metrics.csv"
+    found = sorted(run.glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    if not found:
+        raise FileNotFoundError(f"no metrics.csv in {run}")
+    return found[-1]
+
+
 def sanity_table(runs: dict[str, dict]) -> dict[str, dict]:
-    """Per sanity encoder (runs named ``<name>-seed<k>``): accuracies per seed, their mean and
-    population standard deviation, the mean best-epoch accuracy and the mean fit seconds."""
+    """Per sanity encoder (runs named ``<name>-seed<k>``): final accuracies per seed, their mean and
+    sample standard deviation, the mean best-epoch accuracy and the mean fit seconds."""
     groups: dict[str, dict[str, dict]] = {}
     for label, run in runs.items():
         name, _, seed = label.rpartition("-seed")
@@ -45,7 +56,7 @@ def sanity_table(runs: dict[str, dict]) -> dict[str, dict]:
         final = [seeds[k]["final_val_acc"] for k in order]
         best = [seeds[k]["best_val_acc"] for k in order]
         table[name] = {"seeds": [int(k) for k in order], "final_val_acc": final,
-                       "final_mean": statistics.fmean(final), "final_std": statistics.pstdev(final),
+                       "final_mean": statistics.fmean(final), "final_std": statistics.stdev(final),
                        "best_mean": statistics.fmean(best),
                        "seconds_mean": statistics.fmean(seeds[k]["seconds"] for k in order),
                        "params": seeds[order[0]]["params"]}
@@ -61,16 +72,19 @@ def main() -> None:
         for summary in sorted(root.rglob("summary.json")):
             version = summary.parent
             data = json.loads(summary.read_text())
-            seed = version.parent.parent.name if version.parent.parent.name.startswith("seed") else ""
+            # --out-dir/seed<k>/<name>[/version_<n>]: the seed folder names the run's seed.
+            seed = next((p for p in version.relative_to(root).parts if re.fullmatch(r"seed\d+", p)), "")
             label = data["name"] + (f"-{seed}" if seed else "")
             target = RESULTS / label
             target.mkdir(parents=True, exist_ok=True)
-            for name in ("metrics.csv", "summary.json", "curves.png"):
+            metrics = run_metrics(version)
+            shutil.copy(metrics, target / "metrics.csv")
+            for name in ("summary.json", "curves.png"):
                 if (version / name).exists():
                     shutil.copy(version / name, target / name)
             runs[label] = {"seconds": data["seconds"], "best_val_acc": data.get("best_score"),
                            "final_val_acc": data["metrics"].get("val/acc"), "params": data.get("params"),
-                           "epochs": read_metrics(version / "metrics.csv")}
+                           "epochs": read_metrics(metrics)}
     (RESULTS / "runs.json").write_text(json.dumps(runs, indent=2))
     table = sanity_table(runs)
     (RESULTS / "sanity_summary.json").write_text(json.dumps(table, indent=2))
