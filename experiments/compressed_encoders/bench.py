@@ -2,7 +2,7 @@
 CPU training-step time (forward + backward of the neighbor-location model, interleaved), forward
 time per module type, and peak memory of a training step.
 
-    flock /work/heavy.lock env OMP_NUM_THREADS=1 python experiments/compressed_encoders/bench.py \\
+    env OMP_NUM_THREADS=1 python experiments/compressed_encoders/bench.py \\
         --json experiments/compressed_encoders/results/bench_seed004.json
 
 Speed targets live here (printed as ratios), never in unit tests.
@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict] = {
     "separable + acdc x2 + CG": dict(conv="separable", mixing="acdc", mixing_depth=2,
                                      tensor_product="clebsch-gordan"),
     "separable + dense mixing + CG": dict(conv="separable", tensor_product="clebsch-gordan"),
+    "separable (irrep-wise depthwise) + acdc x2 + CG": dict(conv="separable", depthwise="irrep", mixing="acdc",
+                                                            mixing_depth=2, tensor_product="clebsch-gordan"),
 }
 
 

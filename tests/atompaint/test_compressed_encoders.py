@@ -24,7 +24,7 @@ from atompaint.encoders.architectures import plan_shallow, plan_vgg
 from atompaint.encoders.costs import COST_KINDS, encoder_cost
 from atompaint.encoders.fields import plan_channels, spectral_field_type, trivial_field_type
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec, dense_mixing_flops
-from atompaint.encoders.separable import SeparableR3Conv, depthwise_type
+from atompaint.encoders.separable import IrrepwiseR3Conv, SeparableR3Conv, depthwise_type
 from atompaint.encoders.tensor_product import CGTensorProduct, escnn_tensor_product_flops
 from atompaint.encoders.testing import check_mixing
 from structlayers.registry import available
@@ -161,6 +161,70 @@ def test_separable_conv_lifts_scalars_and_counts_like_its_parts():
                        spectral_field_type(1, 1))
 
 
+@settings(max_examples=10, deadline=None)
+@given(c_in=st.integers(1, 3), c_out=st.integers(1, 3), band=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_irrepwise_separable_conv_is_exactly_equivariant_at_1x1x1(c_in, c_out, band, seed):
+    """On single voxels the steerable kernels act at the origin only: exact equivariance for random rotations."""
+    torch.manual_seed(seed)
+    a, b = spectral_field_type(c_in, band), spectral_field_type(c_out, band)
+    conv = SeparableR3Conv(a, b, 1, mixing=MixingSpec("acdc", 2), depthwise="irrep", bias=True).eval()
+    assert conv.irrepwise
+    x = enn.GeometricTensor(torch.randn(3, a.size, 1, 1, 1), a)
+    element = a.fibergroup.sample()
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x.transform_fibers(element)).tensor, conv(x).transform_fibers(element).tensor,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_irrepwise_separable_conv_is_equivariant_under_random_rotations_and_counts_what_runs():
+    torch.manual_seed(0)
+    a, b = spectral_field_type(2, 2), spectral_field_type(3, 2)
+    irrepwise = SeparableR3Conv(a, b, 3, mixing=MixingSpec("acdc", 2), depthwise="irrep").eval()
+    per_field = SeparableR3Conv(a, b, 3, mixing=MixingSpec("acdc", 2)).eval()
+    err_irrep, err_field = _equivariance_error(irrepwise, a, b), _equivariance_error(per_field, a, b)
+    assert err_irrep < 0.25 and err_irrep < 2 * err_field + 0.05, (err_irrep, err_field)
+    # The depthwise step as executed: per field and output voxel (1 + 3 * 3^2 + 5 * 5^2) * 27 = 4,131 MACs
+    # instead of 35^2 * 27 = 33,075; the mixing's plugins count themselves.
+    x = enn.GeometricTensor(torch.randn(2, a.size, 5, 5, 5), a)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        y = irrepwise(x)
+    mixing = irrepwise.mixing.flop_count(2 * 27)
+    assert counter.get_total_flops() == 2 * (2 * 2 * 27 * 4131) + mixing.total
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        per_field.depthwise(x)
+    assert counter.get_total_flops() == 2 * (2 * 2 * 27 * 35**2 * 27)
+    depthwise_params = sum(c.module.weights.numel() for c in irrepwise.depthwise.core.convs.values())
+    assert sum(p.numel() for p in irrepwise.parameters()) == depthwise_params + irrepwise.mixing.params()
+    # The fused path equals the two steps run one after the other, and the plain export.
+    with torch.no_grad():
+        torch.testing.assert_close(y.tensor, irrepwise.mixing(irrepwise.depthwise(x)).tensor)
+        torch.testing.assert_close(irrepwise.export()(x.tensor), y.tensor)
+    # state_dict round trip into a differently initialised copy.
+    torch.manual_seed(1)
+    other = SeparableR3Conv(a, b, 3, mixing=MixingSpec("acdc", 2), depthwise="irrep").eval()
+    with torch.no_grad():
+        assert not torch.allclose(other(x).tensor, y.tensor)
+        other.load_state_dict(irrepwise.state_dict())
+        torch.testing.assert_close(other(x).tensor, y.tensor)
+
+
+def test_irrepwise_depthwise_keeps_the_per_field_form_for_scalar_inputs():
+    conv = SeparableR3Conv(trivial_field_type(3), spectral_field_type(2, 2), 3, depthwise="irrep")
+    assert not conv.irrepwise and isinstance(conv.depthwise, enn.R3Conv)
+    with pytest.raises(ValueError, match="isotropic"):
+        IrrepwiseR3Conv(trivial_field_type(3), 3)
+    with pytest.raises(ValueError, match="depthwise"):
+        SeparableR3Conv(spectral_field_type(1, 1), spectral_field_type(1, 1), 3, depthwise="channel")
+    with pytest.raises(ValueError, match="depthwise"):
+        EncoderConfig(depthwise="channel")
+    # A strided irrep-wise convolution on O(3) fields (irreps with two indices) keeps shapes and layout.
+    o3 = gspaces.flipRot3dOnR3()
+    ftype = enn.FieldType(o3, 2 * [o3.irrep(0, 0), o3.irrep(1, 1), o3.irrep(1, 2)])
+    conv = IrrepwiseR3Conv(ftype, 3, stride=2, padding=1)
+    x = enn.GeometricTensor(torch.randn(1, ftype.size, 5, 5, 5), ftype)
+    assert conv(x).shape == conv.evaluate_output_shape(x.shape) == (1, ftype.size, 3, 3, 3)
+
+
 # -- the Clebsch-Gordan tensor product -------------------------------------------------------------
 
 
@@ -258,10 +322,11 @@ def test_kernel_size_5_and_the_deep_shallow_variant():
 SMALL = dict(in_channels=2, width=1, max_channels=2, band_limit=1, grid_size=1, input_size=7)
 
 
-def test_cost_breakdown_matches_flop_counter_and_parameters():
+@pytest.mark.parametrize("depthwise", ["field", "irrep"])
+def test_cost_breakdown_matches_flop_counter_and_parameters(depthwise):
     torch.manual_seed(0)
     encoder = build_encoder(EncoderConfig(architecture="resnet", conv="separable", mixing="acdc", mixing_depth=2,
-                                          tensor_product="clebsch-gordan", **SMALL)).eval()
+                                          depthwise=depthwise, tensor_product="clebsch-gordan", **SMALL)).eval()
     cost = encoder_cost(encoder)
     assert set(cost.flops) == set(COST_KINDS)
     assert cost.total_params == sum(p.numel() for p in encoder.parameters())
@@ -276,11 +341,12 @@ def test_cost_breakdown_matches_flop_counter_and_parameters():
     assert encoder_cost(dense).flops["conv"].total > cost.flops["conv"].total
 
 
+@pytest.mark.parametrize("depthwise", ["field", "irrep"])
 @pytest.mark.parametrize("architecture", ["resnet", "vgg"])
-def test_export_and_collapse_of_compressed_encoders(architecture):
+def test_export_and_collapse_of_compressed_encoders(architecture, depthwise):
     torch.manual_seed(0)
     config = EncoderConfig(architecture=architecture, conv="separable", mixing="acdc", mixing_depth=2,
-                           dense_stem=False, tensor_product="clebsch-gordan", **SMALL)
+                           depthwise=depthwise, dense_stem=False, tensor_product="clebsch-gordan", **SMALL)
     encoder = build_encoder(config).eval()
     x = torch.rand(2, 2, 7, 7, 7)
     with torch.no_grad():
@@ -324,6 +390,9 @@ def _cube_rotations(n: int) -> list[torch.Tensor]:
 BAND2 = {
     "resnet-gamma-separable-acdc-cg": dict(architecture="resnet", block="gamma", conv="separable", mixing="acdc",
                                            mixing_depth=2, tensor_product="clebsch-gordan"),
+    "resnet-gamma-separable-irrep-acdc-cg": dict(architecture="resnet", block="gamma", conv="separable",
+                                                 depthwise="irrep", mixing="acdc", mixing_depth=2, dense_stem=False,
+                                                 tensor_product="clebsch-gordan"),
     "resnet-alpha-separable": dict(architecture="resnet", block="alpha", conv="separable", dense_stem=False),
     "shallow-deep-dense": dict(architecture="shallow", repeats=2, schedule="double"),
     "vgg-k5-separable-lowrank": dict(architecture="vgg", kernel_size=5, conv="separable", mixing="lowrank",
@@ -369,10 +438,10 @@ def test_train_and_count_flags_reach_the_encoder_config(tmp_path, capsys):
     train_cmd.add_arguments(parser)
     args = parser.parse_args(["neighbor-loc", "--config", "x.yaml", "--conv", "separable", "--mixing", "acdc",
                               "--mixing-depth", "3", "--mixing-option", "shuffle=random", "--no-dense-stem",
-                              "--tensor-product", "clebsch-gordan"])
+                              "--tensor-product", "clebsch-gordan", "--depthwise", "irrep"])
     assert encoder_overrides(args) == {
         "encoder.conv": "separable", "encoder.mixing": "acdc", "encoder.mixing_depth": 3,
-        "encoder.mixing_options": {"shuffle": "random"}, "encoder.dense_stem": False,
+        "encoder.mixing_options": {"shuffle": "random"}, "encoder.dense_stem": False, "encoder.depthwise": "irrep",
         "encoder.tensor_product": "clebsch-gordan"}
     assert encoder_overrides(parser.parse_args(["neighbor-loc", "--config", "x.yaml"])) == {}
 
@@ -392,4 +461,8 @@ def test_train_and_count_flags_reach_the_encoder_config(tmp_path, capsys):
     assert lowrank["encoder"]["params"] < separable["encoder"]["params"] < dense["encoder"]["params"]
     assert main(["count", str(path), "--memory-batch-size", "0", "--mixing", "acdc", "--mixing-depth", "2"]) == 0
     assert "separable + acdc x2" in capsys.readouterr().out
+    assert main(["count", str(path), "--memory-batch-size", "0", "--depthwise", "irrep", "--json", "-"]) == 0
+    irrep_columns = json.loads(capsys.readouterr().out)["columns"]
+    assert irrep_columns[1]["encoder_form"].startswith("separable (irrep-wise depthwise)")
+    assert irrep_columns[1]["encoder_flops_by_type"]["conv"] < separable["encoder_flops_by_type"]["conv"]
     assert main(["count", str(path), "--memory-batch-size", "0", "--mixing", "nosuchlayer"]) == 2

@@ -34,7 +34,7 @@ from atompaint.encoders.export import ExportedEncoder, export_encoder
 from atompaint.encoders.fields import SCHEDULES, channel_schedule, plan_channels
 from atompaint.encoders.layers import ACTIVATIONS, FourierActivation, InvariantReadout, first_hermite
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec, PerIrrepLinear
-from atompaint.encoders.separable import ConvSpec, SeparableR3Conv
+from atompaint.encoders.separable import ConvSpec, IrrepwiseR3Conv, SeparableR3Conv
 from atompaint.encoders.tensor_product import CGTensorProduct
 from structlayers.tracing import register_tensor_type
 
@@ -52,6 +52,7 @@ __all__ = [
     "FourierActivation",
     "InvariantReadout",
     "IrrepMixing",
+    "IrrepwiseR3Conv",
     "MixingSpec",
     "PerIrrepLinear",
     "ResBlock",

@@ -26,7 +26,7 @@ from atompaint.encoders.fields import (
 )
 from atompaint.encoders.layers import InvariantReadout, aligned_blur_pool, conv_bn_act
 from atompaint.encoders.mixing import MixingSpec
-from atompaint.encoders.separable import CONV_FORMS, ConvForm, ConvSpec
+from atompaint.encoders.separable import CONV_FORMS, DEPTHWISE_FORMS, ConvForm, ConvSpec, DepthwiseForm
 from atompaint.voxelize import ImageParams
 
 Architecture = Literal["no-downsample", "vgg", "shallow", "resnet"]
@@ -51,7 +51,10 @@ class EncoderConfig:
     ``conv`` is ``dense`` (escnn's ``R3Conv``) or ``separable`` (a depthwise steerable convolution
     and an equivariant channel mixing whose per-irrep blocks are the structlayers plugin
     ``mixing`` with ``mixing_depth`` and ``mixing_options``; 1x1x1 skips become that mixing
-    alone).  ``dense_stem`` keeps the first convolution dense in a separable encoder.
+    alone).  ``depthwise`` is the separable convolutions' depthwise step: ``field`` (one steerable
+    kernel per field) or ``irrep`` (one per irrep copy: 8x fewer FLOPs at band limit 2, a smaller
+    function class; see :mod:`atompaint.encoders.separable`).  ``dense_stem`` keeps the first
+    convolution dense in a separable encoder.
     ``tensor_product`` is the form of the gamma block's quadratic nonlinearity (the same function
     class either way).  ``in_channels`` and ``input_size`` default to the default image
     (:class:`atompaint.voxelize.ImageParams`); a training config sets them from its data.
@@ -74,6 +77,7 @@ class EncoderConfig:
     mixing: str = "dense"
     mixing_depth: int | None = None
     mixing_options: dict[str, Any] = field(default_factory=dict)
+    depthwise: DepthwiseForm = "field"
     dense_stem: bool = True
     tensor_product: TensorProduct = "escnn"
 
@@ -98,6 +102,8 @@ class EncoderConfig:
             raise ValueError(f"unknown channel schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if self.conv not in CONV_FORMS:
             raise ValueError(f"unknown conv {self.conv!r}; choose from {', '.join(CONV_FORMS)}")
+        if self.depthwise not in DEPTHWISE_FORMS:
+            raise ValueError(f"unknown depthwise {self.depthwise!r}; choose from {', '.join(DEPTHWISE_FORMS)}")
         if self.tensor_product not in TENSOR_PRODUCTS:
             raise ValueError(f"unknown tensor_product {self.tensor_product!r}; "
                              f"choose from {', '.join(TENSOR_PRODUCTS)}")
@@ -111,7 +117,8 @@ class EncoderConfig:
     @property
     def conv_spec(self) -> ConvSpec:
         """How the convolutions are built (dense, or separable with this mixing)."""
-        return ConvSpec(self.conv, MixingSpec(self.mixing, self.mixing_depth, dict(self.mixing_options)))
+        return ConvSpec(self.conv, MixingSpec(self.mixing, self.mixing_depth, dict(self.mixing_options)),
+                        self.depthwise)
 
     @property
     def stem_spec(self) -> ConvSpec:

@@ -19,6 +19,7 @@ of the dense 1x1x1 convolution escnn executes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,12 +184,30 @@ class PerIrrepLinear(nn.Module):
         if self.basis_in is not None:
             x = torch.einsum("oc,bc...->bo...", self.basis_in.to(x.dtype), x)
         channels_last = x.reshape(b, self.in_features, -1).transpose(1, 2)
-        voxels = channels_last.shape[1]
-        out = channels_last.new_zeros(b, voxels, self.out_features)
-        for key, module in self.maps.items():
+        rows = [channels_last[..., getattr(self, f"{key}_in")] for key in self.maps]
+        return self._mix(rows, b, spatial)
+
+    def forward_irreps(self, parts: tuple[Tensor, ...] | list[Tensor]) -> Tensor:
+        """The same map on an input already split by irrep: ``parts[i]`` holds the copies of the
+        ``i``-th irrep of :attr:`maps` as ``(B, multiplicity * dim, *spatial)`` (copy-major, in the
+        irrep basis), as an irrep-wise depthwise convolution produces them; no gather, no change
+        of basis on the input side."""
+        if len(parts) != len(self.maps):
+            raise ValueError(f"expected {len(self.maps)} irrep parts, got {len(parts)}")
+        b, spatial = parts[0].shape[0], parts[0].shape[2:]
+        rows = []
+        for key, part in zip(self.maps, parts):
             d = self.dims[key]
-            rows = channels_last[..., getattr(self, f"{key}_in")]
-            y = module(rows.reshape(b * voxels * d, -1))
+            # (B, m, d, V) -> (B, V, d, m): the rows of the gather in forward(), components before copies.
+            rows.append(part.reshape(b, -1, d, math.prod(spatial)).permute(0, 3, 2, 1))
+        return self._mix(rows, b, spatial)
+
+    def _mix(self, rows: list[Tensor], b: int, spatial: torch.Size) -> Tensor:
+        voxels = math.prod(spatial)
+        out = rows[0].new_zeros(b, voxels, self.out_features)
+        for (key, module), x in zip(self.maps.items(), rows):
+            d = self.dims[key]
+            y = module(x.reshape(b * voxels * d, -1))
             out[..., getattr(self, f"{key}_out")] = y.reshape(b, voxels, -1)
         y = out.transpose(1, 2).reshape(b, self.out_features, *spatial)
         if self.basis_out is not None:
@@ -283,7 +302,11 @@ class IrrepMixing(enn.EquivariantModule):
                              "the only equivariant map is zero")
         self.linear = PerIrrepLinear(in_layout, out_layout, maps, trivial if bias else None)
 
-    def forward(self, x: enn.GeometricTensor) -> enn.GeometricTensor:
+    def forward(self, x: enn.GeometricTensor | tuple[Tensor, ...]) -> enn.GeometricTensor:
+        """The map on a ``GeometricTensor`` of ``in_type``, or on its irrep parts (a tuple, see
+        :meth:`PerIrrepLinear.forward_irreps`), which an irrep-wise depthwise convolution hands over."""
+        if isinstance(x, tuple):
+            return enn.GeometricTensor(self.linear.forward_irreps(x), self.out_type)
         if x.type != self.in_type:
             raise ValueError("input field type does not match the mixing's in_type")
         return enn.GeometricTensor(self.linear(x.tensor), self.out_type, x.coords)

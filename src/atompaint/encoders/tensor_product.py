@@ -104,6 +104,8 @@ class CGTensorProductCore(nn.Module):
         self.dims = {irrep_key(k): v.shape[1] for k, v in out_layout.positions.items()}
         # Each group's products, per output irrep: (group index, column offset) in path order.
         self.paths: dict[str, list[tuple[int, int]]] = {k: [] for k in self.dims}
+        # Pairs (i, i) of one copy with itself need one gather, not two.
+        self.squares = [np.array_equal(pg.left, pg.right) for pg in self.groups]
         for g, pg in enumerate(self.groups):
             self.register_buffer(f"left{g}", torch.from_numpy(pg.left.copy()), persistent=False)
             self.register_buffer(f"right{g}", torch.from_numpy(pg.right.copy()), persistent=False)
@@ -128,7 +130,7 @@ class CGTensorProductCore(nn.Module):
         products = []
         for g in range(len(self.groups)):
             left = fields[..., getattr(self, f"left{g}")]  # (B, C, V, P, d1)
-            right = fields[..., getattr(self, f"right{g}")]
+            right = left if self.squares[g] else fields[..., getattr(self, f"right{g}")]
             outer = (left.unsqueeze(-1) * right.unsqueeze(-2)).flatten(-2)  # (B, C, V, P, d1 d2)
             products.append(outer @ getattr(self, f"cg{g}").to(x.dtype))  # (B, C, V, P, K)
         out = fields.new_zeros(*fields.shape[:3], self.out_size)
@@ -185,8 +187,9 @@ class CGTensorProduct(enn.EquivariantModule):
         b, spatial = t.shape[0], t.shape[2:]
         flat = t.reshape(b, t.shape[1], -1)
         step = max(1, CHUNK_ROWS // (b * len(self.in_type)))
-        chunks = [checkpoint(self.core, flat[..., i:i + step], use_reentrant=False)
-                  for i in range(0, flat.shape[-1], step)]
+        # split(), not one slice per chunk: its backward writes every chunk's gradient into one buffer, where
+        # slices would each allocate (and zero) a gradient of the whole input and then be summed.
+        chunks = [checkpoint(self.core, part, use_reentrant=False) for part in flat.split(step, dim=-1)]
         return enn.GeometricTensor(torch.cat(chunks, dim=-1).reshape(b, -1, *spatial), self.out_type, x.coords)
 
     def evaluate_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -9,11 +9,13 @@ from typing import Any
 from structlayers.clikit import add_config_arguments, key_value, overrides_from_args
 
 #: EncoderConfig fields with a flag of their own (``mixing_options`` is ``--mixing-option KEY=VALUE``).
-FIELDS = ("conv", "mixing", "mixing_depth", "dense_stem", "tensor_product", "kernel_size")
+FIELDS = ("conv", "mixing", "mixing_depth", "depthwise", "dense_stem", "tensor_product", "kernel_size")
 _HELP = {
     "conv": "encoder.conv: dense (escnn R3Conv) or separable (depthwise steerable conv + structured mixing)",
     "mixing": "encoder.mixing: the structlayers plugin of each per-irrep mixing block (dense, acdc, lowrank, ...)",
     "mixing_depth": "encoder.mixing_depth: stack depth of the mixing plugin",
+    "depthwise": "encoder.depthwise: the separable convolutions' depthwise step, one steerable kernel per field "
+                 "or per irrep copy (fewer FLOPs, smaller function class)",
     "dense_stem": "encoder.dense_stem: keep the first convolution dense in a separable encoder",
     "tensor_product": "encoder.tensor_product: escnn or clebsch-gordan (same function class, fewer FLOPs)",
     "kernel_size": "encoder.kernel_size: 3 or 5",
@@ -21,8 +23,8 @@ _HELP = {
 
 
 def add_encoder_flags(container: argparse._ActionsContainer) -> None:
-    """``--conv``, ``--mixing``, ``--mixing-depth``, ``--mixing-option KEY=VALUE``, ``--dense-stem``,
-    ``--tensor-product``, ``--kernel-size``; a flag left out keeps the config's value."""
+    """``--conv``, ``--mixing``, ``--mixing-depth``, ``--mixing-option KEY=VALUE``, ``--depthwise``,
+    ``--dense-stem``, ``--tensor-product``, ``--kernel-size``; a flag left out keeps the config's value."""
     from atompaint.encoders import EncoderConfig
 
     add_config_arguments(container, EncoderConfig, only=FIELDS, dest_prefix="encoder.", help=_HELP, overrides=True)

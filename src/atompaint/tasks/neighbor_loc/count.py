@@ -115,7 +115,8 @@ def encoder_form(config: EncoderConfig) -> str:
     if config.conv == "dense":
         form = "dense"
     else:
-        form = "separable" + (f" + {config.conv_spec.mixing.label}" if config.mixing != "dense" else "")
+        form = "separable" + (" (irrep-wise depthwise)" if config.depthwise == "irrep" else "")
+        form += f" + {config.conv_spec.mixing.label}" if config.mixing != "dense" else ""
     return form + (" + CG tensor product" if config.tensor_product == "clebsch-gordan" and config.block == "gamma"
                    else "")
 
