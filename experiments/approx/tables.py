@@ -1,6 +1,7 @@
-"""Print the Markdown tables of experiments/approx/README.md from the recorded JSON files.
+"""Print the Markdown tables of experiments/approx/README.md from the recorded JSON files, or
+re-draw every study's plot from its JSON.
 
-    python experiments/approx/tables.py [log|gaussian|families|all]
+    python experiments/approx/tables.py [log|gaussian|families|all|plots]
 
 A starred value means that not every seed's fit converged (its error is an upper bound).
 """
@@ -114,8 +115,22 @@ def families_table(name: str) -> None:
             f"{family_of(r['config'])} {r['vs_linear']:.1f}x" for r in rows if r["budget"] == budgets[2]))
 
 
+def plots() -> None:
+    from structlayers.lab.approx.experiment import ApproxResult
+    from structlayers.lab.approx.plot import plot_result
+
+    for path in sorted(HERE.glob("*.json")):
+        png, text = path.with_suffix(".png"), path.read_text()
+        if png.exists() and '"jobs"' in text:  # studies with a plot, in the current format (not acdc_n32_*)
+            plot_result(ApproxResult.from_json(text), png)
+            print(f"re-drew {png.name}")
+
+
 def main() -> None:
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if which == "plots":
+        plots()
+        return
     if which in ("log", "all"):
         log_table()
         print()

@@ -10,7 +10,7 @@ import structlayers
 from structlayers.cli import main
 from structlayers.lab.approx import ApproxConfig, gaussian_target, make_target, run_approx, svd_error
 from structlayers.lab.approx.baselines import bootstrap_ci, random_features_error, svd_rank_for_budget, verdict
-from structlayers.lab.approx.experiment import build_layer, plan
+from structlayers.lab.approx.experiment import ApproxResult, build_layer, plan
 from structlayers.lab.approx.families import candidates, parse_spec, pick
 from structlayers.lab.approx.protocol import REFERENCE, make_task, riffle_2018
 from structlayers.surgery import fit_layer
@@ -182,6 +182,8 @@ def test_run_approx_rows_and_json() -> None:
     data = json.loads(result.to_json())
     assert data["rows"][0]["layer"] == "acdc" and {"converged", "grad_norm", "steps"} <= set(data["runs"][0])
     assert "SVD" in result.to_text()
+    again = ApproxResult.from_json(result.to_json())  # recorded studies re-plot and re-tabulate from their JSON
+    assert again.config == result.config and again.to_json() == result.to_json()
 
 
 def test_unconverged_rows_are_marked() -> None:

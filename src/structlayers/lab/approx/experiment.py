@@ -298,6 +298,17 @@ class ApproxResult:
                 "(dense once params reach m n); RF = random features (fixed Gaussian projection, least-squares "
                 "readout, m k <= params)")
 
+    @classmethod
+    def from_json(cls, text: str) -> ApproxResult:
+        """The result :meth:`to_json` wrote (to re-plot or re-tabulate recorded studies)."""
+        data = json.loads(text)
+        config = ApproxConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
+        jobs = [Job(**j) for j in data["jobs"]]
+        index = {job.label: i for i, job in enumerate(jobs)}
+        timings = {index[r["config"]]: (r["forward_us"], r["vs_linear"]) for r in data["rows"]}
+        return cls(config, jobs, [ApproxRun(**r) for r in data["runs"]], timings, data["target"], data["skipped"],
+                   data["interrupted"])
+
     def to_json(self) -> str:
         return json.dumps(
             {

@@ -1,6 +1,7 @@
 """Plots of an approximation study: error against parameters with the SVD and random-features
 baselines, error against measured forward time, and the research-log table against the 2018 values.
-Hollow markers are configurations where not every seed converged."""
+Hollow markers are configurations where not every seed converged; each series has its own colour
+and marker shape."""
 
 from __future__ import annotations
 
@@ -21,14 +22,27 @@ def _series(rows: list[ApproxRow], by_family: bool) -> dict[str, list[ApproxRow]
     return {k: sorted(v, key=lambda r: r.params) for k, v in groups.items()}
 
 
-def _points(ax, xs: list[float], rows: list[ApproxRow], label: str, errorbars: bool = True) -> None:
+#: Marker shapes cycled with the colours, so that a dozen families stay distinguishable.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
+
+
+def _style(index: int) -> dict[str, object]:
+    """Colour and marker of series ``index``: tab10's colours, then tab20's lighter ones."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["tab20"].colors[1::2]
+    return {"color": palette[index % len(palette)], "marker": MARKERS[index % len(MARKERS)]}
+
+
+def _points(ax, xs: list[float], rows: list[ApproxRow], label: str, style: dict[str, object],
+            errorbars: bool = True) -> None:
     ys = [r.rel_error_mean for r in rows]
-    line = ax.errorbar(xs, ys, yerr=[r.rel_error_std for r in rows] if errorbars else None, marker="o", capsize=2,
-                       label=label, lw=1.2, ms=5)
-    colour = line[0].get_color()
+    ax.errorbar(xs, ys, yerr=[r.rel_error_std for r in rows] if errorbars else None, capsize=2, label=label, lw=1.2,
+                ms=5, **style)
     for x, y, r in zip(xs, ys, rows):
         if not r.all_converged:
-            ax.plot([x], [y], "o", mfc="white", mec=colour, ms=7, zorder=3)
+            ax.plot([x], [y], linestyle="none", marker=style["marker"], mfc="white", mec=style["color"], ms=7,
+                    zorder=3)
 
 
 def _baselines(ax, result: ApproxResult, min_params: int, max_params: int) -> None:
@@ -73,8 +87,9 @@ def plot_result(result: ApproxResult, path: Path | str) -> None:
         timed = any(not math.isnan(r.forward_us) for r in rows)
         fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(13 if timed else 7, 5), squeeze=False)
         ax = axes[0][0]
+        styles = {key: _style(i) for i, key in enumerate(groups)}
         for key, series in groups.items():
-            _points(ax, [r.params for r in series], series, key)
+            _points(ax, [r.params for r in series], series, key, styles[key])
         _baselines(ax, result, min(r.params for r in rows), max(r.params for r in rows))
         ax.set(xlabel="parameters", ylabel="relative Frobenius error",
                title=f"{result.target_description}: error vs parameters")
@@ -83,7 +98,7 @@ def plot_result(result: ApproxResult, path: Path | str) -> None:
         if timed:
             ax = axes[0][1]
             for key, series in groups.items():
-                _points(ax, [r.forward_us for r in series], series, key, errorbars=False)
+                _points(ax, [r.forward_us for r in series], series, key, styles[key], errorbars=False)
             ax.set(xscale="log", xlabel="measured forward time, us (float32 CPU, 256 rows; lines in parameter order)",
                    ylabel="relative Frobenius error", title="error vs measured time")
             ax.grid(True, which="both", alpha=0.3)
