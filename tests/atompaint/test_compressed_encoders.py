@@ -14,6 +14,7 @@ import pytest
 import torch
 from escnn import gspaces
 from escnn import nn as enn
+from escnn.group import directsum
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
@@ -293,6 +294,23 @@ def test_cg_tensor_product_is_equivariant_cheaper_and_chunked_in_training():
     cg(enn.GeometricTensor(inp, ftype)).tensor.pow(2).sum().backward()
     torch.testing.assert_close(grad_chunked, inp.grad)
 
+
+
+def test_cg_tensor_product_places_interleaved_output_irreps():
+    """Output irreps in an order other than the blocks the product assembles (l = 2, 1, 0, 1, 0) land in
+    their own positions: the map stays equivariant."""
+    in_type = spectral_field_type(2, 1)
+    gs, irrep = in_type.gspace, in_type.fibergroup.irrep
+    out_rep = directsum([irrep(2), irrep(1), irrep(0), irrep(1), irrep(0)])
+    out_type = enn.FieldType(gs, [out_rep] * 2)
+    torch.manual_seed(0)
+    cg = CGTensorProduct(in_type, out_type).double()
+    assert cg.core._scatter is not None
+    x = enn.GeometricTensor(torch.randn(2, in_type.size, 2, 1, 1, dtype=torch.float64), in_type)
+    element = gs.fibergroup.sample()
+    with torch.no_grad():
+        torch.testing.assert_close(cg(x.transform_fibers(element)).tensor, cg(x).transform_fibers(element).tensor,
+                                   atol=1e-6, rtol=1e-6)
 
 # -- channel rules and plans -----------------------------------------------------------------------
 

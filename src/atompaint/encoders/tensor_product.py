@@ -36,8 +36,9 @@ from atompaint.encoders.mixing import IrrepLayout, check_real_type, irrep_key
 from structlayers.base import FlopCount
 
 #: Rows (examples x fields x voxels) per chunk when training: each chunk's intermediates (~700 numbers a
-#: row at band limit 2) stay in cache and are recomputed in the backward pass instead of being stored.
-CHUNK_ROWS = 16384
+#: row at band limit 2) are recomputed in the backward pass instead of being stored.  Smaller chunks keep
+#: them closer to the cache, larger ones make fewer and longer matmuls (8192 was fastest at band limit 2).
+CHUNK_ROWS = 8192
 
 #: Standard deviation of the initial weights times sqrt(number of paths): the output of a unit-variance
 #: input then has about the variance escnn's generalized He initialisation gives its TensorProductModule.
@@ -102,44 +103,74 @@ class CGTensorProductCore(nn.Module):
         self.in_size, self.out_size = in_layout.size, out_layout.size
         self.groups = _pair_groups(in_layout, set(out_layout.positions), group)
         self.dims = {irrep_key(k): v.shape[1] for k, v in out_layout.positions.items()}
-        # Each group's products, per output irrep: (group index, column offset) in path order.
-        self.paths: dict[str, list[tuple[int, int]]] = {k: [] for k in self.dims}
+        # The output irrep of each group's blocks of Clebsch-Gordan columns; an irrep's paths are ordered by group.
+        self.feeds = [[irrep_key(irrep_j) for irrep_j, _ in pg.outputs] for pg in self.groups]
         # Pairs (i, i) of one copy with itself need one gather, not two.
         self.squares = [np.array_equal(pg.left, pg.right) for pg in self.groups]
         for g, pg in enumerate(self.groups):
-            self.register_buffer(f"left{g}", torch.from_numpy(pg.left.copy()), persistent=False)
-            self.register_buffer(f"right{g}", torch.from_numpy(pg.right.copy()), persistent=False)
-            self.register_buffer(f"cg{g}", torch.from_numpy(pg.cg).float(), persistent=False)
-            for irrep_j, offset in pg.outputs:
-                self.paths[irrep_key(irrep_j)].append((g, offset))
+            self.register_buffer(f"left{g}", torch.from_numpy(pg.left.reshape(-1)), persistent=False)
+            self.register_buffer(f"right{g}", torch.from_numpy(pg.right.reshape(-1)), persistent=False)
+            self.register_buffer(f"cg_t{g}", torch.from_numpy(pg.cg.T.copy()).float(), persistent=False)
         self.weights = nn.ParameterDict()
         for irrep_j, positions in out_layout.positions.items():
             key = irrep_key(irrep_j)
-            n_paths = sum(len(self.groups[g].left) for g, _ in self.paths[key])
+            n_paths = sum(len(pg.left) for pg, feeds in zip(self.groups, self.feeds) for k in feeds if k == key)
             if n_paths == 0:
                 continue
-            self.register_buffer(f"{key}_out", torch.from_numpy(positions.copy()), persistent=False)
             weight = torch.randn(channels, len(positions), n_paths) * (INIT_GAIN / math.sqrt(n_paths))
             self.weights[key] = nn.Parameter(weight)
+        # The output is assembled as the concatenation of whole irrep blocks (copy, component) in this order;
+        # ``_scatter`` maps it onto the output layout when that is not already the layout's own order.
+        self.blocks = [(irrep_key(k), *v.shape) for k, v in out_layout.positions.items()]
+        order = np.concatenate([v.reshape(-1) for v in out_layout.positions.values()])
+        self.register_buffer("_scatter", None if np.array_equal(order, np.arange(order.size))
+                             else torch.from_numpy(np.argsort(order)), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.contract(x, self.feed_weights())
+
+    def feed_weights(self) -> list[Tensor]:
+        """The weights ``(C, O, P)`` of every (pair group, output irrep) feed: the group's paths in the irrep's
+        weights (sliced once per forward pass, not per chunk)."""
+        sliced, starts = [], dict.fromkeys(self.weights, 0)
+        for pg, feeds in zip(self.groups, self.feeds):
+            pairs = len(pg.left)
+            for key in feeds:
+                sliced.append(self.weights[key][:, :, starts[key]:starts[key] + pairs])
+                starts[key] += pairs
+        return sliced
+
+    def contract(self, x: Tensor, weights: list[Tensor]) -> Tensor:
+        """The tensor product of ``x`` (``(B, C * D, *spatial)``) with :meth:`feed_weights` ``weights``."""
         b, spatial = x.shape[0], x.shape[2:]
         if x.shape[1] != self.channels * self.in_size:
             raise ValueError(f"expected input (B, {self.channels * self.in_size}, ...), got {tuple(x.shape)}")
-        fields = x.reshape(b, self.channels, self.in_size, -1).transpose(2, 3)  # (B, C, V, D)
-        products = []
-        for g in range(len(self.groups)):
-            left = fields[..., getattr(self, f"left{g}")]  # (B, C, V, P, d1)
-            right = left if self.squares[g] else fields[..., getattr(self, f"right{g}")]
-            outer = (left.unsqueeze(-1) * right.unsqueeze(-2)).flatten(-2)  # (B, C, V, P, d1 d2)
-            products.append(outer @ getattr(self, f"cg{g}").to(x.dtype))  # (B, C, V, P, K)
-        out = fields.new_zeros(*fields.shape[:3], self.out_size)
-        for key, weight in self.weights.items():
-            d = self.dims[key]
-            z = torch.cat([products[g][..., off:off + d] for g, off in self.paths[key]], dim=-2)  # (B, C, V, paths, d)
-            y = torch.einsum("cop,bcvpd->bcvod", weight, z)
-            out[..., getattr(self, f"{key}_out")] = y
-        return out.transpose(2, 3).reshape(b, self.channels * self.out_size, *spatial)
+        # Layout (C, D, B V): every irrep component of a channel is a row of B V contiguous numbers, so the
+        # gathers copy whole rows, the pair products broadcast along them and both contractions are matmuls
+        # (batched over channels and pairs) whose long side is B V.
+        c = self.channels
+        fields = x.reshape(b, c, self.in_size, -1).permute(1, 2, 0, 3).reshape(c, self.in_size, -1)
+        v = fields.shape[-1]
+        ys: dict[str, Tensor] = {}
+        feed = iter(weights)
+        for g, pg in enumerate(self.groups):
+            pairs, d1, d2 = pg.left.shape[0], pg.left.shape[1], pg.right.shape[1]
+            left = fields.index_select(1, getattr(self, f"left{g}"))  # (C, P d1, B V)
+            right = left if self.squares[g] else fields.index_select(1, getattr(self, f"right{g}"))
+            outer = left.view(c, pairs, d1, 1, v) * right.view(c, pairs, 1, d2, v)  # (C, P, d1, d2, B V)
+            cg_t = getattr(self, f"cg_t{g}").to(x.dtype)  # (K, d1 d2)
+            z = torch.bmm(cg_t.expand(c * pairs, *cg_t.shape), outer.view(c * pairs, d1 * d2, v))
+            # split(), not slices: its backward assembles the gradient of z in one buffer.
+            parts = z.view(c, pairs, -1, v).split([self.dims[key] for key in self.feeds[g]], dim=2)
+            for key, part, w in zip(self.feeds[g], parts, feed):
+                zj = part.reshape(c, pairs, -1)  # a view (C, P, d B V): rows of d B V contiguous numbers
+                ys[key] = torch.bmm(w, zj) if key not in ys else torch.baddbmm(ys[key], w, zj)
+        out = torch.cat([ys[key].view(c, m * d, v) if key in ys else fields.new_zeros(c, m * d, v)
+                         for key, m, d in self.blocks], dim=1)
+        if self._scatter is not None:
+            out = out.index_select(1, self._scatter)
+        out = out.view(c, self.out_size, b, -1).permute(2, 0, 1, 3)
+        return out.reshape(b, c * self.out_size, *spatial)
 
     def flop_count(self, voxels: int = 1) -> FlopCount:
         """FLOPs on ``voxels`` positions (examples times voxels): the pair products (elementwise),
@@ -189,7 +220,9 @@ class CGTensorProduct(enn.EquivariantModule):
         step = max(1, CHUNK_ROWS // (b * len(self.in_type)))
         # split(), not one slice per chunk: its backward writes every chunk's gradient into one buffer, where
         # slices would each allocate (and zero) a gradient of the whole input and then be summed.
-        chunks = [checkpoint(self.core, part, use_reentrant=False) for part in flat.split(step, dim=-1)]
+        weights = self.core.feed_weights()
+        chunks = [checkpoint(self.core.contract, part, weights, use_reentrant=False)
+                  for part in flat.split(step, dim=-1)]
         return enn.GeometricTensor(torch.cat(chunks, dim=-1).reshape(b, -1, *spatial), self.out_type, x.coords)
 
     def evaluate_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
