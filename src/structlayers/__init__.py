@@ -15,7 +15,7 @@ from structlayers.accounting import CountReport, count
 from structlayers.base import Cascading, FlopCount, Fusable, NotCollapsibleError, StructuredLinear, dense_linear
 from structlayers.collapse import CollapseReport, collapse
 from structlayers.export import export, exportable
-from structlayers.registry import available, create, options, register, resolve
+from structlayers.registry import LayerSpec, available, create, options, register, resolve
 from structlayers.surgery import ReplaceReport, replace
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "CountReport",
     "FlopCount",
     "Fusable",
+    "LayerSpec",
     "NotCollapsibleError",
     "ReplaceReport",
     "StructuredLinear",

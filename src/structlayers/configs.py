@@ -3,7 +3,9 @@
 A component declares its options once, as a dataclass with defaults; :func:`from_dict` builds it
 from a mapping (nested dataclasses recursively), checking every value against the field's
 annotation and rejecting unknown keys, so a typo never falls back silently to a default.
-:func:`coerce` is the same check for one value, used for layer options read from the command line.
+:func:`coerce` is the same check for one value, used for layer options read from the command line;
+a dataclass with a ``parse`` classmethod (:class:`structlayers.registry.LayerSpec`) also reads
+from its text form.
 The command-line flags generated from a dataclass (:mod:`structlayers.clikit`) read their defaults
 from it, as minGPT's ``get_default_config()`` and Lightning's ``LightningCLI`` do.
 """
@@ -140,6 +142,11 @@ def coerce(value: Any, hint: Any, where: str = "value") -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if isinstance(value, hint):
             return value
+        if isinstance(value, str) and callable(getattr(hint, "parse", None)):
+            try:
+                return hint.parse(value)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{where}: {err}") from err
         return from_dict(hint, value, where)
     if isinstance(hint, type):
         if isinstance(value, hint):

@@ -16,10 +16,11 @@ under the entry point's name) or a module whose import registers layers with :fu
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -123,11 +124,12 @@ def accepted_options(name: str, layer_options: dict[str, Any] | None = None) -> 
     return set(option_types(name, layer_options))
 
 
-def parse_options(name: str, raw: dict[str, Any], depth: int | None = None) -> dict[str, Any]:
-    """Layer options as given on a command line or in YAML (``{"bias": "false", "sigma": "0.1"}``),
-    each checked and converted against the annotation of the option of the layer that ``name``
-    and ``depth`` resolve to (:func:`resolve`): ``bias=false`` is ``False``, ``sigma=abc`` and
-    ``sigma=inf`` are errors naming the option.  Unknown options are errors too."""
+def parse_options(name: str, raw: Mapping[str, Any], depth: int | None = None) -> dict[str, Any]:
+    """Layer options as given on a command line, in YAML or as keywords (``{"bias": "false",
+    "sigma": "0.1"}``), each checked and converted against the annotation of the option of the
+    layer that ``name`` and ``depth`` resolve to (:func:`resolve`): ``bias=false`` is ``False``,
+    ``sigma=abc`` and ``sigma=inf`` are errors naming the option.  Unknown options are errors too.
+    :func:`create` and :class:`LayerSpec` check their options with it."""
     if "depth" in raw and depth is not None:
         raise ValueError(f"layer {name!r}: the depth is given twice ({depth} and the option depth={raw['depth']!r})")
     resolved, layer_options = resolve(name, depth, **raw)
@@ -158,15 +160,83 @@ def create(
     name: str, in_features: int, out_features: int, depth: int | None = None, **layer_options: Any
 ) -> StructuredLinear:
     """Build the layer registered as ``name`` (a stack of ``depth`` of them when ``depth`` is given;
-    see :func:`resolve`); unknown names or options raise a ``ValueError``."""
-    name, layer_options = resolve(name, depth, **layer_options)
-    cls = get(name)
-    accepted = {o.name for o in options(name)}
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
-    unknown = sorted(set(layer_options) - accepted)
-    if unknown and not takes_any:
-        raise ValueError(
-            f"layer {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(sorted(accepted)) or '(none)'}"
-        )
-    return cls(in_features, out_features, **layer_options)
+    see :func:`resolve`).  Options are checked as :func:`parse_options` checks them: unknown names,
+    unknown options and ill-typed or non-finite values raise a ``ValueError`` naming them."""
+    if depth is not None:
+        depth = coerce(depth, int, f"layer {name!r}: depth")
+    checked = parse_options(name, layer_options, depth)
+    resolved, checked = resolve(name, depth, **checked)
+    return get(resolved)(in_features, out_features, **checked)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A layer to build: a registered plugin ``name``, a stack ``depth`` (see :func:`resolve`) and
+    the plugin's ``options``, checked and typed once, when the spec is made (:func:`parse_options`),
+    so a bad spec fails where it is configured rather than where it is built.
+
+    >>> spec = LayerSpec.parse("acdc:depth=12:sigma=0.1")
+    >>> spec == LayerSpec("acdc", 12, {"sigma": 0.1})
+    True
+    >>> layer = spec.build(512, 512)
+
+    Configurations hold one (``configs.from_dict`` reads the text form or a mapping
+    ``{name, depth, options}``; ``configs.to_dict`` writes the mapping).
+    """
+
+    name: str = "dense"
+    depth: int | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"a layer name must be a string, got {self.name!r}")
+        if self.depth is not None:
+            depth = coerce(self.depth, int, f"layer {self.name!r}: depth")
+            if depth < 1:
+                raise ValueError(f"layer {self.name!r}: depth must be positive, got {depth}")
+            object.__setattr__(self, "depth", depth)
+        if not isinstance(self.options, Mapping):
+            raise TypeError(f"layer {self.name!r}: options must be a mapping, got {self.options!r}")
+        object.__setattr__(self, "options", parse_options(self.name, self.options, self.depth))
+
+    @classmethod
+    def parse(cls, text: str) -> LayerSpec:
+        """A spec from its text form ``name[:key=value...]``, where ``depth`` is the stack depth and
+        every other key an option (``"acdc:depth=12:init=identity"``, ``"lowrank:rank=8"``)."""
+        name, *pairs = [part.strip() for part in text.strip().split(":")]
+        if not name:
+            raise ValueError(f"layer {text!r}: expected name[:key=value...], the name is missing")
+        raw: dict[str, str] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"layer {text!r}: expected name:key=value, got {pair!r}")
+            raw[key.strip()] = value.strip()
+        depth = raw.pop("depth", None)
+        return cls(name, None if depth is None or depth.lower() in ("none", "null") else depth, raw)
+
+    def __str__(self) -> str:
+        """The text form :meth:`parse` reads back."""
+        depth = [] if self.depth is None else [f"depth={self.depth}"]
+        return ":".join([self.name, *depth, *(f"{k}={_text(v)}" for k, v in self.options.items())])
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and legends: the layer and its depth (``acdc x12``)."""
+        return self.name + (f" x{self.depth}" if self.depth is not None else "")
+
+    def replace(self, **changes: Any) -> LayerSpec:
+        """A copy with ``changes`` (``name``, ``depth``, ``options``), checked again."""
+        return dataclasses.replace(self, **changes)
+
+    def build(self, in_features: int, out_features: int, **overrides: Any) -> StructuredLinear:
+        """The layer ``in_features -> out_features`` (:func:`create`), ``overrides`` over the options."""
+        return create(self.name, in_features, out_features, depth=self.depth, **{**self.options, **overrides})
+
+
+def _text(value: Any) -> str:
+    """An option value as :func:`structlayers.configs.coerce` reads it back from text."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)

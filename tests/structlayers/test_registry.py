@@ -68,3 +68,43 @@ def test_layers_cli_lists_options(capsys: pytest.CaptureFixture) -> None:
     assert "shuffle='riffle'" in out and "depth=2" in out
     assert main(["layers", "nope"]) == 2
     assert "unknown layer 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sigma": "a"}, "layer option 'sigma': expected a number, got 'a'"),
+    ({"sigma": float("inf")}, "layer option 'sigma': expected a finite number"),
+    ({"sigma": float("nan")}, "layer option 'sigma': expected a finite number"),
+    ({"bias": "maybe"}, "layer option 'bias': expected true or false"),
+    ({"no_such": 1}, "has no option"),
+])
+def test_create_checks_options_as_parse_options_does(options: dict, message: str) -> None:
+    for build in (lambda: structlayers.create("acdc", 8, 8, **options),
+                  lambda: registry.parse_options("acdc", options),
+                  lambda: structlayers.LayerSpec("acdc", None, options)):
+        with pytest.raises(ValueError, match=message):
+            build()
+    layer = structlayers.create("acdc", 8, 8, depth=2, sigma="0.5", bias="false")
+    assert layer.to_dense()[1] is None
+
+
+def test_layer_spec_text_mapping_and_build() -> None:
+    from structlayers.configs import ConfigError, coerce, from_dict, to_dict
+
+    spec = structlayers.LayerSpec.parse("acdc:depth=3:sigma=0.1:bias=false")
+    assert spec == structlayers.LayerSpec("acdc", 3, {"sigma": 0.1, "bias": False})
+    assert structlayers.LayerSpec.parse(str(spec)) == spec
+    assert from_dict(structlayers.LayerSpec, to_dict(spec)) == spec
+    assert coerce("lowrank:rank=2", structlayers.LayerSpec) == structlayers.LayerSpec("lowrank", options={"rank": 2})
+    assert spec.label == "acdc x3" and hash(spec) == hash(structlayers.LayerSpec("acdc", 3, {"sigma": 0.1}))
+    layer = spec.build(8, 6)
+    assert (layer.in_features, layer.out_features, layer.depth) == (8, 6, 3)
+    assert spec.build(8, 8, bias=True).to_dense()[1] is not None
+    assert spec.replace(depth=None).build(8, 8).name == "acdc"
+    with pytest.raises(ValueError, match="depth must be positive"):
+        structlayers.LayerSpec("acdc", 0)
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        structlayers.LayerSpec.parse("dense:depth=2")
+    with pytest.raises(ValueError, match="expected name:key=value"):
+        structlayers.LayerSpec.parse("acdc:sigma")
+    with pytest.raises(ConfigError, match="rank"):
+        coerce("lowrank:rank=two", structlayers.LayerSpec, "head.layer")
