@@ -1,10 +1,13 @@
-"""Dense vs compressed seed-004 encoders, measured in one run: FLOPs per example (per module type),
-CPU training-step time (forward + backward of the neighbor-location model, interleaved), forward
-time per module type, and peak memory of a training step.
+"""Dense, dense + Clebsch-Gordan and compressed seed-004 encoders, measured in one run: FLOPs per
+example (per module type), CPU training-step time (forward + backward of the neighbor-location
+model, all variants interleaved, the paired ratios and their spread), forward time per module type,
+peak memory of a training step, and the machine and its load (before, during, after).
 
-    env OMP_NUM_THREADS=1 python experiments/compressed_encoders/bench.py \\
-        --json experiments/compressed_encoders/results/bench_seed004.json
+    env OMP_NUM_THREADS=1 python experiments/compressed_encoders/bench.py --repeats 7 \\
+        --json experiments/compressed_encoders/results/bench_seed004_v2.json
 
+``--quick`` runs the same code on a band-limit-1 sanity shape in seconds (for tests).  A run is
+marked ``noisy`` (:func:`noise_reasons`, rule in :data:`NOISE_RULE`); ``tables.py`` refuses noisy runs.
 Speed targets live here (printed as ratios), never in unit tests.
 """
 
@@ -12,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
+import sys
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -31,15 +37,92 @@ from structlayers.base import count_params
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 
+#: The variants, as changes to the config's encoder.  The first two are the baselines every ratio is
+#: taken against: escnn's dense encoder, and the same with the Clebsch-Gordan tensor product.
 VARIANTS: dict[str, dict] = {
     "dense": {},
-    "separable + acdc x2": dict(conv="separable", mixing="acdc", mixing_depth=2),
+    "dense + CG": dict(tensor_product="clebsch-gordan"),
     "separable + acdc x2 + CG": dict(conv="separable", mixing="acdc", mixing_depth=2,
                                      tensor_product="clebsch-gordan"),
     "separable + dense mixing + CG": dict(conv="separable", tensor_product="clebsch-gordan"),
-    "separable (irrep-wise depthwise) + acdc x2 + CG": dict(conv="separable", depthwise="irrep", mixing="acdc",
-                                                            mixing_depth=2, tensor_product="clebsch-gordan"),
+    "irrep-wise + acdc x2 + CG": dict(conv="separable", depthwise="irrep", mixing="acdc", mixing_depth=2,
+                                      tensor_product="clebsch-gordan"),
+    "irrep-wise + dense mixing + CG": dict(conv="separable", depthwise="irrep", tensor_product="clebsch-gordan"),
 }
+BASELINES = ("dense", "dense + CG")
+
+#: Which single change each pair of variants isolates (from, to): the decomposition of the gains.
+DECOMPOSITION: tuple[tuple[str, str, str], ...] = (
+    ("CG tensor product (dense convolutions)", "dense", "dense + CG"),
+    ("separable convolutions, per-field depthwise, dense mixing", "dense + CG", "separable + dense mixing + CG"),
+    ("irrep-wise depthwise step (dense mixing)", "separable + dense mixing + CG", "irrep-wise + dense mixing + CG"),
+    ("irrep-wise depthwise step (ACDC x2 mixing)", "separable + acdc x2 + CG", "irrep-wise + acdc x2 + CG"),
+    ("ACDC x2 instead of dense mixing (per-field)", "separable + dense mixing + CG", "separable + acdc x2 + CG"),
+    ("ACDC x2 instead of dense mixing (irrep-wise)", "irrep-wise + dense mixing + CG", "irrep-wise + acdc x2 + CG"),
+)
+
+#: The stated rule for a run too noisy to record.
+NOISE_RULE = {
+    "min_repeats": 5,
+    "max_load_above_threads": 0.5,
+    "max_ratio_iqr_over_median": 0.15,
+    "text": "noisy when fewer than 5 paired steps, or the 1-minute load average before, during or after the "
+            "timed steps exceeds the bench's own threads + 0.5, or any paired ratio's interquartile range "
+            "exceeds 15% of its median",
+}
+
+#: The sanity shape of ``--quick``: band limit 1, 9^3 views, 2 -> 4 fields.
+QUICK = dict(band_limit=1, input_size=9, width=2, max_channels=4)
+
+
+def machine() -> dict:
+    """What the timings were taken on: CPU model, cores, threads, torch and Python versions (no hostname)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
+            "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}"}
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def spread(values: list[float]) -> dict:
+    """Min / quartiles / median / max of paired ratios and the IQR relative to the median."""
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else 3 * values
+    return {"min": min(values), "q1": q1, "median": median, "q3": q3, "max": max(values),
+            "iqr_over_median": (q3 - q1) / median if median else 0.0, "values": values}
+
+
+def paired_ratio(base: list[float], other: list[float]) -> dict:
+    """``base[r] / other[r]`` per interleaved round r (a speed-up of ``other`` over ``base``) and its spread."""
+    return spread([a / b for a, b in zip(base, other)])
+
+
+def noise_reasons(result: dict) -> list[str]:
+    """Why a bench result is too noisy to record (:data:`NOISE_RULE`); empty when it is clean."""
+    rule, reasons = NOISE_RULE, []
+    if result["repeats"] < rule["min_repeats"]:
+        reasons.append(f"{result['repeats']} paired steps < {rule['min_repeats']}")
+    limit = result["machine"]["torch_threads"] + rule["max_load_above_threads"]
+    for when in ("before", "during", "after"):
+        loads = result["load_average"][when]
+        worst = max(row[0] for row in loads) if when == "during" else loads[0]
+        if worst > limit:
+            reasons.append(f"1-minute load {when} {worst:.2f} > {limit:.2f}")
+    for label, row in result["variants"].items():
+        for base in BASELINES:
+            ratio = row["speedup"].get(base)
+            if ratio and ratio["iqr_over_median"] > rule["max_ratio_iqr_over_median"]:
+                reasons.append(f"{label} vs {base}: paired-ratio IQR {100 * ratio['iqr_over_median']:.0f}% of median")
+    return reasons
 
 
 def step_seconds(model: torch.nn.Module, views: tuple[torch.Tensor, torch.Tensor]) -> float:
@@ -95,68 +178,105 @@ def test_time_forms(encoder: torch.nn.Module, x: torch.Tensor) -> dict:
                                       "chosen": c.chosen} for c in report.choices]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/neighbor_loc/seed004_gamma_log16.yaml")
-    parser.add_argument("--batch", type=int, default=4, help="view pairs per training step")
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant (after one warm-up)")
-    parser.add_argument("--memory-batch", type=int, default=4)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    keep_freed_memory()
-    config = load_config(args.config)
-    num_classes = config.data.num_classes
-    base: EncoderConfig = config.encoder
-    shape = (base.in_channels, base.input_size, base.input_size, base.input_size)
+def build_variants(base: EncoderConfig, labels: list[str], config) -> tuple[dict, dict]:
+    """The classifier of every variant (seed 0) and its static description (form, parameters, FLOPs)."""
+    shape = (base.in_channels, *3 * [base.input_size])
     models, rows = {}, {}
-    for label, changes in VARIANTS.items():
+    for label in labels:
         torch.manual_seed(0)
-        encoder_config = replace(base, **changes)
+        encoder_config = replace(base, **VARIANTS[label])
         encoder = build_encoder(encoder_config)
         cost = encoder_cost(encoder)
-        model = NeighborLocClassifier(encoder, num_classes, config.head)
-        models[label] = model
+        models[label] = NeighborLocClassifier(encoder, config.data.num_classes, config.head)
         rows[label] = {
+            "changes": VARIANTS[label],
             "form": encoder_form(encoder_config),
             "encoder_params": count_params(encoder),
-            "head_params": count_params(model.head),
+            "head_params": count_params(models[label].head),
             "encoder_flops_per_example": 2 * cost.total.total,
             "encoder_matmul_flops_per_example": 2 * cost.total.matmul,
             "encoder_flops_by_type": {k: 2 * v.total for k, v in cost.flops.items()},
             "forward_seconds_by_type": forward_seconds_by_type(encoder, torch.rand(1, *shape)),
         }
-        if encoder_config.conv == "separable":
+        if encoder_config.conv != "dense":
             rows[label]["test_time_forms"] = test_time_forms(encoder, torch.rand(2, *shape))
-        print(label, rows[label]["encoder_flops_per_example"] / 1e9, "GFLOPs", flush=True)
+        print(f"{label}: {rows[label]['encoder_flops_per_example'] / 1e9:.3f} GFLOPs per example", flush=True)
+    return models, rows
+
+
+def run(args: argparse.Namespace) -> dict:
+    keep_freed_memory()
+    config = load_config(args.config)
+    base: EncoderConfig = replace(config.encoder, **QUICK) if args.quick else config.encoder
+    labels = list(dict.fromkeys([*BASELINES, *(args.variants or VARIANTS)]))
+    load_before = load_average()
+    models, rows = build_variants(base, labels, config)
+    shape = (base.in_channels, *3 * [base.input_size])
     g = torch.Generator().manual_seed(0)
     views = (torch.rand(args.batch, *shape, generator=g), torch.rand(args.batch, *shape, generator=g))
     times: dict[str, list[float]] = {k: [] for k in models}
     for model in models.values():  # warm-up
         step_seconds(model, views)
-    for r in range(args.repeats):  # interleaved
+    load_timed_start = load_average()
+    during = []
+    for r in range(args.repeats):  # interleaved: one step of every variant per round
         for label, model in models.items():
             times[label].append(step_seconds(model, views))
-            print(f"repeat {r} {label}: {times[label][-1]:.2f} s", flush=True)
+            print(f"repeat {r} {label}: {times[label][-1]:.3f} s", flush=True)
+        during.append(load_average())
+    load_after = load_average()
     for label, model in models.items():
-        mem_views = tuple(v[: args.memory_batch] for v in views) if args.memory_batch <= args.batch else tuple(
-            torch.rand(args.memory_batch, *shape, generator=g) for _ in range(2))
-        rows[label]["peak_memory_bytes"] = measure_peak_memory(model, mem_views)
+        rows[label]["peak_memory_bytes"] = measure_peak_memory(model, tuple(v[: args.memory_batch] for v in views))
         rows[label]["step_seconds"] = times[label]
         rows[label]["step_seconds_median"] = statistics.median(times[label])
-    dense = rows["dense"]
-    for row in rows.values():
-        row["flops_ratio_vs_dense"] = dense["encoder_flops_per_example"] / row["encoder_flops_per_example"]
-        row["speedup_vs_dense"] = dense["step_seconds_median"] / row["step_seconds_median"]
-        row["memory_ratio_vs_dense"] = row["peak_memory_bytes"] / dense["peak_memory_bytes"]
-    result = {
-        "config": args.config, "batch": args.batch, "memory_batch": args.memory_batch, "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "variants": rows,
-    }
+        # Forward FLOPs of the encoder per training step (examples x FLOPs per example) per second.
+        rows[label]["achieved_gflops_per_s"] = (
+            args.batch * rows[label]["encoder_flops_per_example"] / rows[label]["step_seconds_median"] / 1e9)
     for label, row in rows.items():
-        print(f"{label:32s} FLOPs/example {row['encoder_flops_per_example'] / 1e9:6.2f}G "
-              f"({row['flops_ratio_vs_dense']:.2f}x)  step {row['step_seconds_median']:.2f}s "
-              f"({row['speedup_vs_dense']:.2f}x)  peak {row['peak_memory_bytes'] / 2**30:.2f} GiB "
-              f"({row['memory_ratio_vs_dense']:.2f}x)")
+        row["speedup"] = {b: paired_ratio(times[b], times[label]) for b in BASELINES}
+        row["flops_ratio"] = {b: rows[b]["encoder_flops_per_example"] / row["encoder_flops_per_example"]
+                              for b in BASELINES}
+        row["memory_ratio"] = {b: row["peak_memory_bytes"] / rows[b]["peak_memory_bytes"] for b in BASELINES}
+        row["achieved_rate_vs"] = {b: row["achieved_gflops_per_s"] / rows[b]["achieved_gflops_per_s"]
+                                   for b in BASELINES}
+    result = {
+        "command": args.command, "config": args.config, "quick": args.quick, "encoder": asdict(base),
+        "batch": args.batch, "memory_batch": args.memory_batch, "repeats": args.repeats,
+        "machine": machine(),
+        "load_average": {"before": load_before, "timed_start": load_timed_start, "during": during,
+                         "after": load_after},
+        "noise_rule": NOISE_RULE, "variants": rows,
+        "decomposition": [{"change": change, "from": a, "to": b, "speedup": paired_ratio(times[a], times[b]),
+                           "flops_ratio": rows[a]["encoder_flops_per_example"] / rows[b]["encoder_flops_per_example"]}
+                          for change, a, b in DECOMPOSITION if a in rows and b in rows],
+    }
+    result["noise_reasons"] = noise_reasons(result)
+    result["noisy"] = bool(result["noise_reasons"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments/neighbor_loc/seed004_gamma_log16.yaml")
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=None,
+                        help="variants besides the two baselines (default: all)")
+    parser.add_argument("--batch", type=int, default=4, help="view pairs per training step")
+    parser.add_argument("--repeats", type=int, default=7, help="paired timed steps per variant (after one warm-up)")
+    parser.add_argument("--memory-batch", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="band-limit-1 sanity shape (seconds, for tests)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    args.memory_batch = min(args.memory_batch, args.batch)
+    args.command = "python experiments/compressed_encoders/bench.py " + " ".join(sys.argv[1:])
+    result = run(args)
+    for label, row in result["variants"].items():
+        s, c = row["speedup"]["dense"], row["speedup"]["dense + CG"]
+        print(f"{label:32s} FLOPs/example {row['encoder_flops_per_example'] / 1e9:7.3f}G  step "
+              f"{row['step_seconds_median']:.3f}s  vs dense {s['median']:.2f}x [{s['min']:.2f}-{s['max']:.2f}]  "
+              f"vs dense+CG {c['median']:.2f}x [{c['min']:.2f}-{c['max']:.2f}]  "
+              f"peak {row['peak_memory_bytes'] / 2**30:.2f} GiB  rate {row['achieved_gflops_per_s']:.2f} GFLOP/s")
+    print("load before / after:", result["load_average"]["before"], result["load_average"]["after"])
+    print("NOISY: " + "; ".join(result["noise_reasons"]) if result["noisy"] else "clean by the noise rule")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -3,7 +3,7 @@ operator table (self CPU time) for one forward + backward of the neighbor-locati
 after one warm-up step.
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/profile_step.py \\
-        --variant "separable + acdc x2 + CG" --out experiments/compressed_encoders/results/profile_cg.txt
+        --variant "irrep-wise + acdc x2 + CG" --out experiments/compressed_encoders/results/profile_irrep_cg.txt
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", message=".*py3nj.*")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/neighbor_loc/seed004_gamma_log16.yaml")
-    parser.add_argument("--variant", default="separable + acdc x2 + CG", choices=list(VARIANTS))
+    parser.add_argument("--variant", default="irrep-wise + acdc x2 + CG", choices=list(VARIANTS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--by-shape", action="store_true", help="one row per operator and input shapes")
