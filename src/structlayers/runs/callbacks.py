@@ -80,7 +80,7 @@ def _run_checkpoints_class() -> type:
 
         def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
             if self.plan is not None:
-                checkpoint[RUN_KEY] = {"config": self.plan.config}
+                checkpoint[RUN_KEY] = {"config": self.plan.config, "module": type(pl_module).__qualname__}
 
         # -- last.ckpt: at the end of each epoch (after its validation, where Lightning's own
         # ModelCheckpoint saves too, so a resumed run continues exactly), and when training ends

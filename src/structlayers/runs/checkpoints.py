@@ -56,30 +56,118 @@ def _reason(err: BaseException) -> str:
     return reason if len(reason) <= 160 else reason[:157] + "..."
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, mmap: bool = True) -> dict[str, Any]:
+def _damage(path: Path, err: BaseException) -> str:
+    """What a file that ``torch.load`` could not read is, from its first bytes and the error."""
+    with path.open("rb") as f:
+        head = f.read(8)
+    if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
+        return f"is not a torch file (it begins {head!r})"
+    if "weights only load failed" in str(err).lower():
+        return "holds Python objects besides tensors and plain data (a pickled module? save its state_dict)"
+    if head.startswith(b"PK\x03\x04"):
+        return f"is a truncated or damaged torch file ({_reason(err)})"
+    return f"is a damaged torch file in the legacy format ({_reason(err)})"
+
+
+def read_torch_file(path: str | os.PathLike[str], what: str = "checkpoint", *, mmap: bool = False) -> Any:
+    """The contents of the torch file ``path`` (a checkpoint, a ``state_dict``), on CPU, loaded
+    with ``weights_only=True`` (tensors and plain data only); with ``mmap`` the tensors are mapped
+    from the file, not read.
+
+    Raises :class:`CheckpointError`, one line starting with ``what`` and the path, for a file
+    that is missing, a folder, empty, truncated or damaged, or not a torch file at all.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} is " + ("a folder, not a file" if path.is_dir() else "not a file"))
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what} {path} is empty (0 bytes): it was never completely written")
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as err:
+            if not (mmap and "mmap" in str(err)):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) file
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
+        raise CheckpointError(f"{what} {path} {_damage(path, err)}") from None
+
+
+def stored_config(obj: Any) -> Mapping[str, Any] | None:
+    """The run configuration a training checkpoint records (``structlayers.runs``' record, else
+    the LightningModule's ``hyper_parameters["config"]``), or ``None``."""
+    if not isinstance(obj, Mapping):
+        return None
+    for record in (obj.get(RUN_KEY), obj.get("hyper_parameters")):
+        if isinstance(record, Mapping) and isinstance(record.get("config"), Mapping):
+            return record["config"]
+    return None
+
+
+def _summary(config: Mapping[str, Any]) -> str:
+    """The settings that tell runs apart: task, name, and the model / encoder / head choices."""
+    parts = [f"{key} {config[key]}" for key in ("task", "name") if isinstance(config.get(key), str)]
+    for section in ("model", "encoder", "head"):
+        value = config.get(section)
+        if isinstance(value, Mapping):
+            chosen = [f"{k}={value[k]}" for k in ("name", "architecture", "layer", "depth", "replace")
+                      if value.get(k) is not None]
+            if chosen:
+                parts.append(f"{section} {','.join(chosen)}")
+    return "; ".join(parts)
+
+
+def describe_contents(obj: Any) -> str:
+    """What a loaded torch file holds, in a few words: a training checkpoint (with the module
+    class and configuration it records), a ``state_dict``, a bare tensor, or something else."""
+    if isinstance(obj, torch.Tensor):
+        return f"a bare tensor of shape {tuple(obj.shape)}"
+    if not isinstance(obj, Mapping):
+        return f"a {type(obj).__name__}"
+    if "state_dict" in obj:
+        run = obj.get(RUN_KEY)
+        module = run.get("module") if isinstance(run, Mapping) else None
+        config = stored_config(obj)
+        details = [f"of {module}"] if module else []
+        if config:
+            details.append(f"({_summary(config) or 'a run configuration'})")
+        return " ".join(["a training checkpoint", *details])
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return f"a state_dict of {len(obj)} tensor(s) ({_names(list(map(str, obj)))})"
+    return f"a dict with entries {_names(list(map(str, obj)))}" if obj else "an empty dict"
+
+
+def read_state_dict(path: str | os.PathLike[str], what: str = "weights", *, strip_prefix: str = ""
+                    ) -> tuple[dict[str, Any], str]:
+    """``(state_dict, description)`` of ``path``: a plain ``state_dict``, or the ``state_dict`` of
+    a training checkpoint (its keys' common ``strip_prefix``, such as a LightningModule's
+    ``model.``, removed).  ``description`` (:func:`describe_contents`) belongs in any error about
+    the weights not fitting.  Anything else is a :class:`CheckpointError` saying what it holds."""
+    obj = read_torch_file(path, what)
+    description = describe_contents(obj)
+    state = obj.get("state_dict") if isinstance(obj, Mapping) else None
+    if state is None and isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{what} {path} holds {description}, not a state_dict or a training checkpoint")
+    if strip_prefix and state and all(str(k).startswith(strip_prefix) for k in state):
+        state = {str(k)[len(strip_prefix):]: v for k, v in state.items()}
+    return dict(state), description
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, mmap: bool = True, what: str = "checkpoint") -> dict[str, Any]:
     """The contents of a Lightning checkpoint, on CPU; with ``mmap`` the tensors are mapped from
     the file, not read, so looking at the recorded epoch and step of a large checkpoint is cheap.
 
     Raises :class:`CheckpointError` for a missing, empty, truncated or foreign file (one line
-    naming it).  Loading uses ``weights_only=True``: a checkpoint holds tensors and plain data.
+    naming it; see :func:`read_torch_file`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
-                              else f"checkpoint {path} is not a file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was never completely written")
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except RuntimeError as err:
-            if not (mmap and "mmap" in str(err)):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) file
-    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
-        raise CheckpointError(f"checkpoint {path} is unreadable ({_reason(err)})") from None
+    obj = read_torch_file(path, what, mmap=mmap)
     if not isinstance(obj, dict) or not {"epoch", "global_step", "state_dict"} <= set(obj):
-        raise CheckpointError(f"{path} is not a training checkpoint (it records no epoch, global_step and state_dict)")
+        raise CheckpointError(f"{what} {path} is not a training checkpoint: it holds {describe_contents(obj)}, "
+                              "with no epoch, global_step and state_dict")
     return obj
 
 

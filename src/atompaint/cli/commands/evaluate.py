@@ -25,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atompaint.tasks.neighbor_loc.evaluate import evaluate_checkpoint, format_results, to_json
+    from atompaint.training.checkpoints import read_task_checkpoint
 
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    read_task_checkpoint(args.checkpoint, "neighbor-loc")
     if args.batch_size < 1:
         raise ValueError("--batch-size must be positive")
     check_output_path(args.json, "JSON")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +15,7 @@ from atompaint.encoders.architectures import CACHED_BUFFERS
 from atompaint.tasks.lba.model import AffinityRegressor
 from atompaint.training.config import RunConfig
 from atompaint.training.module import TaskModule
+from structlayers.runs.checkpoints import read_state_dict
 
 
 class LBATask(TaskModule):
@@ -94,19 +94,18 @@ class LBATask(TaskModule):
 
 def load_pretrained_encoder(encoder: torch.nn.Module, checkpoint: str) -> None:
     """Copy the encoder weights of a neighbor-location checkpoint into ``encoder``."""
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"pretrained checkpoint not found: {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state, contents = read_state_dict(checkpoint, "pretrained checkpoint")
     prefix = "model.encoder."
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    source = f"pretrained checkpoint {checkpoint} ({contents})"
     if not weights:
-        raise ValueError(f"{checkpoint} holds no encoder weights (keys starting with {prefix!r})")
-    try:
-        missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    except RuntimeError as err:
-        raise ValueError(f"{checkpoint} does not fit this encoder (same architecture and channels?): {err}") from err
-    relevant_missing = [k for k in missing if not k.endswith(CACHED_BUFFERS)]
-    if relevant_missing or unexpected:
-        raise ValueError(
-            f"{checkpoint} does not match this encoder: missing {relevant_missing[:5]}, unexpected {unexpected[:5]}"
-        )
+        raise ValueError(f"{source} holds no encoder weights (keys starting with {prefix!r})")
+    expected = encoder.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in weights.items()
+              if k in expected and v.shape != expected[k].shape]
+    missing = [k for k in expected if k not in weights and not k.endswith(CACHED_BUFFERS)]
+    unexpected = [k for k in weights if k not in expected]
+    if shapes or missing or unexpected:
+        raise ValueError(f"{source} does not fit this encoder (same architecture and channels?): {len(shapes)} "
+                         f"of another shape {shapes[:3]}, missing {missing[:3]}, unexpected {unexpected[:3]}")
+    encoder.load_state_dict(weights, strict=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.model, **parse_model_options(args.model, dict(args.model_option)))
     if args.weights:
         load_weights(model, args.weights)
+    elif args.init != "random":
+        print(f"structlayers replace: warning: --init {args.init} without --weights {args.init}s the replacements "
+              f"from {args.model}'s random initialisation: there are no trained weights", file=sys.stderr)
     model.eval()
     x = example_input(args.model, 1, model)
     torch.manual_seed(args.seed)

@@ -26,6 +26,7 @@ from structlayers.configs import coerce
 from structlayers.lab.models.mnist import MNISTMLP, MNISTStack, MNISTStackLinear
 from structlayers.lab.models.resnet import BasicBlock, ResNet, WideBasic, WideResNet, resnet18, wrn_28_10
 from structlayers.lab.models.zoo import build_zoo_model, is_zoo_name, zoo_input_shape
+from structlayers.runs.checkpoints import check_state_dict, read_state_dict
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,11 @@ def parse_model_options(name: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load ``path`` into ``model`` in place: a plain ``state_dict`` or a Lightning checkpoint of a
-    ``structlayers train`` run (whose ``state_dict`` keys start with ``model.``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--weights: no file {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if isinstance(state, dict) and state and all(k.startswith("model.") for k in state):
-        state = {k[len("model."):]: v for k, v in state.items()}
+    ``structlayers train`` run (whose ``state_dict`` keys start with ``model.``).  A file that is
+    not such weights, or weights of another model, is a one-line
+    :class:`~structlayers.runs.CheckpointError` naming the file and what it holds."""
+    state, contents = read_state_dict(path, "--weights", strip_prefix="model.")
+    check_state_dict(model, state, f"--weights {path} ({contents})")
     model.load_state_dict(state)
     return model
 
