@@ -4,6 +4,8 @@ its training config.
 - :mod:`atompaint.tasks.neighbor_loc`: the self-supervised neighbor-location task (in which
   direction does view B lie from view A?).
 - :mod:`atompaint.tasks.lba`: ligand binding affinity regression on Atom3D LBA.
+- :mod:`atompaint.tasks.residue_env`: the amino-acid environment task (which residue sits at the
+  centre of an image of its surroundings, its own atoms removed).
 
 A task's ``config`` module defines its run config, a :class:`atompaint.training.config.RunConfig`
 with the task's ``data`` section and the ``build_datamodule`` / ``build_module`` it trains with;
@@ -14,4 +16,5 @@ with the task's ``data`` section and the ``build_datamodule`` / ``build_module``
 TASKS: dict[str, str] = {
     "neighbor-loc": "atompaint.tasks.neighbor_loc.config:NeighborLocRunConfig",
     "lba": "atompaint.tasks.lba.config:LBARunConfig",
+    "residue-env": "atompaint.tasks.residue_env.config:ResidueEnvRunConfig",
 }

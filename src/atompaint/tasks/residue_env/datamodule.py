@@ -1,0 +1,134 @@
+"""Lightning DataModule for the amino-acid environment task.
+
+Batches are :class:`~atompaint.tasks.residue_env.dataset.ResidueEnvItem` tuples ``(image, label)``:
+``image`` float32 ``(B, C, L, L, L)``, ``label`` int64 ``(B,)`` in ``[0, 20)``.  The structures of
+``data.structure_dir`` are enumerated once (:func:`build_residue_index`, about a second for the 52
+chains) and split train/validation/test by a hash of their names; validation and test examples are
+fixed, training examples walk a fresh permutation with fresh orientations every epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+
+from atompaint.origins import find_structures
+from atompaint.tasks.neighbor_loc.datamodule import split_structures
+from atompaint.tasks.neighbor_loc.dataset import EpochSampler
+from atompaint.tasks.residue_env.dataset import (
+    ResidueEnvDataConfig,
+    ResidueEnvDataset,
+    ResidueIndex,
+    build_residue_index,
+)
+from atompaint.tasks.residue_env.residues import AMINO_ACIDS
+
+SPLITS = ("train", "val", "test")
+
+
+def split_structures3(names: dict[int, str], val_fraction: float, test_fraction: float) -> dict[str, list[int]]:
+    """Train, validation and test structures by the hash rule of
+    :func:`~atompaint.tasks.neighbor_loc.datamodule.split_structures`: validation is exactly the
+    neighbor-location task's validation set at the same ``val_fraction``, test the next structures
+    in hash order."""
+    rest, val = split_structures(names, val_fraction)
+    share = test_fraction / (1 - val_fraction) if test_fraction > 0 else 0.0
+    train, test = split_structures({i: names[i] for i in rest}, share) if rest else ([], [])
+    return {"train": train, "val": val, "test": test}
+
+
+class ResidueEnvDataModule(LightningDataModule):
+    """Train/validation/test loaders of :class:`ResidueEnvDataset` over the structures of
+    ``config.structure_dir``."""
+
+    def __init__(self, config: ResidueEnvDataConfig = ResidueEnvDataConfig(), *, pin_memory: bool | None = None):
+        super().__init__()
+        if not config.structure_dir:
+            raise ValueError("data.structure_dir (the structures to take residues from) is required")
+        self.config = config
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.index: ResidueIndex | None = None
+        self.splits: dict[str, ResidueIndex] = {}
+        self.datasets: dict[str, ResidueEnvDataset] = {}
+        self._train_sampler: EpochSampler | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.index is not None:
+            return
+        config = self.config
+        index = build_residue_index(find_structures(config.structure_dir), config)
+        if len(index) == 0:
+            raise ValueError(f"{config.structure_dir}: no amino-acid residues in any structure")
+        names = dict(enumerate(index.structure_names))
+        self.index = index
+        self.splits = {k: index.select(v) for k, v in
+                       split_structures3(names, config.val_fraction, config.test_fraction).items()}
+        for split, part in self.splits.items():
+            if len(part) == 0:
+                continue
+            train = split == "train"
+            self.datasets[split] = ResidueEnvDataset(
+                part, config, length=config.train_size if train else None, seed=config.seed, split=split,
+                permute=train, shuffle_labels=train and config.shuffle_labels,
+            )
+        if "train" not in self.datasets:
+            raise ValueError(f"{config.structure_dir}: no training residues after the split")
+        self._train_sampler = EpochSampler(len(self.datasets["train"]))
+
+    def summary(self) -> dict[str, Any]:
+        """Structures, examples and class counts per split, and what the residue rules did."""
+        self.setup()
+        assert self.index is not None
+        return {
+            "classes": list(AMINO_ACIDS),
+            "counts": vars(self.index.counts),
+            "failed": [list(f) for f in self.index.failed],
+            "splits": {
+                split: {"structures": sorted({part.structure_names[i] for i in set(part.structure.tolist())}),
+                        "examples": len(part), "class_counts": part.class_counts()}
+                for split, part in self.splits.items()
+            },
+        }
+
+    def dataset(self, split: str) -> ResidueEnvDataset:
+        """The dataset of ``split``; a split with no structure is a ``ValueError``."""
+        self.setup()
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+        if split not in self.datasets:
+            raise ValueError(f"no {split} structures (data.{split}_fraction is 0 or too few structures)")
+        return self.datasets[split]
+
+    def _loader(self, dataset: ResidueEnvDataset, sampler: EpochSampler) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=self.config.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        dataset = self.dataset("train")
+        assert self._train_sampler is not None
+        return self._loader(dataset, self._train_sampler)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        dataset = self.dataset("val")
+        return self._loader(dataset, EpochSampler(len(dataset), fixed=True))
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        dataset = self.dataset("test")
+        return self._loader(dataset, EpochSampler(len(dataset), fixed=True))
+
+    def state_dict(self) -> dict:
+        """The training epoch counter, so a resumed run continues with fresh examples."""
+        return {"train_epoch": self._train_sampler.epoch if self._train_sampler else 0}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.setup()
+        assert self._train_sampler is not None
+        self._train_sampler.epoch = int(state_dict.get("train_epoch", 0))
