@@ -119,8 +119,8 @@ def test_images_show_the_labelled_offset(single_atom_index: Path) -> None:
     ds = NeighborLocDataset(single_atom_index, config, length=30)
     dirs = neighbor_directions("faces")
     for key in range(30):
-        view_a, view_b, label, draws, fallback = ds[key]
-        assert draws == 1 and not fallback  # min_atoms=0: every B passes at once
+        view_a, view_b, label, draws, fallback, mask = ds[key]
+        assert draws == 1 and not fallback and bool(mask.all())  # min_atoms=0: every B passes at once
         assert view_a[3].sum() > 0 and view_a[[0, 1, 2, 4]].sum() == 0  # sulfur channel only
         np.testing.assert_allclose(_centroid(view_a, 0.5), 0.0, atol=1e-6)
         shift = _centroid(view_a, 0.5) - _centroid(view_b, 0.5)
@@ -131,7 +131,7 @@ def test_images_show_the_labelled_offset(single_atom_index: Path) -> None:
 def test_items_are_deterministic_and_independent_of_workers(index_path: Path) -> None:
     config = NeighborLocConfig(image=SMALL)
     ds = NeighborLocDataset(index_path, config, length=12, seed=5)
-    a0, b0, label0, _, _ = ds[7]
+    a0, b0, label0, *_ = ds[7]
     again = NeighborLocDataset(index_path, config, length=12, seed=5)[7]
     assert torch.equal(a0, again[0]) and torch.equal(b0, again[1]) and torch.equal(label0, again[2])
     assert not torch.equal(a0, NeighborLocDataset(index_path, config, length=12, seed=6)[7][0])
@@ -140,7 +140,7 @@ def test_items_are_deterministic_and_independent_of_workers(index_path: Path) ->
     def collect(workers: int) -> list[torch.Tensor]:
         loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=EpochSampler(12), num_workers=workers)
         return [torch.cat([a.flatten(1), b.flatten(1), label[:, None].float(), draws[:, None].float()], dim=1)
-                for a, b, label, draws, _ in loader]
+                for a, b, label, draws, *_ in loader]
 
     serial, parallel = collect(0), collect(2)
     assert all(torch.equal(x, y) for x, y in zip(serial, parallel))
@@ -387,8 +387,8 @@ def test_controls_agree_for_a_model_that_ignores_view_b(index_path: Path) -> Non
         model.head.layers[0].weight[:, encoder.field_features:] = 0  # blind to view B
     result = evaluate_dataset(model, ds, batch_size=5)
     scores = result.scores
-    assert scores["real"].accuracy == scores["empty"].accuracy == scores["shuffled"].accuracy
-    assert scores["real"].loss == pytest.approx(scores["empty"].loss, rel=1e-6)
+    assert scores["real"].accuracy == scores["b_empty"].accuracy == scores["b_shuffled"].accuracy
+    assert scores["real"].loss == pytest.approx(scores["b_empty"].loss, rel=1e-6)
     examples = [ds.example(k) for k in range(12)]
     assert result.b_redrawn == pytest.approx(np.mean([e.b_draws > 1 for e in examples]))
     atoms = [view_atom_counts(ds, k) for k in range(12)]

@@ -225,7 +225,12 @@ def test_real_data_logs_how_view_b_was_drawn(tmp_path, monkeypatch):
     assert (own["padding_A"], other["padding_A"], own["n"]) == (2.0, 0.0, 4)
     assert own["scores"]["real"]["accuracy"] == pytest.approx(float(rows[-1].get("val/acc") or next(
         r["val/acc"] for r in reversed(rows) if r.get("val/acc"))), abs=1e-6)
-    assert set(own["scores"]) == {"real", "empty", "shuffled"} and own["chance"] == pytest.approx(1 / 6)
+    assert set(own["scores"]) == {"real", "a_empty", "a_shuffled", "b_empty", "b_shuffled"}
+    assert set(own["rules"]) == {"a_centroid", "b_centroid", "a_minus_b_centroid"}
+    assert own["chance"] == pytest.approx(1 / 6) and own["construction"] == "dense-b"
+    controls = [v["accuracy"] for k, v in own["scores"].items() if k != "real"]
+    controls += [v["accuracy"] for v in own["rules"].values()]
+    assert own["lift"] == pytest.approx(own["scores"]["real"]["accuracy"] - max(controls))
     assert 0.0 <= own["b_empty"] <= own["b_sparse"] <= 1.0
     assert main(["evaluate", str(tmp_path / "missing.ckpt")]) == 2
 

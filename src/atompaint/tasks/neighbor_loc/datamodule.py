@@ -1,9 +1,10 @@
 """Lightning DataModule for the neighbour-location task.
 
 Batches are :class:`~atompaint.tasks.neighbor_loc.dataset.NeighborLocItem` tuples ``(view_a, view_b,
-label, b_draws, b_fallback)``: ``view_a`` and ``view_b`` float32 ``(B, C, L, L, L)`` (channels per
+label, b_draws, b_fallback, mask)``: ``view_a`` and ``view_b`` float32 ``(B, C, L, L, L)`` (channels per
 :attr:`ImageParams.channels`, ``L = length_voxels``), ``label`` int64 ``(B,)`` in
-``[0, config.num_classes)``, and how each view B was drawn (int64 and bool ``(B,)``).  Everything the
+``[0, config.num_classes)``, how each example was drawn (int64 and bool ``(B,)``) and the bool ``(B, K)``
+mask of the directions each label could take.  Everything the
 module does is set by one :class:`~atompaint.tasks.neighbor_loc.dataset.NeighborLocDataConfig`
 (the ``data:`` section of a training config).  Structures are split into train/validation by a hash of their name (no
 structure contributes to both); validation examples are fixed across epochs, training

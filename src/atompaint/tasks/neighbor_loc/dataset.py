@@ -1,19 +1,24 @@
 """The neighbour-location dataset: pairs of voxelized views and the direction from one to the other.
 
-Each item is a :class:`NeighborLocItem` ``(view_a, view_b, label, b_draws, b_fallback)``: two float32
-``(C, L, L, L)`` images, an int64 direction index and how view B was drawn (see below).  Items are a
+Each item is a :class:`NeighborLocItem` ``(view_a, view_b, label, b_draws, b_fallback, mask)``: two
+float32 ``(C, L, L, L)`` images, an int64 direction index, how the example was drawn (see below) and
+the bool ``(K,)`` mask of the directions the label could take (all true for ``dense-b``).  Items are a
 pure function of ``(seed, split, epoch, index)`` -- the random generator is derived from those numbers
 with :class:`numpy.random.SeedSequence` -- so results do not depend on the number of workers, their
 order, or what was sampled before, and validation sets are fixed.
 
 View A is centred on an origin of the index, which passed the index's density criterion
-(:class:`~atompaint.origins.OriginParams`).  View B is held to the same criterion at its own centre:
+(:class:`~atompaint.origins.OriginParams`).  How the direction is chosen is the *construction*
+(:mod:`~atompaint.tasks.neighbor_loc.constructions`).  In ``dense-b``, the default and the original
+task, view B is held to the same criterion at its own centre:
 the direction, orientation and noise are redrawn until B's centre is dense, at most ``b_max_draws``
 times; if none is, the densest draw is kept and the item is marked a fallback.  Without this check a
 large share of B views show solvent, and the task degenerates into telling which side of A is empty.
 With it, the label is no longer independent of view A: B lies where the structure continues, which
-A shows, and on small structures few directions qualify.  :mod:`~atompaint.tasks.neighbor_loc.evaluate`
-measures how much a trained model relies on that (view B emptied or swapped).
+A shows, and on small structures few directions qualify.  The other constructions redraw the origin
+and orientation (at most ``b_max_draws`` times) until the draw qualifies, and draw the label uniformly
+over the qualifying directions.  :mod:`~atompaint.tasks.neighbor_loc.evaluate` measures how much a
+model relies on either view alone (views emptied or swapped, zero-parameter density rules).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ import torch
 
 from atompaint.origins import AtomDensity, OriginIndex, OriginParams, OriginSampler
 from atompaint.structures import load
+from atompaint.tasks.neighbor_loc.constructions import CONSTRUCTIONS, ConstructionError, check_draw
 from atompaint.tasks.neighbor_loc.geometry import DIRECTION_SETS, ViewPair, make_view_pair, neighbor_directions
-from atompaint.voxelize import ImageParams, PreparedAtoms
+from atompaint.voxelize import ImageParams, PreparedAtoms, random_rotation
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -58,10 +64,16 @@ class NeighborLocConfig:
         random_orientation: rotate both views by one uniform random rotation (the task is then
             posed in the image frame, independent of the structure's frame).
         weighted: draw origins in proportion to their weighted atom count instead of uniformly.
-        b_density_check: hold view B to the density criterion of the origins (see the module
-            docstring); off reproduces the unchecked task, for comparisons.
-        b_max_draws: how many times view B is drawn at most before the densest draw is kept as a
-            fallback (>= 1; with 1 the check only counts the failures).
+        construction: how the direction is chosen (:data:`CONSTRUCTIONS`, see
+            :mod:`~atompaint.tasks.neighbor_loc.constructions`): ``dense-b`` (the original task),
+            ``balanced``, ``balanced-both`` or ``all-dense``.
+        min_dense: the fewest dense directions a ``balanced``/``balanced-both`` draw must have (>= 2).
+        b_density_check: ``dense-b`` only: hold view B to the density criterion of the origins (see
+            the module docstring); off reproduces the unchecked task, for comparisons.
+        b_max_draws: how many times an example is drawn at most: view B (``dense-b``; then the
+            densest draw is kept as a fallback) or the origin and orientation (the other
+            constructions; ``balanced*`` then keep the draw with the most dense directions as a
+            fallback, ``all-dense`` raises :class:`ConstructionError`).  >= 1.
         cache_structures: structures kept loaded per worker (LRU); bounds worker memory.
     """
 
@@ -72,6 +84,8 @@ class NeighborLocConfig:
     max_rotation_deg: float = 20.0
     random_orientation: bool = True
     weighted: bool = False
+    construction: str = "dense-b"
+    min_dense: int = 2
     b_density_check: bool = True
     b_max_draws: int = 100
     cache_structures: int = 32
@@ -83,6 +97,14 @@ class NeighborLocConfig:
             raise ValueError(
                 f"padding_A must be greater than -length_A = {-self.image.length_A}, not {self.padding_A!r}"
             )
+        if self.construction not in CONSTRUCTIONS:
+            raise ValueError(f"unknown construction {self.construction!r}; choose from {CONSTRUCTIONS}")
+        if self.min_dense < 2:
+            raise ValueError(f"min_dense must be >= 2 (one allowed direction gives the label away), "
+                             f"not {self.min_dense!r}")
+        if self.construction != "dense-b" and not self.b_density_check:
+            raise ValueError(f"b_density_check: false applies to the dense-b construction only, "
+                             f"not to {self.construction!r}")
         if self.b_max_draws < 1:
             raise ValueError(f"b_max_draws must be >= 1, not {self.b_max_draws!r}")
         if self.max_translation_A < 0 or self.max_rotation_deg < 0:
@@ -151,11 +173,12 @@ class NeighborLocDataConfig(NeighborLocConfig):
 
 @dataclass(frozen=True)
 class Example:
-    """The geometry of one item, with where it came from and how view B was drawn.
+    """The geometry of one item, with where it came from and how it was drawn.
 
-    ``b_draws``: draws of view B made (1 when the first passed); ``b_fallback``: no draw passed the
-    density criterion and the densest was kept; ``b_count``: the weighted atom count at B's centre
-    (``nan`` when ``b_density_check`` is off).
+    ``b_draws``: draws made (of view B for ``dense-b``, of the origin and orientation otherwise; 1 when
+    the first passed); ``b_fallback``: no draw passed and the best one was kept; ``b_count``: the
+    weighted atom count at B's centre (``dense-b`` with the check on; else ``nan``); ``mask``: bool
+    ``(K,)``, the directions the label was drawn from (``None``: all).
     """
 
     views: ViewPair
@@ -164,16 +187,19 @@ class Example:
     b_draws: int = 1
     b_fallback: bool = False
     b_count: float = float("nan")
+    mask: np.ndarray | None = None
 
 
 class NeighborLocItem(NamedTuple):
-    """One item (or, collated, one batch): the two views, the label and how view B was drawn."""
+    """One item (or, collated, one batch): the two views, the label, how the example was drawn and
+    the mask of the directions the label could take (the model's logits outside it are masked)."""
 
     view_a: torch.Tensor
     view_b: torch.Tensor
     label: torch.Tensor
     b_draws: torch.Tensor
     b_fallback: torch.Tensor
+    mask: torch.Tensor
 
 
 @dataclass
@@ -242,6 +268,8 @@ class NeighborLocDataset(torch.utils.data.Dataset):
     def example(self, key: int) -> Example:
         """The geometry of item ``key`` without voxelizing it."""
         rng = self.rng(key)
+        if self.config.construction != "dense-b":
+            return self._constructed_example(rng, key)
         config = self.config
         origin_id, structure_id, origin = self.sampler.sample(rng)
 
@@ -267,6 +295,50 @@ class NeighborLocDataset(torch.utils.data.Dataset):
                   structure_id, origin_id, config.b_max_draws, best[0], self.criterion.min_atoms)
         return Example(best[1], structure_id, origin_id, b_draws=config.b_max_draws, b_fallback=True,
                        b_count=best[0])
+
+    def _constructed_example(self, rng: np.random.Generator, key: int) -> Example:
+        """Redraw origin and orientation until the draw satisfies the construction, then draw the
+        label uniformly over its allowed directions."""
+        config = self.config
+        best: tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        most_dense = 0
+        for n in range(1, config.b_max_draws + 1):
+            origin_id, structure_id, origin = self.sampler.sample(rng)
+            rotation = random_rotation(rng) if config.random_orientation else np.eye(3)
+            check = check_draw(config.construction, self.density(structure_id), origin, rotation, self.directions,
+                               config.neighbor_distance_A, config.min_dense)
+            n_dense = int(check.dense.sum())
+            most_dense = max(most_dense, n_dense)
+            if check.accepted:
+                return self._place(rng, origin_id, structure_id, origin, rotation, check.allowed, n, False)
+            if best is None or n_dense > best[0]:
+                best = (n_dense, origin_id, structure_id, origin, rotation, check.dense)
+        assert best is not None
+        if config.construction == "all-dense":
+            raise ConstructionError(
+                f"all-dense: none of {config.b_max_draws} (origin, orientation) draws of item {key} ({self.split}) "
+                f"had all {len(self.directions)} neighbour centres and those of every view B dense; the most "
+                f"dense directions seen was {most_dense} of {len(self.directions)}.  Single chains rarely allow "
+                "it: load crystal symmetry mates or biological assemblies (index load context), or choose "
+                "another construction"
+            )
+        n_dense, origin_id, structure_id, origin, rotation, dense = best
+        allowed = dense if n_dense else np.ones(len(dense), dtype=bool)
+        log.debug("%s fallback: item %d, best of %d draws has %d dense directions",
+                  config.construction, key, config.b_max_draws, n_dense)
+        return self._place(rng, origin_id, structure_id, origin, rotation, allowed, config.b_max_draws, True)
+
+    def _place(
+        self, rng: np.random.Generator, origin_id: int, structure_id: int, origin: np.ndarray, rotation: np.ndarray,
+        allowed: np.ndarray, draws: int, fallback: bool,
+    ) -> Example:
+        config = self.config
+        label = int(rng.choice(np.flatnonzero(allowed)))
+        views = make_view_pair(
+            rng, origin, self.directions, config.neighbor_distance_A, config.max_translation_A,
+            config.max_rotation_deg, config.random_orientation, label=label, rotation=rotation,
+        )
+        return Example(views, structure_id, origin_id, b_draws=draws, b_fallback=fallback, mask=allowed.copy())
 
     def _loaded(self, structure_id: int) -> _Loaded:
         loaded = self._cache.get(structure_id)
@@ -294,9 +366,10 @@ class NeighborLocDataset(torch.utils.data.Dataset):
         images = self.structure(ex.structure_id).images(
             np.stack([v.center_a, v.center_b]), np.stack([v.rotation_a, v.rotation_b])
         )
+        mask = torch.ones(len(self.directions), dtype=torch.bool) if ex.mask is None else torch.from_numpy(ex.mask)
         return NeighborLocItem(
             torch.from_numpy(images[0]), torch.from_numpy(images[1]), torch.tensor(v.label, dtype=torch.int64),
-            torch.tensor(ex.b_draws, dtype=torch.int64), torch.tensor(ex.b_fallback),
+            torch.tensor(ex.b_draws, dtype=torch.int64), torch.tensor(ex.b_fallback), mask,
         )
 
 

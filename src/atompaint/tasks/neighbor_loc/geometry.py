@@ -64,6 +64,9 @@ def make_view_pair(
     max_translation_A: float = 0.0,
     max_rotation_deg: float = 0.0,
     random_orientation: bool = True,
+    *,
+    label: int | None = None,
+    rotation: np.ndarray | None = None,
 ) -> ViewPair:
     """The geometry of one example: view A at ``origin``, view B at one of the neighbour directions.
 
@@ -71,14 +74,24 @@ def make_view_pair(
     ``max_translation_A`` and B's image an extra rotation of up to ``max_rotation_deg`` -- nuisance
     variation the model must see through.  With ``random_orientation`` both views share a uniform random
     rotation; without it (and without noise) ``center_b - center_a == distance_A * directions[label]``.
+    ``label`` and ``rotation`` given (a construction that chose them) are used instead of drawing them.
     """
-    label = int(rng.integers(len(directions)))
-    rot = random_rotation(rng) if random_orientation else np.eye(3)
+    label = int(rng.integers(len(directions))) if label is None else int(label)
+    if rotation is not None:
+        rot = np.asarray(rotation, dtype=np.float64)
+    else:
+        rot = random_rotation(rng) if random_orientation else np.eye(3)
     noise_rot = random_small_rotation(rng, max_rotation_deg)
     noise_shift = random_offset_in_ball(rng, max_translation_A)
     origin = np.asarray(origin, dtype=np.float64)
     center_b = origin + distance_A * (rot.T @ directions[label]) + noise_shift
     return ViewPair(origin, center_b, rot, noise_rot @ rot, label)
+
+
+def neighbor_centers(origin: np.ndarray, rotation: np.ndarray, directions: np.ndarray, distance_A: float) -> np.ndarray:
+    """Noise-free centres ``(K, 3)`` (structure frame) of the views at each neighbour direction of a view
+    centred at ``origin`` and rotated by ``rotation``: ``origin + distance_A * rotation^T d_k``."""
+    return np.asarray(origin, dtype=np.float64) + distance_A * np.asarray(directions) @ np.asarray(rotation)
 
 
 def views_overlap(views: ViewPair, length_A: float, tol: float = 1e-9) -> bool:
