@@ -137,13 +137,20 @@ def add_no_progress(container: argparse._ActionsContainer) -> None:
     container.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def check_output_path(path: Path | None, what: str = "output") -> Path | None:
+#: File types a ``--plot`` can be written as (matplotlib picks the format by the extension).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_output_path(path: Path | None, what: str = "output", suffixes: Sequence[str] = ()) -> Path | None:
     """Fail before any work starts if ``path`` cannot be written: its folder must exist or be
-    creatable, it must not be a folder, and the folder must be writable.  ``-`` (stdout) passes."""
+    creatable, it must not be a folder, and the folder must be writable; with ``suffixes`` its
+    extension must be one of them (e.g. :data:`PLOT_SUFFIXES`).  ``-`` (stdout) passes."""
     if path is None or str(path) == "-":
         return path
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder; give a file path")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} {path}: give a file name ending in {', '.join(suffixes)}")
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

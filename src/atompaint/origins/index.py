@@ -136,6 +136,7 @@ def build_index(
     dup = {n for n, k in Counter(names).items() if k > 1}
     if dup:
         raise ValueError(f"structure names must be unique, found duplicates: {sorted(dup)[:5]}")
+    _check_database(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(db_path, wait):
         con = sqlite3.connect(db_path, timeout=60)
@@ -152,6 +153,18 @@ def build_index(
         listing = "\n".join(f"  {e}" if p in e else f"  {p}: {e}" for p, e in report.failed)
         warnings.warn(f"skipped {len(report.failed)} unreadable structure file(s):\n{listing}", stacklevel=2)
     return report
+
+
+def _check_database(db_path: Path) -> None:
+    """A ``ValueError`` unless ``db_path`` is absent, empty or an SQLite database (read before
+    SQLite opens it: a file of anything else would be a ``DatabaseError`` deep in the build)."""
+    if db_path.is_dir():
+        raise IsADirectoryError(f"origin index {db_path} is a folder; give a file path")
+    if db_path.is_file() and db_path.stat().st_size > 0:
+        with db_path.open("rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise ValueError(f"{db_path} exists and is not an SQLite database (an origin index); give a new "
+                                 "file, or an index to resume")
 
 
 def _build(
@@ -371,6 +384,7 @@ class OriginIndex:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"origin index not found: {self.path}")
+        _check_database(self.path)
         self._con: sqlite3.Connection | None = None
         self._pid: int | None = None
         meta = dict(self._connection().execute("SELECT key, value FROM meta").fetchall())

@@ -223,6 +223,26 @@ def window_size(params: ImageParams) -> int:
     return int(np.ceil(2 * params.max_radius_A / params.resolution_A - 1e-9)) + 1
 
 
+def render_bytes(params: ImageParams, images: int = 1, atoms: int = 1) -> int:
+    """Bytes that rendering ``images`` images of ``params`` allocates: the float64 images, and the
+    buffers of one atom's window of :func:`window_size` voxels per axis (once in the compiled kernel,
+    per atom -- ``atoms`` -- in the numpy path).  A fine resolution makes the window, not the image,
+    the large part: radius 0.5 A at 0.001 A is a 1001^3 window."""
+    m = window_size(params) + 2
+    return 8 * (images * params.num_channels * params.length_voxels**3 + 4 * m**3 * max(atoms, 1))
+
+
+def check_render_memory(params: ImageParams, images: int = 1, atoms: int = 1) -> None:
+    """Refuse, with the estimate, to render what would not fit in the memory available
+    (:func:`structlayers.memory.check_allocation`; see :func:`render_bytes`)."""
+    nbytes = render_bytes(params, images, atoms)
+    if nbytes > 1 << 28:  # small requests always fit: skip reading the available memory (and importing torch)
+        from structlayers.memory import check_allocation
+
+        check_allocation(nbytes, f"{images} image(s) of {params.num_channels} x {params.length_voxels}^3 voxels "
+                                 f"at {params.resolution_A:g} A, whose atoms span {window_size(params)}^3 voxels")
+
+
 def rasterize(
     rel_coords: np.ndarray,
     radius: np.ndarray,
@@ -298,6 +318,7 @@ def _render(
     if backend == "numba" and not kernel.AVAILABLE:
         raise ValueError("backend='numba' needs the numba package")
     shape = (len(centers), *params.shape)
+    check_render_memory(params, len(centers), len(rows) if backend == "numpy" else 1)
     if backend == "numpy":
         rel = coords[rows] - centers[image_index]
         if rotations is not None:

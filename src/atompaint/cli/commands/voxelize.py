@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from structlayers.clikit import add_config_arguments, add_out, add_plot, check_output_path, config_from_args
+from structlayers.clikit import (
+    PLOT_SUFFIXES,
+    add_config_arguments,
+    add_out,
+    add_plot,
+    check_output_path,
+    config_from_args,
+)
 
 NAME = "voxelize"
 HELP = "Voxelize a structure around a centre into a (C, L, L, L) image (.npz), optionally drawing its slices."
@@ -69,16 +76,18 @@ def run(args: argparse.Namespace) -> int:
 
     from atompaint.structures import load
     from atompaint.voxelize import ImageParams, random_rotation, voxelize
+    from atompaint.voxelize.core import check_render_memory
     from structlayers.memory import check_allocation
 
     params = config_from_args(ImageParams, args, channels=parse_channels(args.channels))
-    center_given = parse_center(args.center) if args.center else None
+    center_given = parse_center(args.center) if args.center is not None else None
     out = check_output_path(args.out, "image")
-    plot = check_output_path(args.plot, "plot")
+    plot = check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
     # The image is computed in float64 and returned in its dtype: both are alive at the end.
     voxels = params.num_channels * params.length_voxels**3
     check_allocation(voxels * (8 + np.dtype(params.dtype).itemsize),
                      f"a {params.num_channels} x {params.length_voxels}^3 image (--length {params.length_voxels})")
+    check_render_memory(params)
     atoms = load(args.structure, drop_hydrogens=not args.keep_hydrogens, altloc="first")
     center = np.array(center_given if center_given else atoms.coords.mean(axis=0), dtype=np.float64)
     rotation = random_rotation(np.random.default_rng(args.seed)) if args.rotate else np.eye(3)

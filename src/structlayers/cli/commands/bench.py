@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from structlayers.clikit import add_json, add_plot, check_output_path, write_output
+from structlayers.clikit import PLOT_SUFFIXES, add_json, add_plot, check_output_path, write_output
 from structlayers.lab.bench.harness import ALLOCATORS, BenchConfig, run_bench
 
 NAME = "bench"
@@ -62,13 +62,15 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     check_output_path(args.json, "--json")
-    check_output_path(args.plot, "--plot")
+    check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
     counts = (args.repeats, args.large_repeats, args.collapse_repeats, args.bandwidth_mb, args.gemm_size)
     if min(args.sizes) < 1 or min(args.batch) < 1 or min(counts) < 1:
         raise ValueError("sizes, batch sizes and repeats must be positive")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     config = BenchConfig(
         layers=tuple(args.layers), sizes=tuple(args.sizes), batches=tuple(args.batch), device=args.device,
         dtype=args.dtype, depth=args.depth, backend=args.backend, repeats=args.repeats,
