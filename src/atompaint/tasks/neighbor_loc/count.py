@@ -117,8 +117,8 @@ def encoder_form(config: EncoderConfig) -> str:
     else:
         form = "separable" + (" (irrep-wise depthwise)" if config.depthwise == "irrep" else "")
         form += f" + {config.conv_spec.mixing.label}" if config.mixing != "dense" else ""
-    return form + (" + CG tensor product" if config.tensor_product == "clebsch-gordan" and config.block == "gamma"
-                   else "")
+    has_products = config.architecture == "resnet" and config.block == "gamma"  # only gamma ResBlocks have them
+    return form + (" + CG tensor product" if config.tensor_product == "clebsch-gordan" and has_products else "")
 
 
 def _column(label: str, encoder: Encoder, num_classes: int, head_config: HeadConfig,
