@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from structlayers import flops as _flops
 from structlayers import precision as _precision
+from structlayers.memory import check_allocation
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,20 @@ class StructuredLinear(nn.Module, ABC):
         ``replace(init_from="project" | "fit")`` gives a layer replacing a trained one.  Raises
         ``NotImplementedError`` for a family without a closed-form projection."""
         raise NotImplementedError(f"layer {self.name!r} has no closed-form projection")
+
+    def check_dense_memory(self, bytes_per_entry: int = 24) -> None:
+        """Refuse up front, with the estimate, a dense form whose ``(out, in)`` buffers
+        (``bytes_per_entry`` per entry: the float64 work and the result) would not fit in the
+        memory available (:func:`structlayers.memory.check_allocation`)."""
+        check_allocation(bytes_per_entry * self.in_features * self.out_features,
+                         f"the dense form of layer {self.name!r} ({self.in_features} -> {self.out_features})")
+
+    def check_parameter_memory(self, count: int, copies: int = 1) -> None:
+        """Refuse up front, with the estimate, ``count`` parameters (made in the default dtype,
+        ``copies`` buffers at a time) that would not fit in the memory available."""
+        itemsize = torch.empty((), dtype=torch.get_default_dtype()).element_size()
+        check_allocation(itemsize * copies * count, f"layer {self.name!r} ({self.in_features} -> "
+                                                    f"{self.out_features}) with {count} parameters")
 
     def check_input(self, x: Tensor) -> None:
         if x.dim() == 0 or x.shape[-1] != self.in_features:

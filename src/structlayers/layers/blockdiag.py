@@ -29,6 +29,7 @@ class BlockDiagonal(SquareLayer):
         super().__init__(in_features, out_features)
         self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
         self.groups = groups
+        self.check_parameter_memory(groups * self.block**2)
         bound = 1 / math.sqrt(self.block)
         self.weight = nn.Parameter(torch.empty(groups, self.block, self.block).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None

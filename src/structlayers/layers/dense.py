@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, linear_flops, rows_of
-from structlayers.memory import check_allocation
 from structlayers.projection import low_rank_factors
 from structlayers.registry import register
 
@@ -26,9 +25,7 @@ class Dense(StructuredLinear):
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True) -> None:
         super().__init__(in_features, out_features)
-        itemsize = torch.empty((), dtype=torch.get_default_dtype()).element_size()
-        check_allocation(itemsize * in_features * out_features,
-                         f"layer 'dense' ({in_features} -> {out_features})")
+        self.check_parameter_memory(in_features * out_features)
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -83,8 +80,7 @@ class LowRank(StructuredLinear):
         return y + self.bias if self.bias is not None else y
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
-        check_allocation(16 * self.in_features * self.out_features,
-                         f"the dense form of layer 'lowrank' ({self.in_features} -> {self.out_features})")
+        self.check_dense_memory(16)
         w = (self.U.detach().double() @ self.V.detach().double()).T.to(self.U.dtype)
         return w.contiguous(), None if self.bias is None else self.bias.detach().clone()
 

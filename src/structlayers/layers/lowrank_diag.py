@@ -35,6 +35,7 @@ class LowRankDiag(StructuredLinear):
             raise ValueError(f"layer 'lowrank_diag': rank must be at most {min(in_features, out_features)}, "
                              f"got {rank}")
         self.rank, self.diagonal = rank, min(in_features, out_features)
+        self.check_parameter_memory((in_features + out_features) * rank, copies=2)  # randn, then scaled
         self.d = nn.Parameter(torch.empty(self.diagonal))
         std = (1.0 / (3.0 * in_features * rank)) ** 0.25
         self.U = nn.Parameter(torch.randn(in_features, rank) * std)
@@ -53,6 +54,7 @@ class LowRankDiag(StructuredLinear):
         return y + self.bias if self.bias is not None else y
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        self.check_dense_memory(8 + self.U.element_size())  # the float64 product, the result
         weight = (self.U.detach().double() @ self.V.detach().double()).T.cpu()
         weight[range(self.diagonal), range(self.diagonal)] += self.d.detach().double().cpu()
         bias = self.bias.detach().clone() if self.bias is not None else None

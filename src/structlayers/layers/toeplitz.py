@@ -49,6 +49,7 @@ class Toeplitz(StructuredLinear):
         return torch.arange(self.out_features)[:, None] - torch.arange(self.in_features)[None, :] + self.in_features - 1
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        self.check_dense_memory(8 + 8 + self.t.element_size())  # the int64 index, the float64 gather, the result
         weight = self.t.detach().double().cpu()[self._diagonals()]
         bias = self.bias.detach().clone() if self.bias is not None else None
         return weight.to(self.t.dtype), bias

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import StructuredLinear, device_dtype
+from structlayers.memory import check_allocation
 
 OPTIMIZERS = ("lbfgs", "adam", "cg", "trf")
 #: ``residual(forward) -> r``: the residual vector of a least-squares objective ``sum(r^2)``, computed
@@ -186,6 +187,11 @@ def _minimize_trf(module: nn.Module, residual: Residual, steps: int, ftol: float
     import scipy.optimize  # only here: importing structlayers must not pay for scipy.optimize
 
     x0 = torch.cat([p.detach().reshape(-1) for p in params]).double().cpu().numpy()
+    with torch.no_grad():
+        residuals = r(as_tensor(x0)).numel()
+    # The Jacobian in the layer's dtype, its float64 copy on the CPU and scipy's working copies there.
+    check_allocation((dtype.itemsize + 3 * 8) * residuals * x0.size,
+                     f"the trf Jacobian ({residuals} residuals x {x0.size} parameters)")
     with _single_threaded_blas():
         result = scipy.optimize.least_squares(fun, x0, jac=jac, method="trf", ftol=ftol, xtol=ftol, gtol=gtol,
                                               max_nfev=steps)
