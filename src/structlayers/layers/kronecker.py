@@ -77,6 +77,7 @@ class Kronecker(StructuredLinear):
         return y + self.bias if self.bias is not None else y
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        self.check_dense_memory(16 + self.A.element_size())  # a float64 product, the sum, the result
         a, b = self.A.detach().double().cpu(), self.B.detach().double().cpu()
         weight = sum(torch.kron(a[i], b[i]) for i in range(self.rank))[: self.out_features, : self.in_features]
         bias = self.bias.detach().clone() if self.bias is not None else None

@@ -59,6 +59,7 @@ class Monarch(StructuredLinear):
         b = block_count(self.name, in_features, out_features, nblocks, rank, init, INITS)
         self.nblocks, self.rank, self.init = b, rank, init
         self.in_block, self.out_block = -(-in_features // b), -(-out_features // b)
+        self.check_parameter_memory(b * b * rank * (self.in_block + self.out_block))
         self.R = nn.Parameter(torch.empty(b, self.in_block, b * rank))
         self.L = nn.Parameter(torch.empty(b, b * rank, self.out_block))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -88,6 +89,7 @@ class Monarch(StructuredLinear):
         return torch.einsum("jirt,iujr->tjiu", left, right).reshape(self.out_block * b, b * self.in_block)
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
+        self.check_dense_memory(16 + self.R.element_size())  # the float64 einsum, its crop, the result
         weight = self.padded_dense()[: self.out_features, : self.in_features]
         bias = self.bias.detach().clone() if self.bias is not None else None
         return weight.to(self.R.dtype).contiguous(), bias
