@@ -18,6 +18,9 @@ from structlayers.projection import diagonal_transform_als, observed_target, pad
 from structlayers.transforms.dct import BACKENDS
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
 
+#: Most alternating sweeps of a projection with unobserved (padded) entries.
+MASKED_SWEEPS = 400
+
 
 class DiagonalTransformLayer(SquareLayer):
     """Base of ACDC-like factors; subclasses provide the transform pair and the dense matrices."""
@@ -96,12 +99,17 @@ class DiagonalTransformLayer(SquareLayer):
     @torch.no_grad()
     def project_(self, weight: Tensor, bias: Tensor | None) -> None:
         """Diagonals by alternating closed-form least squares
-        (:func:`~structlayers.projection.diagonal_transform_als`); the bias is copied."""
+        (:func:`~structlayers.projection.diagonal_transform_als`): 20 sweeps when the whole map is
+        observed, up to :data:`MASKED_SWEEPS` (until a sweep gains less than 1e-13 relative) when
+        padding leaves entries free (``in != out``), where imputation converges slowly.  The bias
+        is copied."""
         target, mask = observed_target(weight, self.size)
         transform, inverse = self.transform_matrices()
         shuffle = self.inner.index.cpu() if self.inner is not None else None
+        masked = not bool(mask.all())
         a, d = diagonal_transform_als(transform, inverse, target, mask, shuffle=shuffle,
-                                      real_part=transform.is_complex())
+                                      real_part=transform.is_complex(), sweeps=MASKED_SWEEPS if masked else 20,
+                                      tol=1e-13 if masked else 0.0)
         self.set_diagonals_(a, d)
         if self.bias is not None:
             self.bias.copy_(padded_bias(bias, self.out_features))

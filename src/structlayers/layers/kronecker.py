@@ -10,11 +10,12 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
 from structlayers.layers.projection import (
+    IMPUTE_SWEEPS,
     assign_bias,
     block_count,
     dense_target,
+    impute_projection,
     init_product_,
-    padded,
     truncated_factors,
 )
 from structlayers.registry import register
@@ -84,18 +85,26 @@ class Kronecker(StructuredLinear):
         return weight.to(self.A.dtype).contiguous(), bias
 
     @torch.no_grad()
-    def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
+    def project_(self, weight: Tensor, bias: Tensor | None = None, *, sweeps: int = IMPUTE_SWEEPS) -> None:
         """Set ``W`` to the sum of ``rank`` Kronecker products nearest to ``weight`` in Frobenius
         norm, in closed form (Van Loan & Pitsianis, 1993): the rearrangement
         ``R[(a, i), (c, j)] = W[(a, c), (i, j)]`` maps ``A (x) B`` to ``vec(A) vec(B)^T``, so the
         answer is the truncated SVD of ``R``.  Exact when ``nblocks`` divides both sizes; otherwise
-        the zero-padded ``weight`` is projected.  ``bias`` is copied (zeroed when None)."""
+        the padded entries are free and the closed form is iterated with them imputed
+        (:func:`impute_projection`, at most ``sweeps``; ``sweeps=1`` projects the zero-padded
+        weight): a stationary point, which recovers members of the family.  ``bias`` is copied
+        (zeroed when None)."""
         w, bias = dense_target(self, weight, bias)
-        w = padded(w, self.m1 * self.m2, self.n1 * self.n2).view(self.m1, self.m2, self.n1, self.n2)
-        rearranged = w.permute(0, 2, 1, 3).reshape(self.m1 * self.n1, self.m2 * self.n2)
-        left, right = truncated_factors(rearranged, self.rank)
-        self.A.copy_(left.T.reshape(self.rank, self.m1, self.n1))
-        self.B.copy_(right.reshape(self.rank, self.m2, self.n2))
+        m1, m2, n1, n2 = self.m1, self.m2, self.n1, self.n2
+
+        def project(g: Tensor) -> Tensor:
+            rearranged = g.view(m1, m2, n1, n2).permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)
+            left, right = truncated_factors(rearranged, self.rank)
+            self.A.copy_(left.T.reshape(self.rank, m1, n1))
+            self.B.copy_(right.reshape(self.rank, m2, n2))
+            return (left @ right).view(m1, n1, m2, n2).permute(0, 2, 1, 3).reshape(m1 * m2, n1 * n2)
+
+        impute_projection(w, m1 * m2, n1 * n2, project, sweeps)
         assign_bias(self, bias)
 
     def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:

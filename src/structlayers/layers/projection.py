@@ -8,7 +8,9 @@ trained dense one (Dao et al., 2022, "Monarch", Sec. 3.3).  A family without a c
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -64,6 +66,54 @@ def truncated_factors(blocks: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     return left, right
 
 
+#: Most sweeps of :func:`impute_projection`.
+IMPUTE_SWEEPS = 3000
+
+
+def impute_projection(weight: Tensor, rows: int, cols: int, project: Callable[[Tensor], Tensor],
+                      sweeps: int = IMPUTE_SWEEPS, tol: float = 1e-13) -> None:
+    """Project ``weight`` onto a family whose closed form ``project(g)`` needs a padded ``(rows, cols)``
+    matrix ``g`` (it sets the layer's factors and returns the member it chose).  The padded entries are
+    free, not zero: each sweep fills them with the current member's values and projects again (hard
+    imputation, each sweep lowering the error on the observed block), until a sweep lowers it by less
+    than ``tol`` relative or after ``sweeps`` sweeps.  Members of the family are recovered; in general
+    the result is a stationary point.  One projection when nothing is padded or ``sweeps <= 1``."""
+    target = padded(weight, rows, cols)
+    if (rows, cols) == tuple(weight.shape) or sweeps <= 1:
+        project(target)
+        return
+    mask = torch.zeros(rows, cols, dtype=torch.bool)
+    mask[: weight.shape[0], : weight.shape[1]] = True
+    scale = float(weight.square().sum()) or 1.0
+    g, previous = target, math.inf
+    for _ in range(sweeps):
+        current = project(g)
+        error = float((current - target)[mask].square().sum()) / scale
+        if error < 1e-28 or (previous < math.inf and previous - error <= tol * previous):
+            return
+        previous = error
+        g = torch.where(mask, target, current)
+
+
+#: L-BFGS iterations of :func:`refine_` when a projection has no exact closed form.
+REFINE_STEPS = 2000
+
+
+def refine_(layer: StructuredLinear, weight: Tensor, bias: Tensor | None, steps: int = REFINE_STEPS) -> None:
+    """Lower the Frobenius error of ``layer`` (out, in) against ``weight`` by L-BFGS on the observed
+    entries, from the layer's current parameters (a closed-form start): for the projections whose
+    closed form is exact only on unpadded shapes or for one factor.  Fitted in float64 on a copy, so
+    a float32 layer gets the float64 optimum; ``steps = 0`` leaves the layer as it is."""
+    if steps < 1:
+        return
+    from structlayers.surgery.fit import fit_layer  # not at import: surgery imports the layers
+
+    work = copy.deepcopy(layer).double()
+    with torch.enable_grad():  # project_ runs under no_grad
+        fit_layer(work, weight.double(), None if bias is None else bias.double(), optimizer="lbfgs", steps=steps)
+    layer.load_state_dict(work.state_dict())
+
+
 def default_blocks(n: int) -> int:
     """A block count near ``sqrt(n)``: the largest divisor of ``n`` that is at most ``sqrt(n)``
     (no padding), or ``ceil(sqrt(n))`` when that divisor is below ``sqrt(n) / 2`` (e.g. prime ``n``)."""
@@ -114,8 +164,9 @@ def init_product_(layer: StructuredLinear, first: Tensor, first_fan: int, second
     ``nn.Linear``-initialised weight (:meth:`project_`); otherwise ``U(+-1/sqrt(first_fan))`` and
     ``U(+-sqrt(3/second_fan))`` give the weight ``nn.Linear``'s entry variance ``1 / (3 first_fan)``
     for ``first_fan`` = the (padded) input size per block.  The bias starts at zero."""
-    if getattr(layer, "init", None) == "project":
-        layer.project_(linear_weight(layer.out_features, layer.in_features), None)  # type: ignore[attr-defined]
+    if getattr(layer, "init", None) == "project":  # the closed form only: no optimisation at construction
+        layer.project_(linear_weight(layer.out_features, layer.in_features), None,  # type: ignore[attr-defined]
+                       sweeps=1)
         return
     linear_uniform_(first, first_fan)
     linear_uniform_(second, second_fan, gain=math.sqrt(3.0))
