@@ -1,5 +1,6 @@
 """``atompaint evaluate CHECKPOINT``: score a neighbor-location checkpoint on its validation set,
-with view B as made, empty, or taken from another example (controls)."""
+with view B as made, empty, or taken from another example (controls); or a residue-env checkpoint
+on a held-out split, beside the class prior, an empty environment and a shuffled-label model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from structlayers.clikit import add_json, check_output_path, key_value, write_ou
 
 NAME = "evaluate"
 HELP = ("Accuracy of a neighbor-loc checkpoint on its validation set, with view B real, empty or shuffled "
-        "(controls), at one or more paddings.")
+        "(controls), at one or more paddings; or of a residue-env checkpoint, with its controls.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,13 +21,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="any config value by its dotted key, e.g. data.val_size=512 (repeatable)")
     parser.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+    residue = parser.add_argument_group("residue-env checkpoints")
+    residue.add_argument("--split", choices=("val", "test"), default="val", help="the held-out split to score")
+    residue.add_argument("--shuffled-labels", type=Path, default=None, metavar="CKPT",
+                         help="the same model trained with data.shuffle_labels=true, scored as a control")
+    residue.add_argument("--plot", type=Path, default=None, metavar="PNG", help="write the confusion matrix here")
     add_json(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from atompaint.tasks.neighbor_loc.evaluate import evaluate_checkpoint, format_results, to_json
     from atompaint.training.checkpoints import read_task_checkpoint
+    from structlayers.runs.checkpoints import load_checkpoint, stored_config
 
+    if (stored_config(load_checkpoint(args.checkpoint)) or {}).get("task") == "residue-env":
+        return _run_residue_env(args)
     read_task_checkpoint(args.checkpoint, "neighbor-loc")
     if args.batch_size < 1:
         raise ValueError("--batch-size must be positive")
@@ -36,4 +45,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json is None or str(args.json) != "-":
         print(format_results(report))
     write_output(args.json, to_json(report), "the evaluation")
+    return 0
+
+
+def _run_residue_env(args: argparse.Namespace) -> int:
+    from atompaint.tasks.residue_env.evaluate import evaluate_checkpoint, format_results, plot_confusion, to_json
+
+    if args.padding:
+        raise ValueError("--padding applies to neighbor-loc checkpoints only")
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be positive")
+    check_output_path(args.json, "JSON")
+    check_output_path(args.plot, "plot", (".png",))
+    report = evaluate_checkpoint(args.checkpoint, split=args.split, shuffled_checkpoint=args.shuffled_labels,
+                                 overrides=dict(args.overrides), batch_size=args.batch_size)
+    if args.json is None or str(args.json) != "-":
+        print(format_results(report))
+    write_output(args.json, to_json(report), "the evaluation")
+    if args.plot is not None:
+        plot_confusion(report, args.plot)
     return 0

@@ -1,4 +1,5 @@
-"""``atompaint train TASK --config FILE``: train the neighbor-location or LBA model with Lightning."""
+"""``atompaint train TASK --config FILE``: train the neighbor-location, LBA or amino-acid environment
+model with Lightning."""
 
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from structlayers.clikit import (
 )
 
 NAME = "train"
-HELP = "Train a model (neighbor-loc or lba) from a YAML config with Lightning."
+HELP = "Train a model (neighbor-loc, lba or residue-env) from a YAML config with Lightning."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = _HelpFormatter
     parser.add_argument("task", choices=list(TASKS), help="which task to train")
     parser.add_argument("--config", required=True,
-                        help="YAML training config (see experiments/neighbor_loc/ and experiments/lba/)")
+                        help="YAML training config (see experiments/neighbor_loc/, experiments/lba/ and "
+                             "experiments/residue_env/)")
     add_out_dir(parser, "the run folder is <out-dir>/<config name>: its config, history, checkpoints, CSV logs, "
                         "curves and summary (default: runs/)", default=Path("runs"))
     add_resume_arguments(parser, nargs="?", const=True, default=False, action=_Resume)
