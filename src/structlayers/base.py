@@ -189,7 +189,8 @@ def _wrap_forward(forward: typing.Callable[..., Tensor]) -> typing.Callable[...,
                 return _flops.counted_call(self, lambda v: _call(self, forward, v, args, kwargs), x)
             dtype = x.dtype
             if dtype in low or (dtype is single and any_autocast()):
-                return _precision.low_precision_call(self, lambda v: forward(self, v, *args, **kwargs), x)
+                return _precision.low_precision_call(self, lambda v: forward(self, v, *args, **kwargs), x, args,
+                                                     kwargs)
         return forward(self, x, *args, **kwargs)
 
     wrapped._structlayers_wrapped = True  # type: ignore[attr-defined]
@@ -199,7 +200,7 @@ def _wrap_forward(forward: typing.Callable[..., Tensor]) -> typing.Callable[...,
 def _call(layer: StructuredLinear, forward: typing.Callable[..., Tensor], x: Tensor, args: tuple,
           kwargs: dict) -> Tensor:
     if _precision.needs_handling(x):
-        return _precision.low_precision_call(layer, lambda v: forward(layer, v, *args, **kwargs), x)
+        return _precision.low_precision_call(layer, lambda v: forward(layer, v, *args, **kwargs), x, args, kwargs)
     return forward(layer, x, *args, **kwargs)
 
 

@@ -46,8 +46,17 @@ def _autocast(device_type: str, **kwargs: Any) -> Any:
     return torch.autocast(device_type, **kwargs) if torch.amp.is_autocast_available(device_type) else nullcontext()
 
 
-def low_precision_call(layer: Any, forward: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``forward(x)`` for ``layer`` under the rules of the module docs."""
+def _half_precision_tensors(layer: Any) -> dict[str, Tensor]:
+    """``layer``'s half-precision parameters and buffers, upcast to float32 (differentiably)."""
+    named = (*layer.named_parameters(), *layer.named_buffers())
+    return {name: t.float() for name, t in named if t.dtype in LOW_PRECISION}
+
+
+def low_precision_call(layer: Any, forward: Callable[[Tensor], Tensor], x: Tensor, args: tuple = (),
+                       kwargs: dict[str, Any] | None = None) -> Tensor:
+    """``forward(x)`` (``layer``'s forward on ``x, *args, **kwargs``) under the rules of the module
+    docs.  A layer cast to a half-precision type (``layer.to(torch.bfloat16)``) that computes in
+    float32 does so with float32 copies of its parameters, through which gradients reach them."""
     dtype = compute_dtype(x)
     if dtype not in LOW_PRECISION:
         return forward(x)
@@ -60,7 +69,9 @@ def low_precision_call(layer: Any, forward: Callable[[Tensor], Tensor], x: Tenso
             y = forward(x)
     else:
         with _autocast(device_type, enabled=False):
-            y = forward(x.float())
+            upcast = _half_precision_tensors(layer)
+            y = (torch.func.functional_call(layer, upcast, (x.float(), *args), kwargs) if upcast
+                 else forward(x.float()))
     return y.to(dtype)
 
 

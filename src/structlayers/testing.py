@@ -20,8 +20,9 @@ plugin's own options.  What it checks, in float64 on CPU:
   forward pass and ``flops() + backward_flop_count()`` for a forward and backward pass
   (:mod:`structlayers.flops`);
 - ``precision``: a float32 instance maps float16 / bfloat16 inputs to outputs of the same dtype, and
-  float32 inputs under ``torch.autocast("cpu", torch.bfloat16)`` to bfloat16 ones, each within
-  :data:`PRECISION_TOLERANCE` (relative Frobenius error) of the float64 outputs;
+  float32 inputs under ``torch.autocast("cpu", torch.bfloat16)`` to bfloat16 ones, and an instance
+  cast to bfloat16 (``layer.to(torch.bfloat16)``) maps bfloat16 inputs to bfloat16 outputs, each
+  within :data:`PRECISION_TOLERANCE` (relative Frobenius error) of the float64 outputs;
 - ``state_dict``: a second instance built with the same options reproduces the outputs after
   ``load_state_dict`` (buffers such as fixed permutations included);
 - ``gradcheck``: autograd's gradients with respect to the input and every parameter match finite
@@ -106,6 +107,10 @@ def _check_precision(c: _Checker, module: StructuredLinear) -> None:
                 return single(x32)
 
         runs["float32 input under autocast(bfloat16)"] = (torch.bfloat16, autocast_run)
+        half = _new(c.build, c.seed).to(torch.bfloat16)  # bfloat16 parameters, not only inputs
+        half.load_state_dict(module.state_dict())
+        half.eval()
+        runs["bfloat16 parameters and input"] = (torch.bfloat16, lambda: half(x32.to(torch.bfloat16)))
         for what, (dtype, run) in runs.items():
             y = run()
             if y.dtype != dtype:

@@ -5,9 +5,11 @@ shared by two places of a model, and TorchScript."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 import structlayers
 from structlayers.memory import AllocationTooLargeError
+from structlayers.registry import available
 
 
 @pytest.mark.parametrize(("build", "message"), [
@@ -32,3 +34,22 @@ def test_sizes_beyond_the_memory_are_refused_with_the_estimate(build, message: s
     with pytest.raises(AllocationTooLargeError) as err:
         build()
     assert message in str(err.value) and "available on cpu" in str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_bfloat16_parameters_work_for_every_layer(name: str) -> None:
+    """``layer.to(torch.bfloat16)``: bfloat16 in, bfloat16 out, close to float32, and bfloat16
+    gradients for every parameter (FFT layers compute in float32 and cast back)."""
+    options = {"depth": 2} if name == "stack" else {}
+    torch.manual_seed(0)
+    layer = structlayers.create(name, 12, 10, **options)
+    x = torch.randn(3, 12)
+    with torch.no_grad():
+        reference = layer(x)
+    half = layer.to(torch.bfloat16)
+    y = half(x.to(torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), reference, atol=0.05 * float(reference.abs().max()), rtol=0.05)
+    y.float().square().sum().backward()
+    for pname, p in half.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.bfloat16 and torch.isfinite(p.grad).all(), pname
