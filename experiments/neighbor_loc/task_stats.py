@@ -32,8 +32,9 @@ from atompaint.structures import load
 from atompaint.tasks.neighbor_loc import NeighborLocConfig, NeighborLocDataset, view_atom_counts, views_overlap
 from atompaint.voxelize import ImageParams
 
-OLD_ORIGINS = OriginParams(min_atoms=21, occupancy_weighted=False)  # >= 20 others + the origin itself
-NEW_ORIGINS = OriginParams()
+# Both recorded with the crystallization additives kept, as the loader did then (results/task_stats.json).
+OLD_ORIGINS = OriginParams(min_atoms=21, occupancy_weighted=False, drop_non_loi=False)  # >= 20 others + the origin
+NEW_ORIGINS = OriginParams(drop_non_loi=False)
 
 #: Image settings: the library default (21^3 at 0.75 A, noise 2 A / 20 deg) and the CPU sanity runs
 #: (experiments/neighbor_loc/sanity_*.yaml: 9^3 at 1.6 A, noise 1 A / 10 deg).

@@ -51,7 +51,7 @@ def single_atom_index(tmp_path_factory) -> Path:
         "HETATM    1  S   SO4 A   1      10.000  20.000  30.000  1.00 10.00           S\nEND\n"
     )
     db = d / "origins.db"
-    build_index(find_structures(d), db, OriginParams(min_atoms=0))
+    build_index(find_structures(d), db, OriginParams(min_atoms=0, drop_non_loi=False))  # SO4 is on the blocklist
     return db
 
 

@@ -196,7 +196,7 @@ def _build(
     for path, name in iterator:
         try:
             stat = path.stat()
-            atoms = load(path, **LOAD_OPTIONS)
+            atoms = load(path, **LOAD_OPTIONS, **params.load_context)
         except (StructureError, FileNotFoundError, OSError) as err:
             report.failed.append((str(path), str(err)))
             with con:
@@ -393,7 +393,7 @@ class OriginIndex:
                 f"{self.path}: origin index of format {meta.get('format_version')}, not {FORMAT_VERSION} "
                 "(built by another atompaint version, with another origin criterion); rebuild it"
             )
-        self.params = OriginParams(**_tuple_elements(json.loads(meta["origin_params"])))
+        self.params = OriginParams.from_dict(json.loads(meta["origin_params"]))
         self.load_options = json.loads(meta["load_options"])
 
     def __getstate__(self) -> dict:
@@ -458,12 +458,6 @@ class OriginIndex:
             (int(structure_id), float(u) * total_weight),
         ).fetchone()
         return int(row[0])
-
-
-def _tuple_elements(d: dict) -> dict:
-    if d.get("elements") is not None:
-        d["elements"] = tuple(d["elements"])
-    return d
 
 
 class OriginSampler:

@@ -2,6 +2,7 @@
 through biotite); elements of MD-style PDB files inferred (:mod:`.elements`)."""
 
 from .atoms import ENTITY_TYPES, AtomTable
+from .blocklist import NON_LOI_RESIDUES, is_non_loi
 from .elements import WATER_RESIDUES, infer_element, is_element, is_virtual_site, is_water_residue
 from .io import (
     ALTLOC_MODES,
@@ -19,6 +20,7 @@ from .io import (
 __all__ = [
     "ALTLOC_MODES",
     "ENTITY_TYPES",
+    "NON_LOI_RESIDUES",
     "STRUCTURE_SUFFIXES",
     "WATER_RESIDUES",
     "AltlocMode",
@@ -27,6 +29,7 @@ __all__ = [
     "StructureWarning",
     "infer_element",
     "is_element",
+    "is_non_loi",
     "is_structure_file",
     "is_virtual_site",
     "is_water_residue",

@@ -37,10 +37,15 @@ class AtomTable:
     is_hetero: np.ndarray  # bool (N,), HETATM record
     altloc: np.ndarray  # <U1, "" when none
     model: np.ndarray  # int16 (N,), model number
+    #: int16 (N,): 0 for the atoms of the file (or of the biological assembly built from it), k > 0
+    #: for the atoms of its k-th crystal symmetry mate (:func:`atompaint.structures.load`'s ``context``).
+    symmetry_copy: np.ndarray | None = None
     name: str = ""  # where it came from (file stem), for error messages and indexing
 
     def __post_init__(self) -> None:
         n = len(self.coords)
+        if self.symmetry_copy is None:
+            object.__setattr__(self, "symmetry_copy", np.zeros(n, dtype=np.int16))
         if self.coords.shape != (n, 3):
             raise ValueError(f"coords must have shape (N, 3), got {self.coords.shape}")
         for f in fields(self):
@@ -117,6 +122,7 @@ class AtomTable:
             is_hetero=col(columns.pop("is_hetero", False), bool),
             altloc=col(columns.pop("altloc", ""), "<U1"),
             model=col(columns.pop("model", 1), np.int16),
+            symmetry_copy=col(columns.pop("symmetry_copy", 0), np.int16),
             name=name,
             **columns,
         )

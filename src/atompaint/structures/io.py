@@ -19,6 +19,7 @@ import numpy as np
 
 from .atoms import AtomTable
 from .elements import fill_pdb_elements, is_virtual_site, is_water_residue
+from .symmetry import CONTEXTS, add_symmetry_mates
 
 #: File name endings recognised as structures (``.gz`` allowed after each).
 STRUCTURE_SUFFIXES = (".cif", ".mmcif", ".pdb", ".ent", ".bcif")
@@ -88,6 +89,8 @@ def load(
     drop_waters: bool = False,
     altloc: AltlocMode = "all",
     model: int | None = 0,
+    context: str = "file",
+    context_radius_A: float = 40.0,
 ) -> AtomTable:
     """Read a structure file into an :class:`AtomTable`.
 
@@ -107,11 +110,19 @@ def load(
             occupancy of its alternatives (capped at 1), so an atom split 0.6/0.4 is imaged at full
             density, while a partially occupied atom without alternatives keeps its occupancy.
         model: index of the model to keep (NMR ensembles hold many); ``None`` keeps all models.
+        context: ``"file"``: the atoms as the file gives them; ``"crystal"``: followed by the crystal
+            symmetry mates within ``context_radius_A`` of them (from the cell and space group:
+            CRYST1, or mmCIF ``_cell`` and ``_symmetry``; ``AtomTable.symmetry_copy`` numbers the
+            copies); ``"assembly"``: the first biological assembly of the file (mmCIF
+            ``_pdbx_struct_assembly_gen``, or PDB REMARK 350), built by gemmi, in place of the file's
+            atoms.  A file without the information is a :class:`StructureError`, never silently
+            the bare file.
 
     Raises:
         FileNotFoundError: the file does not exist.
         StructureError: the file is malformed, truncated, in an unknown format, holds no atoms (after
-            the requested filtering), or holds atoms whose element cannot be told.
+            the requested filtering), holds atoms whose element cannot be told, or lacks what
+            ``context`` needs.
     """
     path = Path(path)
     if not path.is_file():
@@ -124,6 +135,8 @@ def load(
         )
     if altloc not in ALTLOC_MODES:
         raise ValueError(f"altloc must be one of {', '.join(map(repr, ALTLOC_MODES))}, not {altloc!r}")
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {', '.join(map(repr, CONTEXTS))}, not {context!r}")
     try:
         structure = _read_structure(path, fmt)
     except (StructureError, MemoryError):
@@ -140,6 +153,8 @@ def load(
         models = [structure[model]]
     else:
         models = list(structure)
+    if context == "assembly":
+        models = [_assembly(structure, models[0], path)]
 
     table = _table_from_models(models, structure_name(path))
     unknown = np.flatnonzero(table.element == "X")
@@ -158,7 +173,30 @@ def load(
         raise StructureError(f"{path}: no atoms" + (" after filtering" if drop_hydrogens or drop_waters else ""))
     if not np.isfinite(table.coords).all():
         raise StructureError(f"{path}: non-finite atom coordinates")
+    if context == "crystal":
+        if not structure.cell.is_crystal() or structure.find_spacegroup() is None:
+            raise StructureError(
+                f"{path}: no crystal cell and space group (CRYST1, or mmCIF _cell and _symmetry), so no "
+                "symmetry mates; use context 'file', or 'assembly' for an mmCIF with assemblies"
+            )
+        operations = [op.float_seitz() for op in structure.find_spacegroup().operations()]
+        table = add_symmetry_mates(table, np.array(structure.cell.orth.mat.tolist()), operations, context_radius_A)
     return table
+
+
+def _assembly(structure, model, path: Path):  # -> gemmi.Model
+    """The first biological assembly of ``structure`` built from ``model``."""
+    import gemmi
+
+    if len(structure.assemblies) == 0:
+        raise StructureError(
+            f"{path}: no biological assembly (mmCIF _pdbx_struct_assembly_gen or PDB REMARK 350); "
+            "use context 'file', or 'crystal' for a file with a cell"
+        )
+    try:
+        return gemmi.make_assembly(structure.assemblies[0], model, gemmi.HowToNameCopiedChain.AddNumber)
+    except Exception as err:  # gemmi raises RuntimeError on operators it cannot apply
+        raise StructureError(f"{path}: cannot build assembly {structure.assemblies[0].name}: {err}") from err
 
 
 def _read_structure(path: Path, fmt: str):  # -> gemmi.Structure

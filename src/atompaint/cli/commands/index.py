@@ -19,10 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("structure_dir", help="directory searched recursively for *.cif/*.pdb[.gz] files")
     add_out(parser, "index file to create or resume (e.g. origins.db)", required=True)
     add_config_arguments(
-        parser, OriginParams, only=("radius_A", "min_atoms", "occupancy_weighted"), flags={"radius_A": "--radius"},
+        parser, OriginParams,
+        only=("radius_A", "min_atoms", "occupancy_weighted", "drop_non_loi", "context", "context_radius_A"),
+        flags={"radius_A": "--radius"},
         help={"radius_A": "atom-count radius in A",
               "min_atoms": "heavy non-water atoms (the origin included) required within --radius",
-              "occupancy_weighted": "count each atom with its occupancy"},
+              "occupancy_weighted": "count each atom with its occupancy",
+              "drop_non_loi": "leave the wwPDB non-LOI residues (crystallization additives, ions) out of the "
+                              "density and the origins; --no-drop-non-loi keeps them",
+              "context": "measure density in the file's atoms, with its crystal symmetry mates, or in its "
+                         "first biological assembly",
+              "context_radius_A": "how far around the file's atoms symmetry mates are kept (A)"},
     )
     parser.add_argument("--elements", default=None, help="comma-separated elements allowed as origins (default all)")
     add_no_progress(parser)
@@ -85,6 +92,10 @@ def resume_command(args: argparse.Namespace, params) -> str:
              "--radius", str(params.radius_A), "--min-atoms", str(params.min_atoms)]
     if not params.occupancy_weighted:
         words.append("--no-occupancy-weighted")
+    if not params.drop_non_loi:
+        words.append("--no-drop-non-loi")
+    if params.context != "file":
+        words += ["--context", params.context, "--context-radius-A", str(params.context_radius_A)]
     if params.elements:
         words += ["--elements", ",".join(params.elements)]
     return " ".join(map(shlex.quote, words))

@@ -345,7 +345,7 @@ class NeighborLocDataset(torch.utils.data.Dataset):
         if loaded is not None:
             self._cache.move_to_end(structure_id)
             return loaded
-        atoms = load(self._paths[structure_id], **self.index.load_options)
+        atoms = load(self._paths[structure_id], **self.index.load_options, **self.criterion.load_context)
         loaded = _Loaded(PreparedAtoms(atoms, self.config.image), AtomDensity(atoms, self.criterion))
         self._cache[structure_id] = loaded
         while len(self._cache) > self.config.cache_structures:
