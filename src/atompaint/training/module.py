@@ -1,5 +1,6 @@
 """The LightningModule base of every task: built from its run config, which it saves as plain data
-so that a checkpoint rebuilds its own model (``Task.load_from_checkpoint(path)``)."""
+so that a checkpoint rebuilds its own model (``Task.load_from_checkpoint(path)``); and the base of
+the tasks scored by torchmetrics collections per stage."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
+import torchmetrics
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import Tensor
 
 from atompaint.training.config import RunConfig, config_from_dict
 from structlayers.runs.resume import OPTIM_KEY, optim_record, retarget_optimizer
@@ -40,3 +44,59 @@ class TaskModule(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches
         for note in retarget_optimizer(checkpoint, self.config.optim, total, previous):
             rank_zero_info(f"resume: {note}")
+
+
+#: The stages a :class:`StageMetricsTask` keeps metrics for.
+STAGES = ("train", "val", "test")
+
+
+class StageMetricsTask(TaskModule):
+    """A task scored by a torchmetrics collection per stage (``metrics["<stage>_metrics"]``, named
+    ``<stage>/<metric>``): every step logs ``<stage>/loss`` and updates the stage's metrics with the
+    prediction and target of :meth:`step`; they are logged and reset at the end of each epoch."""
+
+    def __init__(self, config: RunConfig | Mapping[str, Any]) -> None:
+        super().__init__(config)
+        self.metrics = torch.nn.ModuleDict({
+            f"{stage}_metrics": torchmetrics.MetricCollection(self.build_metrics(), prefix=f"{stage}/")
+            for stage in STAGES
+        })
+
+    def build_metrics(self) -> dict[str, torchmetrics.Metric]:
+        """The metrics of one stage, by name (fresh objects on every call)."""
+        raise NotImplementedError
+
+    def step(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss, prediction, target)`` of one batch; the metrics take the last two."""
+        raise NotImplementedError
+
+    def _step(self, batch: Any, stage: str) -> Tensor:
+        loss, prediction, target = self.step(batch)
+        self.metrics[f"{stage}_metrics"].update(prediction.detach(), target)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
+                 batch_size=len(target))
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = self.metrics[f"{stage}_metrics"]
+        if next(iter(metrics.values())).update_count:
+            self.log_dict(metrics.compute(), prog_bar=stage == "val")
+        metrics.reset()
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")

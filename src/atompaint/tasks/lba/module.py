@@ -14,11 +14,11 @@ from atompaint.encoders import build_encoder
 from atompaint.encoders.architectures import CACHED_BUFFERS
 from atompaint.tasks.lba.model import AffinityRegressor
 from atompaint.training.config import RunConfig
-from atompaint.training.module import TaskModule
+from atompaint.training.module import StageMetricsTask
 from structlayers.runs.checkpoints import read_state_dict
 
 
-class LBATask(TaskModule):
+class LBATask(StageMetricsTask):
     """Regression of ``neglog_aff`` (MSE loss) with RMSE, MAE, Pearson and Spearman metrics.
 
     With ``finetune.pretrained`` the encoder starts from a neighbor-location checkpoint and stays
@@ -33,15 +33,10 @@ class LBATask(TaskModule):
         self.model = AffinityRegressor(build_encoder(self.config.encoder), self.config.head)
         if self.config.finetune.pretrained and load_pretrained:
             load_pretrained_encoder(self.model.encoder, self.config.finetune.pretrained)
-        self.metrics = torch.nn.ModuleDict({
-            f"{stage}_metrics": torchmetrics.MetricCollection({
-                "rmse": torchmetrics.MeanSquaredError(squared=False),
-                "mae": torchmetrics.MeanAbsoluteError(),
-                "pearson": torchmetrics.PearsonCorrCoef(),
-                "spearman": torchmetrics.SpearmanCorrCoef(),
-            }, prefix=f"{stage}/")
-            for stage in ("train", "val", "test")
-        })
+
+    def build_metrics(self) -> dict[str, torchmetrics.Metric]:
+        return {"rmse": torchmetrics.MeanSquaredError(squared=False), "mae": torchmetrics.MeanAbsoluteError(),
+                "pearson": torchmetrics.PearsonCorrCoef(), "spearman": torchmetrics.SpearmanCorrCoef()}
 
     @property
     def encoder_frozen(self) -> bool:
@@ -58,38 +53,10 @@ class LBATask(TaskModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         x, y = batch
         pred = self(x)
-        loss = F.mse_loss(pred, y)
-        metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(pred.detach().float(), y.float())
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=len(y))
-        return loss
-
-    def _log_epoch(self, stage: str) -> None:
-        metrics = self.metrics[f"{stage}_metrics"]
-        if next(iter(metrics.values())).update_count:
-            self.log_dict(metrics.compute(), prog_bar=stage == "val")
-        metrics.reset()
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
+        return F.mse_loss(pred, y), pred.float(), y.float()
 
 
 def load_pretrained_encoder(encoder: torch.nn.Module, checkpoint: str) -> None:
