@@ -48,6 +48,8 @@ VARIANTS: dict[str, dict] = {
     "irrep-wise + acdc x2 + CG": dict(conv="separable", depthwise="irrep", mixing="acdc", mixing_depth=2,
                                       tensor_product="clebsch-gordan"),
     "irrep-wise + dense mixing + CG": dict(conv="separable", depthwise="irrep", tensor_product="clebsch-gordan"),
+    "irrep-wise + auto mixing + CG": dict(conv="separable", depthwise="irrep", mixing="auto",
+                                          tensor_product="clebsch-gordan"),
 }
 BASELINES = ("dense", "dense + CG")
 
@@ -59,6 +61,8 @@ DECOMPOSITION: tuple[tuple[str, str, str], ...] = (
     ("irrep-wise depthwise step (ACDC x2 mixing)", "separable + acdc x2 + CG", "irrep-wise + acdc x2 + CG"),
     ("ACDC x2 instead of dense mixing (per-field)", "separable + dense mixing + CG", "separable + acdc x2 + CG"),
     ("ACDC x2 instead of dense mixing (irrep-wise)", "irrep-wise + dense mixing + CG", "irrep-wise + acdc x2 + CG"),
+    ("auto (measured) instead of dense mixing (irrep-wise)", "irrep-wise + dense mixing + CG",
+     "irrep-wise + auto mixing + CG"),
 )
 
 #: The stated rule for a run too noisy to record.
@@ -178,14 +182,15 @@ def test_time_forms(encoder: torch.nn.Module, x: torch.Tensor) -> dict:
                                       "chosen": c.chosen} for c in report.choices]}
 
 
-def build_variants(base: EncoderConfig, labels: list[str], config) -> tuple[dict, dict]:
-    """The classifier of every variant (seed 0) and its static description (form, parameters, FLOPs)."""
+def build_variants(base: EncoderConfig, labels: list[str], config, batch: int) -> tuple[dict, dict]:
+    """The classifier of every variant (seed 0) and its static description (form, parameters, FLOPs);
+    ``mixing: auto`` is measured at the step's ``2 * batch`` volumes."""
     shape = (base.in_channels, *3 * [base.input_size])
     models, rows = {}, {}
     for label in labels:
         torch.manual_seed(0)
-        encoder_config = replace(base, **VARIANTS[label])
-        encoder = build_encoder(encoder_config)
+        encoder = build_encoder(replace(base, **VARIANTS[label], mixing_batch=2 * batch))
+        encoder_config = encoder.config
         cost = encoder_cost(encoder)
         models[label] = NeighborLocClassifier(encoder, config.data.num_classes, config.head)
         rows[label] = {
@@ -198,6 +203,9 @@ def build_variants(base: EncoderConfig, labels: list[str], config) -> tuple[dict
             "encoder_flops_by_type": {k: 2 * v.total for k, v in cost.flops.items()},
             "forward_seconds_by_type": forward_seconds_by_type(encoder, torch.rand(1, *shape)),
         }
+        if encoder_config.mixing_choices:
+            rows[label]["mixing_choices"] = encoder_config.mixing_choices
+            rows[label]["mixing_seconds"] = encoder.mixing_seconds
         if encoder_config.conv != "dense":
             rows[label]["test_time_forms"] = test_time_forms(encoder, torch.rand(2, *shape))
         print(f"{label}: {rows[label]['encoder_flops_per_example'] / 1e9:.3f} GFLOPs per example", flush=True)
@@ -210,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
     base: EncoderConfig = replace(config.encoder, **QUICK) if args.quick else config.encoder
     labels = list(dict.fromkeys([*BASELINES, *(args.variants or VARIANTS)]))
     load_before = load_average()
-    models, rows = build_variants(base, labels, config)
+    models, rows = build_variants(base, labels, config, args.batch)
     shape = (base.in_channels, *3 * [base.input_size])
     g = torch.Generator().manual_seed(0)
     views = (torch.rand(args.batch, *shape, generator=g), torch.rand(args.batch, *shape, generator=g))

@@ -7,12 +7,21 @@ whole encoder commutes with the 90-degree rotations of the voxel grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import torch
 from escnn import nn as enn
 from torch import Tensor, nn
 
+from atompaint.encoders.automix import (
+    AUTO,
+    DEFAULT_CANDIDATES,
+    apply_mixing_choices,
+    candidate_spec,
+    choose_mixing,
+    describe_choices,
+)
 from atompaint.encoders.blocks import BLOCK_TYPES, TENSOR_PRODUCTS, ResBlock, TensorProduct
 from atompaint.encoders.fields import (
     SCHEDULES,
@@ -55,6 +64,10 @@ class EncoderConfig:
     kernel per field) or ``irrep`` (one per irrep copy: 8x fewer FLOPs at band limit 2, a smaller
     function class; see :mod:`atompaint.encoders.separable`).  ``dense_stem`` keeps the first
     convolution dense in a separable encoder.
+    ``mixing: auto`` chooses each layer's mixing among ``mixing_candidates`` (plugins in their text
+    form, ``"acdc:depth=2"``) by measured forward + backward time at ``mixing_batch`` volumes
+    (:mod:`atompaint.encoders.automix`); the built encoder's config records the choice per layer in
+    ``mixing_choices`` (given, they are used as they are, without measuring).
     ``tensor_product`` is the form of the gamma block's quadratic nonlinearity (the same function
     class either way).  ``in_channels`` and ``input_size`` default to the default image
     (:class:`atompaint.voxelize.ImageParams`); a training config sets them from its data.
@@ -77,6 +90,9 @@ class EncoderConfig:
     mixing: str = "dense"
     mixing_depth: int | None = None
     mixing_options: dict[str, Any] = field(default_factory=dict)
+    mixing_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CANDIDATES))
+    mixing_batch: int = 8
+    mixing_choices: dict[str, str] = field(default_factory=dict)
     depthwise: DepthwiseForm = "field"
     dense_stem: bool = True
     tensor_product: TensorProduct = "escnn"
@@ -107,8 +123,17 @@ class EncoderConfig:
         if self.tensor_product not in TENSOR_PRODUCTS:
             raise ValueError(f"unknown tensor_product {self.tensor_product!r}; "
                              f"choose from {', '.join(TENSOR_PRODUCTS)}")
-        # Resolve the mixing now, so a bad plugin or option fails when the encoder is configured.
-        self.mixing_options = self.conv_spec.mixing.options
+        if self.mixing == AUTO:
+            if self.mixing_depth is not None or self.mixing_options:
+                raise ValueError("mixing 'auto' takes no mixing_depth or mixing_options; give them to each of "
+                                 "mixing_candidates (e.g. 'acdc:depth=2')")
+            if self.mixing_batch < 1:
+                raise ValueError(f"mixing_batch must be >= 1, got {self.mixing_batch}")
+            for text in [*self.mixing_candidates, *self.mixing_choices.values()]:
+                candidate_spec(text)
+        else:
+            # Resolve the mixing now, so a bad plugin or option fails when the encoder is configured.
+            self.mixing_options = self.conv_spec.mixing.options
 
     @property
     def resolved_grid_size(self) -> int:
@@ -117,6 +142,8 @@ class EncoderConfig:
     @property
     def conv_spec(self) -> ConvSpec:
         """How the convolutions are built (dense, or separable with this mixing)."""
+        if self.mixing == AUTO:  # dense blocks until each layer's choice replaces them
+            return ConvSpec(self.conv, MixingSpec(), self.depthwise)
         return ConvSpec(self.conv, MixingSpec(self.mixing, self.mixing_depth, dict(self.mixing_options)),
                         self.depthwise)
 
@@ -217,6 +244,28 @@ def plan_resnet(size: int) -> list[int]:
 CACHED_BUFFERS = ("filter", "expanded_bias", "matrix")
 
 
+class MixingRecord(nn.Module):
+    """The mixing each layer of a ``mixing: auto`` encoder got, kept in its ``state_dict`` (extra
+    state), so a checkpoint names them; loading into an encoder built with other choices fails
+    with both lists instead of a shape mismatch."""
+
+    def __init__(self, choices: dict[str, str]) -> None:
+        super().__init__()
+        self.choices = dict(choices)
+
+    def get_extra_state(self) -> dict[str, dict[str, str]]:
+        return {"mixing_choices": dict(self.choices)}
+
+    def set_extra_state(self, state: dict[str, dict[str, str]]) -> None:
+        saved = dict(state.get("mixing_choices", {}))
+        if saved != self.choices:
+            raise ValueError(f"the weights were trained with mixing choices {saved}, this encoder was built with "
+                             f"{self.choices}; build it with encoder.mixing_choices set to the saved ones")
+
+    def extra_repr(self) -> str:
+        return describe_choices(self.choices)
+
+
 class Encoder(nn.Module):
     """An escnn body plus the invariant read-out; takes and returns plain tensors.
 
@@ -236,6 +285,8 @@ class Encoder(nn.Module):
         self.readout = InvariantReadout(out_type)
         self.out_features = self.readout.out_features
         self.field_features = out_type.size
+        #: Seconds of every candidate per mixing layer, when ``mixing: auto`` measured them in this build.
+        self.mixing_seconds: dict[str, dict[str, float]] = {}
 
     def train(self, mode: bool = True) -> Encoder:
         """Switch mode; in eval mode escnn caches expanded filters, which are detached here.
@@ -307,4 +358,14 @@ def build_encoder(config: EncoderConfig) -> Encoder:
             ))
             ftype = out_type
 
-    return Encoder(config, enn.SequentialModule(*modules), ftype)
+    encoder = Encoder(config, enn.SequentialModule(*modules), ftype)
+    if config.mixing == AUTO and config.conv != "dense":
+        choices = dict(config.mixing_choices)
+        if not choices:
+            example = torch.zeros(1, config.in_channels, *3 * [config.input_size])
+            choices, encoder.mixing_seconds = choose_mixing(encoder, example, config.mixing_candidates,
+                                                            config.mixing_batch)
+        apply_mixing_choices(encoder, choices)
+        encoder.config = replace(config, mixing_choices=choices)
+        encoder.mixing_record = MixingRecord(choices)
+    return encoder

@@ -18,6 +18,7 @@ from torch import nn
 
 import structlayers
 from atompaint.encoders import Encoder, EncoderConfig, build_encoder
+from atompaint.encoders.automix import AUTO, describe_choices
 from atompaint.encoders.costs import COST_KINDS, encoder_cost, measure_peak_memory
 from atompaint.heads import HeadConfig
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
@@ -116,7 +117,10 @@ def encoder_form(config: EncoderConfig) -> str:
         form = "dense"
     else:
         form = "separable" + (" (irrep-wise depthwise)" if config.depthwise == "irrep" else "")
-        form += f" + {config.conv_spec.mixing.label}" if config.mixing != "dense" else ""
+        if config.mixing == AUTO:
+            form += " + " + (describe_choices(config.mixing_choices) if config.mixing_choices else "auto mixing")
+        elif config.mixing != "dense":
+            form += f" + {config.conv_spec.mixing.label}"
     has_products = config.architecture == "resnet" and config.block == "gamma"  # only gamma ResBlocks have them
     return form + (" + CG tensor product" if config.tensor_product == "clebsch-gordan" and has_products else "")
 
