@@ -188,11 +188,12 @@ def test_balanced_items_draw_the_label_from_the_dense_set(index_path: Path) -> N
     assert labels.tolist() == [ds.example(k).views.label for k in range(16)]
 
 
-def test_all_dense_on_single_chains_fails_with_numbers(index_path: Path) -> None:
-    config = NeighborLocConfig(image=SMALL, construction="all-dense", b_max_draws=20)
+@pytest.mark.parametrize("construction", ["all-dense", "balanced-both"])
+def test_constructions_single_chains_cannot_satisfy_fail_with_numbers(index_path: Path, construction: str) -> None:
+    config = NeighborLocConfig(image=SMALL, construction=construction, b_max_draws=20)
     ds = NeighborLocDataset(index_path, config, length=4)
-    with pytest.raises(ConstructionError, match=r"none of 20 \(origin, orientation\) draws.*most dense directions "
-                                                r"seen was \d of 6"):
+    with pytest.raises(ConstructionError, match=rf"{construction}: none of 20 \(origin, orientation\) draws.*most "
+                                                r"dense directions seen was \d of 6"):
         ds.example(0)
 
 

@@ -14,11 +14,11 @@ accept and which directions the label may take -- the set ``S`` whose mask the m
 - ``balanced-both``: ``balanced``, and seen from every candidate B the directions opposite ``S`` are
   dense too (every ``o + D (d_k - d_j)``, ``k, j`` in ``S``): the side of B facing A is then one of
   ``|S|`` dense sides, not the only one.  Checked for every candidate label, so the acceptance does
-  not depend on the label drawn.
+  not depend on the label drawn.  ``balanced`` keeps its best draw as a counted fallback when none
+  qualifies; ``balanced-both`` and ``all-dense`` raise :class:`ConstructionError` instead.
 - ``all-dense``: every neighbour centre of A is dense, and so is every neighbour centre of every
   candidate B (``o + D (d_k + d_j)`` for all ``k, j``); no mask, chance ``1 / K``.  Single chains
-  almost never allow it; crystal contacts or assemblies (:func:`atompaint.structures.load`'s
-  ``context``) can.
+  almost never allow it; crystal contacts or assemblies (``OriginParams.context``) can.
 
 The checks use the density criterion of the origins (:class:`~atompaint.origins.AtomDensity`).
 """

@@ -72,8 +72,9 @@ class NeighborLocConfig:
             the module docstring); off reproduces the unchecked task, for comparisons.
         b_max_draws: how many times an example is drawn at most: view B (``dense-b``; then the
             densest draw is kept as a fallback) or the origin and orientation (the other
-            constructions; ``balanced*`` then keep the draw with the most dense directions as a
-            fallback, ``all-dense`` raises :class:`ConstructionError`).  >= 1.
+            constructions; ``balanced`` then keeps the draw with the most dense directions as a
+            counted fallback, ``balanced-both`` and ``all-dense`` raise :class:`ConstructionError`
+            with the numbers).  >= 1.
         cache_structures: structures kept loaded per worker (LRU); bounds worker memory.
     """
 
@@ -314,13 +315,15 @@ class NeighborLocDataset(torch.utils.data.Dataset):
             if best is None or n_dense > best[0]:
                 best = (n_dense, origin_id, structure_id, origin, rotation, check.dense)
         assert best is not None
-        if config.construction == "all-dense":
+        if config.construction != "balanced":
+            need = {"all-dense": f"all {len(self.directions)} neighbour centres and those of every view B dense",
+                    "balanced-both": f">= {config.min_dense} dense neighbour centres, and from every candidate B "
+                                     "the directions opposite them dense"}[config.construction]
             raise ConstructionError(
-                f"all-dense: none of {config.b_max_draws} (origin, orientation) draws of item {key} ({self.split}) "
-                f"had all {len(self.directions)} neighbour centres and those of every view B dense; the most "
-                f"dense directions seen was {most_dense} of {len(self.directions)}.  Single chains rarely allow "
-                "it: load crystal symmetry mates or biological assemblies (index load context), or choose "
-                "another construction"
+                f"{config.construction}: none of {config.b_max_draws} (origin, orientation) draws of item {key} "
+                f"({self.split}) had {need}; the most dense directions seen was {most_dense} of "
+                f"{len(self.directions)}.  Single chains rarely allow it: index with crystal symmetry mates or "
+                "biological assemblies (data.origins.context), raise b_max_draws, or choose another construction"
             )
         n_dense, origin_id, structure_id, origin, rotation, dense = best
         allowed = dense if n_dense else np.ones(len(dense), dtype=bool)
