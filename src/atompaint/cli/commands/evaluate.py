@@ -1,5 +1,6 @@
 """``atompaint evaluate CHECKPOINT``: score a neighbor-location checkpoint on its validation set,
-with view B as made, empty, or taken from another example (controls); or a residue-env checkpoint
+with views A and B as made, emptied or taken from another example, and the zero-parameter density
+rules, beside the construction's chance and the lift over the best of them; or a residue-env checkpoint
 on a held-out split, beside the class prior, an empty environment and a shuffled-label model."""
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from pathlib import Path
 from structlayers.clikit import add_json, check_output_path, key_value, write_output
 
 NAME = "evaluate"
-HELP = ("Accuracy of a neighbor-loc checkpoint on its validation set, with view B real, empty or shuffled "
-        "(controls), at one or more paddings; or of a residue-env checkpoint, with its controls.")
+HELP = ("Accuracy of a neighbor-loc checkpoint on its validation set, with view A or B emptied or shuffled and "
+        "the density rules as controls (lift over the best), at one or more paddings; or of a residue-env "
+        "checkpoint, with its controls.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
