@@ -177,12 +177,42 @@ def _section(value: Any, default: Any) -> bool:
         and not isinstance(default, type)
 
 
+def flat_keys(**keys: str) -> dict[str, dict[str, str]]:
+    """Field metadata writing a nested dataclass field flat, as keys of its parent: with
+    ``field(metadata=flat_keys(mixing="name", mixing_depth="depth"))``, ``mixing: acdc`` and
+    ``mixing_depth: 2`` are the field's ``name`` and ``depth``.  The field's own key may also hold
+    the whole value (its text form or a mapping), which the other keys then update.  It keeps the
+    flat ``layer`` / ``depth`` / ``options`` layout of configuration files for a field that holds
+    one :class:`~structlayers.registry.LayerSpec`."""
+    return {_FLAT_KEYS: dict(keys)}
+
+
+_FLAT_KEYS = "structlayers.flat_keys"
+
+
+def _fold_flat_keys(cls: type, values: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """``values`` with the flat keys of ``cls``'s fields (:func:`flat_keys`) gathered into one
+    mapping for their field (a partial update of the field's current value, see :func:`replace_fields`)."""
+    for f in dataclasses.fields(cls):
+        keys = f.metadata.get(_FLAT_KEYS, {})
+        if not any(key in values for key in keys):
+            continue
+        values = dict(values)
+        own = values.pop(f.name, {})
+        if not isinstance(own, Mapping):
+            own = to_dict(coerce(own, field_types(cls)[f.name], f"{where}.{f.name}"))
+        parts = {inner: values.pop(outer) for outer, inner in keys.items() if outer != f.name and outer in values}
+        values[f.name] = {**own, **parts}
+    return values
+
+
 def _fields_from(cls: type, base: Any, values: Any, where: str) -> dict[str, Any]:
     """Checked keyword arguments for ``cls`` from ``values``; a mapping given for a field whose
     value in ``base`` (an instance, or the class's declared defaults) is a dataclass updates that
     value key by key, so unspecified keys keep the default declared for the section."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    values = _fold_flat_keys(cls, values, where)
     hints = field_types(cls)
     unknown = sorted(set(values) - set(hints))
     if unknown:
@@ -216,9 +246,14 @@ def from_dict(cls: type[T], values: Any, where: str | None = None) -> T:
 
 
 def to_dict(config: Any) -> Any:
-    """Plain data (for YAML / JSON) from a dataclass, recursively; paths become strings and tuples lists."""
+    """Plain data (for YAML / JSON) from a dataclass, recursively; paths become strings and tuples lists,
+    fields declared with :func:`flat_keys` are written flat."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+        out = {}
+        for f in dataclasses.fields(config):
+            value, keys = to_dict(getattr(config, f.name)), f.metadata.get(_FLAT_KEYS)
+            out.update({outer: value[inner] for outer, inner in keys.items()} if keys else {f.name: value})
+        return out
     if isinstance(config, (list, tuple)):
         return [to_dict(v) for v in config]
     if isinstance(config, dict):

@@ -41,7 +41,7 @@ def test_encoder_flops_match_flop_counter_on_escnn_model(encoder):
 def test_counts_agree_with_structlayers(encoder):
     heads = {
         "dense": HeadConfig(hidden=[64]),
-        "acdc": HeadConfig(hidden=[64], layer="acdc", depth=4),
+        "acdc": HeadConfig(hidden=[64], layer="acdc:depth=4"),
     }
     table = count_neighbor_loc(encoder, 6, heads, memory_batch_size=2)
     by_label = {c.label: c for c in table.columns}

@@ -118,7 +118,7 @@ def test_training_writes_logs_checkpoints_curves_and_resumes(tmp_path, monkeypat
     assert sorted(os.listdir(tmp_path)) == ["runs"], "nothing outside the run folder"
 
     task = NeighborLocTask.load_from_checkpoint(result.last_checkpoint)
-    assert task.config.head.layer == "acdc"
+    assert task.config.head.layer.name == "acdc"
     a, b, _ = next(iter(PairDataModule().val_dataloader()))
     assert task.eval()(a, b).shape == (4, 6)
 
@@ -242,7 +242,7 @@ def test_config_validation(tmp_path):
         config_from_dict({**tiny_config(), "task": "folding"})
     with pytest.raises(ConfigError, match="optim: unknown key.*scheduler"):
         config_from_dict({**tiny_config(), "optim": {"scheduler": "plateau"}})
-    with pytest.raises(ConfigError, match="head: layer 'dense' cannot be stacked"):
+    with pytest.raises(ConfigError, match="head.layer: layer 'dense' cannot be stacked"):
         config_from_dict({**tiny_config(), "head": {"layer": "dense", "depth": 12}})
     with pytest.raises(ConfigError, match="data.image.length_voxels: expected an integer"):
         config_from_dict({**tiny_config(), "data": {"image": {"length_voxels": "big"}}})
@@ -287,12 +287,6 @@ def _leaves(mapping: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def _get(config, dotted: str):
-    for key in dotted.split("."):
-        config = getattr(config, key)
-    return config
-
-
 @pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_experiment_configs_load_into_the_domain_dataclasses(path):
     """Every YAML of experiments/ loads, each of its keys reaching a field of a domain dataclass
@@ -301,8 +295,9 @@ def test_experiment_configs_load_into_the_domain_dataclasses(path):
     config = load_config(path)
     folder_task = {"compressed_encoders": "neighbor-loc"}  # a study of encoders for a task
     assert config.task == raw["task"] == folder_task.get(path.parent.name, path.parent.name.replace("_", "-"))
+    written = _leaves(to_dict(config))
     for key, value in _leaves(raw).items():
-        assert to_dict(_get(config, key)) == value, key
+        assert written[key] == value, key
     assert config.encoder.input_size == config.data.image.length_voxels
     assert config.encoder.in_channels == config.data.input_channels
     assert type(config.encoder) is EncoderConfig and type(config.head) is HeadConfig
@@ -357,7 +352,7 @@ def test_train_cli_flags_reach_the_config_and_old_spellings_warn(tmp_path, monke
     assert config.trainer.max_epochs == 2 and config.trainer.progress_bar is False and config.trainer.devices == 1
     assert config.data.weighted is True and config.optim.lr == 0.05 and config.optim.optimizer == "adamw"
     assert config.data.padding_A == 4.0 and config.data.origins.min_atoms == 30.0
-    assert (config.head.layer, config.head.depth) == ("afdf", 3)
+    assert (config.head.layer.name, config.head.layer.depth) == ("afdf", 3)
 
     with pytest.warns(FutureWarning) as record:
         assert main([*base, "--output-dir", str(tmp_path / "old"), "--max-epochs", "3"]) == 0

@@ -54,8 +54,7 @@ def test_atompaint_mlp_head(tmp_path) -> None:
     from atompaint.heads import HeadConfig, MLPHead
 
     torch.manual_seed(0)
-    head = MLPHead(40, 6, HeadConfig(hidden=[32, 24], layer="acdc", depth=3, dropout=0.1,
-                                     options={"init": "uniform"})).eval()
+    head = MLPHead(40, 6, HeadConfig(hidden=[32, 24], layer="acdc:depth=3:init=uniform", dropout=0.1)).eval()
     x = torch.randn(5, 40)
     with torch.no_grad():
         expected = head(x)

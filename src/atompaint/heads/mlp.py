@@ -8,12 +8,11 @@ low rank, ...) is what this head makes a one-line change (``layer: acdc, depth: 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from torch import Tensor, nn
 
-import structlayers
-from structlayers.registry import parse_options
+from structlayers import LayerSpec
+from structlayers.configs import coerce, flat_keys
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -22,18 +21,18 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU
 class HeadConfig:
     """An MLP ``in -> hidden[0] -> ... -> hidden[-1] -> out``.
 
-    ``layer`` is a structlayers plugin name and ``depth`` goes with it to
-    :func:`structlayers.create`: a stackable factor (acdc, afdf, ...) with a depth is a ``stack``
-    of ``depth`` such factors, and a layer that cannot be stacked (``dense``, ``lowrank``) takes
-    no depth.  ``options`` go to every plugin, checked against its option types.  The output layer
-    stays dense unless ``compress_output``: it is tiny (a handful of classes) and structured layers
-    pad it up to a square anyway.
+    ``layer`` is the structlayers layer of every linear map (a
+    :class:`~structlayers.LayerSpec`, or its text form such as ``"acdc:depth=12"``): a stackable
+    factor (acdc, afdf, ...) with a depth is a ``stack`` of ``depth`` such factors, and a layer
+    that cannot be stacked (``dense``, ``lowrank``) takes no depth.  A configuration file may give
+    it flat (``layer: acdc``, ``depth: 12``, ``options: {sigma: 0.1}``).  The output layer stays
+    dense unless ``compress_output``: it is tiny (a handful of classes) and structured layers pad
+    it up to a square anyway.
     """
 
     hidden: list[int] = field(default_factory=lambda: [512])
-    layer: str = "dense"
-    depth: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    layer: LayerSpec = field(default_factory=LayerSpec,
+                             metadata=flat_keys(layer="name", depth="depth", options="options"))
     activation: str = "relu"
     dropout: float = 0.2
     compress_output: bool = False
@@ -45,19 +44,16 @@ class HeadConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
-        if self.depth is not None and self.depth < 1:
-            raise ValueError(f"depth must be positive, got {self.depth}")
-        # The layer, its depth and its options resolve now, so a bad head fails when it is configured.
-        self.options = parse_options(self.layer, dict(self.options), self.depth)
+        self.layer = coerce(self.layer, LayerSpec, "head.layer")
 
-    def with_layer(self, layer: str, depth: int | None = None, **options: Any) -> HeadConfig:
-        """The same head with another linear layer type (e.g. dense <-> acdc)."""
-        return replace(self, layer=layer, depth=depth, options=dict(options))
+    def with_layer(self, layer: LayerSpec | str) -> HeadConfig:
+        """The same head with another linear layer (e.g. dense <-> ``"acdc:depth=12"``)."""
+        return replace(self, layer=coerce(layer, LayerSpec, "head.layer"))
 
 
 def build_linear(config: HeadConfig, in_features: int, out_features: int) -> nn.Module:
     """One linear layer of the head as the configured structlayers plugin."""
-    return structlayers.create(config.layer, in_features, out_features, depth=config.depth, **config.options)
+    return config.layer.build(in_features, out_features)
 
 
 class MLPHead(nn.Module):

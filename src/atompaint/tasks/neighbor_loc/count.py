@@ -22,6 +22,7 @@ from atompaint.encoders.automix import AUTO, describe_choices
 from atompaint.encoders.costs import COST_KINDS, encoder_cost, measure_peak_memory
 from atompaint.heads import HeadConfig
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
+from structlayers import LayerSpec
 from structlayers.base import count_params
 from structlayers.report import format_table, human
 
@@ -143,7 +144,7 @@ def _column(label: str, encoder: Encoder, num_classes: int, head_config: HeadCon
     mlp = PartCount(report.total_params, report.total_flops)
     column = ModelCount(
         label=label,
-        head_layer=head_config.layer + (f" x{head_config.depth}" if head_config.depth else ""),
+        head_layer=head_config.layer.label,
         encoder=enc,
         mlp=mlp,
         total=PartCount(enc.params + mlp.params, enc.flops + mlp.flops),
@@ -228,11 +229,11 @@ def build_count_table(
         raise ValueError(f"compare must be 'encoders' or 'heads', got {compare!r}")
     dense = config.head.with_layer("dense")
     if head_layer is not None:
-        compressed = config.head.with_layer(head_layer, head_depth)
-    elif config.head.layer != "dense":
+        compressed = config.head.with_layer(LayerSpec(head_layer, head_depth))
+    elif config.head.layer.name != "dense":
         compressed = config.head
     else:
-        compressed = config.head.with_layer("acdc", head_depth if head_depth is not None else 12)
+        compressed = config.head.with_layer(LayerSpec("acdc", head_depth if head_depth is not None else 12))
     encoder = build_encoder(config.encoder)
     heads = {"dense": dense, "compressed": compressed, "compressed, collapsed": compressed}
     return count_neighbor_loc(
