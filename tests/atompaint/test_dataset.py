@@ -34,16 +34,6 @@ SMALL = ImageParams(length_voxels=9, resolution_A=1.0)
 
 
 @pytest.fixture(scope="module")
-def index_path(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("structures")
-    for name in ["2xdgA", "2xcjA", "2cviA"]:
-        shutil.copy(DATA / f"{name}.pdb.gz", d)
-    db = d / "origins.db"
-    build_index(find_structures(d), db)
-    return db
-
-
-@pytest.fixture(scope="module")
 def single_atom_index(tmp_path_factory) -> Path:
     """A structure of one sulfur atom: its only origin is the atom itself."""
     d = tmp_path_factory.mktemp("one_atom")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atompaint.origins import AtomDensity, OriginParams, build_index, find_structures
+from atompaint.origins import AtomDensity, OriginParams
 from atompaint.structures import AtomTable
 from atompaint.tasks.neighbor_loc import (
     ConstructionError,
@@ -32,20 +31,9 @@ from atompaint.tasks.neighbor_loc import (
 )
 from atompaint.voxelize import ImageParams, random_rotation
 
-DATA = Path(__file__).parent / "data"
 SMALL = ImageParams(length_voxels=9, resolution_A=1.6)
 FACES = neighbor_directions("faces")
 L = 9
-
-
-@pytest.fixture(scope="module")
-def index_path(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("structures")
-    for name in ["2xdgA", "2xcjA", "2cviA"]:
-        shutil.copy(DATA / f"{name}.pdb.gz", d)
-    db = d / "origins.db"
-    build_index(find_structures(d), db)
-    return db
 
 
 def blob(offset: np.ndarray, channels: int = 2) -> torch.Tensor:
