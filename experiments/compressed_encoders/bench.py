@@ -50,6 +50,8 @@ VARIANTS: dict[str, dict] = {
     "irrep-wise + dense mixing + CG": dict(conv="separable", depthwise="irrep", tensor_product="clebsch-gordan"),
     "irrep-wise + auto mixing + CG": dict(conv="separable", depthwise="irrep", mixing="auto",
                                           tensor_product="clebsch-gordan"),
+    "grid + dense mixing": dict(conv="grid"),
+    "grid + acdc x2": dict(conv="grid", mixing="acdc", mixing_depth=2),
 }
 BASELINES = ("dense", "dense + CG")
 
@@ -63,6 +65,8 @@ DECOMPOSITION: tuple[tuple[str, str, str], ...] = (
     ("ACDC x2 instead of dense mixing (irrep-wise)", "irrep-wise + dense mixing + CG", "irrep-wise + acdc x2 + CG"),
     ("auto (measured) instead of dense mixing (irrep-wise)", "irrep-wise + dense mixing + CG",
      "irrep-wise + auto mixing + CG"),
+    ("grid domain instead of irrep-wise spectral (dense mixing)", "irrep-wise + dense mixing + CG",
+     "grid + dense mixing"),
 )
 
 #: The stated rule for a run too noisy to record.

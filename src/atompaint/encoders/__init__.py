@@ -10,7 +10,9 @@ Every architecture builds its convolutions dense (escnn's ``R3Conv``) or separab
 steerable convolution and an equivariant channel mixing whose per-irrep blocks are any structlayers
 plugin (:mod:`atompaint.encoders.mixing`, :mod:`atompaint.encoders.separable`); the gamma block's
 tensor product can run through its Clebsch-Gordan decomposition
-(:mod:`atompaint.encoders.tensor_product`).  :mod:`atompaint.encoders.costs` counts parameters and
+(:mod:`atompaint.encoders.tensor_product`).  ``conv: grid`` is the grid-domain separable form
+(:mod:`atompaint.encoders.grid`), ``mixing: auto`` picks each layer's mixing by measured training
+time (:mod:`atompaint.encoders.automix`).  :mod:`atompaint.encoders.costs` counts parameters and
 FLOPs per module type and measures memory; :mod:`atompaint.encoders.testing` is the mixing's contract.
 
 Importing the package teaches :mod:`structlayers.tracing` escnn's ``GeometricTensor``, so
@@ -32,6 +34,7 @@ from atompaint.encoders.architectures import (
 from atompaint.encoders.blocks import BLOCK_TYPES, ResBlock
 from atompaint.encoders.export import ExportedEncoder, export_encoder
 from atompaint.encoders.fields import SCHEDULES, channel_schedule, plan_channels
+from atompaint.encoders.grid import GridEncoder
 from atompaint.encoders.layers import ACTIVATIONS, FourierActivation, InvariantReadout, first_hermite
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec, PerIrrepLinear
 from atompaint.encoders.separable import ConvSpec, IrrepwiseR3Conv, SeparableR3Conv
@@ -50,6 +53,7 @@ __all__ = [
     "EncoderConfig",
     "ExportedEncoder",
     "FourierActivation",
+    "GridEncoder",
     "InvariantReadout",
     "IrrepMixing",
     "IrrepwiseR3Conv",

@@ -33,6 +33,15 @@ from atompaint.encoders.fields import (
     spectral_field_type,
     trivial_field_type,
 )
+from atompaint.encoders.grid import (
+    GridActivation,
+    GridBatchNorm,
+    GridEncoder,
+    GridLift,
+    GridPool,
+    GridResBlock,
+    GridSeparableConv,
+)
 from atompaint.encoders.layers import InvariantReadout, aligned_blur_pool, conv_bn_act
 from atompaint.encoders.mixing import MixingSpec
 from atompaint.encoders.separable import CONV_FORMS, DEPTHWISE_FORMS, ConvForm, ConvSpec, DepthwiseForm
@@ -57,6 +66,10 @@ class EncoderConfig:
     resolution of the VGG-like and the shallow architectures (``repeats - 1`` padded stride-1 ones
     before each step; 1 for the shallow #3, more for its deep variant).  ``kernel_size`` is 3 or 5.
 
+    ``conv: grid`` builds the grid-domain form instead (:mod:`atompaint.encoders.grid`: features on
+    the 24 cube rotations, a lifting convolution, then depthwise, orientation and ``mixing`` steps);
+    ``band_limit``, ``grid_size``, ``block``, ``depthwise``, ``dense_stem`` and ``tensor_product``
+    concern the spectral forms only.
     ``conv`` is ``dense`` (escnn's ``R3Conv``) or ``separable`` (a depthwise steerable convolution
     and an equivariant channel mixing whose per-irrep blocks are the structlayers plugin
     ``mixing`` with ``mixing_depth`` and ``mixing_options``; 1x1x1 skips become that mixing
@@ -124,6 +137,9 @@ class EncoderConfig:
             raise ValueError(f"unknown tensor_product {self.tensor_product!r}; "
                              f"choose from {', '.join(TENSOR_PRODUCTS)}")
         if self.mixing == AUTO:
+            if self.conv == "grid":
+                raise ValueError("mixing 'auto' chooses among equivariant irrep mixings; the grid form takes a "
+                                 "plugin (e.g. mixing: acdc)")
             if self.mixing_depth is not None or self.mixing_options:
                 raise ValueError("mixing 'auto' takes no mixing_depth or mixing_options; give them to each of "
                                  "mixing_candidates (e.g. 'acdc:depth=2')")
@@ -319,36 +335,76 @@ class Encoder(nn.Module):
         return export_encoder(self)
 
 
-def build_encoder(config: EncoderConfig) -> Encoder:
+def resnet_plan(config: EncoderConfig) -> tuple[list[int], list[int]]:
+    """The ResNet's grid sizes and channels per resolution (the stem's first)."""
+    sizes = plan_resnet(config.input_size)
+    return sizes, plan_channels(config.width, config.max_channels, sizes, [2] * (len(sizes) - 1), config.schedule)
+
+
+def cnn_plan(config: EncoderConfig) -> tuple[list[ConvStep], list[int]]:
+    """The convolutions of a plain architecture (no-downsample, shallow, VGG) and their channels."""
+    k = config.kernel_size
+    if config.architecture == "no-downsample":
+        steps = plan_no_downsample(config.input_size, k)
+    elif config.architecture == "shallow":
+        steps = plan_shallow(config.input_size, config.repeats, k)
+    else:
+        steps = plan_vgg(config.input_size, config.repeats, k)
+    return steps, plan_channels(config.width, config.max_channels, [s.size_out for s in steps],
+                                [s.stride for s in steps[1:]], config.schedule)
+
+
+def mid_channels(config: EncoderConfig, out_channels: int) -> int:
+    """The channels between a residual block's two convolutions."""
+    return out_channels if config.bottleneck is None else max(1, round(out_channels * config.bottleneck))
+
+
+def build_grid_encoder(config: EncoderConfig) -> GridEncoder:
+    """The grid-domain form of ``config``'s architecture (:mod:`atompaint.encoders.grid`): a lifting
+    convolution, then separable grid convolutions (ResNet: residual blocks and anti-aliased pools)
+    with batch norm and ``activation`` on every grid sample."""
+    k, act, mixing = config.kernel_size, config.activation, config.conv_spec.mixing
+    modules: list[nn.Module] = []
+    if config.architecture == "resnet":
+        sizes, channels = resnet_plan(config)
+        modules += [GridLift(config.in_channels, channels[0], k, padding=(k - 1) // 2), GridBatchNorm(channels[0]),
+                    GridActivation(act)]
+        for size, c_in, c_out in zip(sizes[:-1], channels, channels[1:]):
+            modules += [GridResBlock(c_in, mid_channels(config, c_out), c_out, kernel_size=k, activation=act,
+                                     mixing=mixing), GridPool(size)]
+    else:
+        steps, channels = cnn_plan(config)
+        for i, (step, c_out) in enumerate(zip(steps, channels)):
+            options = dict(stride=step.stride, padding=step.padding)
+            conv = (GridLift(config.in_channels, c_out, step.kernel_size, **options) if i == 0 else
+                    GridSeparableConv(channels[i - 1], c_out, step.kernel_size, mixing=mixing, **options))
+            modules += [conv, GridBatchNorm(c_out), GridActivation(act)]
+    return GridEncoder(config, nn.Sequential(*modules), channels[-1])
+
+
+def build_encoder(config: EncoderConfig) -> Encoder | GridEncoder:
     """Build the encoder described by ``config``."""
+    if config.conv == "grid":
+        return build_grid_encoder(config)
     band, grid, k = config.band_limit, config.resolved_grid_size, config.kernel_size
     in_type = trivial_field_type(config.in_channels)
     conv, stem = config.conv_spec, config.stem_spec
     modules: list[enn.EquivariantModule] = []
 
     if config.architecture == "resnet":
-        sizes = plan_resnet(config.input_size)
-        channels = plan_channels(config.width, config.max_channels, sizes, [2] * (len(sizes) - 1), config.schedule)
+        sizes, channels = resnet_plan(config)
         ftype = spectral_field_type(channels[0], band)
         modules.append(conv_bn_act(in_type, ftype, band_limit=band, grid_size=grid, activation=config.activation,
                                    kernel_size=k, padding=(k - 1) // 2, conv=stem))
         for size, out_channels in zip(sizes[:-1], channels[1:]):
             out_type = spectral_field_type(out_channels, band)
-            mid = out_channels if config.bottleneck is None else max(1, round(out_channels * config.bottleneck))
-            mid_type = spectral_field_type(mid, band)
+            mid_type = spectral_field_type(mid_channels(config, out_channels), band)
             modules.append(ResBlock(ftype, mid_type, out_type, block=config.block, band_limit=band, grid_size=grid,
                                     kernel_size=k, conv=conv, tensor_product=config.tensor_product))
             modules.append(aligned_blur_pool(out_type, size))
             ftype = out_type
     else:
-        if config.architecture == "no-downsample":
-            steps = plan_no_downsample(config.input_size, k)
-        elif config.architecture == "shallow":
-            steps = plan_shallow(config.input_size, config.repeats, k)
-        else:
-            steps = plan_vgg(config.input_size, config.repeats, k)
-        channels = plan_channels(config.width, config.max_channels, [s.size_out for s in steps],
-                                 [s.stride for s in steps[1:]], config.schedule)
+        steps, channels = cnn_plan(config)
         ftype = in_type
         for i, (step, out_channels) in enumerate(zip(steps, channels)):
             out_type = spectral_field_type(out_channels, band)

@@ -15,6 +15,10 @@ of a training step of any model built on it.
 - tensor products (``tensor product``): escnn's ``D^2 (1 + 2 D_out)`` per field and voxel
   (:func:`~atompaint.encoders.tensor_product.escnn_tensor_product_flops`), or the Clebsch-Gordan form's
   count (:class:`~atompaint.encoders.tensor_product.CGTensorProduct`);
+- grid-domain encoders (:mod:`atompaint.encoders.grid`): every unit's own count, the rotated
+  kernels as executed (``conv``: ``2 k^3`` per output sample of a depthwise convolution), the
+  orientation convolution (``orientation``: ``2 * 24`` per output sample), the mixing plugin on
+  ``batch * 24 * voxels`` rows, pointwise activations (``activation``: one per sample);
 - gates, batch norms (``norm``: centre, scale, shift), anti-aliased pooling (``pool``: a fixed
   depthwise Gaussian ``conv3d``) and the read-out (spatial mean and irrep norms).
 
@@ -40,6 +44,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from atompaint.encoders.architectures import Encoder
+from atompaint.encoders.grid import GridEncoder, GridModule
 from atompaint.encoders.layers import InvariantReadout
 from atompaint.encoders.mixing import IrrepMixing
 from atompaint.encoders.tensor_product import CGTensorProduct, escnn_tensor_product_flops
@@ -48,7 +53,8 @@ from structlayers.base import FlopCount, count_params, device_dtype
 from structlayers.tracing import record_shapes, run_example
 
 #: The module types an encoder's cost is split into, in report order.
-COST_KINDS: tuple[str, ...] = ("conv", "mixing", "fourier", "tensor product", "gate", "norm", "pool", "readout")
+COST_KINDS: tuple[str, ...] = ("conv", "mixing", "orientation", "fourier", "tensor product", "gate", "activation",
+                               "norm", "pool", "readout")
 
 
 @dataclass
@@ -75,6 +81,8 @@ class EncoderCost:
 
 
 def _kind(module: nn.Module) -> str | None:
+    if isinstance(module, GridModule):
+        return module.cost_kind
     if isinstance(module, IrrepMixing):
         return "mixing"
     if isinstance(module, enn.R3Conv):
@@ -98,6 +106,8 @@ def module_flops(module: nn.Module, x_shape: tuple[int, ...], y_shape: tuple[int
     """Forward FLOPs of one call of an encoder module on an input ``x_shape`` giving ``y_shape`` (see the
     module docs for each formula)."""
     batch, voxels = x_shape[0], math.prod(y_shape[2:])
+    if isinstance(module, GridModule):
+        return module.flop_count(x_shape, y_shape)
     if isinstance(module, IrrepMixing):
         return module.flop_count(batch * voxels)
     if isinstance(module, enn.R3Conv):
@@ -124,7 +134,7 @@ def module_flops(module: nn.Module, x_shape: tuple[int, ...], y_shape: tuple[int
     raise TypeError(f"no cost formula for {type(module).__name__}")
 
 
-def encoder_cost(encoder: Encoder) -> EncoderCost:
+def encoder_cost(encoder: Encoder | GridEncoder) -> EncoderCost:
     """Parameters and forward FLOPs of one input through ``encoder`` (eval mode), per module type.
 
     The spatial mean that :meth:`Encoder.fields` takes before the read-out counts as ``readout``.
@@ -153,7 +163,7 @@ def encoder_cost(encoder: Encoder) -> EncoderCost:
 
 def _final_voxels(encoder: Encoder, shapes: dict, units: dict) -> int:
     """Voxels of the last field, which :meth:`Encoder.fields` averages."""
-    last = [n for n in units if shapes[n].outputs and not isinstance(units[n], InvariantReadout)][-1]
+    last = [n for n in units if shapes[n].outputs and _kind(units[n]) != "readout"][-1]
     return math.prod(shapes[last].outputs[-1][2:])
 
 

@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from atompaint.encoders.mixing import IrrepLayout, IrrepMixing, MixingSpec, PerIrrepLinear, irrep_key
 
-ConvForm = Literal["dense", "separable"]
-CONV_FORMS: tuple[str, ...] = ("dense", "separable")
+ConvForm = Literal["dense", "separable", "grid"]
+CONV_FORMS: tuple[str, ...] = ("dense", "separable", "grid")
 DepthwiseForm = Literal["field", "irrep"]
 DEPTHWISE_FORMS: tuple[str, ...] = ("field", "irrep")
 

@@ -116,6 +116,8 @@ def encoder_form(config: EncoderConfig) -> str:
     """A short description of how an encoder's convolutions are built."""
     if config.conv == "dense":
         form = "dense"
+    elif config.conv == "grid":
+        return "grid (24 cube rotations) + " + config.conv_spec.mixing.label + " mixing"
     else:
         form = "separable" + (" (irrep-wise depthwise)" if config.depthwise == "irrep" else "")
         if config.mixing == AUTO:
