@@ -167,13 +167,18 @@ DEFAULT_MIXING: dict[str, Any] = {"mixing": "acdc", "mixing_depth": 2}
 
 def encoder_variants(config: EncoderConfig) -> dict[str, EncoderConfig]:
     """Dense, separable (dense mixing) and separable with the config's structured mixing (or
-    :data:`DEFAULT_MIXING` when the config's mixing is dense), each with the config's tensor product."""
+    :data:`DEFAULT_MIXING` when the config's mixing is dense), each with the config's tensor product;
+    a grid-domain config (``conv: grid``) adds its own column."""
     structured = config if config.mixing != "dense" else replace(config, **DEFAULT_MIXING, mixing_options={})
-    return {
+    label = AUTO if structured.mixing == AUTO else structured.conv_spec.mixing.label
+    variants = {
         "dense": replace(config, conv="dense"),
         "separable": replace(config, conv="separable", mixing="dense", mixing_depth=None, mixing_options={}),
-        f"separable + {structured.conv_spec.mixing.label}": replace(structured, conv="separable"),
+        f"separable + {label}": replace(structured, conv="separable"),
     }
+    if config.conv == "grid":
+        variants[f"grid + {config.conv_spec.mixing.label}"] = config
+    return variants
 
 
 def count_encoder_variants(
