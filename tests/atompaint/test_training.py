@@ -26,6 +26,7 @@ from atompaint.encoders import EncoderConfig
 from atompaint.heads import HeadConfig
 from atompaint.tasks.lba import FinetuneConfig, LBADataConfig
 from atompaint.tasks.neighbor_loc import NeighborLocConfig, NeighborLocDataConfig, NeighborLocTask
+from atompaint.tasks.residue_env import ResidueEnvDataConfig
 from atompaint.training import RunResult, config_from_dict, load_config, train
 from atompaint.voxelize import ImageParams
 from structlayers.configs import ConfigError, to_dict
@@ -305,8 +306,10 @@ def test_experiment_configs_load_into_the_domain_dataclasses(path):
     assert type(config.optim) is OptimConfig and type(config.trainer) is TrainerConfig
     if config.task == "neighbor-loc":
         assert isinstance(config.data, NeighborLocConfig) and isinstance(config.data, NeighborLocDataConfig)
-    else:
+    elif config.task == "lba":
         assert type(config.data) is LBADataConfig and type(config.finetune) is FinetuneConfig
+    else:
+        assert type(config.data) is ResidueEnvDataConfig
     names = {f.name for f in dataclasses.fields(config)}
     assert set(raw) <= names
 
