@@ -227,3 +227,19 @@ def test_evaluation_scores_every_control_and_rule_on_the_construction(index_path
     assert result.lift_se == pytest.approx(np.hypot(scores["real"].se, best.se))
     assert scores["real"].z == pytest.approx((scores["real"].accuracy - result.chance) / result.chance_se)
     assert json.loads(json.dumps(asdict(result)))["rules"]["b_centroid"]["loss"] is None
+
+
+def test_a_construction_is_probed_before_training(index_path: Path) -> None:
+    """The share of accepted draws decides whether ``b_max_draws`` is enough (failure rate 1e-6)."""
+    enough = NeighborLocConfig(image=SMALL, construction="balanced", b_max_draws=10_000)
+    share = NeighborLocDataset(index_path, enough, length=4).check_construction(draws=200)
+    assert 0 < share < 1
+    needed = int(np.ceil(np.log(1e-6) / np.log1p(-share)))
+    too_few = NeighborLocConfig(image=SMALL, construction="balanced", b_max_draws=needed - 1)
+    few = NeighborLocDataset(index_path, too_few, length=4)
+    with pytest.raises(ValueError, match=rf"set data.b_max_draws >= {needed}"):
+        few.check_construction(draws=200)
+    dense = NeighborLocDataset(index_path, NeighborLocConfig(image=SMALL, construction="all-dense"), length=4)
+    with pytest.raises(ConstructionError, match=r"none of 200 .* most dense directions seen was \d of 6"):
+        dense.check_construction(draws=200)
+    assert NeighborLocDataset(index_path, NeighborLocConfig(image=SMALL), length=4).check_construction() == 1.0

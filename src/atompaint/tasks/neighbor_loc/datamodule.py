@@ -108,8 +108,9 @@ class NeighborLocDataModule(LightningDataModule):
                 index, config, length=config.val_size, structure_ids=val_ids, seed=config.seed, split="val"
             )
         self._train_sampler = EpochSampler(config.train_size)
-        if config.construction != "dense-b":
-            self.train_dataset.example(0)  # a construction the structures cannot satisfy fails here, not mid-epoch
+        for dataset in (self.train_dataset, self.val_dataset):  # a construction that cannot work fails here
+            if dataset is not None:
+                dataset.check_construction()
         index.close()  # each worker reopens its own read-only connection
 
     def _loader(self, dataset: NeighborLocDataset, sampler: EpochSampler) -> torch.utils.data.DataLoader:

@@ -35,7 +35,7 @@ import torch
 
 from atompaint.origins import AtomDensity, OriginIndex, OriginParams, OriginSampler
 from atompaint.structures import load
-from atompaint.tasks.neighbor_loc.constructions import CONSTRUCTIONS, ConstructionError, check_draw
+from atompaint.tasks.neighbor_loc.constructions import CONSTRUCTIONS, ConstructionError, DrawCheck, check_draw
 from atompaint.tasks.neighbor_loc.geometry import DIRECTION_SETS, ViewPair, make_view_pair, neighbor_directions
 from atompaint.voxelize import ImageParams, PreparedAtoms, random_rotation
 
@@ -304,10 +304,7 @@ class NeighborLocDataset(torch.utils.data.Dataset):
         best: tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray] | None = None
         most_dense = 0
         for n in range(1, config.b_max_draws + 1):
-            origin_id, structure_id, origin = self.sampler.sample(rng)
-            rotation = random_rotation(rng) if config.random_orientation else np.eye(3)
-            check = check_draw(config.construction, self.density(structure_id), origin, rotation, self.directions,
-                               config.neighbor_distance_A, config.min_dense)
+            origin_id, structure_id, origin, rotation, check = self._draw(rng)
             n_dense = int(check.dense.sum())
             most_dense = max(most_dense, n_dense)
             if check.accepted:
@@ -330,6 +327,45 @@ class NeighborLocDataset(torch.utils.data.Dataset):
         log.debug("%s fallback: item %d, best of %d draws has %d dense directions",
                   config.construction, key, config.b_max_draws, n_dense)
         return self._place(rng, origin_id, structure_id, origin, rotation, allowed, config.b_max_draws, True)
+
+    def _draw(self, rng: np.random.Generator) -> tuple[int, int, np.ndarray, np.ndarray, DrawCheck]:
+        """One (origin, orientation) draw and what the construction makes of it."""
+        origin_id, structure_id, origin = self.sampler.sample(rng)
+        rotation = random_rotation(rng) if self.config.random_orientation else np.eye(3)
+        check = check_draw(self.config.construction, self.density(structure_id), origin, rotation, self.directions,
+                           self.config.neighbor_distance_A, self.config.min_dense)
+        return origin_id, structure_id, origin, rotation, check
+
+    def check_construction(self, draws: int = 500, failure_rate: float = 1e-6) -> float:
+        """Probe ``draws`` (origin, orientation) draws and return the share the construction accepts.
+
+        Raises :class:`ConstructionError` when none is accepted, and ``ValueError`` when ``b_max_draws``
+        is too small for the share: an item fails (``balanced-both``, ``all-dense``) or falls back
+        (``balanced``) with probability ``(1 - share) ** b_max_draws``, which must stay below
+        ``failure_rate``.  Lets a training run fail at setup rather than mid-epoch."""
+        if self.config.construction == "dense-b":
+            return 1.0
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], 2**31]))
+        checks = [self._draw(rng)[4] for _ in range(draws)]
+        accepted = sum(c.accepted for c in checks)
+        most = max(int(c.dense.sum()) for c in checks)
+        k = len(self.directions)
+        if accepted == 0:
+            raise ConstructionError(
+                f"{self.config.construction}: none of {draws} (origin, orientation) draws of the {self.split} "
+                f"structures satisfies the construction; the most dense directions seen was {most} of {k}.  "
+                "Single chains rarely allow it: index with crystal symmetry mates or biological assemblies "
+                "(data.origins.context), or choose another construction"
+            )
+        share = accepted / draws
+        needed = int(np.ceil(np.log(failure_rate) / np.log1p(-share))) if share < 1 else 1
+        if self.config.b_max_draws < needed:
+            raise ValueError(
+                f"{self.config.construction} accepts {accepted} of {draws} draws ({share:.1%}) of the {self.split} "
+                f"structures: with b_max_draws={self.config.b_max_draws} an item would fail with probability "
+                f"{(1 - share) ** self.config.b_max_draws:.1e}; set data.b_max_draws >= {needed}"
+            )
+        return share
 
     def _place(
         self, rng: np.random.Generator, origin_id: int, structure_id: int, origin: np.ndarray, rotation: np.ndarray,
