@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The dense sanity run, its shuffled-label control and their evaluation on the validation and test
-# structures, with the images centred as data.center says (default: the config's, cb); what the
+# structures, with the images centred as data.center says (default cb, the dataclass default); what the
 # README quotes is copied into experiments/residue_env/results/.
 # Usage (from the repository root): bash experiments/residue_env/sanity.sh [RUNS_DIR [CENTER]]
 set -euo pipefail
