@@ -59,7 +59,7 @@ def test_auto_mixing_picks_the_fastest_candidate_per_layer_and_records_it(monkey
     for name, mixing in layers.items():
         width = mixing.in_type.size
         assert choices[name] == ("dense" if width < 25 else "acdc:depth=2")
-        assert mixing.spec.layer == choices[name].split(":")[0]
+        assert mixing.spec.name == choices[name].split(":")[0]
         assert encoder.mixing_seconds[name] == {"dense": float(width), "acdc:depth=2": 25.0}
     assert {c[0] for c in timer.calls} == {3}  # the configured batch
     assert len(set(choices.values())) == 2, "the fake timer must split the layers between the candidates"

@@ -47,13 +47,12 @@ _MEASURED: dict[str, list[float]] = {}
 def candidate_spec(text: str) -> MixingSpec:
     """A candidate from its text form (``"acdc:depth=2"``, ``"lowrank:rank=4"``; see
     :meth:`structlayers.LayerSpec.parse`), checked against its plugin."""
-    spec = LayerSpec.parse(text)
-    return MixingSpec(spec.name, spec.depth, dict(spec.options))
+    return LayerSpec.parse(text)
 
 
 def spec_text(spec: MixingSpec) -> str:
     """The text form of a mixing spec (what :func:`candidate_spec` reads back)."""
-    return str(LayerSpec(spec.layer, spec.depth, dict(spec.options)))
+    return str(spec)
 
 
 def train_step_seconds(modules: Sequence[nn.Module], shape: tuple[int, ...], repeats: int = 5) -> list[float]:

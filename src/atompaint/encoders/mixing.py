@@ -20,36 +20,19 @@ of the dense 1x1x1 convolution escnn executes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from escnn import nn as enn
 from torch import Tensor, nn
 
-import structlayers
 from structlayers.base import FlopCount, StructuredLinear, count_params, dense_weight_dtype, device_dtype, linear_flops
-from structlayers.registry import accepted_options, parse_options, resolve
+from structlayers.registry import LayerSpec, accepted_options, resolve
 
-
-@dataclass
-class MixingSpec:
-    """Which structlayers plugin each ``M_psi`` is: ``structlayers.create(layer, m_in, m_out,
-    depth=depth, **options)``.  Options are checked against the plugin when the spec is made."""
-
-    layer: str = "dense"
-    depth: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.depth is not None and self.depth < 1:
-            raise ValueError(f"mixing depth must be positive, got {self.depth}")
-        self.options = parse_options(self.layer, dict(self.options), self.depth)
-
-    @property
-    def label(self) -> str:
-        return self.layer + (f" x{self.depth}" if self.depth else "")
+#: Which structlayers plugin each ``M_psi`` is: ``spec.build(m_in, m_out)``, its options checked
+#: against the plugin when the spec is made (the library's :class:`~structlayers.LayerSpec`).
+MixingSpec = LayerSpec
 
 
 def irrep_key(irrep_id: tuple) -> str:
@@ -128,10 +111,10 @@ def build_map(spec: MixingSpec, in_features: int, out_features: int, *, bias: bo
     where a constant offset would break equivariance), and linear (a pointwise nonlinearity on the
     components of a vector irrep is not equivariant)."""
     options = dict(spec.options)
-    name, resolved = resolve(spec.layer, spec.depth, **options)
+    name, resolved = resolve(spec.name, spec.depth, **options)
     if "bias" in accepted_options(name, resolved):
         options["bias"] = bias and options.get("bias", True)
-    layer = structlayers.create(spec.layer, in_features, out_features, depth=spec.depth, **options)
+    layer = spec.build(in_features, out_features, **options)
     if not layer.is_linear:
         raise ValueError(f"mixing layer {spec.label!r} is not linear (activations or norms inside); "
                          "an equivariant mixing needs a linear M")
