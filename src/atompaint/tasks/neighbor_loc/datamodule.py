@@ -97,7 +97,9 @@ class NeighborLocDataModule(LightningDataModule):
         index = OriginIndex(self.index_path)
         infos = [s for s in index.structures() if s.n_origins > 0]
         if not infos:
-            raise ValueError(f"{self.index_path}: no structure has any origins")
+            failures = index.failures()
+            reason = f"; {len(failures)} file(s) could not be read, e.g. {failures[0][1]}" if failures else ""
+            raise ValueError(f"{self.index_path}: no structure has any origins{reason}")
         config = self.config
         train_ids, val_ids = split_structures({s.id: s.name for s in infos}, config.val_fraction)
         self.train_dataset = NeighborLocDataset(
