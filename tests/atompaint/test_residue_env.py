@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -262,8 +263,11 @@ def test_train_and_evaluate_end_to_end(tmp_path, capsys):
     structures.mkdir()
     for name in STRUCTURES:
         shutil.copy(DATA / name, structures / name)
-    fast = train(config_from_dict(_run_config(structures, fast_dev_run=2)), out_dir=tmp_path / "runs")
-    assert fast.metrics["val/loss"] > 0 and not (tmp_path / "runs").exists()
+    smoke = tmp_path / "smoke.yaml"
+    smoke.write_text(yaml.safe_dump(_run_config(structures)))
+    assert main(["train", "residue-env", "--config", str(smoke), "--fast-dev-run", "--out-dir",
+                 str(tmp_path / "runs")]) == 0
+    assert '"val/loss"' in capsys.readouterr().out and not (tmp_path / "runs").exists()
     config = _run_config(structures, max_epochs=1, limit_train_batches=2, limit_val_batches=2)
     result = train(config_from_dict(config), out_dir=tmp_path / "runs")
     out = tmp_path / "eval.json"

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if (stored_config(load_checkpoint(args.checkpoint)) or {}).get("task") == "residue-env":
         return _run_residue_env(args)
     read_task_checkpoint(args.checkpoint, "neighbor-loc")
+    if args.split != "val" or args.shuffled_labels is not None or args.plot is not None:
+        raise ValueError("--split, --shuffled-labels and --plot apply to residue-env checkpoints only")
     if args.batch_size < 1:
         raise ValueError("--batch-size must be positive")
     check_output_path(args.json, "JSON")

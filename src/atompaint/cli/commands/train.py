@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--devices", default=None, help="trainer.devices, e.g. 1, 4, 0,1 or auto")
     group.add_argument("--strategy", default=None, help="trainer.strategy, e.g. ddp")
     group.add_argument("--accelerator", default=None, help="trainer.accelerator: cpu, gpu or auto")
-    group.add_argument("--fast-dev-run", type=int, default=None,
-                       help="trainer.fast_dev_run: run N train/val batches only, as a smoke test")
+    group.add_argument("--fast-dev-run", type=int, nargs="?", const=1, default=None, metavar="N",
+                       help="trainer.fast_dev_run: run N train/val batches only (1 when N is left out), as a "
+                            "smoke test")
     group.add_argument("--head-layer", default=None, help="head.layer, a structlayers plugin (dense, acdc, ...)")
     group.add_argument("--head-depth", type=int, default=None, help="head.depth (needs --head-layer)")
     add_encoder_flags(group)
