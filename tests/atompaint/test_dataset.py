@@ -118,6 +118,26 @@ def test_images_show_the_labelled_offset(single_atom_index: Path) -> None:
         assert int(np.argmax(dirs @ shift)) == int(label)
 
 
+def test_density_rules_follow_the_label_convention_under_random_rotations(single_atom_index: Path) -> None:
+    """One atom, randomly rotated views 3 A apart: B shows it on the side facing A, so the rules that
+    read B (opposite B's centroid, A - B) name the label, whatever the rotation; the centred atom
+    gives A's centroid no direction, and a mask of two directions is respected."""
+    from atompaint.tasks.neighbor_loc import rule_predictions
+
+    image = ImageParams(length_voxels=15, resolution_A=0.5, radius_A=0.7)
+    config = NeighborLocConfig(image=image, padding_A=3.0 - image.length_A, max_translation_A=0, max_rotation_deg=0)
+    ds = NeighborLocDataset(single_atom_index, config, length=24)
+    batch = torch.utils.data.default_collate([ds[k] for k in range(24)])
+    predicted = rule_predictions(batch.view_a, batch.view_b, ds.directions)
+    assert torch.equal(predicted["b_centroid"], batch.label)
+    assert torch.equal(predicted["a_minus_b_centroid"], batch.label)
+    other = (batch.label + 2) % 6  # a direction orthogonal to the label's axis
+    mask = torch.nn.functional.one_hot(batch.label, 6).bool() | torch.nn.functional.one_hot(other, 6).bool()
+    assert torch.equal(rule_predictions(batch.view_a, batch.view_b, ds.directions, mask)["b_centroid"], batch.label)
+    assert torch.equal(rule_predictions(batch.view_a, batch.view_b, ds.directions)["a_centroid"],
+                       torch.zeros(24, dtype=torch.long))
+
+
 def test_items_are_deterministic_and_independent_of_workers(index_path: Path) -> None:
     config = NeighborLocConfig(image=SMALL)
     ds = NeighborLocDataset(index_path, config, length=12, seed=5)
