@@ -206,6 +206,9 @@ def test_structure_split_is_disjoint_and_complete(names, val, test):
     flat = [i for p in parts.values() for i in p]
     assert sorted(flat) == sorted(ids) and len(set(flat)) == len(flat)
     assert parts["val"] == split_structures(ids, val)[1]  # the neighbor-location task's validation set
+    twins = {**ids, **{len(ids) + i: name for i, name in ids.items()}}  # every name twice (.pdb and .cif)
+    for split, members in split_structures3(twins, val, test).items():
+        assert members == sorted([*parts[split], *(len(ids) + i for i in parts[split])])
 
 
 def test_evaluation_scores_controls_and_lifts(tmp_path):

@@ -32,11 +32,13 @@ def split_structures3(names: dict[int, str], val_fraction: float, test_fraction:
     """Train, validation and test structures by the hash rule of
     :func:`~atompaint.tasks.neighbor_loc.datamodule.split_structures`: validation is exactly the
     neighbor-location task's validation set at the same ``val_fraction``, test the next structures
-    in hash order."""
-    rest, val = split_structures(names, val_fraction)
+    in hash order.  Files of the same name (``1abc.pdb`` and ``1abc.cif``) land in the same split."""
+    unique = dict(enumerate(sorted(set(names.values()))))
+    rest, val = split_structures(unique, val_fraction)
     share = test_fraction / (1 - val_fraction) if test_fraction > 0 else 0.0
-    train, test = split_structures({i: names[i] for i in rest}, share) if rest else ([], [])
-    return {"train": train, "val": val, "test": test}
+    train, test = split_structures({i: unique[i] for i in rest}, share) if rest else ([], [])
+    split_of = {unique[i]: split for split, ids in (("train", train), ("val", val), ("test", test)) for i in ids}
+    return {split: sorted(i for i, name in names.items() if split_of[name] == split) for split in SPLITS}
 
 
 class ResidueEnvDataModule(LightningDataModule):
