@@ -2,9 +2,9 @@
 
 Batches are :class:`~atompaint.tasks.residue_env.dataset.ResidueEnvItem` tuples ``(image, label)``:
 ``image`` float32 ``(B, C, L, L, L)``, ``label`` int64 ``(B,)`` in ``[0, 20)``.  The structures of
-``data.structure_dir`` are enumerated once (:func:`build_residue_index`, about a second for the 52
-chains) and split train/validation/test by a hash of their names; validation and test examples are
-fixed, training examples walk a fresh permutation with fresh orientations every epoch.
+``data.structure_dir`` are enumerated once (:func:`build_residue_index`, seconds for the 52 chains)
+and split train/validation/test by a hash of their names; validation and test examples are fixed,
+training examples walk a fresh permutation with fresh orientations every epoch.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from atompaint.origins.index import LOAD_OPTIONS
-from atompaint.structures import load, structure_name
+from atompaint.structures import StructureError, load, structure_name
 from atompaint.tasks.neighbor_loc.dataset import SPLIT_CODES
 from atompaint.tasks.residue_env.residues import (
     AMINO_ACIDS,
@@ -170,8 +170,6 @@ class ResidueIndex:
 def build_residue_index(paths: Sequence[str | os.PathLike[str]], config: ResidueEnvConfig) -> ResidueIndex:
     """Enumerate the examples of ``paths`` (read as the origin index reads them: no hydrogens, no
     waters, the first alternate location).  A file that cannot be read is recorded in ``failed``."""
-    from atompaint.structures import StructureError
-
     kept, parts, failed = [], [], []
     counts = ResidueCounts()
     for path in paths:
