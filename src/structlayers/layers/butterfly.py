@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
+from structlayers.layers.projection import REFINE_STEPS, assign_bias, dense_target, padded, refine_, truncated_factors
 from structlayers.layers.square import SquareLayer
 from structlayers.registry import register
 
@@ -94,12 +95,44 @@ class Butterfly(SquareLayer):
             z = torch.einsum("kpoi,...kip->...kop", t, v).reshape(z.shape)
         return z
 
-    def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
-        """Not available: the nearest product of ``log2 N`` butterfly factors has no closed form
-        (the map from twiddles to the matrix is multilinear of degree ``log2 N``); fit the layer
-        instead (:func:`structlayers.surgery.fit_layer`)."""
-        raise NotImplementedError("layer 'butterfly' has no closed-form projection of a dense matrix; "
-                                  "fit it with structlayers.surgery.fit_layer")
+    @torch.no_grad()
+    def project_(self, weight: Tensor, bias: Tensor | None = None, *, refine_steps: int = REFINE_STEPS) -> None:
+        """A butterfly near ``weight``: the hierarchical factorisation as a start, then
+        ``refine_steps`` L-BFGS iterations on the observed entries (:func:`refine_`; 0 keeps the start).
+
+        The start peels off the outermost factor (Le Magoarou & Gribonval, 2016; Zheng et al., 2023,
+        "Efficient identification of butterfly sparse matrix factorizations"): with increasing
+        strides, ``W = F_{N/2} diag(B_0, B_1)``, so ``W`` has blocks ``D_{ab} B_b`` with diagonal
+        ``D_{ab}``; for every row ``i`` of a half, the ``2 x N/2`` matrix of rows ``i`` and
+        ``i + N/2`` of column half ``b`` is ``(D_{0b}[i], D_{1b}[i])^T B_b[i]``, rank 1.  Its best
+        rank-1 approximation gives the twiddles and the rows of ``B_b``, which are factored in
+        turn.  Exact for members of the family (every step is then an exact rank-1 split); in
+        general a heuristic, which the refinement improves.  ``increasing_stride=False`` factors
+        ``W^T``.  The bias is copied (zeroed when None)."""
+        w, bias = dense_target(self, weight, bias)
+        n = self.size
+        matrix = padded(w, n, n)
+        twiddle = torch.zeros(self.levels, n // 2, 2, 2, dtype=torch.float64)
+        self._peel(matrix if self.increasing_stride else matrix.T, twiddle, 0)
+        self.twiddle.copy_(twiddle if self.increasing_stride else twiddle.transpose(-1, -2))
+        assign_bias(self, bias)
+        refine_(self, weight, bias, refine_steps)
+
+    def _peel(self, matrix: Tensor, twiddle: Tensor, block: int) -> None:
+        """Fill ``twiddle`` for the sub-butterfly ``matrix`` (size ``2 h``) occupying ``block`` at its level."""
+        h = matrix.shape[0] // 2
+        level = h.bit_length() - 1
+        if h == 1:
+            twiddle[0, block] = matrix
+            return
+        halves = []
+        for b in range(2):
+            pairs = torch.stack([matrix[:h, b * h:(b + 1) * h], matrix[h:, b * h:(b + 1) * h]], dim=1)  # (h, 2, h)
+            left, right = truncated_factors(pairs, 1)                       # (h, 2, 1), (h, 1, h)
+            twiddle[level, block * h:(block + 1) * h, :, b] = left[..., 0]
+            halves.append(right[:, 0, :])
+        for b, half in enumerate(halves):
+            self._peel(half, twiddle, 2 * block + b)
 
     def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
         """Per factor and row, ``N/2`` pairs of 4 multiplies and 2 adds: ``3 N log2 N`` FLOPs per

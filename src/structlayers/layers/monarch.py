@@ -10,12 +10,11 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
 from structlayers.layers.projection import (
-    IMPUTE_SWEEPS,
     assign_bias,
     block_count,
     dense_target,
-    impute_projection,
     init_product_,
+    padded,
     truncated_factors,
 )
 from structlayers.registry import register
@@ -96,26 +95,22 @@ class Monarch(StructuredLinear):
         return weight.to(self.R.dtype).contiguous(), bias
 
     @torch.no_grad()
-    def project_(self, weight: Tensor, bias: Tensor | None = None, *, sweeps: int = IMPUTE_SWEEPS) -> None:
+    def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
         """Set ``M`` to the Monarch matrix nearest to ``weight`` in Frobenius norm, in closed form
         (Dao et al., 2022, Algorithm 1): a truncated SVD of rank ``r`` of every ``(j, i)`` block.
 
-        Exact (Eckart-Young, block by block) when ``nblocks`` divides both sizes; otherwise the
-        padded entries are free and the closed form is iterated with them imputed
-        (:func:`impute_projection`, at most ``sweeps``; ``sweeps=1`` projects the zero-padded
-        weight).  ``bias`` is copied (zeroed when None)."""
+        Exact (Eckart-Young, block by block) on every shape: when ``nblocks`` divides neither size,
+        padding adds whole zero rows and columns to a block, which leave the truncated SVD of its
+        observed part unchanged.  ``bias`` is copied (zeroed when None)."""
         w, bias = dense_target(self, weight, bias)
         b, p, s, r = self.nblocks, self.in_block, self.out_block, self.rank
-
-        def project(g: Tensor) -> Tensor:
-            blocks = g.view(s, b, b, p).permute(1, 2, 0, 3)                       # [j, i] -> (s, p)
-            left, right = truncated_factors(blocks, r)                            # (j, i, s, r), (j, i, r, p)
-            self.L.copy_(left.permute(0, 1, 3, 2).reshape(b, b * r, s))            # L[j, (i, rho), t]
-            self.R.copy_(right.permute(1, 3, 0, 2).reshape(b, p, b * r))           # R[i, u, (j, rho)]
-            return (left @ right).permute(2, 0, 1, 3).reshape(s * b, b * p)
-
-        impute_projection(w, s * b, b * p, project, sweeps)
+        blocks = padded(w, s * b, b * p).view(s, b, b, p).permute(1, 2, 0, 3)   # [j, i] -> (s, p)
+        left, right = truncated_factors(blocks, r)                            # (j, i, s, r), (j, i, r, p)
+        self.L.copy_(left.permute(0, 1, 3, 2).reshape(b, b * r, s))            # L[j, (i, rho), t]
+        self.R.copy_(right.permute(1, 3, 0, 2).reshape(b, p, b * r))           # R[i, u, (j, rho)]
         assign_bias(self, bias)
+
+    project_padded_ = project_
 
     @classmethod
     def from_dense(cls, weight: Tensor, bias: Tensor | None = None, **options: object) -> Monarch:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -66,37 +65,8 @@ def truncated_factors(blocks: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     return left, right
 
 
-#: Most sweeps of :func:`impute_projection`.
-IMPUTE_SWEEPS = 3000
-
-
-def impute_projection(weight: Tensor, rows: int, cols: int, project: Callable[[Tensor], Tensor],
-                      sweeps: int = IMPUTE_SWEEPS, tol: float = 1e-13) -> None:
-    """Project ``weight`` onto a family whose closed form ``project(g)`` needs a padded ``(rows, cols)``
-    matrix ``g`` (it sets the layer's factors and returns the member it chose).  The padded entries are
-    free, not zero: each sweep fills them with the current member's values and projects again (hard
-    imputation, each sweep lowering the error on the observed block), until a sweep lowers it by less
-    than ``tol`` relative or after ``sweeps`` sweeps.  Members of the family are recovered; in general
-    the result is a stationary point.  One projection when nothing is padded or ``sweeps <= 1``."""
-    target = padded(weight, rows, cols)
-    if (rows, cols) == tuple(weight.shape) or sweeps <= 1:
-        project(target)
-        return
-    mask = torch.zeros(rows, cols, dtype=torch.bool)
-    mask[: weight.shape[0], : weight.shape[1]] = True
-    scale = float(weight.square().sum()) or 1.0
-    g, previous = target, math.inf
-    for _ in range(sweeps):
-        current = project(g)
-        error = float((current - target)[mask].square().sum()) / scale
-        if error < 1e-28 or (previous < math.inf and previous - error <= tol * previous):
-            return
-        previous = error
-        g = torch.where(mask, target, current)
-
-
 #: L-BFGS iterations of :func:`refine_` when a projection has no exact closed form.
-REFINE_STEPS = 2000
+REFINE_STEPS = 1000
 
 
 def refine_(layer: StructuredLinear, weight: Tensor, bias: Tensor | None, steps: int = REFINE_STEPS) -> None:
@@ -164,9 +134,8 @@ def init_product_(layer: StructuredLinear, first: Tensor, first_fan: int, second
     ``nn.Linear``-initialised weight (:meth:`project_`); otherwise ``U(+-1/sqrt(first_fan))`` and
     ``U(+-sqrt(3/second_fan))`` give the weight ``nn.Linear``'s entry variance ``1 / (3 first_fan)``
     for ``first_fan`` = the (padded) input size per block.  The bias starts at zero."""
-    if getattr(layer, "init", None) == "project":  # the closed form only: no optimisation at construction
-        layer.project_(linear_weight(layer.out_features, layer.in_features), None,  # type: ignore[attr-defined]
-                       sweeps=1)
+    if getattr(layer, "init", None) == "project":
+        layer.project_padded_(linear_weight(layer.out_features, layer.in_features), None)  # type: ignore[attr-defined]
         return
     linear_uniform_(first, first_fan)
     linear_uniform_(second, second_fan, gain=math.sqrt(3.0))

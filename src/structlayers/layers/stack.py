@@ -23,6 +23,7 @@ from structlayers.base import (
     dense_weight_dtype,
     rows_of,
 )
+from structlayers.layers.projection import REFINE_STEPS, refine_
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.memory import check_allocation
 from structlayers.precision import compute_dtype
@@ -255,15 +256,20 @@ class Stack(SquareLayer):
         return total + FlopCount(elementwise=per_between * rows * self.size * (self.depth - 1))
 
     @torch.no_grad()
-    def project_(self, weight: Tensor, bias: Tensor | None, sweeps: int = 2) -> None:
-        """A closed-form start by block coordinate descent over the factors, from the identity: for
+    def project_(self, weight: Tensor, bias: Tensor | None, sweeps: int = 2, *,
+                 refine_steps: int = REFINE_STEPS) -> None:
+        """The nearest member of the stack's family that L-BFGS finds from a closed-form start
+        (``refine_steps`` iterations on the observed entries, :func:`refine_`; 0 keeps the start).
+
+        The start is block coordinate descent over the factors, from the identity: for
         factor ``i``, with ``Q`` the product before it and ``R`` the one after (shuffles included),
         the unconstrained optimum ``Q^+ G R^+`` (ridge pseudo-inverses) is projected onto the factor's
         family by its own ``project_``, and kept only if the error on the observed block drops.  The
         first update of the first factor is thus the one-factor projection (the shuffles around it
         are exact permutations); later ones refine.  Factor biases are zero except the last one's,
-        which takes the target's.  Raises ``NotImplementedError`` for a nonlinear stack or factors
-        without a projection."""
+        which takes the target's.  The start alone leaves 0.35-0.7 relative error on random members
+        of a 2-3 factor ACDC stack; the refinement recovers them (a local method: not every member).
+        Raises ``NotImplementedError`` for a nonlinear stack or factors without a projection."""
         if not self.is_linear:
             raise NotImplementedError("a nonlinear stack (activation or norm) has no closed-form projection")
         n = self.size
@@ -300,6 +306,7 @@ class Stack(SquareLayer):
         last = self.factors[-1]
         if last.bias is not None:
             last.bias.copy_(padded_bias(bias, n))
+        refine_(self, weight, bias, refine_steps)
 
     def params(self) -> int:
         norm = 2 * self.size * (self.depth - 1) if self.norm is not None else 0
