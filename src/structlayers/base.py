@@ -72,6 +72,16 @@ class StructuredLinear(nn.Module, ABC):
     name: ClassVar[str] = ""
     #: Whether this layer can be a factor of a ``stack`` (square, no dimension change of its own).
     stackable: ClassVar[bool] = False
+    #: Whether ``torch.jit.trace`` can record this layer's forward as it runs (layers with custom
+    #: autograd functions cannot: tracing them raises an error that points to their export form).
+    traceable: bool = True
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` calls this first: plugins dispatch in Python (FLOP counting, mixed
+        precision, backends chosen by measurement), which TorchScript cannot compile."""
+        raise NotImplementedError(
+            f"torch.jit.script does not support layer {self.name!r} (layer plugins dispatch in Python); use "
+            "torch.export, structlayers.export, or torch.jit.trace of structlayers.exportable(model)")
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """Every plugin's ``forward`` is wrapped once, so that all plugins, third-party ones included,
@@ -180,10 +190,15 @@ def _wrap_forward(forward: typing.Callable[..., Tensor]) -> typing.Callable[...,
     says).  Both are flag tests on the fast path (C calls bound to locals, no extra Python frame)."""
     dispatch_modes = torch._C._len_torch_dispatch_stack
     any_autocast = torch._C._is_any_autocast_enabled
+    tracing = torch._C._is_tracing
     low, single = _precision.LOW_PRECISION, torch.float32
 
     @functools.wraps(forward)
     def wrapped(self: StructuredLinear, x: Tensor, *args: object, **kwargs: object) -> Tensor:
+        if not self.traceable and tracing():
+            raise RuntimeError(
+                f"torch.jit.trace cannot record layer {self.name!r} (its fast paths use custom autograd "
+                "functions); trace structlayers.exportable(model), the same parameters in matmul form")
         if isinstance(x, Tensor):
             if dispatch_modes() and _flops.counting():
                 return _flops.counted_call(self, lambda v: _call(self, forward, v, args, kwargs), x)

@@ -89,6 +89,18 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     return model
 
 
+def _replace_plugin(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    """Install ``new`` at ``name`` and at every other name of the module there (a plugin used in
+    several places of the model stays one module, shared as before)."""
+    if not name:
+        return new
+    old = model.get_submodule(name)
+    names = [n for n, m in model.named_modules(remove_duplicate=False) if m is old]
+    for other in names:
+        model = _set_submodule(model, other, new)
+    return model
+
+
 def collapse(
     model: nn.Module,
     example_input: Any = None,
@@ -138,6 +150,6 @@ def collapse(
             choice.reason = "nonlinear" + (f"; {reason}" if reason else "")
         elif dense < structured:
             choice.chosen = "dense"
-            model = _set_submodule(model, name, dense_linear(layer))
+            model = _replace_plugin(model, name, dense_linear(layer))
         report.choices.append(choice)
     return model, report

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import dense_linear
-from structlayers.collapse import _plugins, _set_submodule
+from structlayers.collapse import _plugins, _replace_plugin
 
 FORMATS = ("onnx", "torch.export")
 FORMS = ("dense-dct", "collapsed")
@@ -53,7 +53,7 @@ def exportable(model: nn.Module, form: Literal["dense-dct", "collapsed"] = "dens
     model = copy.deepcopy(model)
     for name, layer in _plugins(model).items():
         new = dense_linear(layer) if form == "collapsed" and layer.is_linear else layer.export_form()
-        model = _set_submodule(model, name, Rows(new, layer.in_features, layer.out_features))
+        model = _replace_plugin(model, name, Rows(new, layer.in_features, layer.out_features))
     return model.eval()
 
 
@@ -110,7 +110,10 @@ def export(
     use_dynamo = importlib.util.find_spec("onnxscript") is not None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks traced as constants
+        # The plugins' own shape checks (the batch is dynamic, the feature size is not) trace as
+        # constants, correctly; a tracer warning from anywhere else -- a branch on the model's data,
+        # which the graph bakes in -- reaches the caller.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"structlayers\.")
         torch.onnx.export(ready, args, str(path), input_names=inputs, output_names=names, opset_version=opset,
                           dynamic_axes=axes, dynamo=use_dynamo)
     return path

@@ -4,7 +4,7 @@
 >>> report = check_layer("acdc", 12, 7, groups=2)      # raises AssertionError on a broken contract
 >>> report.checks  # doctest: +NORMALIZE_WHITESPACE
 ['shapes', 'empty', 'to_dense', 'params', 'flops', 'flop_counter', 'precision', 'state_dict',
- 'gradcheck', 'collapse', 'stack']
+ 'gradcheck', 'collapse', 'export', 'stack']
 
 Like e3nn's ``assert_equivariant``, it is meant to be called from a plugin package's tests with the
 plugin's own options.  What it checks, in float64 on CPU:
@@ -28,6 +28,8 @@ plugin's own options.  What it checks, in float64 on CPU:
 - ``gradcheck``: autograd's gradients with respect to the input and every parameter match finite
   differences (``torch.autograd.gradcheck``);
 - ``collapse``: :func:`structlayers.collapse` forced to the dense form gives the same outputs;
+- ``export``: both export forms (``dense-dct``, ``collapsed``) through ``torch.export`` and, with the
+  ``export`` extra installed, ONNX (run by ``onnxruntime`` when present) give the same outputs;
 - ``stack``: a stackable layer works as a factor of a depth-2 ``stack`` (forward, ``to_dense``,
   collapse), which needs it registered (:func:`structlayers.register` or an entry point).
 """
@@ -120,6 +122,43 @@ def _check_precision(c: _Checker, module: StructuredLinear) -> None:
                 c.fail("precision", f"{what}: relative error {err:.3g} vs float64 exceeds {PRECISION_TOLERANCE[dtype]}")
 
 
+def _check_export(c: _Checker, module: StructuredLinear) -> None:
+    """Both export forms through ``torch.export`` and, with the ``export`` extra (``onnx``), ONNX
+    (run by ``onnxruntime`` when it is installed), each matching the float32 layer."""
+    import importlib.util
+    import tempfile
+    from pathlib import Path
+
+    from structlayers.export import FORMS, export
+
+    single = _new(c.build, c.seed).float().eval()
+    single.load_state_dict(module.state_dict())
+    model = nn.Sequential(single)
+    x = c.inputs(4).float()
+    with torch.no_grad():
+        expected = model(x)
+    onnx = importlib.util.find_spec("onnx") is not None
+    runtime = onnx and importlib.util.find_spec("onnxruntime") is not None
+    for form in FORMS:
+        try:
+            program = export(model, x, "torch.export", form)
+            with torch.no_grad():
+                c.close("export", program.module()(x), expected, f"torch.export ({form}) outputs", tol=1e-4)
+            if onnx:
+                with tempfile.TemporaryDirectory() as folder:
+                    path = export(model, x, "onnx", form, Path(folder) / "layer.onnx")
+                    if runtime:
+                        import onnxruntime
+
+                        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                        got = torch.from_numpy(session.run(None, {"input0": x.numpy()})[0])
+                        c.close("export", got, expected, f"ONNX ({form}) outputs", tol=1e-4)
+        except AssertionError:
+            raise
+        except Exception as err:  # exporters raise many types
+            c.fail("export", f"form {form!r} raised {type(err).__name__}: {str(err).strip().splitlines()[0]}")
+
+
 def check_layer(
     layer: str | type[StructuredLinear],
     in_features: int = 12,
@@ -128,6 +167,7 @@ def check_layer(
     seed: int = 0,
     gradcheck: bool = True,
     stack: bool = True,
+    export: bool = True,
     **options: Any,
 ) -> LayerReport:
     """Check the plugin contract (see the module docs) for ``layer`` (a registered name or a
@@ -274,12 +314,17 @@ def check_layer(
             c.close("collapse", dense_linear(module)(x), y, "dense_linear outputs", tol=1e-8)
         report.checks.append("collapse")
 
+    # export
+    if export:
+        _check_export(c, module)
+        report.checks.append("export")
+
     # stack
     if stack and type(module).stackable:
         if name not in available() or available()[name] is not type(module):
             c.fail("stack", f"stackable layer {name!r} must be registered (structlayers.register or an entry point) "
                             "to be a stack factor")
-        check_layer("stack", in_features, out_features, seed=seed, gradcheck=False, stack=False,
+        check_layer("stack", in_features, out_features, seed=seed, gradcheck=False, stack=False, export=export,
                     factor=name, depth=2, **options)
         report.checks.append("stack")
     return report

@@ -105,6 +105,7 @@ class ACDC(DiagonalTransformLayer):
         new = copy.deepcopy(self)
         new.backend = "dense"
         new.dct = DCT(self.block, self.groups, "dense").to(device, dtype)
+        new.traceable = True
         return new
 
     def transform_matrices(self) -> tuple[Tensor, Tensor]:

@@ -189,6 +189,7 @@ class AFDFRealForm(nn.Module):
         self.register_buffer("f_real", f.real.to(layer.A.device, dtype))
         self.register_buffer("f_imag", f.imag.to(layer.A.device, dtype))
         self.register_buffer("inner", layer.inner.index.clone() if layer.inner is not None else None)
+        self.cascade = layer.cascade
 
     def _dft(self, re: Tensor, im: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         shape = re.shape
@@ -196,15 +197,40 @@ class AFDFRealForm(nn.Module):
         fr, fi = self.f_real, (-self.f_imag if inverse else self.f_imag)
         return (re @ fr - im @ fi).reshape(shape), (re @ fi + im @ fr).reshape(shape)
 
-    def forward(self, x: Tensor) -> Tensor:
-        extra = self.size - self.in_features
-        z = torch.nn.functional.pad(x, (0, extra)) if extra else x
-        ur, ui = z * self.A[:, 0], z * self.A[:, 1]
+    def _complex_map(self, re: Tensor, im: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Real and imaginary parts of ``(((z a) F) P d) conj(F)`` for ``z = re + i im`` (``im``
+        ``None``: a real input)."""
+        ar, ai = self.A[:, 0], self.A[:, 1]
+        if im is None:
+            ur, ui = re * ar, re * ai
+        else:
+            ur, ui = re * ar - im * ai, re * ai + im * ar
         vr, vi = self._dft(ur, ui, inverse=False)
         if self.inner is not None:
             vr, vi = vr.index_select(-1, self.inner), vi.index_select(-1, self.inner)
         dr, di = self.D[:, 0], self.D[:, 1]
-        wr, wi = vr * dr - vi * di, vr * di + vi * dr
-        y, _ = self._dft(wr, wi, inverse=True)
-        y = y[..., : self.out_features]
+        return self._dft(vr * dr - vi * di, vr * di + vi * dr, inverse=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        extra = self.size - self.in_features
+        z = torch.nn.functional.pad(x, (0, extra)) if extra else x
+        y = self._complex_map(z, None)[0][..., : self.out_features]
         return y + self.bias if self.bias is not None else y
+
+    # The Cascading protocol of a complex cascade in real arithmetic: the wide signal is the real
+    # and imaginary parts side by side, ``(..., 2 size)``; a stack's export form shuffles both halves.
+
+    #: Real tensors that make up one wide (complex) signal.
+    wide_parts = 2
+
+    def cascades(self) -> bool:
+        return self.cascade == "complex"
+
+    def cascade_forward(self, z: Tensor) -> Tensor:
+        """The complex map (+ bias) of a real ``(..., size)`` or wide ``(..., 2 size)`` input, wide."""
+        re, im = (z, None) if z.shape[-1] == self.size else (z[..., : self.size], z[..., self.size:])
+        yr, yi = self._complex_map(re, im)
+        return torch.cat([yr + self.bias if self.bias is not None else yr, yi], dim=-1)
+
+    def cascade_output(self, z: Tensor) -> Tensor:
+        return z[..., : self.size]

@@ -34,6 +34,21 @@ def circular_convolve(x: Tensor, kernel: Tensor, n: int) -> Tensor:
     return torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(kernel, n=n), n=n)
 
 
+class GatheredLinear(nn.Module):
+    """``x @ values[index].T + bias``: a layer whose weight repeats a few values (a circulant or
+    Toeplitz matrix) as one gather and a matmul -- the export form of the FFT layers (ONNX has no
+    complex tensors), with the same parameters."""
+
+    def __init__(self, values: Tensor, index: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.values = nn.Parameter(values.detach().clone())
+        self.register_buffer("index", index.to(values.device))
+        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.values[self.index], self.bias)
+
+
 @register("circulant")
 class Circulant(SquareLayer):
     """``y = crop(C(c) pad(x)) + b`` with ``C(c)`` the ``n x n`` circulant matrix of ``c``,
@@ -60,6 +75,10 @@ class Circulant(SquareLayer):
     def _index(self) -> Tensor:
         i = torch.arange(self.size)
         return (i[:, None] - i[None, :]) % self.size
+
+    def export_form(self) -> nn.Module:
+        """:class:`GatheredLinear`: ``C(c)`` cut to ``(out, in)`` gathered from ``c``, one matmul."""
+        return GatheredLinear(self.c, self._index()[: self.out_features, : self.in_features], self.bias)
 
     def square_reference(self, z: Tensor) -> Tensor:
         """``z C(c)^T`` with ``C(c)`` gathered from ``c`` in float64 (no FFT)."""

@@ -26,6 +26,7 @@ class DiagonalTransformLayer(SquareLayer):
     """Base of ACDC-like factors; subclasses provide the transform pair and the dense matrices."""
 
     stackable = True
+    traceable = False  # custom autograd functions; the export form (dense matmuls) traces
     #: Whether the dense backend is real matmuls that run natively in half precision (ACDC; AFDF's
     #: are complex, and complex half-precision matmuls do not exist).
     native_dense: bool = False

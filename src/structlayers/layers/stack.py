@@ -148,14 +148,25 @@ class Stack(SquareLayer):
         return nn.Sequential(*layers)
 
     @property
+    def traceable(self) -> bool:  # type: ignore[override]
+        return not self._fusable_factors and all(getattr(f, "traceable", True) for f in self.factors)
+
+    @property
     def is_linear(self) -> bool:
         return self.activation is None and self.norm is None
 
     def export_form(self) -> Stack:
-        """A copy whose factors are their export forms (the fused FFT path off)."""
+        """A copy whose factors are their export forms (the fused FFT path off).  A cascade whose
+        factors' export forms carry the wide signal as ``wide_parts`` real parts side by side (AFDF's
+        complex cascade) shuffles each part alike."""
         new = copy.deepcopy(self)
         new.factors = nn.ModuleList(f.export_form() for f in new.factors)
         new._fusable_factors = False
+        parts = getattr(new.factors[0], "wide_parts", 1) if self._cascade else 1
+        if parts > 1:
+            new.shuffles = nn.ModuleList(
+                Permutation(torch.cat([s.index + k * self.size for k in range(parts)]), s.kind) for s in self.shuffles
+            )
         return new
 
     def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
-from structlayers.layers.circulant import circular_convolve, real_fft_flops, spectral_product_flops
+from structlayers.layers.circulant import GatheredLinear, circular_convolve, real_fft_flops, spectral_product_flops
 from structlayers.layers.projection import assign_bias, dense_target, init_diagonals_
 from structlayers.registry import register
 
@@ -47,6 +47,10 @@ class Toeplitz(StructuredLinear):
     def _diagonals(self) -> Tensor:
         """``index[i, j] = i - j + in - 1``: the entry of ``t`` at ``W[i, j]``."""
         return torch.arange(self.out_features)[:, None] - torch.arange(self.in_features)[None, :] + self.in_features - 1
+
+    def export_form(self) -> nn.Module:
+        """:class:`~structlayers.layers.circulant.GatheredLinear`: ``W`` gathered from ``t``, one matmul."""
+        return GatheredLinear(self.t, self._diagonals(), self.bias)
 
     def to_dense(self) -> tuple[Tensor, Tensor | None]:
         self.check_dense_memory(8 + 8 + self.t.element_size())  # the int64 index, the float64 gather, the result
