@@ -57,7 +57,10 @@ def run_cli(package: str, prog: str, description: str, argv: Sequence[str] | Non
     Ctrl-C (where the command does not handle it itself) with status 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(package, prog, description, only=argv[0].replace("-", "_") if argv else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, so that the message names the command
+        command = next(a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction))
+        command.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
     except USER_ERRORS as err:

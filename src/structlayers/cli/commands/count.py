@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
         label = f"{args.replace}" + (f" x{args.depth}" if args.depth else "")
         rows.append((f"replaced ({label})", human(after.total_params), human(after.total_flops),
                      human(after.total_matmul_flops), human(after.total_counter_flops)))
-        rows.append(("ratio", f"{after.total_params / before.total_params:.3g}",
-                     f"{after.total_flops / before.total_flops:.3g}",
-                     f"{after.total_matmul_flops / before.total_matmul_flops:.3g}",
-                     f"{after.total_counter_flops / before.total_counter_flops:.3g}"))
+        pairs = ((after.total_params, before.total_params), (after.total_flops, before.total_flops),
+                 (after.total_matmul_flops, before.total_matmul_flops),
+                 (after.total_counter_flops, before.total_counter_flops))
+        rows.append(("ratio", *(f"{a / b:.3g}" if b else "-" for a, b in pairs)))
         record.update(after=json.loads(after.to_json()), replace=json.loads(report.to_json()),
                       flop_counter_mode_after=seen_after)
         lines.append(_counter_line("replaced model", seen_after, after))

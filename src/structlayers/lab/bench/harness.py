@@ -268,6 +268,9 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
     for size in config.sizes:
         # nn.Linear's weight and gradient, its dense form for collapse, and the batches.
         check_allocation(element * (4 * size * size + 8 * max(config.batches) * size), f"bench size N={size}", device)
+    # The machine probes: two buffers of bandwidth_mb MiB, three gemm_size^2 matrices.
+    check_allocation(2 * config.bandwidth_mb * 2**20, f"the bandwidth probe of {config.bandwidth_mb} MiB", device)
+    check_allocation(3 * element * config.gemm_size**2, f"the GEMM probe of size {config.gemm_size}", device)
     allocator = keep_freed_memory() if config.allocator == "keep" and device.type == "cpu" else None
     dtype = getattr(torch, config.dtype)
     torch.manual_seed(config.seed)

@@ -78,8 +78,14 @@ def model_name(text: str) -> str:
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the model ``name``; ``kwargs`` go to its constructor (e.g. ``num_classes``)."""
-    return get_spec(name).builder(**kwargs)
+    """Build the model ``name``; ``kwargs`` go to its constructor (e.g. ``num_classes``).  Options
+    the constructor cannot build from (``hidden=-1``) are a one-line ``ValueError``."""
+    builder = get_spec(name).builder
+    try:
+        return builder(**kwargs)
+    except (RuntimeError, TypeError) as err:  # torch's errors of a negative or ill-typed size
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"model {name!r} cannot be built with {kwargs}: {reason}") from None
 
 
 def _literal(text: Any) -> Any:
