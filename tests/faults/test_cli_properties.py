@@ -28,7 +28,7 @@ REPO = Path(__file__).parents[2]
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-PROPERTY = settings(max_examples=120, deadline=None, derandomize=True, database=None,
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 #: Numbers at and past the limits of counts and sizes, and text that is no number at all.
