@@ -135,3 +135,12 @@ def test_torchscript_is_refused_clearly_and_trace_points_to_the_export_form() ->
     monarch = structlayers.create("monarch", 8, 8).eval()
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.trace(monarch, x)(x5), monarch(x5))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (float("inf"), "layer option 'sigma': expected a finite number"),
+    ("a", "layer option 'sigma': expected a number, got 'a'"),
+])
+def test_create_types_its_options(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        structlayers.create("acdc", 8, 8, sigma=value)
