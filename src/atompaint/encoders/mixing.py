@@ -71,6 +71,25 @@ class IrrepLayout:
     def multiplicity(self, irrep_id: tuple) -> int:
         return len(self.positions.get(irrep_id, ()))
 
+    def field_blocks(self) -> tuple[int, dict[tuple, tuple[int, int]]] | None:
+        """``(fields, {psi: (offset, copies)})`` when the layout is ``fields`` equal fields in each of
+        which the copies of every irrep ``psi`` sit together, ``copies`` of them from ``offset`` (as in
+        spectral regular fields): then an irrep's channels are a strided view, no gather needed.
+        ``None`` for any other layout."""
+        fields = math.gcd(*(len(p) for p in self.positions.values()))
+        if not fields or self.size % fields:
+            return None
+        field_size, blocks = self.size // fields, {}
+        for irrep_id, pos in self.positions.items():
+            copies, d = len(pos) // fields, pos.shape[1]
+            offset = int(pos[0, 0])
+            expected = (np.arange(fields)[:, None, None] * field_size + offset
+                        + np.arange(copies)[None, :, None] * d + np.arange(d)[None, None, :])
+            if not np.array_equal(pos.reshape(fields, copies, d), expected):
+                return None
+            blocks[irrep_id] = (offset, copies)
+        return fields, blocks
+
 
 def check_real_type(field_type: enn.FieldType) -> None:
     """Raise unless every irrep of ``field_type`` is of real type (the ``M (x) I`` form needs it)."""
@@ -124,6 +143,11 @@ def build_map(spec: MixingSpec, in_features: int, out_features: int, *, bias: bo
     return layer
 
 
+def _keyed_blocks(layout: IrrepLayout) -> tuple[int, dict[str, tuple[int, int]]] | None:
+    found = layout.field_blocks()
+    return None if found is None else (found[0], {irrep_key(k): v for k, v in found[1].items()})
+
+
 class PerIrrepLinear(nn.Module):
     """``y = Q_out (sum_psi M_psi (x) I) Q_in^-1 x`` on plain tensors ``(B, C_in, *spatial)``.
 
@@ -152,6 +176,12 @@ class PerIrrepLinear(nn.Module):
             self.register_buffer(f"{key}_out", torch.from_numpy(out_layout.positions[irrep_id].T.copy()).reshape(-1),
                                  persistent=False)
         self.trivial_key = irrep_key(trivial) if trivial is not None and trivial in maps else None
+        # Field-uniform layouts (spectral regular fields) read and write each irrep as a strided view.
+        self.in_blocks = _keyed_blocks(in_layout)
+        self.out_blocks = _keyed_blocks(out_layout)
+        if self.out_blocks is not None:
+            self.out_zero = [(off, copies * out_layout.positions[i].shape[1]) for i, (off, copies)
+                             in out_layout.field_blocks()[1].items() if i not in maps]
         for name, layout in (("in", in_layout), ("out", out_layout)):
             basis = layout.basis
             if basis is not None:
@@ -166,6 +196,16 @@ class PerIrrepLinear(nn.Module):
         b, spatial = x.shape[0], x.shape[2:]
         if self.basis_in is not None:
             x = torch.einsum("oc,bc...->bo...", self.basis_in.to(x.dtype), x)
+        if self.in_blocks is not None:
+            fields, size = self.in_blocks[0], self.in_features // self.in_blocks[0]
+            grid = x.reshape(b, fields, size, -1)
+            rows = []
+            for key in self.maps:
+                offset, copies = self.in_blocks[1][key]
+                d = self.dims[key]
+                block = grid[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, -1)
+                rows.append(block.permute(0, 4, 3, 1, 2))  # (B, V, d, fields, copies): rows of (field, copy)
+            return self._mix(rows, b, spatial)
         channels_last = x.reshape(b, self.in_features, -1).transpose(1, 2)
         rows = [channels_last[..., getattr(self, f"{key}_in")] for key in self.maps]
         return self._mix(rows, b, spatial)
@@ -178,21 +218,41 @@ class PerIrrepLinear(nn.Module):
         if len(parts) != len(self.maps):
             raise ValueError(f"expected {len(self.maps)} irrep parts, got {len(parts)}")
         b, spatial = parts[0].shape[0], parts[0].shape[2:]
+        voxels = math.prod(spatial)
         rows = []
         for key, part in zip(self.maps, parts):
             d = self.dims[key]
             # (B, m, d, V) -> (B, V, d, m): the rows of the gather in forward(), components before copies.
-            rows.append(part.reshape(b, -1, d, math.prod(spatial)).permute(0, 3, 2, 1))
+            if part.is_contiguous():
+                rows.append(part.reshape(b, -1, d, voxels).permute(0, 3, 2, 1))
+            else:  # channels-last, as the irrep-wise convolution returns it: (B, V, m, d) in memory
+                rows.append(part.movedim(1, -1).reshape(b, voxels, -1, d).transpose(2, 3))
         return self._mix(rows, b, spatial)
 
     def _mix(self, rows: list[Tensor], b: int, spatial: torch.Size) -> Tensor:
+        """Every map on its rows ``(B, V, d, m_in)`` (any strides); the outputs written into the output
+        layout: strided block copies for field-uniform outputs, else one scatter."""
         voxels = math.prod(spatial)
-        out = rows[0].new_zeros(b, voxels, self.out_features)
-        for (key, module), x in zip(self.maps.items(), rows):
-            d = self.dims[key]
-            y = module(x.reshape(b * voxels * d, -1))
-            out[..., getattr(self, f"{key}_out")] = y.reshape(b, voxels, -1)
-        y = out.transpose(1, 2).reshape(b, self.out_features, *spatial)
+        if self.out_blocks is not None:
+            fields = self.out_blocks[0]
+            out = rows[0].new_empty(b, self.out_features, voxels)
+            grid = out.view(b, fields, self.out_features // fields, voxels)
+            for offset, width in self.out_zero:
+                grid[:, :, offset:offset + width].zero_()
+            for (key, module), x in zip(self.maps.items(), rows):
+                d = self.dims[key]
+                y = module(x.reshape(b * voxels * d, -1)).view(b, voxels, d, fields, -1)
+                offset, copies = self.out_blocks[1][key]
+                target = grid[:, :, offset:offset + copies * d].view(b, fields, copies, d, voxels)
+                target.copy_(y.permute(0, 3, 4, 2, 1))
+            y = out.view(b, self.out_features, *spatial)
+        else:
+            out = rows[0].new_zeros(b, voxels, self.out_features)
+            for (key, module), x in zip(self.maps.items(), rows):
+                d = self.dims[key]
+                y = module(x.reshape(b * voxels * d, -1))
+                out[..., getattr(self, f"{key}_out")] = y.reshape(b, voxels, -1)
+            y = out.transpose(1, 2).reshape(b, self.out_features, *spatial)
         if self.basis_out is not None:
             y = torch.einsum("oc,bc...->bo...", self.basis_out.to(y.dtype), y)
         return y

@@ -1,0 +1,151 @@
+"""Before/after of an execution change, measured in one run: the same training step (forward +
+backward of the neighbor-location model at batch 4) of one variant, built from the code of an
+earlier commit (``--before``) and from the working tree, optionally also under ``torch.compile``,
+each in its own worker process, steps interleaved in a seeded random order per round, paired
+ratios with their spread, the machine and the load (the noise rule of ``bench.py``).
+
+    env OMP_NUM_THREADS=1 python experiments/compressed_encoders/ab_step.py --before e7c4a11 \\
+        --variant "irrep-wise + dense mixing + CG" --repeats 7 --compile \\
+        --json experiments/compressed_encoders/results/ab_step_irrep_dense.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Build the model, then answer every ``step`` line on stdin with one step's seconds."""
+    import warnings
+
+    import torch
+
+    from atompaint.encoders import build_encoder
+    from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
+    from atompaint.training.config import load_config
+
+    warnings.filterwarnings("ignore")
+    config = load_config(args.config)
+    changes = json.loads(args.changes)
+    encoder_config = replace(config.encoder, **changes)
+    torch.manual_seed(0)
+    model = NeighborLocClassifier(build_encoder(encoder_config), config.data.num_classes, config.head).train()
+    shape = (encoder_config.in_channels, *3 * [encoder_config.input_size])
+    g = torch.Generator().manual_seed(0)
+    views = tuple(torch.rand(args.batch, *shape, generator=g) for _ in range(2))
+    target = torch.zeros(args.batch, dtype=torch.long)
+    forward = torch.compile(model, dynamic=False) if args.compile else model
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        torch.nn.functional.cross_entropy(forward(*views), target).backward()
+        return time.perf_counter() - start
+
+    warmup = step()  # includes compilation under --compile
+    print(json.dumps({"ready": True, "warmup_seconds": warmup}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        print(json.dumps({"seconds": step()}), flush=True)
+
+
+def start(name: str, src: Path, args: argparse.Namespace, compile_: bool) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(src))
+    command = [sys.executable, __file__, "--worker", "--config", args.config, "--changes", args.changes,
+               "--batch", str(args.batch)] + (["--compile"] if compile_ else [])
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    ready = json.loads(proc.stdout.readline())
+    print(f"{name}: ready, warm-up step {ready['warmup_seconds']:.2f} s", flush=True)
+    proc.warmup = ready["warmup_seconds"]
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--changes", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="experiments/neighbor_loc/seed004_gamma_log16.yaml")
+    parser.add_argument("--variant", default="irrep-wise + dense mixing + CG")
+    parser.add_argument("--before", default=None, help="commit whose src/ is the 'before' code")
+    parser.add_argument("--compile", action="store_true", help="also the working tree under torch.compile")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="the band-limit-1 sanity shape of bench.py")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench
+
+    args.changes = json.dumps({**(bench.QUICK if args.quick else {}), **bench.VARIANTS[args.variant]})
+    load_before = bench.load_average()
+    arms: dict[str, subprocess.Popen] = {}
+    with tempfile.TemporaryDirectory(prefix="ab_step_") as tmp:
+        if args.before:
+            archive = subprocess.run(["git", "archive", args.before, "src"], cwd=ROOT, check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            arms["before"] = start("before", Path(tmp) / "src", args, False)
+        arms["after"] = start("after", ROOT / "src", args, False)
+        if args.compile:
+            arms["after + torch.compile"] = start("after + torch.compile", ROOT / "src", args, True)
+        times: dict[str, list[float]] = {k: [] for k in arms}
+        rng, during = random.Random(0), []
+        for r in range(args.repeats):
+            order = list(arms)
+            rng.shuffle(order)
+            for name in order:
+                arms[name].stdin.write("step\n")
+                arms[name].stdin.flush()
+                times[name].append(json.loads(arms[name].stdout.readline())["seconds"])
+            during.append(bench.load_average())
+            print(f"round {r}: " + "  ".join(f"{k} {times[k][-1]:.3f} s" for k in arms), flush=True)
+        warmups = {k: p.warmup for k, p in arms.items()}
+        for proc in arms.values():
+            proc.stdin.close()
+            proc.wait()
+    reference = "before" if "before" in arms else "after"
+    result = {
+        "command": "python experiments/compressed_encoders/ab_step.py " + " ".join(sys.argv[1:]),
+        "variant": args.variant, "changes": json.loads(args.changes), "before_commit": args.before,
+        "after": "working tree at " + subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                                      capture_output=True, text=True).stdout.strip(),
+        "batch": args.batch, "repeats": args.repeats, "machine": bench.machine(),
+        "load_average": {"before": load_before, "during": during, "after": bench.load_average()},
+        "step_seconds": times, "warmup_seconds": warmups,
+        "speedup_vs_" + reference: {k: bench.paired_ratio(times[reference], v) for k, v in times.items()},
+    }
+    limit = result["machine"]["torch_threads"] + bench.NOISE_RULE["max_load_above_threads"]
+    reasons = [f"{args.repeats} paired steps < {bench.NOISE_RULE['min_repeats']}"] * (
+        args.repeats < bench.NOISE_RULE["min_repeats"])
+    worst = max([load_before[0], result["load_average"]["after"][0], *(d[0] for d in during)])
+    if worst > limit:
+        reasons.append(f"1-minute load up to {worst:.2f} > {limit:.2f}")
+    for k, ratio in result["speedup_vs_" + reference].items():
+        if ratio["iqr_over_median"] > bench.NOISE_RULE["max_ratio_iqr_over_median"]:
+            reasons.append(f"{k} vs {reference}: paired-ratio IQR {100 * ratio['iqr_over_median']:.0f}% of median")
+    result["noise_reasons"], result["noisy"] = reasons, bool(reasons)
+    for k, ratio in result["speedup_vs_" + reference].items():
+        print(f"{k:24s} median step {sorted(times[k])[len(times[k]) // 2]:.3f} s  vs {reference} "
+              f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]")
+    print("NOISY: " + "; ".join(reasons) if reasons else "clean by the noise rule")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
