@@ -57,6 +57,34 @@ def test_mixing_between_scalars_and_fields_is_zero_where_schur_says_so():
     assert weight[[r for r in range(weight.shape[0]) if r not in scalar_rows]].abs().sum() == 0
 
 
+def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_falls_back_otherwise():
+    """Spectral fields take the strided path (no gather, scatter or zero-filled buffer), a gated type
+    (scalar gates, then fields) the gather/scatter one; both equal the dense matrix, and so do
+    channels-last irrep parts (as the irrep-wise convolution hands them over)."""
+    from atompaint.encoders.layers import gate_field_type
+    from atompaint.encoders.mixing import IrrepLayout
+
+    spectral, gated = spectral_field_type(3, 2), gate_field_type(spectral_field_type(2, 1))
+    fields, blocks = IrrepLayout.of(spectral).field_blocks()
+    assert fields == 3 and blocks == {(0,): (0, 1), (1,): (1, 3), (2,): (10, 5)}
+    assert IrrepLayout.of(gated).field_blocks() is None
+    torch.manual_seed(0)
+    for in_type, out_type in ((spectral, spectral_field_type(2, 2)), (gated, spectral_field_type(2, 1)),
+                              (spectral_field_type(2, 1), gated), (trivial_field_type(3), spectral)):
+        mixing = IrrepMixing(in_type, out_type, MixingSpec("acdc", 2)).double()
+        linear = mixing.linear
+        assert (linear.in_blocks is None) == (in_type is gated) and (linear.out_blocks is None) == (out_type is gated)
+        x = torch.randn(2, in_type.size, 3, 4, 5, dtype=torch.float64)
+        weight, _ = mixing.to_dense()
+        expected = torch.einsum("oc,bc...->bo...", weight, x)
+        torch.testing.assert_close(linear(x), expected)
+        if linear.basis_in is None:
+            parts = [x[:, getattr(linear, f"{key}_in").view(linear.dims[key], -1).T.reshape(-1)] for key in linear.maps]
+            channels_last = [p.contiguous(memory_format=torch.channels_last_3d) for p in parts]
+            torch.testing.assert_close(linear.forward_irreps(parts), expected)
+            torch.testing.assert_close(linear.forward_irreps(channels_last), expected)
+
+
 def test_mixing_flops_match_the_dense_formula_and_beat_escnn():
     a, b = spectral_field_type(16, 2), spectral_field_type(16, 2)
     mixing = IrrepMixing(a, b)
