@@ -78,6 +78,7 @@ def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_fal
         weight, _ = mixing.to_dense()
         expected = torch.einsum("oc,bc...->bo...", weight, x)
         torch.testing.assert_close(linear(x), expected)
+        torch.testing.assert_close(linear(x.contiguous(memory_format=torch.channels_last_3d)), expected)
         if linear.basis_in is None:
             parts = [x[:, getattr(linear, f"{key}_in").view(linear.dims[key], -1).T.reshape(-1)] for key in linear.maps]
             channels_last = [p.contiguous(memory_format=torch.channels_last_3d) for p in parts]

@@ -198,13 +198,19 @@ class PerIrrepLinear(nn.Module):
             x = torch.einsum("oc,bc...->bo...", self.basis_in.to(x.dtype), x)
         if self.in_blocks is not None:
             fields, size = self.in_blocks[0], self.in_features // self.in_blocks[0]
-            grid = x.reshape(b, fields, size, -1)
+            # Channels-last input (a grouped convolution's output) is (B, V, C) in memory: read it as such.
+            last = x.dim() > 2 and not x.is_contiguous() and x.movedim(1, -1).is_contiguous()
+            grid = x.movedim(1, -1).reshape(b, -1, fields, size) if last else x.reshape(b, fields, size, -1)
             rows = []
             for key in self.maps:
                 offset, copies = self.in_blocks[1][key]
                 d = self.dims[key]
-                block = grid[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, -1)
-                rows.append(block.permute(0, 4, 3, 1, 2))  # (B, V, d, fields, copies): rows of (field, copy)
+                if last:  # (B, V, fields, copies, d) -> (B, V, d, fields, copies)
+                    block = grid[..., offset:offset + copies * d].reshape(b, -1, fields, copies, d)
+                    rows.append(block.permute(0, 1, 4, 2, 3))
+                else:  # (B, fields, copies, d, V) -> (B, V, d, fields, copies)
+                    block = grid[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, -1)
+                    rows.append(block.permute(0, 4, 3, 1, 2))
             return self._mix(rows, b, spatial)
         channels_last = x.reshape(b, self.in_features, -1).transpose(1, 2)
         rows = [channels_last[..., getattr(self, f"{key}_in")] for key in self.maps]
