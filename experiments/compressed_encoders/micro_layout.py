@@ -1,0 +1,98 @@
+"""The two layout changes of the compressed training step, each measured alone at seed-004 shapes
+(batch 4 pairs = 8 volumes, one thread, forward + backward, interleaved, paired ratios):
+
+- grouped 3D convolutions (irrep-wise: one ``d -> d`` group per irrep copy; per-field: one
+  ``35 -> 35`` group per field) in the default vs the channels-last memory format, conversions
+  included (:func:`atompaint.encoders.separable.channels_last`);
+- the per-irrep mixing writing its output as strided blocks of the field layout vs the gather /
+  zero-fill / scatter / transpose path it still takes for other layouts.
+
+    env OMP_NUM_THREADS=1 python experiments/compressed_encoders/micro_layout.py \\
+        --json experiments/compressed_encoders/results/micro_layout.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from atompaint.encoders.fields import spectral_field_type
+from atompaint.encoders.mixing import IrrepMixing, MixingSpec
+from atompaint.encoders.separable import channels_last
+from structlayers.timing import time_interleaved
+
+warnings.filterwarnings("ignore", message=".*py3nj.*")
+sys.path.insert(0, str(Path(__file__).parent))
+import bench  # noqa: E402
+
+#: (label, groups, channels per group, grid side): the depthwise steps of the seed-004 encoder's first
+#: two resolutions (4 fields at 21^3, 8 fields at 11^3) in both depthwise forms.
+CONVS = [("irrep-wise l=1, 12 copies, 21^3", 12, 3, 21), ("irrep-wise l=2, 20 copies, 21^3", 20, 5, 21),
+         ("irrep-wise l=2, 40 copies, 11^3", 40, 5, 11), ("per-field, 4 fields, 21^3", 4, 35, 21),
+         ("per-field, 8 fields, 11^3", 8, 35, 11)]
+#: (label, fields, grid side, plugin): mixings of the same layers.
+MIXINGS = [("4 -> 4 fields, 21^3, dense", 4, 21, "dense"), ("8 -> 8 fields, 11^3, dense", 8, 11, "dense"),
+           ("8 -> 8 fields, 11^3, acdc x2", 8, 11, "acdc:depth=2")]
+
+
+def conv_pair(groups: int, per_group: int, n: int, batch: int) -> list:
+    channels = groups * per_group
+    x = torch.randn(batch, channels, n, n, n, requires_grad=True)
+    w = torch.randn(channels, per_group, 3, 3, 3, requires_grad=True)
+    g = torch.randn(batch, channels, n, n, n)
+
+    def default() -> None:
+        F.conv3d(x, w, padding=1, groups=groups).backward(g)
+
+    def last() -> None:
+        F.conv3d(channels_last(x), w, padding=1, groups=groups).contiguous().backward(g)
+
+    return [default, last]
+
+
+def mixing_pair(fields: int, n: int, layer: str, batch: int) -> list:
+    field_type = spectral_field_type(fields, 2)
+    strided = IrrepMixing(field_type, field_type, MixingSpec.parse(layer)).linear
+    scatter = copy.deepcopy(strided)
+    scatter.in_blocks = scatter.out_blocks = None  # the gather / scatter path of other layouts
+    x = torch.randn(batch, field_type.size, n, n, n, requires_grad=True)
+    assert torch.allclose(strided(x), scatter(x), atol=1e-5)
+    g = torch.randn(batch, field_type.size, n, n, n)
+    return [lambda: scatter(x).backward(g), lambda: strided(x).backward(g)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8, help="volumes (both views of 4 pairs)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    load_before = bench.load_average()
+    rows = []
+    cases = [("conv", label, "default", "channels-last", conv_pair(g, c, n, args.batch)) for label, g, c, n in CONVS]
+    cases += [("mixing", label, "gather/scatter", "strided blocks", mixing_pair(f, n, layer, args.batch))
+              for label, f, n, layer in MIXINGS]
+    for kind, label, before, after, fns in cases:
+        timings = time_interleaved(fns, torch.device("cpu"), warmup=1, repeats=args.repeats)
+        ratio = bench.paired_ratio(list(timings[0].samples), list(timings[1].samples))
+        rows.append({"kind": kind, "case": label, "before": before, "after": after,
+                     "before_seconds": list(timings[0].samples), "after_seconds": list(timings[1].samples),
+                     "speedup": ratio})
+        print(f"{label:36s} {before} {timings[0].median * 1e3:8.1f} ms  {after} {timings[1].median * 1e3:8.1f} ms  "
+              f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]", flush=True)
+    result = {"command": "python experiments/compressed_encoders/micro_layout.py " + " ".join(sys.argv[1:]),
+              "batch": args.batch, "repeats": args.repeats, "machine": bench.machine(),
+              "load_average": {"before": load_before, "after": bench.load_average()}, "cases": rows}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
