@@ -284,3 +284,20 @@ def test_train_and_evaluate_end_to_end(tmp_path, capsys):
     structures_per_split = [set(v) for v in report["data"]["structures"].values()]
     assert sum(map(len, structures_per_split)) == len(set.union(*structures_per_split))
     assert (tmp_path / "c.png").is_file() and "lift over the best control" in capsys.readouterr().out
+
+
+def test_structure_cache_keeps_the_most_recent_and_pickles_empty():
+    from atompaint.tasks.common import LRUCache
+
+    cache: LRUCache[int, str] = LRUCache(2)
+    built = []
+
+    def build(k: int) -> str:
+        built.append(k)
+        return f"s{k}"
+
+    for k in (1, 2, 1, 3, 1, 2):
+        assert cache.get(k, lambda k=k: build(k)) == f"s{k}"
+    assert built == [1, 2, 3, 2] and len(cache) == 2  # 2 was evicted by 3, 1 stayed in use
+    copy = pickle.loads(pickle.dumps(cache))
+    assert len(copy) == 0 and copy.size == 2

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -35,11 +34,10 @@ import torch
 
 from atompaint.origins import AtomDensity, OriginIndex, OriginParams, OriginSampler
 from atompaint.structures import load
+from atompaint.tasks.common import SPLIT_CODES, LRUCache, item_rng
 from atompaint.tasks.neighbor_loc.constructions import CONSTRUCTIONS, ConstructionError, DrawCheck, check_draw
 from atompaint.tasks.neighbor_loc.geometry import DIRECTION_SETS, ViewPair, make_view_pair, neighbor_directions
 from atompaint.voxelize import ImageParams, PreparedAtoms, random_rotation
-
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 log = logging.getLogger(__name__)
 
@@ -244,22 +242,14 @@ class NeighborLocDataset(torch.utils.data.Dataset):
         # Only the structures this split draws from: the map is pickled to every loader worker.
         drawn = set(self.sampler.structure_ids.tolist())
         self._paths = {s.id: s.path for s in structures if s.id in drawn}
-        self._cache: OrderedDict[int, _Loaded] = OrderedDict()
+        self._cache: LRUCache[int, _Loaded] = LRUCache(config.cache_structures)
 
     def __len__(self) -> int:
         return self.length
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_cache"] = OrderedDict()  # workers start empty; never ship loaded structures
-        return state
-
     def rng(self, key: int) -> np.random.Generator:
         """The generator of item ``key``: a function of (seed, split, epoch, index) only."""
-        if key < 0:
-            raise IndexError(f"negative key {key}")
-        epoch, i = divmod(int(key), self.length)
-        return np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], epoch, i]))
+        return item_rng(self.seed, self.split, self.length, key)
 
     @property
     def criterion(self) -> OriginParams:
@@ -380,16 +370,11 @@ class NeighborLocDataset(torch.utils.data.Dataset):
         return Example(views, structure_id, origin_id, b_draws=draws, b_fallback=fallback, mask=allowed.copy())
 
     def _loaded(self, structure_id: int) -> _Loaded:
-        loaded = self._cache.get(structure_id)
-        if loaded is not None:
-            self._cache.move_to_end(structure_id)
-            return loaded
-        atoms = load(self._paths[structure_id], **self.index.load_options, **self.criterion.load_context)
-        loaded = _Loaded(PreparedAtoms(atoms, self.config.image), AtomDensity(atoms, self.criterion))
-        self._cache[structure_id] = loaded
-        while len(self._cache) > self.config.cache_structures:
-            self._cache.popitem(last=False)
-        return loaded
+        def build() -> _Loaded:
+            atoms = load(self._paths[structure_id], **self.index.load_options, **self.criterion.load_context)
+            return _Loaded(PreparedAtoms(atoms, self.config.image), AtomDensity(atoms, self.criterion))
+
+        return self._cache.get(structure_id, build)
 
     def structure(self, structure_id: int) -> PreparedAtoms:
         """The voxelization-ready atoms of a structure, from a bounded per-process LRU cache."""

@@ -13,7 +13,6 @@ the training residues once (a control: a model trained so can only learn the cla
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 from atompaint.origins.index import LOAD_OPTIONS
 from atompaint.structures import StructureError, load, structure_name
-from atompaint.tasks.neighbor_loc.dataset import SPLIT_CODES
+from atompaint.tasks.common import SPLIT_CODES, LRUCache, item_rng
 from atompaint.tasks.residue_env.residues import (
     AMINO_ACIDS,
     CENTER_MODES,
@@ -248,23 +247,15 @@ class ResidueEnvDataset(torch.utils.data.Dataset):
             labels = np.random.default_rng(seq).permutation(labels)
         #: The labels the items carry (permuted with ``shuffle_labels``).
         self.labels = labels
-        self._cache: OrderedDict[int, _Loaded] = OrderedDict()
+        self._cache: LRUCache[int, _Loaded] = LRUCache(config.cache_structures)
         self._order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.length
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_cache"] = OrderedDict()  # workers start empty; never ship loaded structures
-        return state
-
     def rng(self, key: int) -> np.random.Generator:
         """The generator of item ``key``: a function of (seed, split, epoch, index) only."""
-        if key < 0:
-            raise IndexError(f"negative key {key}")
-        epoch, i = divmod(int(key), self.length)
-        return np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], epoch, i]))
+        return item_rng(self.seed, self.split, self.length, key)
 
     def row(self, key: int) -> int:
         """The row of the residue index that item ``key`` shows."""
@@ -286,17 +277,12 @@ class ResidueEnvDataset(torch.utils.data.Dataset):
         return row, center, rotation
 
     def _loaded(self, structure: int) -> _Loaded:
-        loaded = self._cache.get(structure)
-        if loaded is not None:
-            self._cache.move_to_end(structure)
-            return loaded
-        atoms = load(Path(self.index.paths[structure]), **LOAD_OPTIONS)
-        prepared = PreparedAtoms(atoms, self.config.image)
-        loaded = _Loaded(prepared, residue_ordinals(atoms)[prepared.atom_index])
-        self._cache[structure] = loaded
-        while len(self._cache) > self.config.cache_structures:
-            self._cache.popitem(last=False)
-        return loaded
+        def build() -> _Loaded:
+            atoms = load(Path(self.index.paths[structure]), **LOAD_OPTIONS)
+            prepared = PreparedAtoms(atoms, self.config.image)
+            return _Loaded(prepared, residue_ordinals(atoms)[prepared.atom_index])
+
+        return self._cache.get(structure, build)
 
     def environment_rows(self, key: int) -> tuple[PreparedAtoms, np.ndarray, np.ndarray, np.ndarray]:
         """``(prepared, rows, center, rotation)``: the imaged atoms of item ``key``'s structure that
