@@ -19,7 +19,6 @@ data) with their symmetry mates (``OriginParams(context="crystal")``); their pai
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -30,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from task_stats import stats_parser, write_report  # this folder, on the path when run as a script
 
 from atompaint.origins import OriginIndex, OriginParams, OriginSampler, build_index, find_structures
 from atompaint.tasks.neighbor_loc import (
@@ -111,18 +111,13 @@ def draw_statistics(index_path: Path, draws: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--structures", type=Path, default=Path("../shared/data/pdb"))
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--examples", type=int, default=1024, help="pairs per construction and structure set")
+    parser = stats_parser(__doc__, examples=1024, seed=123)
     parser.add_argument("--draws", type=int, default=20_000, help="(origin, orientation) draws for the acceptance")
     parser.add_argument("--crystals", type=Path, nargs="*",
                         default=[Path(__file__).parents[2] / "tests" / "atompaint" / "data" / "5PTI.cif.gz"],
                         help="structures with a crystal cell, measured with their symmetry mates")
     parser.add_argument("--crystal-max-draws", type=int, default=2000,
                         help="b_max_draws on the crystals (balanced-both accepts a few percent of draws there)")
-    parser.add_argument("--seed", type=int, default=123)
-    parser.add_argument("--work-dir", type=Path, default=None, help="where the origin indexes go (default: temp)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -164,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  args.crystal_max_draws) for c in CONSTRUCTIONS},
         }
         print(f"crystals: {json.dumps(report['crystal_context'])}", file=sys.stderr)
-    report["seconds"] = round(time.perf_counter() - start, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_report(report, args.out, start)
     return 0
 
 

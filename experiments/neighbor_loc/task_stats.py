@@ -95,14 +95,27 @@ def task_statistics(index_path: Path, config: NeighborLocConfig, n: int, seed: i
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def stats_parser(doc: str | None, examples: int, seed: int) -> argparse.ArgumentParser:
+    """The arguments every statistics script of this folder takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--structures", type=Path, default=Path("../shared/data/pdb"))
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--examples", type=int, default=2000, help="examples drawn per task and setting")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--examples", type=int, default=examples, help="examples drawn per cell of the report")
+    parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument("--work-dir", type=Path, default=None, help="where the origin indexes go (default: a temp dir)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def write_report(report: dict, out: Path, start: float) -> None:
+    """Write ``report`` (with the seconds since ``start``) as JSON to ``out``."""
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = stats_parser(__doc__, examples=2000, seed=0).parse_args(argv)
 
     start = time.perf_counter()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="task_stats_"))
@@ -127,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["settings"][setting] = task_statistics(index_path, config, args.examples, args.seed)
             print(f"{task} {setting}: {json.dumps(entry['settings'][setting])}", file=sys.stderr)
         report["tasks"][task] = entry
-    report["seconds"] = round(time.perf_counter() - start, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_report(report, args.out, start)
     return 0
 
 
