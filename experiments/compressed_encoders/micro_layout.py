@@ -5,7 +5,8 @@
   ``35 -> 35`` group per field) in the default vs the channels-last memory format, conversions
   included (:func:`atompaint.encoders.separable.channels_last`);
 - the per-irrep mixing writing its output as strided blocks of the field layout vs the gather /
-  zero-fill / scatter / transpose path it still takes for other layouts.
+  zero-fill / scatter / transpose path it still takes for other layouts;
+- the fused batch norm (:class:`atompaint.encoders.layers.IIDBatchNorm`) vs escnn's, training mode.
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/micro_layout.py \\
         --json experiments/compressed_encoders/results/micro_layout.json
@@ -22,8 +23,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from escnn import nn as enn
 
 from atompaint.encoders.fields import spectral_field_type
+from atompaint.encoders.layers import IIDBatchNorm
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec
 from atompaint.encoders.separable import channels_last
 from structlayers.timing import time_interleaved
@@ -68,10 +71,27 @@ def mixing_pair(fields: int, n: int, layer: str, batch: int) -> list:
     return [lambda: scatter(x).backward(g), lambda: strided(x).backward(g)]
 
 
+#: (label, fields, grid side): batch norms of the same layers.
+NORMS = [("4 fields, 21^3", 4, 21), ("16 fields, 5^3", 16, 5)]
+
+
+def norm_pair(fields: int, n: int, batch: int) -> list:
+    field_type = spectral_field_type(fields, 2)
+    fused, escnn_norm = IIDBatchNorm(field_type), enn.IIDBatchNorm3d(field_type)
+    x = torch.randn(batch, field_type.size, n, n, n, requires_grad=True)
+    g = torch.randn(batch, field_type.size, n, n, n)
+
+    def run(module: torch.nn.Module) -> None:
+        module(enn.GeometricTensor(x, field_type)).tensor.backward(g)
+
+    return [lambda: run(escnn_norm), lambda: run(fused)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8, help="volumes (both views of 4 pairs)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--kinds", nargs="*", default=["conv", "mixing", "norm"], help="which cases to run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     load_before = bench.load_average()
@@ -79,7 +99,10 @@ def main() -> None:
     cases = [("conv", label, "default", "channels-last", conv_pair(g, c, n, args.batch)) for label, g, c, n in CONVS]
     cases += [("mixing", label, "gather/scatter", "strided blocks", mixing_pair(f, n, layer, args.batch))
               for label, f, n, layer in MIXINGS]
+    cases += [("norm", label, "escnn IIDBatchNorm3d", "fused", norm_pair(f, n, args.batch)) for label, f, n in NORMS]
     for kind, label, before, after, fns in cases:
+        if kind not in args.kinds:
+            continue
         timings = time_interleaved(fns, torch.device("cpu"), warmup=1, repeats=args.repeats)
         ratio = bench.paired_ratio(list(timings[0].samples), list(timings[1].samples))
         rows.append({"kind": kind, "case": label, "before": before, "after": after,
@@ -87,7 +110,8 @@ def main() -> None:
                      "speedup": ratio})
         print(f"{label:36s} {before} {timings[0].median * 1e3:8.1f} ms  {after} {timings[1].median * 1e3:8.1f} ms  "
               f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]", flush=True)
-    result = {"command": "python experiments/compressed_encoders/micro_layout.py " + " ".join(sys.argv[1:]),
+    command = "python experiments/compressed_encoders/micro_layout.py " + " ".join(sys.argv[1:])
+    result = {"kinds": args.kinds, "command": command,
               "batch": args.batch, "repeats": args.repeats, "machine": bench.machine(),
               "load_average": {"before": load_before, "after": bench.load_average()}, "cases": rows}
     if args.json:

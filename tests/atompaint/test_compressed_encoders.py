@@ -86,6 +86,38 @@ def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_fal
             torch.testing.assert_close(linear.forward_irreps(channels_last), expected)
 
 
+@pytest.mark.parametrize("kind", ["spectral", "gated"])
+def test_fused_batch_norm_equals_escnns(kind):
+    """Outputs, running statistics and gradients (input, weight, bias) of the fused batch norm equal
+    escnn's module, in training and in eval mode; a non-uniform type takes escnn's own forward."""
+    from atompaint.encoders.layers import IIDBatchNorm, gate_field_type
+
+    field_type = spectral_field_type(3, 2) if kind == "spectral" else gate_field_type(spectral_field_type(2, 1))
+    torch.manual_seed(0)
+    ours, theirs = IIDBatchNorm(field_type), enn.IIDBatchNorm3d(field_type)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.uniform_(0.5, 1.5)
+    ours.load_state_dict(theirs.state_dict())
+    for training in (True, True, False):
+        ours.train(training), theirs.train(training)
+        x = torch.randn(4, field_type.size, 3, 4, 5, dtype=torch.float64) * 2 + 1
+        results = []
+        for module in (ours, theirs):
+            module.double()
+            xi = x.clone().requires_grad_(True)
+            y = module(enn.GeometricTensor(xi, field_type)).tensor
+            y.pow(3).sum().backward()
+            results.append((y.detach(), xi.grad, [p.grad.clone() for p in module.parameters()]))
+            module.zero_grad()
+        torch.testing.assert_close(results[0][0], results[1][0])
+        torch.testing.assert_close(results[0][1], results[1][1])
+        for a, b in zip(results[0][2], results[1][2]):
+            torch.testing.assert_close(a, b)
+        for (name, a), b in zip(ours.named_buffers(), theirs.buffers()):
+            torch.testing.assert_close(a.double(), b.double(), msg=name)
+
+
 def test_mixing_flops_match_the_dense_formula_and_beat_escnn():
     a, b = spectral_field_type(16, 2), spectral_field_type(16, 2)
     mixing = IrrepMixing(a, b)

@@ -17,7 +17,7 @@ from typing import Literal
 
 from escnn import nn as enn
 
-from atompaint.encoders.layers import FourierActivation, gate_field_type
+from atompaint.encoders.layers import FourierActivation, IIDBatchNorm, gate_field_type
 from atompaint.encoders.separable import ConvSpec, make_conv, make_pointwise
 from atompaint.encoders.tensor_product import CGTensorProduct
 
@@ -73,7 +73,7 @@ class ResBlock(enn.EquivariantModule):
 
         conv1_out = gate_field_type(mid_type) if block == "alpha" else mid_type
         self.conv1 = make_conv(in_type, conv1_out, conv, kernel_size=kernel_size, padding=pad)
-        self.bn1 = enn.IIDBatchNorm3d(conv1_out)
+        self.bn1 = IIDBatchNorm(conv1_out)
         if block == "alpha":
             self.act1 = enn.GatedNonLinearity1(conv1_out)
         elif block == "gamma":
@@ -81,7 +81,7 @@ class ResBlock(enn.EquivariantModule):
         else:
             self.act1 = FourierActivation(len(mid_type), band_limit, grid_size, "elu")
         self.conv2 = make_conv(mid_type, out_type, conv, kernel_size=kernel_size, padding=pad)
-        self.bn2 = enn.IIDBatchNorm3d(out_type)
+        self.bn2 = IIDBatchNorm(out_type)
         function = {"basic": "elu", "alpha": "leaky_hardshrink", "gamma": "hermite"}[block]
         self.act2 = FourierActivation(len(out_type), band_limit, grid_size, function)
         self.skip = None if in_type == out_type else make_pointwise(in_type, out_type, conv)

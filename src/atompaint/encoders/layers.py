@@ -99,6 +99,47 @@ class FourierActivation(enn.FourierPointwise):
         return f"function={self.function_name}, grid=thomson_cube(N={self.grid_size})"
 
 
+class IIDBatchNorm(enn.IIDBatchNorm3d):
+    """escnn's ``IIDBatchNorm3d`` (same parameters, buffers, statistics and export) with a fused
+    forward pass for uniform field types: the batch statistics (which escnn detaches from the graph)
+    in two reductions, then one ``addcmul`` ``x * scale + shift`` per element, where escnn centres,
+    scales, shifts and copies the output in separate passes; other field types use escnn's forward."""
+
+    def forward(self, input: enn.GeometricTensor) -> enn.GeometricTensor:
+        if input.type != self.in_type:
+            raise ValueError("input field type does not match the batch norm's in_type")
+        if len(self._sizes) != 1 or not self.affine:
+            return super().forward(input)
+        (name, size), key = self._sizes[0], self._escape_name(self._sizes[0][0])
+        x = input.tensor.contiguous()
+        b, spatial = x.shape[0], x.shape[2:]
+        fields = x.view(b, -1, size, *spatial)
+        trivial = self._has_trivial[name]
+        if self.training:
+            self.num_batches_tracked += 1
+        if self.training or not self.track_running_stats:
+            axes = (0,) + tuple(range(3, fields.dim()))
+            with torch.no_grad():
+                means = (fields.mean(dim=axes) @ getattr(self, f"{key}_avg").T) if trivial else None
+                # The variance about the trivial projection's mean equals the variance about the sample mean.
+                variances = fields.var(dim=axes, unbiased=True).mean(dim=1, keepdim=True)
+            if self.training and self.track_running_stats:
+                factor = (1.0 / self.num_batches_tracked.item()) if self.momentum is None else self.momentum
+                running_means, running_vars = self._get_running_stats(name)
+                running_vars.mul_(1 - factor).add_(factor * variances)
+                if trivial:
+                    running_means.mul_(1 - factor).add_(factor * means)
+        else:
+            means, variances = self._get_running_stats(name)
+        scales = getattr(self, f"{key}_weight") / (variances + self.eps).sqrt()  # (C, 1)
+        shift = getattr(self, f"{key}_bias") @ getattr(self, f"{key}_change_of_basis").T if trivial else None
+        if trivial:
+            shift = shift - means * scales
+        view = (1, scales.shape[0], -1, *(1,) * len(spatial))
+        y = fields * scales.view(view) if shift is None else torch.addcmul(shift.view(view), fields, scales.view(view))
+        return enn.GeometricTensor(y.view_as(x), self.out_type, input.coords)
+
+
 def gate_field_type(field_type: enn.FieldType) -> enn.FieldType:
     """``field_type`` preceded by one scalar gate per field, the input layout of a gated nonlinearity."""
     gs = field_type.gspace
@@ -123,7 +164,7 @@ def conv_bn_act(
     """
     return enn.SequentialModule(
         make_conv(in_type, out_type, conv or ConvSpec(), kernel_size=kernel_size, stride=stride, padding=padding),
-        enn.IIDBatchNorm3d(out_type),
+        IIDBatchNorm(out_type),
         FourierActivation(len(out_type), band_limit, grid_size, activation),
     )
 
