@@ -132,9 +132,10 @@ class IIDBatchNorm(enn.IIDBatchNorm3d):
         else:
             means, variances = self._get_running_stats(name)
         scales = getattr(self, f"{key}_weight") / (variances + self.eps).sqrt()  # (C, 1)
-        shift = getattr(self, f"{key}_bias") @ getattr(self, f"{key}_change_of_basis").T if trivial else None
-        if trivial:
-            shift = shift - means * scales
+        shift = None
+        if trivial:  # escnn's own expression for the bias in the field basis
+            bias = torch.einsum("ij,cj->ci", getattr(self, f"{key}_change_of_basis"), getattr(self, f"{key}_bias"))
+            shift = bias - means * scales
         view = (1, scales.shape[0], -1, *(1,) * len(spatial))
         y = fields * scales.view(view) if shift is None else torch.addcmul(shift.view(view), fields, scales.view(view))
         return enn.GeometricTensor(y.view_as(x), self.out_type, input.coords)
