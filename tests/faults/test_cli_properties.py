@@ -28,7 +28,7 @@ REPO = Path(__file__).parents[2]
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 #: Numbers at and past the limits of counts and sizes, and text that is no number at all.
@@ -132,42 +132,6 @@ TRAIN_SLOTS = {"--epochs": st.sampled_from(["0", "-1", "nan", "", "abc"]), "--lr
                "--resume-from": INPUTS, "--accelerator": st.sampled_from(["tpu", ""])}
 
 
-@given(argv=options(APPROX_SLOTS))
-@PROPERTY
-def test_approx(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("structlayers", [*APPROX, *argv], places)
-
-
-@given(argv=options(BENCH_SLOTS))
-@PROPERTY
-def test_bench(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("structlayers", [*BENCH, *argv], places)
-
-
-@given(argv=options(COUNT_SLOTS))
-@PROPERTY
-def test_count(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("structlayers", [*COUNT, *argv], places)
-
-
-@given(argv=options(REPLACE_SLOTS))
-@PROPERTY
-def test_replace(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("structlayers", [*REPLACE, *argv], places)
-
-
-@given(argv=st.lists(st.sampled_from(["", "acdc", "nope", "stack", "--json", "-x"]), max_size=2))
-@PROPERTY
-def test_layers(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("structlayers", ["layers", *argv], places)
-
-
-@given(argv=options(TRAIN_SLOTS, max_size=2))
-@PROPERTY
-def test_train(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("structlayers", [*TRAIN, *argv], places)
-
-
 VOXELIZE = ["voxelize", "{structure}", "--length", "5", "--out", "{dir}/image.npz"]
 VOXELIZE_SLOTS = {"--length": COUNTS, "--resolution": REALS, "--radius": REALS,
                   "--center": st.sampled_from(["", "0,0", "nan,0,0", "inf,1,2", "1e308,0,0", "a,b,c", "0,0,0"]),
@@ -189,33 +153,37 @@ ATOMPAINT_TRAIN_SLOTS = {"--devices": st.sampled_from(["0", "abc"]),
                          "--accelerator": st.sampled_from(["tpu", ""])}
 
 
-@given(argv=options(VOXELIZE_SLOTS))
+def argv(base: list[str], slots: dict[str, st.SearchStrategy[str]], max_size: int = 3) -> st.SearchStrategy[list[str]]:
+    return options(slots, max_size).map(lambda extra: [*base, *extra])
+
+
+#: Every subcommand of both command lines: ``(program, strategy of its whole argument vector)``.
+COMMANDS: dict[str, tuple[str, st.SearchStrategy[list[str]]]] = {
+    "approx": ("structlayers", argv(APPROX, APPROX_SLOTS)),
+    "bench": ("structlayers", argv(BENCH, BENCH_SLOTS)),
+    "count": ("structlayers", argv(COUNT, COUNT_SLOTS)),
+    "replace": ("structlayers", argv(REPLACE, REPLACE_SLOTS)),
+    "layers": ("structlayers", st.lists(st.sampled_from(["", "acdc", "nope", "stack", "--json", "-x"]), max_size=2)
+               .map(lambda extra: ["layers", *extra])),
+    "train": ("structlayers", argv(TRAIN, TRAIN_SLOTS, max_size=2)),
+    "voxelize": ("atompaint", argv(VOXELIZE, VOXELIZE_SLOTS)),
+    "index": ("atompaint", argv(INDEX, INDEX_SLOTS, max_size=2)),
+    "evaluate": ("atompaint", st.tuples(INPUTS, st.one_of(st.just([]), options(EVALUATE_SLOTS, max_size=2)))
+                 .map(lambda c: ["evaluate", c[0], *c[1]])),
+    "atompaint count": ("atompaint", st.tuples(
+        st.one_of(INPUTS, st.just(str(REPO / "experiments/neighbor_loc/sanity_acdc.yaml"))),
+        options(ENCODER_INVALID, max_size=1)).map(lambda c: ["count", c[0], *c[1]])),
+    "atompaint train": ("atompaint", st.tuples(
+        st.sampled_from(["neighbor-loc", "lba", "nope"]), INPUTS,
+        st.one_of(st.just([]), options(ATOMPAINT_TRAIN_SLOTS, max_size=1))).map(
+        lambda c: ["train", c[0], "--config", c[1], *c[2]])),
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@given(data=st.data())
 @PROPERTY
-def test_voxelize(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("atompaint", [*VOXELIZE, *argv], places)
-
-
-@given(argv=options(INDEX_SLOTS, max_size=2))
-@PROPERTY
-def test_index(places: dict[str, str], argv: list[str]) -> None:
-    check_contract("atompaint", [*INDEX, *argv], places)
-
-
-@given(checkpoint=INPUTS, argv=st.one_of(st.just([]), options(EVALUATE_SLOTS, max_size=2)))
-@PROPERTY
-def test_evaluate(places: dict[str, str], checkpoint: str, argv: list[str]) -> None:
-    check_contract("atompaint", ["evaluate", checkpoint, *argv], places)
-
-
-@given(config=st.one_of(INPUTS, st.just(str(REPO / "experiments/neighbor_loc/sanity_acdc.yaml"))),
-       argv=options(ENCODER_INVALID, max_size=1))
-@PROPERTY
-def test_atompaint_count(places: dict[str, str], config: str, argv: list[str]) -> None:
-    check_contract("atompaint", ["count", config, *argv], places)
-
-
-@given(task=st.sampled_from(["neighbor-loc", "lba", "nope"]), config=INPUTS,
-       argv=st.one_of(st.just([]), options(ATOMPAINT_TRAIN_SLOTS, max_size=1)))
-@PROPERTY
-def test_atompaint_train(places: dict[str, str], task: str, config: str, argv: list[str]) -> None:
-    check_contract("atompaint", ["train", task, "--config", config, *argv], places)
+def test_every_subcommand_ends_in_a_result_or_one_error_line(places: dict[str, str], command: str,
+                                                            data: st.DataObject) -> None:
+    prog, strategy = COMMANDS[command]
+    check_contract(prog, data.draw(strategy, label="argv"), places)

@@ -86,6 +86,8 @@ class Stack(SquareLayer):
                              "(it is not a square structured factor)")
         self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
         self.factor, self.depth, self.shuffle = factor, depth, shuffle
+        # Each factor holds at least a few size-long vectors (its parameters, a shuffle index).
+        self.check_parameter_memory(4 * depth * self.size)
         self.activation, self.norm = activation, norm
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (), device="cpu").item())

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from structlayers.cli.arguments import add_layer_options, layer_options
-from structlayers.clikit import add_json, add_no_progress, add_plot, check_output_path, write_output
+from structlayers.clikit import PLOT_SUFFIXES, add_json, add_no_progress, add_plot, check_output_path, write_output
 from structlayers.lab.approx import ApproxConfig, run_approx
 from structlayers.lab.approx.experiment import PROTOCOL_DEFAULTS, PROTOCOLS
 from structlayers.lab.approx.plot import plot_result
@@ -28,16 +28,23 @@ def int_list(text: str, minimum: int = 1) -> tuple[int, ...]:
     return values
 
 
+#: The most seeds ``--seeds N`` may ask for.
+MAX_SEEDS = 10_000
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     """``3`` means seeds 0, 1, 2; ``0,5,9`` means exactly those."""
     if "," in text:
-        return int_list(text, minimum=0)
+        seeds = int_list(text, minimum=0)
+        if max(seeds) >= 2**63:
+            raise argparse.ArgumentTypeError(f"seeds must be below 2**63, got {text!r}")
+        return seeds
     try:
         count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a count or a comma list of seeds, got {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError("need at least one seed")
+    if not 1 <= count <= MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_SEEDS} seeds, got {count}")
     return tuple(range(count))
 
 
@@ -91,7 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.json, "--json")
-    check_output_path(args.plot, "--plot")
+    check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
     if args.params_budget and args.depth != ApproxConfig().depths:
         raise ValueError("give either --depth or --params-budget, not both")
     # -o applies to every family fitted; recorded typed as the first family (at the last depth) reads it.
@@ -105,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     )
     config.validate()
     result = run_approx(config, progress=not args.no_progress)
-    if not result.runs:
-        print("interrupted before any fit finished", file=sys.stderr)
+    if not result.runs:  # run_approx refuses plans without any fit, so only Ctrl-C gets here
+        print("structlayers approx: interrupted before any fit finished", file=sys.stderr)
         return 130
     print(result.to_text())
     write_output(args.json, result.to_json(), "the results")

@@ -104,6 +104,8 @@ class ApproxConfig:
         for label, value, least in (("--n", self.size, 2), ("--steps", self.steps, 1), ("--threads", self.threads, 1)):
             if value < least:
                 raise ValueError(f"{label} must be at least {least}, got {value}")
+        if self.threads > 4096:
+            raise ValueError(f"--threads must be at most 4096, got {self.threads}")
         if self.protocol == "research-log" and self.target != "gaussian":
             raise ValueError("--protocol research-log defines its own targets (nn.Linear with bias); "
                              "omit --target")
@@ -448,6 +450,9 @@ def run_approx(
     first = target_for(seeds[0], config.shuffles[0])
     shape = (config.size, config.size) if research_log else first.shape
     jobs, skipped = plan(config, shape)
+    if not jobs:
+        raise ValueError(f"no configuration fits the parameter budget(s) {','.join(map(str, config.budgets))} "
+                         f"for {shape[0]}x{shape[1]} targets ({'; '.join(skipped)}); give larger budgets")
     for job in jobs:
         build_layer(job, shape, 0)  # validate every option before any long work
     result = ApproxResult(config, jobs, skipped=skipped,

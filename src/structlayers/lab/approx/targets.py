@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from structlayers.runs.checkpoints import read_torch_file
 from structlayers.transforms.dct import dct_matrix
 
 GENERATED = ("gaussian", "linear", "toeplitz", "dct", "lowrank_diag")
@@ -70,7 +71,7 @@ def load_target_file(spec: str) -> Tensor:
     path = path if path.endswith(".pt") or not name else path + ".pt"
     if not Path(path).is_file():
         raise FileNotFoundError(f"target file {path!r} not found (targets: {', '.join(GENERATED)} or a .pt file)")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = read_torch_file(path, "target file")
     if isinstance(data, dict):
         key = name or "weight"
         if key not in data:
@@ -78,8 +79,15 @@ def load_target_file(spec: str) -> Tensor:
         data = data[key]
     elif name:
         raise ValueError(f"target file {path!r} holds one tensor, not a dict with entry {name!r}")
-    if not isinstance(data, Tensor) or data.dim() != 2:
-        raise ValueError(f"target {spec!r} is not a 2-D tensor")
+    if not isinstance(data, Tensor) or data.dim() != 2 or data.is_complex():
+        raise ValueError(f"target {spec!r} is not a real 2-D tensor")
+    if min(data.shape) == 0:
+        raise ValueError(f"target {spec!r} is empty (shape {tuple(data.shape)})")
+    finite = torch.isfinite(data)
+    if not finite.all():
+        raise ValueError(f"target {spec!r} has {int((~finite).sum())} NaN or infinite entries of {data.numel()}")
+    if not data.any():
+        raise ValueError(f"target {spec!r} is all zero: the relative error of a fit to it is undefined")
     return data.detach().double()
 
 
