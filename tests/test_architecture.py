@@ -121,9 +121,12 @@ def test_atompaint_uses_only_structlayers_library() -> None:
 
 def test_the_registry_is_a_leaf() -> None:
     assert GRAPH["structlayers.registry"] <= {"structlayers.base", "structlayers.configs"}
-    # base wraps every plugin's forward with the FLOP-counter and mixed-precision checks: two leaves.
-    assert GRAPH["structlayers.base"] <= {"structlayers.flops", "structlayers.precision"}
-    assert GRAPH["structlayers.configs"] == GRAPH["structlayers.flops"] == GRAPH["structlayers.precision"] == set()
+    # base wraps every plugin's forward with the FLOP-counter and mixed-precision checks and refuses
+    # oversized parameters and dense forms up front with the memory estimate: three leaves.
+    leaves = ("structlayers.flops", "structlayers.precision", "structlayers.memory")
+    assert GRAPH["structlayers.base"] <= set(leaves)
+    assert GRAPH["structlayers.configs"] == set()
+    assert all(GRAPH[leaf] == set() for leaf in leaves)
 
 
 def test_lab_never_imports_cli() -> None:
