@@ -100,6 +100,8 @@ def main() -> None:
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
             arms["before"] = start("before", Path(tmp) / "src", args, False)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
         arms["after"] = start("after", ROOT / "src", args, False)
         if args.compile:
             arms["after + torch.compile"] = start("after + torch.compile", ROOT / "src", args, True)
@@ -122,8 +124,7 @@ def main() -> None:
     result = {
         "command": "python experiments/compressed_encoders/ab_step.py " + " ".join(sys.argv[1:]),
         "variant": args.variant, "changes": json.loads(args.changes), "before_commit": args.before,
-        "after": "working tree at " + subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                                      capture_output=True, text=True).stdout.strip(),
+        "after": f"working tree when its worker started (HEAD {head})",
         "batch": args.batch, "repeats": args.repeats, "machine": bench.machine(),
         "load_average": {"before": load_before, "during": during, "after": bench.load_average()},
         "step_seconds": times, "warmup_seconds": warmups,

@@ -4,6 +4,9 @@ validation-accuracy curves of every run (curves.png) and the sanity table, per e
 seeds (sanity_summary.json: final and best validation accuracy, fit seconds).
 
     python experiments/compressed_encoders/summarize.py --runs /tmp/ce_sanity /tmp/ce_runs
+
+``--into <folder>`` writes one set of runs under ``results/<folder>/`` instead (a later rerun beside
+the first one).
 """
 
 from __future__ import annotations
@@ -66,7 +69,9 @@ def sanity_table(runs: dict[str, dict]) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", type=Path, required=True, help="--out-dir folders of the runs")
+    parser.add_argument("--into", default="", help="a folder under results/ for this set of runs (default: results/)")
     args = parser.parse_args()
+    results = RESULTS / args.into
     runs = {}
     for root in args.runs:
         for summary in sorted(root.rglob("summary.json")):
@@ -75,7 +80,7 @@ def main() -> None:
             # --out-dir/seed<k>/<name>[/version_<n>]: the seed folder names the run's seed.
             seed = next((p for p in version.relative_to(root).parts if re.fullmatch(r"seed\d+", p)), "")
             label = data["name"] + (f"-{seed}" if seed else "")
-            target = RESULTS / label
+            target = results / label
             target.mkdir(parents=True, exist_ok=True)
             metrics = run_metrics(version)
             shutil.copy(metrics, target / "metrics.csv")
@@ -85,9 +90,9 @@ def main() -> None:
             runs[label] = {"seconds": data["seconds"], "best_val_acc": data.get("best_score"),
                            "final_val_acc": data["metrics"].get("val/acc"), "params": data.get("params"),
                            "epochs": read_metrics(metrics)}
-    (RESULTS / "runs.json").write_text(json.dumps(runs, indent=2))
+    (results / "runs.json").write_text(json.dumps(runs, indent=2))
     table = sanity_table(runs)
-    (RESULTS / "sanity_summary.json").write_text(json.dumps(table, indent=2))
+    (results / "sanity_summary.json").write_text(json.dumps(table, indent=2))
 
     import matplotlib
 
@@ -108,7 +113,7 @@ def main() -> None:
         ax.set(xlabel="training step", ylabel="validation accuracy", title=title)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "curves.png", dpi=120)
+    fig.savefig(results / "curves.png", dpi=120)
     print(json.dumps({k: {"best": v["best_val_acc"], "final": v["final_val_acc"], "seconds": v["seconds"]}
                       for k, v in runs.items()}, indent=2))
     for name, row in table.items():
