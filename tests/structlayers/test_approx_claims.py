@@ -1,0 +1,56 @@
+"""The approximation study's README claims come from its records: the generated findings block is
+what ``experiments/approx/tables.py findings`` prints from the JSON files, and every error, MSE or
+rate quoted in the prose (``experiments/approx/README.md`` and the top-level README's approximation
+lines) appears in what ``tables.py`` renders from those files."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDY = ROOT / "experiments" / "approx"
+#: Quoted results: decimals with 2-4 places (errors, MSEs, ratios); plain counts are not checked.
+NUMBER = re.compile(r"(?<![\w.])\d+\.\d{2,4}(?![\d])")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("approx_tables", STUDY / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rendered(tables) -> str:
+    return tables.render("all")
+
+
+def _missing(text: str, rendered: str) -> list[str]:
+    return sorted({n for n in NUMBER.findall(text) if n not in rendered})
+
+
+def test_generated_findings_block_is_current(tables, rendered: str) -> None:
+    readme = (STUDY / "README.md").read_text()
+    start, end = readme.index(tables.BEGIN), readme.index(tables.END) + len(tables.END)
+    block = rendered[rendered.index(tables.BEGIN):rendered.index(tables.END) + len(tables.END)]
+    assert readme[start:end] == block, "rerun `python experiments/approx/tables.py findings` into the README"
+
+
+def test_every_quoted_number_in_the_study_readme_is_in_the_records(rendered: str) -> None:
+    assert _missing((STUDY / "README.md").read_text(), rendered) == []
+
+
+def test_top_level_readme_approximation_findings_are_in_the_records(rendered: str) -> None:
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines()
+             if "experiments/approx/" in line and line.startswith("|")]
+    assert lines, "the top-level README lost its approximation findings lines"
+    assert _missing("\n".join(lines), rendered) == []
+
+
+def test_the_check_catches_a_number_that_is_not_recorded(rendered: str) -> None:
+    assert _missing("ACDC K=8 reaches 0.1234 on Gaussian targets", rendered) == ["0.1234"]
