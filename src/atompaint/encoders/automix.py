@@ -50,11 +50,6 @@ def candidate_spec(text: str) -> MixingSpec:
     return LayerSpec.parse(text)
 
 
-def spec_text(spec: MixingSpec) -> str:
-    """The text form of a mixing spec (what :func:`candidate_spec` reads back)."""
-    return str(spec)
-
-
 def train_step_seconds(modules: Sequence[nn.Module], shape: tuple[int, ...], repeats: int = 5) -> list[float]:
     """Median forward + backward seconds of each module on a random input of ``shape``, interleaved
     (:func:`structlayers.timing.time_interleaved`): the input requires grad, as inside a network."""

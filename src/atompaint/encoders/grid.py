@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import ABC, abstractmethod
 from functools import lru_cache
 
 import numpy as np
@@ -91,14 +92,15 @@ def rotate_orientations(fields: Tensor, element: int) -> Tensor:
     return fields.view(b, channels, GRID_SIZE, *fields.shape[2:])[:, :, perm].reshape(fields.shape)
 
 
-class GridModule(nn.Module):
+class GridModule(nn.Module, ABC):
     """A unit of a grid encoder: its cost kind (:data:`atompaint.encoders.costs.COST_KINDS`), forward
-    FLOPs of one call, and plain-PyTorch export."""
+    FLOPs of one call, and plain-PyTorch export (by default an eval-mode copy)."""
 
     cost_kind = ""
 
+    @abstractmethod
     def flop_count(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> FlopCount:
-        raise NotImplementedError
+        """Forward FLOPs of one call on an input of ``x_shape`` giving ``y_shape``."""
 
     def export(self) -> nn.Module:
         return copy.deepcopy(self).eval()
@@ -250,9 +252,6 @@ class GridMixing(GridModule):
         if hasattr(module, "flop_count"):
             return module.flop_count(rows)
         return linear_flops(rows, module.in_features, module.out_features, module.bias is not None)
-
-    def export(self) -> GridMixing:
-        return copy.deepcopy(self).eval()
 
 
 class GridBatchNorm(GridModule):
