@@ -8,7 +8,7 @@ import sys
 from structlayers.cli.arguments import add_layer_options, layer_options
 from structlayers.clikit import PLOT_SUFFIXES, add_json, add_no_progress, add_plot, check_output_path, write_output
 from structlayers.lab.approx import ApproxConfig, run_approx
-from structlayers.lab.approx.experiment import PROTOCOL_DEFAULTS, PROTOCOLS
+from structlayers.lab.approx.experiment import CHARGES, PROTOCOL_DEFAULTS, PROTOCOLS
 from structlayers.lab.approx.plot import plot_result
 from structlayers.lab.approx.targets import GENERATED
 from structlayers.surgery.fit import OPTIMIZERS
@@ -90,6 +90,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=d.threads,
                    help=f"torch threads during the fits and timings (default {d.threads})")
     p.add_argument("--no-timing", action="store_true", help="skip timing the fitted layers' forward pass")
+    p.add_argument("--charge", choices=CHARGES, default=d.charge,
+                   help="what the SVD and random-features baselines are given: the layer's nominal parameter count "
+                        "or its local dimension (Jacobian rank at the fitted point) (default nominal)")
+    p.add_argument("--no-project-start", action="store_true",
+                   help="fit from the random start only (by default each layer is also fitted from its projection "
+                        "onto its family, where one exists, and the lower error kept)")
+    p.add_argument("--legacy-objective", action="store_true",
+                   help="research-log with --optimizer cg: the 2018 fit, float32 through the log's objective wrapper "
+                        "(stale value and gradient for points within 1e-4 of the last one)")
     add_layer_options(p)
     add_json(p, old="--out")
     add_plot(p, "write error against parameters and against measured forward time (PNG or SVG)")
@@ -108,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds, target=args.target,
         protocol=args.protocol, budgets=args.params_budget, optimizer=args.optimizer, steps=args.steps, lr=args.lr,
         ftol=args.ftol, gtol=args.gtol, patience=args.patience, layer_options=options,
-        timing=not args.no_timing, threads=args.threads,
+        timing=not args.no_timing, threads=args.threads, project_start=not args.no_project_start,
+        charge=args.charge, legacy_objective=args.legacy_objective,
     )
     config.validate()
     result = run_approx(config, progress=not args.no_progress)

@@ -1,9 +1,13 @@
-"""Baselines at an equal parameter budget and the paired bootstrap that judges "beats SVD".
+"""Baselines at an equal parameter budget (the paired test that judges "beats SVD" is in
+:mod:`structlayers.lab.approx.stats`).
 
 - Truncated SVD: the best rank-``r`` matrix (Eckart-Young), charged its exact number of degrees of
   freedom ``r (m + n - r)`` (the dimension of the manifold of rank-``r`` ``m x n`` matrices; storing
   ``U`` and ``V`` as the ``lowrank`` layer does costs ``r (m + n)``).  ``r = min(m, n)`` costs
   ``m n``: at a budget of ``m n`` the baseline is the dense matrix itself, with error 0.
+- Local dimension: what a structured layer's parameters buy, the rank of the Jacobian of its dense
+  matrix with respect to its parameters at a point (redundant parameters, such as the scalings
+  that two factors can trade, do not count); baselines can be charged it instead of the nominal count.
 - Random features: a fixed random projection ``R (k x n)`` and the best trained readout
   ``V (m x k)`` (least squares, ``W R^+ R``), ``m k`` parameters: what a budget buys without any
   learned structure on the input side.
@@ -11,11 +15,16 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 from torch import Tensor
+
+from structlayers.base import StructuredLinear
+
+#: Singular values of the Jacobian below this fraction of the largest count as zero.
+RANK_RTOL = 1e-9
+#: Layers with more parameters get no local dimension unless asked for (``charge="dimension"``): the
+#: Jacobian costs about one backward pass per entry of the dense matrix.
+DIMENSION_MAX_PARAMS = 1024
 
 
 def svd_params(rank: int, m: int, n: int) -> int:
@@ -55,26 +64,21 @@ def random_features_error(target: Tensor, params: int, seed: int = 0) -> tuple[i
     return k, float(torch.linalg.norm(w - approx) / torch.linalg.norm(w))
 
 
-def bootstrap_ci(values: list[float], resamples: int = 10_000, level: float = 0.95, seed: int = 0
-                 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``values`` (NaNs when fewer than 2)."""
-    if len(values) < 2:
-        return math.nan, math.nan
-    data = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+def local_dimension(layer: StructuredLinear, rtol: float = RANK_RTOL) -> int:
+    """The rank of ``d vec(W) / d theta`` at the layer's current parameters ``theta`` (float64,
+    ``W`` its dense weight): the dimension of the set of matrices the family reaches near this
+    point, at most its parameter count."""
+    work = layer.double()
+    params = {name: p.detach() for name, p in work.named_parameters()}
+    eye = torch.eye(work.in_features, dtype=torch.float64, device=next(iter(params.values())).device)
+    bias = (torch.func.functional_call(work, params, (torch.zeros_like(eye[:1]),))
+            if getattr(work, "bias", None) is not None else None)
 
+    def dense(values: dict[str, Tensor]) -> Tensor:
+        out = torch.func.functional_call(work, values, (eye,))
+        return (out - bias if bias is not None else out).reshape(-1)
 
-def verdict(low: float, high: float, margin: float = 1e-6) -> str:
-    """``yes`` when the whole interval of (layer error - baseline error) lies below ``-margin``,
-    ``no`` when above ``+margin``, ``tie`` otherwise (the margin absorbs fits that reach the
-    baseline to within the optimiser's tolerance), ``?`` without an interval (one seed)."""
-    if math.isnan(low) or math.isnan(high):
-        return "?"
-    if high < -margin:
-        return "yes"
-    if low > margin:
-        return "no"
-    return "tie"
+    jacobian = torch.func.jacrev(dense, chunk_size=256)(params)
+    matrix = torch.cat([j.reshape(j.shape[0], -1) for j in jacobian.values()], dim=1)
+    s = torch.linalg.svdvals(matrix)
+    return int((s > rtol * s[0]).sum()) if s.numel() and s[0] > 0 else 0
