@@ -12,6 +12,10 @@ run() { if [ -n "$LOCK" ]; then flock "$LOCK" structlayers approx --no-progress 
 FAMILIES=acdc,afdf,afdf:cascade=complex,monarch,butterfly,kronecker,lowrank,lowrank_diag,circulant,toeplitz,blockdiag
 
 case "${1:-all}" in
+null|all)
+  # 0. The test of the verdict test: false-positive rates at a true difference of 0.
+  python experiments/approx/verdict_null.py
+  ;;&
 gaussian|all)
   # 1. ACDC stacks on 32x32 Gaussian targets, every shuffle, converged L-BFGS, fair baselines.
   run --layer acdc --n 32 --depth 1,2,4,8,16,32 --shuffle random,riffle,none --seeds 5 --steps 10000 \
@@ -29,7 +33,7 @@ log|all)
 families|all)
   # 3. Every family at equal parameter budgets on 32x32 targets: unstructured and structured.
   for target in gaussian linear toeplitz dct lowrank_diag; do
-    run --layer $FAMILIES --target $target --n 32 --params-budget 64,128,256,512,1024 --shuffle random --seeds 3 \
+    run --layer $FAMILIES --target $target --n 32 --params-budget 64,128,256,512,1024 --shuffle random --seeds 5 \
         --steps 5000 --json $OUT/families_$target.json --plot $OUT/families_$target.png | tee $OUT/families_$target.txt
   done
   ;;&
@@ -37,7 +41,7 @@ trained|all)
   # 4. Trained weights of the project's own MNIST / CIFAR-10 runs (64x64, and the 64x32 shortcut).
   for target in mnist_mlp.pt:hidden cifar_resnet18.pt:conv cifar_resnet18.pt:shortcut; do
     name=$(echo "$target" | sed 's/\.pt:/_/')
-    run --layer $FAMILIES --target $T/$target --params-budget 256,512,1024,2048 --shuffle random --seeds 3 \
+    run --layer $FAMILIES --target $T/$target --params-budget 256,512,1024,2048 --shuffle random --seeds 5 \
         --steps 3000 --json $OUT/families_$name.json --plot $OUT/families_$name.png | tee $OUT/families_$name.txt
   done
   ;;&
@@ -45,5 +49,20 @@ converged|all)
   # 5. How far L-BFGS is from a converged optimum: the same fits with trust-region least squares.
   run --layer acdc --n 32 --depth 2,4,8 --shuffle random --seeds 3 --optimizer trf --steps 3000 \
       --json $OUT/gaussian_acdc_trf.json | tee $OUT/gaussian_acdc_trf.txt
+  ;;&
+legacy|all)
+  # 6. The 2018 fit itself: CG in float32 through the log's stale-value objective wrapper, K = 32 random.
+  run --protocol research-log --layer acdc --depth 32 --shuffle random --optimizer cg --steps 1000 --gtol 1e-5 \
+      --legacy-objective --no-timing --json $OUT/log_protocol_legacy.json | tee $OUT/log_protocol_legacy.txt
+  ;;&
+dimension|all)
+  # 7. Baselines charged the local dimension (Jacobian rank at the fitted point) at 512 parameters.
+  run --layer monarch,kronecker,lowrank_diag,acdc --target gaussian --n 32 --params-budget 512 --shuffle random \
+      --seeds 5 --steps 2000 --charge dimension --no-timing --json $OUT/families_gaussian_dimension.json \
+      | tee $OUT/families_gaussian_dimension.txt
+  ;;&
+default|all)
+  # 8. The embedded default job (make approx) and its wall time.
+  { time structlayers approx --layer acdc --depth 16 --no-progress ; } > $OUT/default_job.txt 2>&1
   ;;
 esac
