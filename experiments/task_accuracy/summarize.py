@@ -2,7 +2,8 @@
 
 Reads ``results/<task>/<regime>/<run>.{summary,eval}.json`` (written by run.py) and
 ``results/step_time.json`` (step_time.py) and writes ``results/table.md`` (the README's tables),
-``results/summary.json`` (every number of the tables) and ``results/accuracy_vs_cost.png``.
+``results/summary.json`` (every number of the tables) and ``results/accuracy_vs_cost.png``, and
+copies ``table.md`` verbatim into README.md between its ``table:start`` / ``table:end`` markers.
 
     .venv/bin/python experiments/task_accuracy/summarize.py
 
@@ -187,12 +188,93 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def step_table(timing: dict | None) -> list[str]:
+    if not timing:
+        return []
+    lines = ["### Measured step times and encoder cost (results/step_time.json)", "",
+             f"One interleaved run, {timing['repeats']} repeats after a warm-up, OMP_NUM_THREADS="
+             f"{timing['omp_num_threads']}, load average {timing['load_average_before'][0]:.2f} before and "
+             f"{timing['load_average_after'][0]:.2f} after (1-minute); data = the training loader's time per batch "
+             "(the same for every variant).", "",
+             "| task | variant | encoder MFLOPs / image | encoder params | model params | model step ms | data ms | "
+             "step + data ms | batches at equal wall-clock (x dense) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for task, t in timing["tasks"].items():
+        for name, row in t["variants"].items():
+            lines.append(f"| {task} | {name} | {row['encoder_flops'] / 1e6:.2f} | {row['encoder_params']:,} | "
+                         f"{row['params']:,} | {row['ms_model_step']:.1f} | {t['ms_data_per_batch']:.1f} | "
+                         f"{row['ms_step_with_data']:.1f} | {row['wallclock_ratio_vs_dense']:.3f} |")
+    lines.append("")
+    return lines
+
+
+def construction_table() -> list[str]:
+    path = RESULTS.parents[1] / "neighbor_loc" / "results" / "construction_stats.json"
+    if not path.exists():
+        return []
+    stats = json.loads(path.read_text())
+    lines = ["### Neighbour constructions on the 52 chains (experiments/neighbor_loc/results/construction_stats.json)",
+             "", "Held-out structures, n pairs, zero-parameter density rules against the construction's chance "
+             "(mean 1/|S|), +- binomial SE; accepted share of 20,000 (origin, orientation) draws.", "",
+             "| construction | n | chance | A centroid | B centroid | A - B centroid | all rules within 2 SE | "
+             "accepted share of draws |", "|---|---:|---:|---:|---:|---:|---|---:|"]
+    share = stats["draw_statistics"]["non_loi_dropped"]["accepted_share"]
+    for name, c in stats["constructions"].items():
+        held = c["held_out"]
+        if not held.get("constructed"):
+            lines.append(f"| {name} | - | - | - | - | - | not constructible: {held['error'][:110]}... | "
+                         f"{share.get(name, 1.0):.5f} |")
+            continue
+        r = held["rules"]
+        lines.append(f"| {name} | {held['n']} | {held['chance']:.3f} | "
+                     + " | ".join(f"{r[k]['accuracy']:.3f} +- {r[k]['se']:.3f}"
+                                  for k in ("a_centroid", "b_centroid", "a_minus_b_centroid"))
+                     + f" | {held['all_rules_within_2se']} | {share.get(name, 1.0):.5f} |")
+    lines.append("")
+    return lines
+
+
+def part5() -> list[str]:
+    """Time a seed-004-shaped run would take, from measured training steps (bench.py's committed
+    seed-004 benches, batch of 4 view pairs; and part5_estimate.py's, if run), scaled linearly to
+    the config's batch of 32 and its 313 batches per epoch (train_size 10,000)."""
+    lines = ["### Part 5: seed-004-shaped model, irrep-wise encoder (cost estimate only)", "",
+             "| source | variant | measured step, s (batch of pairs) | est. step at batch 32, s | "
+             "est. hours per epoch (313 batches) | est. days for the config's 100 epochs |",
+             "|---|---|---:|---:|---:|---:|"]
+    per_epoch = -(-10000 // 32)
+    root = RESULTS.parents[1] / "compressed_encoders" / "results"
+    for name in ("bench_seed004.json", "bench_seed004_repeat.json"):
+        path = root / name
+        if not path.exists():
+            continue
+        bench = json.loads(path.read_text())
+        for variant in ("dense", "separable (irrep-wise depthwise) + acdc x2 + CG"):
+            row = bench["variants"].get(variant)
+            if row is None:
+                continue
+            step = row["step_seconds_median"] * 32 / bench["batch"]
+            lines.append(f"| experiments/compressed_encoders/results/{name} | {variant} | "
+                         f"{row['step_seconds_median']:.2f} ({bench['batch']}) | {step:.1f} | "
+                         f"{step * per_epoch / 3600:.1f} | {step * per_epoch * 100 / 86400:.1f} |")
+    own = RESULTS / "part5_estimate.json"
+    if own.exists():
+        est = json.loads(own.read_text())
+        e = est["estimate"]
+        lines.append(f"| results/part5_estimate.json | irrep-wise + acdc x2 + CG | {est['step_seconds_median']:.2f} "
+                     f"({est['measured_batch_pairs']}) | {e['step_seconds']:.1f} | {e['epoch_hours']:.1f} | "
+                     f"{e['config_run_days']:.1f} |")
+    lines.append("")
+    return lines
+
+
 def main() -> int:
     timing_path = RESULTS / "step_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else None
     results: dict = {}
     runs: dict = {}
     md = ["<!-- generated by experiments/task_accuracy/summarize.py from results/; do not edit -->", ""]
+    md += construction_table() + step_table(timing)
     for task in TASKS:
         results[task], runs[task] = {}, {}
         for regime, title in REGIMES.items():
@@ -220,10 +302,18 @@ def main() -> int:
                     if diffs:
                         md.append(f"| {variant} | {regime} | {fmt(*mean_se(diffs))} (n={len(diffs)}) |")
             md.append("")
+    md += part5()
     (RESULTS / "table.md").write_text("\n".join(md) + "\n")
     (RESULTS / "summary.json").write_text(json.dumps({"seeds_planned": list(SEEDS), "variants": results, "runs": runs},
                                                      indent=2) + "\n")
     plot(results, RESULTS / "accuracy_vs_cost.png")
+    readme = RESULTS.parent / "README.md"
+    start, end = "<!-- table:start -->", "<!-- table:end -->"
+    if readme.exists() and start in readme.read_text():
+        text = readme.read_text()
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        readme.write_text(head + start + "\n" + "\n".join(md) + "\n" + end + tail)
     print("\n".join(md))
     return 0
 
