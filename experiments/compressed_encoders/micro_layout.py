@@ -6,7 +6,8 @@
   included (:func:`atompaint.encoders.separable.channels_last`);
 - the per-irrep mixing writing its output as strided blocks of the field layout vs the gather /
   zero-fill / scatter / transpose path it still takes for other layouts;
-- the fused batch norm (:class:`atompaint.encoders.layers.IIDBatchNorm`) vs escnn's, training mode.
+- the fused batch norm (:class:`atompaint.encoders.layers.IIDBatchNorm`) vs escnn's, training mode;
+- the first Hermite activation as one autograd Function vs autograd's chain of elementwise ops.
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/micro_layout.py \\
         --json experiments/compressed_encoders/results/micro_layout.json
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from escnn import nn as enn
 
 from atompaint.encoders.fields import spectral_field_type
-from atompaint.encoders.layers import IIDBatchNorm
+from atompaint.encoders.layers import IIDBatchNorm, first_hermite
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec
 from atompaint.encoders.separable import channels_last
 from structlayers.timing import time_interleaved
@@ -87,11 +88,23 @@ def norm_pair(fields: int, n: int, batch: int) -> list:
     return [lambda: run(escnn_norm), lambda: run(fused)]
 
 
+#: (label, fields, grid side): the Hermite activation's grid samples (96 per field) of the same layers.
+ACTIVATIONS = [("4 fields x 96 samples, 21^3", 4, 21), ("8 fields x 96 samples, 11^3", 8, 11)]
+
+
+def activation_pair(fields: int, n: int, batch: int) -> list:
+    x = torch.randn(batch, fields, 96, n**3, requires_grad=True)
+    g = torch.randn(batch, fields, 96, n**3)
+    coeff = (2**0.5) * torch.pi ** (-0.25)
+    return [lambda: (coeff * x * torch.exp(-(x**2) / 2)).backward(g), lambda: first_hermite(x).backward(g)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8, help="volumes (both views of 4 pairs)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--kinds", nargs="*", default=["conv", "mixing", "norm"], help="which cases to run")
+    parser.add_argument("--kinds", nargs="*", default=["conv", "mixing", "norm", "activation"],
+                        help="which cases to run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     load_before = bench.load_average()
@@ -100,6 +113,8 @@ def main() -> None:
     cases += [("mixing", label, "gather/scatter", "strided blocks", mixing_pair(f, n, layer, args.batch))
               for label, f, n, layer in MIXINGS]
     cases += [("norm", label, "escnn IIDBatchNorm3d", "fused", norm_pair(f, n, args.batch)) for label, f, n in NORMS]
+    cases += [("activation", label, "autograd chain", "one Function", activation_pair(f, n, args.batch))
+              for label, f, n in ACTIVATIONS]
     for kind, label, before, after, fns in cases:
         if kind not in args.kinds:
             continue

@@ -86,6 +86,18 @@ def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_fal
             torch.testing.assert_close(linear.forward_irreps(channels_last), expected)
 
 
+def test_first_hermite_values_and_gradients():
+    from atompaint.encoders.layers import first_hermite
+
+    x = torch.linspace(-4, 4, 41, dtype=torch.float64).requires_grad_(True)
+    expected = np.sqrt(2) * np.pi ** (-0.25) * x * torch.exp(-x**2 / 2)
+    torch.testing.assert_close(first_hermite(x), expected)
+    assert torch.autograd.gradcheck(first_hermite, (x,))
+    (grad,) = torch.autograd.grad(first_hermite(x).sum(), x)
+    (grad_expected,) = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(grad, grad_expected)
+
+
 @pytest.mark.parametrize("kind", ["spectral", "gated"])
 def test_fused_batch_norm_equals_escnns(kind):
     """Outputs, running statistics and gradients (input, weight, bias) of the fused batch norm equal
