@@ -370,14 +370,16 @@ class ApproxResult:
     def from_json(cls, text: str) -> ApproxResult:
         """The result :meth:`to_json` wrote (to re-plot or re-tabulate recorded studies)."""
         data = json.loads(text)
-        known = {f.name for f in fields(ApproxConfig)}  # older records carry settings that were retired
-        config = ApproxConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()
-                                 if k in known})
+        # Older records carry retired settings (dropped) and predate the projection start (their fits
+        # all started at random).
+        known = {f.name for f in fields(ApproxConfig)}
+        settings = {"project_start": False, **data["config"]}
+        config = ApproxConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known})
         jobs = [Job(**j) for j in data["jobs"]]
         index = {job.label: i for i, job in enumerate(jobs)}
         timings = {index[r["config"]]: (r["forward_us"], r["vs_linear"]) for r in data["rows"]}
-        return cls(config, jobs, [ApproxRun(**r) for r in data["runs"]], timings, data["target"], data["skipped"],
-                   data["interrupted"])
+        runs = [ApproxRun(**{"random_error": r["relative_error"], **r}) for r in data["runs"]]
+        return cls(config, jobs, runs, timings, data["target"], data["skipped"], data["interrupted"])
 
     def to_json(self) -> str:
         return json.dumps(
