@@ -9,10 +9,10 @@ so the counts are those of ``bias=False``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from structlayers.registry import accepted_options, create, get, parse_options
+from structlayers.registry import LayerSpec, accepted_options, create, get
 
 #: The deepest stack considered for a budget.
 MAX_DEPTH = 64
@@ -22,41 +22,18 @@ NEAR_IDENTITY = ("circulant", "toeplitz")
 
 
 @dataclass(frozen=True)
-class LayerSpec:
-    """A layer to fit: a registered name and its options, written ``name`` or
-    ``name:key=value:key=value`` (e.g. ``afdf:cascade=complex``)."""
-
-    layer: str
-    options: dict[str, Any] = field(default_factory=dict)
-    text: str = ""
-
-    @property
-    def label(self) -> str:
-        return self.text or self.layer
-
-
-def parse_spec(text: str) -> LayerSpec:
-    """``name[:key=value...]`` with the values typed against the layer's options."""
-    name, *pairs = [part.strip() for part in text.split(":")]
-    get(name)  # unknown layers are an error here, with the list of known ones
-    raw: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"layer {text!r}: expected name:key=value, got {pair!r}")
-        raw[key.strip()] = value.strip()
-    return LayerSpec(name, parse_options(name, raw) if raw else {}, text.strip())
-
-
-@dataclass(frozen=True)
 class Candidate:
-    """One configuration of a family: ``create(layer, in, out, depth=depth, **options)``."""
+    """One configuration of a family, its parameter count and its label in tables."""
 
-    layer: str
-    depth: int | None
-    options: dict[str, Any]
+    spec: LayerSpec
     params: int
     label: str
+
+
+def _candidate(name: str, n_in: int, n_out: int, depth: int | None, options: dict[str, Any], label: str,
+               params: int | None = None) -> Candidate:
+    spec = LayerSpec(name, depth, options)
+    return Candidate(spec, spec.build(n_in, n_out).params() if params is None else params, label)
 
 
 def _params(layer: str, n_in: int, n_out: int, depth: int | None, options: dict[str, Any]) -> int:
@@ -73,28 +50,29 @@ def _block_counts(n_in: int, n_out: int) -> list[int]:
     return [1, *common] if common else _divisors(max(n_in, n_out))
 
 
-def candidates(spec: LayerSpec, n_in: int, n_out: int, shuffle: str, seed: int = 0) -> list[Candidate]:
+def candidates(spec: LayerSpec, n_in: int, n_out: int, shuffle: str, seed: int = 0,
+               label: str | None = None) -> list[Candidate]:
     """Every configuration of ``spec``'s family considered for a budget (biases off): stack depths
     1..64 of a stackable layer (a stack's count is the sum of its factors'), block counts and
     ranks of ``monarch`` / ``kronecker``, ranks of ``lowrank`` / ``lowrank_diag``, groups and
-    depths of ``blockdiag``; any other layer as it is."""
+    depths of ``blockdiag``; any other layer as it is.  Labels start with ``label`` (default: the
+    spec's text form)."""
     options = {**spec.options}
-    if "bias" in accepted_options(spec.layer, options):
+    if "bias" in accepted_options(spec.name, options):
         options.setdefault("bias", False)
-    name, out = spec.layer, []
+    name, out, label = spec.name, [], str(spec) if label is None else label
     if name in ("monarch", "kronecker"):
         for b in _block_counts(n_in, n_out):
             p, s = -(-n_in // b), -(-n_out // b)
             largest = min(p, s) if name == "monarch" else min(b * b, p * s)
             for rank in range(1, largest + 1):
                 opts = {**options, "nblocks": b, "rank": rank}
-                out.append(Candidate(name, None, opts, _params(name, n_in, n_out, None, opts),
-                                     f"{spec.label} b={b} r={rank}"))
+                out.append(_candidate(name, n_in, n_out, None, opts, f"{label} b={b} r={rank}"))
         return out
     if name in ("lowrank", "lowrank_diag"):
         for rank in range(1, min(n_in, n_out) + 1):
             opts = {**options, "rank": rank}
-            out.append(Candidate(name, None, opts, _params(name, n_in, n_out, None, opts), f"{spec.label} r={rank}"))
+            out.append(_candidate(name, n_in, n_out, None, opts, f"{label} r={rank}"))
         return out
     if name == "blockdiag" or get(name).stackable:
         variants = ([({**options, "groups": g}, f" g={g}") for g in _divisors(max(n_in, n_out)) if g > 1]
@@ -108,18 +86,18 @@ def candidates(spec: LayerSpec, n_in: int, n_out: int, shuffle: str, seed: int =
             one, two, three = (_params(name, n_in, n_out, d, deep if d else opts) for d in (None, 2, 3))
             for depth in range(1, MAX_DEPTH + 1):
                 count = one if depth == 1 else two + (depth - 2) * (three - two)
-                out.append(Candidate(name, depth if depth > 1 else None, deep if depth > 1 else opts, count,
-                                     f"{spec.label}{tag} K={depth}" + (f" {shuffle}" if depth > 1 else "")))
+                out.append(_candidate(name, n_in, n_out, depth if depth > 1 else None, deep if depth > 1 else opts,
+                                      f"{label}{tag} K={depth}" + (f" {shuffle}" if depth > 1 else ""), count))
         return out
-    return [Candidate(name, None, options, _params(name, n_in, n_out, None, options), spec.label)]
+    return [_candidate(name, n_in, n_out, None, options, label)]
 
 
 def _preference(c: Candidate, n: int) -> tuple[float, ...]:
     """Among equal counts: fewer factors, block counts nearer ``sqrt(n)`` (the Monarch paper's
     choice), lower ranks."""
-    blocks = c.options.get("nblocks", c.options.get("groups"))
+    blocks = c.spec.options.get("nblocks", c.spec.options.get("groups"))
     near = abs(math.log(blocks) - 0.5 * math.log(n)) if blocks else 0.0
-    return (c.depth or 1, near, c.options.get("rank", 0))
+    return (c.spec.depth or 1, near, c.spec.options.get("rank", 0))
 
 
 def pick(options: list[Candidate], budget: int, n: int) -> Candidate | None:
