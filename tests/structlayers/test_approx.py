@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +10,16 @@ import torch
 import structlayers
 from structlayers.cli import main
 from structlayers.lab.approx import ApproxConfig, gaussian_target, make_target, run_approx, svd_error
-from structlayers.lab.approx.baselines import bootstrap_ci, random_features_error, svd_rank_for_budget, verdict
+from structlayers.lab.approx.baselines import local_dimension, random_features_error, svd_rank_for_budget
 from structlayers.lab.approx.experiment import ApproxResult, build_layer, plan
 from structlayers.lab.approx.families import candidates, pick
 from structlayers.lab.approx.protocol import REFERENCE, make_task, riffle_2018
+from structlayers.lab.approx.stats import null_rejection_rate, paired_interval, verdict
 from structlayers.registry import LayerSpec
 from structlayers.surgery import fit_layer
 from structlayers.surgery.fit import fit_outputs
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "approx"
 
 # --- fitting and convergence ---------------------------------------------------------------------
 
@@ -97,12 +101,41 @@ def test_random_features_control() -> None:
     assert random_features_error(target, 32 * 32)[1] == 0.0 and random_features_error(target, 10) == (0, 1.0)
 
 
-def test_bootstrap_verdict() -> None:
-    low, high = bootstrap_ci([-0.10, -0.12, -0.09, -0.11])
-    assert -0.12 <= low < high <= -0.09 and verdict(low, high) == "yes"
-    assert verdict(*bootstrap_ci([0.2, 0.3, 0.25])) == "no"
-    assert verdict(*bootstrap_ci([-0.1, 0.1, 0.05])) == "tie"
-    assert verdict(*bootstrap_ci([0.1])) == "?"
+def test_paired_t_verdict() -> None:
+    low, high = paired_interval([-0.10, -0.12, -0.09, -0.11])
+    # mean -0.105, sd 0.0129, t_{0.975, 3} = 3.182: half-width 0.0205
+    assert low == pytest.approx(-0.1255, abs=1e-3) and high == pytest.approx(-0.0845, abs=1e-3)
+    assert verdict(low, high) == "yes"
+    assert verdict(*paired_interval([0.2, 0.3, 0.25])) == "no"
+    assert verdict(*paired_interval([-0.1, 0.1, 0.05])) == "tie"
+    assert verdict(*paired_interval([0.1])) == "?"
+
+
+def test_verdict_false_positive_rate_at_zero_difference() -> None:
+    """The test of the test (small version of experiments/approx/verdict_null.py): with 5 seeds and
+    a true mean difference of 0, the t rule says yes/no at most 5% of the time (up to 3 Monte Carlo
+    standard errors) on normal and heavy-tailed differences; the bootstrap it replaced does not."""
+    for null in ("normal", "student_t3", "laplace"):
+        rate = null_rejection_rate("t", null, seeds=5, trials=20_000, seed=1)
+        assert rate.false_positive_rate <= 0.05 + 3 * rate.standard_error, null
+    assert null_rejection_rate("bootstrap", "normal", seeds=5, trials=500, seed=1).false_positive_rate > 0.10
+
+
+def test_recorded_null_simulation_shows_the_t_rule_within_its_level() -> None:
+    """The recorded test of the test: every symmetric null at 5% or below (within 3 standard errors)."""
+    record = json.loads((EXPERIMENTS / "verdict_null.json").read_text())
+    rates = [r for r in record["rates"] if r["rule"] == "t" and r["null"] != "gamma4"]
+    assert rates and all(r["false_positive_rate"] <= 0.05 + 3 * r["standard_error"] for r in rates)
+    assert all(r["false_positive_rate"] > 0.10 for r in record["rates"] if r["rule"] == "bootstrap")
+
+
+def test_local_dimension_counts_what_the_parameters_buy() -> None:
+    """Monarch b = 4 on 16 x 16: 128 parameters, one scaling per (rank-1) block pair redundant."""
+    torch.manual_seed(0)
+    monarch = structlayers.create("monarch", 16, 16, nblocks=4, bias=False).double()
+    assert monarch.params() == 128 and local_dimension(monarch) == 128 - 16
+    lowrank = structlayers.create("lowrank", 12, 10, rank=3, bias=False).double()
+    assert local_dimension(lowrank) == 3 * (12 + 10 - 3)  # the manifold of rank-3 matrices
 
 
 # --- targets and families ------------------------------------------------------------------------
@@ -196,6 +229,36 @@ def test_unconverged_rows_are_marked() -> None:
     assert "*" in text.splitlines()[2] and "0/2" in text and "not every seed converged" in text
 
 
+def test_fits_start_from_the_projection_and_baselines_can_be_charged_the_dimension() -> None:
+    """Monarch's projection is its optimum: the fit from it keeps it, and the random start does no
+    better.  Charged its local dimension (one redundant scaling per block pair), the SVD gets less."""
+    common = {"layer": "monarch:nblocks=2", "n": 8, "seeds": (0, 1), "steps": 300, "timing": False}
+    nominal = run_approx(ApproxConfig(**common), progress=False)
+    fair = run_approx(ApproxConfig(**common, charge="dimension"), progress=False)
+    for run in nominal.runs:
+        assert run.from_projection_error == pytest.approx(run.projection_error, abs=1e-6)
+        assert run.relative_error <= run.random_error + 1e-9 and run.dimension == 32 - 4
+    row, fair_row = nominal.rows()[0], fair.rows()[0]
+    assert row.charged == 32 and fair_row.charged == 28 and fair_row.svd_rank <= row.svd_rank
+    assert "projection -> fit" in nominal.to_text() and "local dimension" in fair.to_text()
+    with pytest.raises(ValueError, match="unknown charge"):
+        ApproxConfig(charge="free").validate()
+
+
+def test_legacy_objective_stops_cg_early_and_needs_its_protocol() -> None:
+    common = {"protocol": "research-log", "depths": (2,), "shuffle": "random", "seeds": (0,), "optimizer": "cg",
+              "steps": 300, "gtol": 1e-5, "timing": False}
+    legacy = run_approx(ApproxConfig(**common, legacy_objective=True), progress=False).runs[0]
+    ours = run_approx(ApproxConfig(**common), progress=False).runs[0]
+    assert legacy.steps < 300 and legacy.output_mse >= ours.output_mse - 1e-6
+    assert "objective wrapper" in run_approx(ApproxConfig(**{**common, "steps": 5}, legacy_objective=True),
+                                             progress=False).to_text()
+    with pytest.raises(ValueError, match="legacy-objective"):
+        ApproxConfig(legacy_objective=True).validate()
+    sixteen = run_approx(ApproxConfig(**{**common, "steps": 5}, n=16), progress=False).to_text()
+    assert "nn.Linear(16, 16)" in sixteen and "no 2018 values" in sixteen
+
+
 def test_interrupt_keeps_finished_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     import structlayers.lab.approx.experiment as experiment
 
@@ -204,7 +267,7 @@ def test_interrupt_keeps_finished_rows(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def fit_then_interrupt(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 5:  # every run fits twice: from a random start and from the projection
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from structlayers.cli.arguments import add_layer_options, layer_options
-from structlayers.clikit import add_json, add_no_progress, add_plot, check_output_path, write_output
+from structlayers.clikit import PLOT_SUFFIXES, add_json, add_no_progress, add_plot, check_output_path, write_output
 from structlayers.lab.approx import ApproxConfig, run_approx
-from structlayers.lab.approx.experiment import PROTOCOL_DEFAULTS, PROTOCOLS
+from structlayers.lab.approx.experiment import CHARGES, PROTOCOL_DEFAULTS, PROTOCOLS
 from structlayers.lab.approx.plot import plot_result
 from structlayers.lab.approx.targets import GENERATED
 from structlayers.surgery.fit import OPTIMIZERS
@@ -28,16 +28,23 @@ def int_list(text: str, minimum: int = 1) -> tuple[int, ...]:
     return values
 
 
+#: The most seeds ``--seeds N`` may ask for.
+MAX_SEEDS = 10_000
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     """``3`` means seeds 0, 1, 2; ``0,5,9`` means exactly those."""
     if "," in text:
-        return int_list(text, minimum=0)
+        seeds = int_list(text, minimum=0)
+        if max(seeds) >= 2**63:
+            raise argparse.ArgumentTypeError(f"seeds must be below 2**63, got {text!r}")
+        return seeds
     try:
         count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a count or a comma list of seeds, got {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError("need at least one seed")
+    if not 1 <= count <= MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_SEEDS} seeds, got {count}")
     return tuple(range(count))
 
 
@@ -83,6 +90,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=d.threads,
                    help=f"torch threads during the fits and timings (default {d.threads})")
     p.add_argument("--no-timing", action="store_true", help="skip timing the fitted layers' forward pass")
+    p.add_argument("--charge", choices=CHARGES, default=d.charge,
+                   help="what the SVD and random-features baselines are given: the layer's nominal parameter count "
+                        "or its local dimension (Jacobian rank at the fitted point) (default nominal)")
+    p.add_argument("--no-project-start", action="store_true",
+                   help="fit from the random start only (by default each layer is also fitted from its projection "
+                        "onto its family, where one exists, and the lower error kept)")
+    p.add_argument("--legacy-objective", action="store_true",
+                   help="research-log with --optimizer cg: the 2018 fit, float32 through the log's objective wrapper "
+                        "(stale value and gradient for points within 1e-4 of the last one)")
     add_layer_options(p)
     add_json(p, old="--out")
     add_plot(p, "write error against parameters and against measured forward time (PNG or SVG)")
@@ -91,7 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.json, "--json")
-    check_output_path(args.plot, "--plot")
+    check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
     if args.params_budget and args.depth != ApproxConfig().depths:
         raise ValueError("give either --depth or --params-budget, not both")
     # -o applies to every family fitted; recorded typed as the first family (at the last depth) reads it.
@@ -101,12 +117,13 @@ def run(args: argparse.Namespace) -> int:
         layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds, target=args.target,
         protocol=args.protocol, budgets=args.params_budget, optimizer=args.optimizer, steps=args.steps, lr=args.lr,
         ftol=args.ftol, gtol=args.gtol, patience=args.patience, layer_options=options,
-        timing=not args.no_timing, threads=args.threads,
+        timing=not args.no_timing, threads=args.threads, project_start=not args.no_project_start,
+        charge=args.charge, legacy_objective=args.legacy_objective,
     )
     config.validate()
     result = run_approx(config, progress=not args.no_progress)
-    if not result.runs:
-        print("interrupted before any fit finished", file=sys.stderr)
+    if not result.runs:  # run_approx refuses plans without any fit, so only Ctrl-C gets here
+        print("structlayers approx: interrupted before any fit finished", file=sys.stderr)
         return 130
     print(result.to_text())
     write_output(args.json, result.to_json(), "the results")

@@ -10,12 +10,13 @@ error of the layer's weight against a target matrix; :mod:`structlayers.lab.appr
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import statistics
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -25,14 +26,15 @@ from tqdm.auto import tqdm
 from structlayers.base import StructuredLinear
 from structlayers.lab.approx import protocol as log2018
 from structlayers.lab.approx.baselines import (
-    bootstrap_ci,
+    DIMENSION_MAX_PARAMS,
+    local_dimension,
     random_features_error,
     svd_error,
     svd_params,
     svd_rank_for_budget,
-    verdict,
 )
 from structlayers.lab.approx.families import Candidate, candidates, pick
+from structlayers.lab.approx.stats import paired_interval, verdict
 from structlayers.lab.approx.targets import Target, is_generated, make_target
 from structlayers.memory import check_allocation
 from structlayers.registry import LayerSpec, accepted_options, create, parse_options
@@ -42,8 +44,15 @@ from structlayers.timing import time_interleaved
 from structlayers.transforms.shuffle import SHUFFLES
 
 PROTOCOLS = ("frobenius", "research-log")
-#: Per protocol: the default target size and seeds.
-PROTOCOL_DEFAULTS = {"frobenius": (64, (0, 1, 2)), "research-log": (log2018.SIZE, tuple(range(log2018.REPEATS)))}
+#: Per protocol: the default target size and seeds (5 paired seeds: the t-interval's verdict needs a few).
+PROTOCOL_DEFAULTS = {"frobenius": (64, tuple(range(5))), "research-log": (log2018.SIZE, tuple(range(log2018.REPEATS)))}
+#: How baselines are charged: a layer's nominal parameter count, or its local dimension (the rank of
+#: the Jacobian of its dense matrix at the fitted point: what its parameters actually buy).
+CHARGES = ("nominal", "dimension")
+#: The default iteration cap: the embedded default job (``approx --layer acdc --depth 16``) finishes
+#: within a minute on 2 cores; its fits stop at the cap, so its errors are starred upper bounds.
+#: The recorded studies set their own caps (``experiments/approx/run.sh``).
+DEFAULT_STEPS = 500
 
 
 @dataclass
@@ -51,8 +60,13 @@ class ApproxConfig:
     """One approximation study.
 
     ``layer`` and ``shuffle`` may be comma lists (``"acdc,afdf:cascade=complex"``, ``"random,riffle"``);
-    ``n`` and ``seeds`` default to the protocol's (64 and 3 seeds; 32 and 10 for ``research-log``).
+    ``n`` and ``seeds`` default to the protocol's (64 and 5 seeds; 32 and 10 for ``research-log``).
     ``budgets`` switches from fixed ``depths`` to each family's best configuration per budget.
+    ``project_start``: besides the random start, fit every layer from its projection onto its family
+    (``project_``, where the family has one) and keep the lower error.  ``charge``: what the SVD and
+    random-features baselines are given, the layer's nominal parameter count or its local dimension.
+    ``legacy_objective`` (``research-log`` with ``cg``): the 2018 objective wrapper, which returns
+    the last value and gradient for points within 1e-4 of the last one evaluated.
     ``threads`` is torch's thread count during the fits (tiny problems run fastest on one).
     """
 
@@ -66,7 +80,7 @@ class ApproxConfig:
     protocol: str = "frobenius"
     budgets: tuple[int, ...] = ()
     optimizer: str = "lbfgs"
-    steps: int = 10_000
+    steps: int = DEFAULT_STEPS
     lr: float | None = None
     ftol: float = FTOL
     gtol: float = GTOL
@@ -74,7 +88,9 @@ class ApproxConfig:
     layer_options: dict[str, Any] = field(default_factory=dict)
     timing: bool = True
     threads: int = 1
-    bootstrap: int = 10_000
+    project_start: bool = True
+    charge: str = "nominal"
+    legacy_objective: bool = False
 
     @property
     def size(self) -> int:
@@ -109,11 +125,18 @@ class ApproxConfig:
         for label, value, least in (("--n", self.size, 2), ("--steps", self.steps, 1), ("--threads", self.threads, 1)):
             if value < least:
                 raise ValueError(f"{label} must be at least {least}, got {value}")
+        if self.threads > 4096:
+            raise ValueError(f"--threads must be at most 4096, got {self.threads}")
         if self.protocol == "research-log" and self.target != "gaussian":
             raise ValueError("--protocol research-log defines its own targets (nn.Linear with bias); "
                              "omit --target")
         if any(b < 1 for b in self.budgets):
             raise ValueError(f"parameter budgets must be positive, got {self.budgets}")
+        if self.charge not in CHARGES:
+            raise ValueError(f"unknown charge {self.charge!r}; expected one of {CHARGES}")
+        if self.legacy_objective and (self.protocol != "research-log" or self.optimizer != "cg"):
+            raise ValueError("--legacy-objective reproduces the 2018 fit: it needs --protocol research-log "
+                             "--optimizer cg")
 
 
 @dataclass
@@ -146,15 +169,27 @@ class ApproxRun:
     svd_error: float
     rf_error: float
     floor_mse: float = math.nan
+    #: Which start gave ``relative_error`` (the lower one): ``random`` or ``projection``.
+    start: str = "random"
+    random_error: float = math.nan
+    #: The projection itself (before fitting) and the fit from it; NaN without a projection.
+    projection_error: float = math.nan
+    from_projection_error: float = math.nan
+    #: The local dimension of the fitted layer (the job's first seed; -1 when not measured).
+    dimension: int = -1
 
 
 @dataclass
 class ApproxRow:
     """The runs of one job aggregated over seeds.
 
-    ``beats_svd`` judges the paired differences (layer error - SVD error) over seeds by a
-    bootstrap 95% interval of their mean, ``diff_low`` .. ``diff_high``: ``yes`` / ``no`` when it
-    excludes 0, ``tie`` when not, ``?`` with one seed.  ``forward_us`` is the fitted layer's
+    ``beats_svd`` judges the paired differences (layer error - SVD error) over seeds by the
+    Student-t 95% interval of their mean, ``diff_low`` .. ``diff_high``
+    (:mod:`structlayers.lab.approx.stats`): ``yes`` / ``no`` when it excludes 0, ``tie`` when not,
+    ``?`` with one seed.  The SVD is charged ``charged`` parameters: the nominal count or the local
+    ``dimension``.  ``projection_error`` / ``from_projection_error``: the projection onto the
+    family and the fit from it (means; NaN without one); ``rel_error_mean`` is the lower of the
+    two starts per seed.  ``forward_us`` is the fitted layer's
     measured forward time (float32, CPU) and ``vs_linear`` its ratio to ``nn.Linear``'s, timed
     interleaved in the same run."""
 
@@ -185,6 +220,12 @@ class ApproxRow:
     reference_std: float = math.nan
     forward_us: float = math.nan
     vs_linear: float = math.nan
+    dimension: int = -1
+    charged: int = 0
+    random_error_mean: float = math.nan
+    projection_error: float = math.nan
+    from_projection_error: float = math.nan
+    from_projection: int = 0
 
     @property
     def all_converged(self) -> bool:
@@ -197,6 +238,10 @@ def _mean_std(values: list[float], population: bool = False) -> tuple[float, flo
     if len(values) < 2:
         return statistics.fmean(values), 0.0
     return statistics.fmean(values), (statistics.pstdev if population else statistics.stdev)(values)
+
+
+def _nan_mean(values: list[float]) -> float:
+    return math.nan if any(math.isnan(v) for v in values) else statistics.fmean(values)
 
 
 @dataclass
@@ -220,8 +265,9 @@ class ApproxResult:
             err_mean, err_std = _mean_std(errs)
             mse_mean, mse_std = _mean_std(mses, population=research_log)
             diffs = [r.relative_error - r.svd_error for r in runs]
-            low, high = (math.nan, math.nan) if research_log else bootstrap_ci(diffs, self.config.bootstrap)
-            ref = log2018.reference(job.layer, job.depth, job.shuffle) if research_log else None
+            low, high = (math.nan, math.nan) if research_log else paired_interval(diffs)
+            ref = (log2018.reference(job.layer, job.depth, job.shuffle)
+                   if research_log and self.config.size == log2018.SIZE else None)
             forward_us, vs_linear = self.timings.get(index, (math.nan, math.nan))
             out.append(ApproxRow(
                 layer=job.layer, config=job.label, depth=job.depth, shuffle=job.shuffle, budget=job.budget,
@@ -234,7 +280,12 @@ class ApproxResult:
                 rf_rel_error=statistics.fmean(r.rf_error for r in runs), diff_low=low, diff_high=high,
                 beats_svd=verdict(low, high), floor_mse=statistics.fmean(r.floor_mse for r in runs),
                 reference_mse=ref[0] if ref else math.nan, reference_std=ref[1] if ref else math.nan,
-                forward_us=forward_us, vs_linear=vs_linear,
+                forward_us=forward_us, vs_linear=vs_linear, dimension=runs[0].dimension,
+                charged=runs[0].dimension if self.config.charge == "dimension" else runs[0].params,
+                random_error_mean=_nan_mean([r.random_error for r in runs]),
+                projection_error=_nan_mean([r.projection_error for r in runs]),
+                from_projection_error=_nan_mean([r.from_projection_error for r in runs]),
+                from_projection=sum(r.start == "projection" for r in runs),
             ))
         return out
 
@@ -253,8 +304,10 @@ class ApproxResult:
             table = self._frobenius_table(rows)
         notes = [self._note()]
         if any(not r.all_converged for r in rows):
-            notes.append("* not every seed converged (conv = converged seeds; |g| = largest final gradient norm); "
-                         "its error is an upper bound of what the family can reach")
+            notes.append("* not every seed converged (conv = converged seeds; |g| = largest final gradient norm) "
+                         f"within {self.config.steps} steps: its error is an upper bound of what the family can "
+                         "reach" + ("" if self.config.protocol == "research-log"
+                                    else ", and its verdict against the SVD is about that bound"))
         notes += [f"skipped: {s}" for s in self.skipped]
         if self.interrupted:
             notes.append("interrupted: the table holds the fits finished so far")
@@ -262,22 +315,26 @@ class ApproxResult:
 
     def _frobenius_table(self, rows: list[ApproxRow]) -> str:
         timed = any(not math.isnan(r.forward_us) for r in rows)
-        headers = ["layer", "params", "seeds", "rel. Frobenius error", "conv", "|g|", "steps", "SVD rank",
-                   "SVD error", "RF error", "err - SVD (95% CI)", "beats SVD", "output MSE"]
+        headers = ["layer", "params", "dim", "seeds", "rel. Frobenius error", "conv", "|g|", "steps",
+                   "random start", "projection -> fit", "SVD rank", "SVD error", "RF error", "err - SVD (95% t)",
+                   "beats SVD", "output MSE"]
         if timed:
             headers += ["fwd us", "x Linear"]
         body = []
         for r in rows:
             star = "" if r.all_converged else "*"
-            line = [r.config, r.params, r.seeds, f"{r.rel_error_mean:.4f} +- {r.rel_error_std:.4f}{star}",
-                    f"{r.converged}/{r.seeds}", f"{r.grad_norm_max:.1e}", f"{r.steps_median:.0f}",
+            projected = ("-" if math.isnan(r.projection_error)
+                         else f"{r.projection_error:.4f} -> {r.from_projection_error:.4f}")
+            line = [r.config, r.params, r.dimension if r.dimension >= 0 else "-", r.seeds,
+                    f"{r.rel_error_mean:.4f} +- {r.rel_error_std:.4f}{star}", f"{r.converged}/{r.seeds}",
+                    f"{r.grad_norm_max:.1e}", f"{r.steps_median:.0f}", f"{r.random_error_mean:.4f}", projected,
                     f"{r.svd_rank} ({r.svd_params})", f"{r.svd_rel_error:.4f}", f"{r.rf_rel_error:.4f}",
                     "-" if math.isnan(r.diff_low) else f"[{r.diff_low:+.4f}, {r.diff_high:+.4f}]", r.beats_svd,
                     f"{r.mse_mean:.2e}"]
             if timed:
                 line += [f"{r.forward_us:.1f}", f"{r.vs_linear:.2f}"]
             body.append(line)
-        return format_table(headers, body, "lrrrrrrrrrrlr" + ("rr" if timed else ""))
+        return format_table(headers, body, "lrrrrrrrrrrrrrlr" + ("rr" if timed else ""))
 
     def _research_log_table(self, rows: list[ApproxRow]) -> str:
         headers = ["layer", "K", "shuffle", "params", "seeds", "MSE (ours)", "conv", "|g|", "steps", "MSE (2018)",
@@ -295,24 +352,39 @@ class ApproxResult:
         c = self.config
         fit = f"{c.optimizer}, at most {c.steps} steps (ftol {c.ftol:g}, gtol {c.gtol:g})"
         if c.protocol == "research-log":
-            return ("protocol research-log: nn.Linear(32, 32) targets with bias, 100 inputs X ~ U(0, 1), no bias in "
-                    f"the model, a riffle inside every factor; training MSE, mean +- population std; {fit}; "
-                    "2018 = the reported values (scipy CG, 1000 iterations, float32); floor = the best bias-free "
-                    "linear map (least squares)")
-        return (f"target: {self.target_description}; {fit}; SVD = the best matrix of rank r with r(m+n-r) <= params "
-                "(dense once params reach m n); RF = random features (fixed Gaussian projection, least-squares "
-                "readout, m k <= params)")
+            n = c.size
+            fit = (f"the 2018 fit: scipy CG in float32, at most {c.steps} iterations (gtol {c.gtol:g}), through the "
+                   f"log's objective wrapper (stale value and gradient within {log2018.STALE_TOLERANCE:g})"
+                   if c.legacy_objective else fit)
+            reference = ("2018 = the reported values (scipy CG, 1000 iterations, float32, the objective wrapper)"
+                         if n == log2018.SIZE else f"no 2018 values (they are for n = {log2018.SIZE})")
+            return (f"protocol research-log: nn.Linear({n}, {n}) targets with bias, {log2018.SAMPLES} inputs "
+                    "X ~ U(0, 1), no bias in the model, a riffle inside every factor; training MSE, mean +- "
+                    f"population std; {fit}; {reference}; floor = the best bias-free linear map (least squares)")
+        charged = "params" if c.charge == "nominal" else "the layer's local dimension (dim)"
+        return (f"target: {self.target_description}; {fit}"
+                + ("; each layer also fitted from its projection (the lower error per seed is kept)"
+                   if c.project_start else "")
+                + f"; SVD = the best matrix of rank r with r(m+n-r) <= {charged} (dense once that reaches m n); "
+                "RF = random features (fixed Gaussian projection, least-squares readout, m k <= the same count); "
+                "dim = rank of the Jacobian of the dense matrix w.r.t. the parameters at the fitted point (seed "
+                f"{c.seed_list[0]}; measured up to {DIMENSION_MAX_PARAMS} parameters, or for --charge dimension); "
+                "beats SVD: Student-t 95% interval of the paired differences over seeds")
 
     @classmethod
     def from_json(cls, text: str) -> ApproxResult:
         """The result :meth:`to_json` wrote (to re-plot or re-tabulate recorded studies)."""
         data = json.loads(text)
-        config = ApproxConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
+        # Older records carry retired settings (dropped) and predate the projection start (their fits
+        # all started at random).
+        known = {f.name for f in fields(ApproxConfig)}
+        settings = {"project_start": False, **data["config"]}
+        config = ApproxConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known})
         jobs = [Job(**j) for j in data["jobs"]]
         index = {job.label: i for i, job in enumerate(jobs)}
         timings = {index[r["config"]]: (r["forward_us"], r["vs_linear"]) for r in data["rows"]}
-        return cls(config, jobs, [ApproxRun(**r) for r in data["runs"]], timings, data["target"], data["skipped"],
-                   data["interrupted"])
+        runs = [ApproxRun(**{"random_error": r["relative_error"], **r}) for r in data["runs"]]
+        return cls(config, jobs, runs, timings, data["target"], data["skipped"], data["interrupted"])
 
     def to_json(self) -> str:
         return json.dumps(
@@ -428,8 +500,25 @@ def _fit(config: ApproxConfig, layer: StructuredLinear, target: Target | log2018
     options = {"steps": config.steps, "optimizer": config.optimizer, "lr": config.lr, "ftol": config.ftol,
                "gtol": config.gtol, "patience": config.patience, "callback": tick}
     if isinstance(target, log2018.Task):
+        if config.legacy_objective:
+            return log2018.fit_legacy(layer, target, config.steps, config.gtol, tick)
         return fit_outputs(layer, target.x, target.y, **options)
     return fit_layer(layer, target.weight, **options)
+
+
+def _projected(layer: StructuredLinear, target: Target) -> float | None:
+    """Set ``layer`` to its projection onto its family (the closed-form part only, where the
+    projection refines by optimisation: the fit does that) and return its error; None when the
+    family has no projection for this shape."""
+    try:
+        if "refine_steps" in inspect.signature(layer.project_).parameters:
+            layer.project_(target.weight, None, refine_steps=0)
+        else:
+            layer.project_(target.weight, None)
+    except NotImplementedError:
+        return None
+    weight, _ = layer.to_dense()
+    return float(torch.linalg.norm(weight.double() - target.weight) / torch.linalg.norm(target.weight))
 
 
 def run_approx(
@@ -454,12 +543,16 @@ def run_approx(
     first = target_for(seeds[0], config.shuffles[0])
     shape = (config.size, config.size) if research_log else first.shape
     jobs, skipped = plan(config, shape)
+    if not jobs:
+        raise ValueError(f"no configuration fits the parameter budget(s) {','.join(map(str, config.budgets))} "
+                         f"for {shape[0]}x{shape[1]} targets ({'; '.join(skipped)}); give larger budgets")
     for job in jobs:
         build_layer(job, shape, 0)  # validate every option before any long work
     result = ApproxResult(config, jobs, skipped=skipped,
                           target_description="" if research_log else first.description.replace(
                               f", seed {seeds[0]}", f", seeds {','.join(map(str, seeds))}"))
     fitted: dict[int, StructuredLinear] = {}
+    dimensions: dict[int, int] = {}
     bar = tqdm(total=len(jobs) * len(seeds), disable=not progress, unit="fit", dynamic_ncols=True)
     try:
         with _torch_threads(config.threads):
@@ -474,9 +567,24 @@ def run_approx(
                             bar.set_postfix(step=step, loss=f"{loss:.3e}")
 
                     fit = _fit(config, layer, target, tick)
-                    result.runs.append(_record(index, seed, layer, fit, target, research_log))
+                    start, random_error, projection, from_projection = "random", fit.relative_error, None, None
+                    if config.project_start and isinstance(target, Target):
+                        candidate = build_layer(job, shape, seed)
+                        projection = _projected(candidate, target)
+                        if projection is not None:
+                            from_projection = _fit(config, candidate, target, tick)
+                            if from_projection.relative_error < fit.relative_error:
+                                start, layer, fit = "projection", candidate, from_projection
                     if seed == seeds[0]:
                         fitted[index] = layer
+                        if not research_log and (config.charge == "dimension"
+                                                 or layer.params() <= DIMENSION_MAX_PARAMS):
+                            dimensions[index] = local_dimension(layer)
+                    run = _record(index, seed, layer, fit, target, dimensions.get(index, -1), config.charge)
+                    run.start, run.random_error = start, random_error
+                    if projection is not None and from_projection is not None:
+                        run.projection_error, run.from_projection_error = projection, from_projection.relative_error
+                    result.runs.append(run)
                     bar.update(1)
                     if on_run:
                         on_run(result.runs[-1])
@@ -491,13 +599,16 @@ def run_approx(
 
 
 def _record(index: int, seed: int, layer: StructuredLinear, fit: FitResult, target: Target | log2018.Task,
-            research_log: bool) -> ApproxRun:
+            dimension: int, charge: str) -> ApproxRun:
+    """One run, its baselines charged the layer's nominal count or its local ``dimension``."""
     params = layer.params()
     if isinstance(target, log2018.Task):
         rank, svd, rf, floor = 0, math.nan, math.nan, target.floor_mse()
     else:
         m, n = target.shape
-        rank = svd_rank_for_budget(params, m, n)
-        svd, rf, floor = svd_error(target.weight, rank), random_features_error(target.weight, params, seed)[1], math.nan
+        charged = dimension if charge == "dimension" else params
+        rank = svd_rank_for_budget(charged, m, n)
+        svd, rf = svd_error(target.weight, rank), random_features_error(target.weight, charged, seed)[1]
+        floor = math.nan
     return ApproxRun(index, seed, params, fit.relative_error, fit.output_mse, fit.converged, fit.grad_norm, fit.steps,
-                     fit.seconds, fit.message, rank, svd, rf, floor)
+                     fit.seconds, fit.message, rank, svd, rf, floor, dimension=dimension)
