@@ -58,6 +58,14 @@ def describe(variant: str) -> tuple[str, str]:
     return LABELS.get(enc, enc) + width, {"dense-head": "dense", "acdc-head": "ACDC x12"}.get(head, head)
 
 
+def _best_is_last(summary: dict, checkpoint: str) -> bool:
+    """Whether the scored checkpoint is from the last epoch (the run was still improving)."""
+    if checkpoint.endswith("last.ckpt"):
+        return True
+    step = checkpoint.rpartition("step=")[2].partition(".ckpt")[0]
+    return step.isdigit() and int(step) == summary.get("global_step")
+
+
 def run_rows(task: str, regime: str) -> list[dict]:
     folder = RESULTS / task / regime
     rows = []
@@ -68,7 +76,8 @@ def run_rows(task: str, regime: str) -> list[dict]:
         summary = json.loads((folder / f"{run}.summary.json").read_text())
         row = {"run": run, "variant": variant, "seed": int(seed), "steps": summary.get("global_step"),
                "epochs": summary.get("epochs"), "train_seconds": summary.get("seconds"),
-               "checkpoint": evaluation.get("checkpoint")}
+               "checkpoint": evaluation.get("checkpoint"),
+               "best_is_last": _best_is_last(summary, evaluation.get("checkpoint", ""))}
         if task == "residue-env":
             scores = evaluation["scores"]
             row.update(n=evaluation["n"], accuracy=scores["model"]["accuracy"],
@@ -105,6 +114,7 @@ def aggregate(task: str, regime: str, rows: list[dict], timing: dict | None) -> 
         cell["best_controls"] = sorted({r["best_control"] for r in mine})
         cell["steps"] = sorted({r["steps"] for r in mine})
         cell["train_seconds"] = statistics.fmean(r["train_seconds"] for r in mine)
+        cell["best_is_last"] = f"{sum(r['best_is_last'] for r in mine)}/{len(mine)}"
         if timing and task in timing["tasks"] and variant in timing["tasks"][task]["variants"]:
             t = timing["tasks"][task]["variants"][variant]
             cell.update(encoder_flops=t["encoder_flops"], encoder_params=t["encoder_params"], params=t["params"],
@@ -119,12 +129,14 @@ def table(task: str, regime: str, cells: list[dict]) -> list[str]:
     lines = []
     if task == "residue-env":
         lines += ["| encoder | head | seeds | steps | test accuracy | macro accuracy | best control (mean acc.) | "
-                  "lift over best control | encoder MFLOPs / image | model step ms | step + data ms |",
-                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+                  "lift over best control | encoder MFLOPs / image | model step ms | step + data ms | train s (mean) | "
+                  "best epoch = last |",
+                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     else:
         lines += ["| encoder | head | seeds | steps | accuracy (masked) | chance | best control (mean acc.) | "
-                  "lift over best control | encoder MFLOPs / image | model step ms | step + data ms |",
-                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+                  "lift over best control | encoder MFLOPs / image | model step ms | step + data ms | train s (mean) | "
+                  "best epoch = last |",
+                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for c in cells:
         enc, head = describe(c["variant"])
         best = " / ".join(f"{b} {c['controls'][b]:.3f}" for b in c["best_controls"])
@@ -134,7 +146,8 @@ def table(task: str, regime: str, cells: list[dict]) -> list[str]:
         steps = "/".join(str(s) for s in c["steps"])
         middle = (fmt(c["macro"], c["macro_se_seeds"]) if task == "residue-env" else f"{c['chance']:.3f}")
         lines.append(f"| {enc} | {head} | {len(c['seeds'])} | {steps} | {fmt(c['accuracy'], c['accuracy_se_seeds'])} | "
-                     f"{middle} | {best} | {fmt(c['lift'], c['lift_se_seeds'])} | {flops} | {step} | {both} |")
+                     f"{middle} | {best} | {fmt(c['lift'], c['lift_se_seeds'])} | {flops} | {step} | {both} | "
+                     f"{c['train_seconds']:.0f} | {c['best_is_last']} |")
     lines.append("")
     return lines
 
@@ -181,7 +194,7 @@ def plot(results: dict, path: Path) -> None:
                 ax.axhline(best, color="grey", ls="--", lw=1, label="best control (max over runs' means)")
             ax.set_xlabel(label + (" (M)" if key == "encoder_flops" else ""))
             ax.set_ylabel(f"{task} held-out accuracy")
-            ax.set_title(f"{task}: accuracy (mean +- SE over seeds) vs {label.split(',')[0]}", fontsize=9)
+            ax.set_title(f"{task}: mean +- SE over seeds; filled: dense head, open: ACDC head", fontsize=9)
             if i == 0 and j == 1:
                 ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
@@ -300,7 +313,9 @@ def main() -> int:
                     diffs = [r["accuracy"] - base[r["seed"]] for r in rows
                              if r["variant"] == variant and r["seed"] in base]
                     if diffs:
-                        md.append(f"| {variant} | {regime} | {fmt(*mean_se(diffs))} (n={len(diffs)}) |")
+                        mean, se = mean_se(diffs)
+                        spread = f" +- {se:.3f}" if se is not None else ""
+                        md.append(f"| {variant} | {regime} | {mean:+.3f}{spread} (n={len(diffs)}) |")
             md.append("")
     md += part5()
     (RESULTS / "table.md").write_text("\n".join(md) + "\n")
