@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make approx   -- builds .venv and runs `structlayers approx --layer acdc --depth 16`
 #   make test     -- builds .venv and runs the whole test suite
+#   make test-random -- the suite with fresh hypothesis examples (HYPOTHESIS_PROFILE=random)
 #   make lint     -- ruff (configured in pyproject.toml); .ci/run runs it before the tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup approx test lint
+.PHONY: setup approx test test-random lint
 
 setup: $(VENV)/.ready
 
@@ -26,6 +27,9 @@ approx: setup
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q tests
+
+test-random: setup
+	HYPOTHESIS_PROFILE=random $(BIN)/python -m pytest -n 2 -q tests
 
 lint: setup
 	$(BIN)/ruff check src tests experiments

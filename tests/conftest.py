@@ -1,5 +1,6 @@
-"""Shared test settings: deterministic seeds, a modest hypothesis profile for 2-core CI, the
-measurement caches (structlayers.cache) in a temporary folder, never the user's home, and data."""
+"""Shared test settings: deterministic seeds, hypothesis profiles (``ci``: modest and derandomized,
+for 2-core CI; ``random``: fresh examples on every run), the measurement caches
+(structlayers.cache) in a temporary folder, never the user's home, and data."""
 
 import atexit
 import os
@@ -12,9 +13,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# "ci" (the default) replays the same examples on every run, so CI never fails by chance;
+# HYPOTHESIS_PROFILE=random draws new ones each run (and more of them) to look for new failures.
 settings.register_profile(
     "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
+settings.register_profile("random", settings.get_profile("ci"), max_examples=100, derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.set_num_threads(1)
 

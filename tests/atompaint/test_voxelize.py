@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import macromol_voxelize as mmvox
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,9 +24,6 @@ from atompaint.voxelize import (
     sphere_box_overlap,
     voxelize,
 )
-
-mmvox = pytest.importorskip("macromol_voxelize")
-pl = pytest.importorskip("polars")
 
 DATA = Path(__file__).parent / "data"
 CHANNELS = [["C"], ["N"], ["O"], ["S", "SE"], ["*"]]
