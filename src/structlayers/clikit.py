@@ -33,6 +33,29 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, NotADir
                PermissionError)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already says it: a switch shows
+    ``off``, an unset value ``unset``, a list its items as they are typed."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text.lower():
+            return text
+        return f"{text} (default: {default_text(action)})".replace("%", "%%").lstrip()
+
+
+def default_text(action: argparse.Action) -> str:
+    """An option's default as a user types it (see :class:`HelpFormatter`)."""
+    default = action.default
+    if action.nargs == 0:
+        return "on" if default else "off"
+    if default is None or default == []:
+        return "unset"
+    if isinstance(default, (list, tuple)):
+        return " ".join(map(str, default))
+    return str(default)
+
+
 def build_parser(package: str, prog: str, description: str, only: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one subcommand per module of ``package`` (or just ``only``).
 
@@ -40,13 +63,13 @@ def build_parser(package: str, prog: str, description: str, only: str | None = N
     only the module of the subcommand being run is imported (``--help`` imports them all), so a
     light command never pays for another's heavy imports.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pkg = importlib.import_module(package)
     names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
     for name in [only] if only in names else names:
         module = importlib.import_module(f"{package}.{name}")
-        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser

@@ -7,6 +7,7 @@ folder), ``--json PATH`` (``-``: standard output), ``--plot PATH``, ``--no-progr
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 
 from structlayers.clikit import run_cli
@@ -14,6 +15,9 @@ from structlayers.clikit import run_cli
 
 def main(argv: Sequence[str] | None = None) -> int:
     description = "Protein structures as 3D images: index, voxelize, count models, train."
+    # escnn says on import that the optional py3nj is missing; it then computes Clebsch-Gordan
+    # coefficients numerically, as the Makefile's install intends: not news to a command's user.
+    warnings.filterwarnings("ignore", message=".*py3nj.*", category=UserWarning)
     return run_cli("atompaint.cli.commands", "atompaint", description, argv)
 
 

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=list(d.sizes), help="square sizes N")
     parser.add_argument("--batch", nargs="+", type=int, default=list(d.batches), help="batch sizes (rows)")
     parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:K")
-    parser.add_argument("--dtype", default=d.dtype, choices=("float32", "float64"))
+    parser.add_argument("--dtype", default=d.dtype, choices=("float32", "float64"),
+                        help="parameter and input dtype of every timed layer")
     parser.add_argument("--depth", type=int, default=d.depth, help="depth of the 'stack' layer")
     parser.add_argument("--backend", default=d.backend, choices=("fft", "dense", "auto"),
                         help="transform backend of acdc / afdf / stack")
