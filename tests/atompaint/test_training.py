@@ -321,7 +321,7 @@ def test_seed004_config_is_the_chosen_model():
     assert chosen == ("resnet", "gamma", "log", 16, None)
 
 
-def test_train_cli_rejects_wrong_task(tmp_path):
+def test_train_cli_rejects_a_task_that_is_not_the_configs(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_config()))
     assert main(["train", "lba", "--config", str(path)]) == 2
@@ -342,7 +342,7 @@ def test_train_cli_flags_reach_the_config_and_old_spellings_warn(tmp_path, monke
     monkeypatch.setattr(atompaint.training.run, "train", fake_train)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_config(max_epochs=7)))
-    base = ["train", "neighbor-loc", "--config", str(path)]
+    base = ["train", "--config", str(path)]  # the task is the config's
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)

@@ -1,5 +1,5 @@
-"""``atompaint train TASK --config FILE``: train the neighbor-location, LBA or amino-acid environment
-model with Lightning."""
+"""``atompaint train --config FILE``: train the neighbor-location, LBA or amino-acid environment
+model with Lightning (the task is the one the config names)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from atompaint.cli.commands._encoder_flags import add_encoder_flags, encoder_overrides
 from atompaint.tasks import TASKS
 from structlayers.clikit import (
+    HelpFormatter,
     add_deprecated,
     add_no_progress,
     add_out_dir,
@@ -26,7 +27,8 @@ HELP = "Train a model (neighbor-loc, lba or residue-env) from a YAML config with
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = _HelpFormatter
-    parser.add_argument("task", choices=list(TASKS), help="which task to train")
+    parser.add_argument("task", nargs="?", choices=list(TASKS),
+                        help="deprecated, the config names its task: if given, it must be the config's")
     parser.add_argument("--config", required=True,
                         help="YAML training config (see experiments/neighbor_loc/, experiments/lba/ and "
                              "experiments/residue_env/)")
@@ -70,15 +72,15 @@ class _Resume(argparse.Action):
             namespace.resume_from = Path(values)
 
 
-class _HelpFormatter(argparse.HelpFormatter):
+class _HelpFormatter(HelpFormatter):
     """Shows ``--resume`` without the value that only its deprecated spellings take."""
 
     def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
         return "" if isinstance(action, _Resume) else super()._format_args(action, default_metavar)
 
 
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The dotted config keys the flags set."""
+def overrides(args: argparse.Namespace, task: str) -> dict[str, Any]:
+    """The dotted config keys the flags set for a config of ``task``."""
     changes: dict[str, Any] = dict(args.overrides)
     changes.update(encoder_overrides(args))
     flags = {"epochs": "trainer.max_epochs", "devices": "trainer.devices", "strategy": "trainer.strategy",
@@ -93,7 +95,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     elif args.head_depth is not None:
         raise ValueError("--head-depth needs --head-layer")
     if args.pretrained is not None:
-        if args.task != "lba":
+        if task != "lba":
             raise ValueError("--pretrained only applies to lba fine-tuning")
         changes["finetune.pretrained"] = args.pretrained
     return changes
@@ -104,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
     from structlayers.configs import replace_fields
 
     config = load_config(args.config)
-    if config.task != args.task:
+    if args.task is not None and config.task != args.task:
         raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
-    config = replace_fields(config, overrides(args), "config")
+    config = replace_fields(config, overrides(args, config.task), "config")
     if not config.trainer.fast_dev_run:  # a smoke test writes nothing, anywhere
         check_output_dir(args.out_dir, "run folder (--out-dir)")
     result = train(config, out_dir=args.out_dir, resume=args.resume, resume_from=args.resume_from,
