@@ -46,3 +46,13 @@ def test_atompaint_help_prints_no_warnings() -> None:
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "usage: atompaint train" in out.stdout
     assert "Warning" not in out.stderr and "py3nj" not in out.stderr, out.stderr
+
+
+def test_bench_no_progress_prints_no_progress_lines(capsys) -> None:
+    from structlayers.cli import main
+
+    assert main(["bench", "--layers", "lowrank", "--sizes", "8", "--batch", "2", "--repeats", "1",
+                 "--large-repeats", "1", "--warmup", "0", "--no-collapse", "--bandwidth-mb", "1",
+                 "--gemm-size", "16", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "vs linear" in out and "timing" not in err

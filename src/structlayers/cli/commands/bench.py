@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from structlayers.clikit import PLOT_SUFFIXES, add_json, add_plot, check_output_path, write_output
+from structlayers.clikit import PLOT_SUFFIXES, add_json, add_no_progress, add_plot, check_output_path, write_output
 from structlayers.lab.bench.harness import ALLOCATORS, BenchConfig, run_bench
 
 NAME = "bench"
@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time torch.compile'd modules (nn.Linear too) instead of eager ones")
     add_json(parser, old="--out")
     add_plot(parser, "save a speed-up plot (PNG/PDF) here")
+    add_no_progress(parser)
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         bandwidth_mb=args.bandwidth_mb, gemm_size=args.gemm_size,
     )
-    result = run_bench(config, progress=lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True))
+    result = run_bench(config, progress=None if args.no_progress else (
+        lambda msg: print(f"  timing {msg}", file=sys.stderr, flush=True)))
     result.environment["command"] = _command(args)
     print(result.to_text())
     write_output(args.json, result.to_json(), "the results")
