@@ -192,12 +192,12 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
 import torch, structlayers, structlayers.testing, structlayers.clikit
-from structlayers.surgery import fit_layer
+from structlayers.surgery import FitOptions, fit_layer
 layer = structlayers.create("acdc", 16, 16, depth=2)
 x = torch.randn(3, 16)
 assert structlayers.count(layer, x).total_flops > 0
 model, _ = structlayers.collapse(torch.nn.Sequential(layer), x)
-fit_layer(structlayers.create("lowrank", 6, 6, rank=2), torch.randn(6, 6), steps=5, optimizer="lbfgs")
+fit_layer(structlayers.create("lowrank", 6, 6, rank=2), torch.randn(6, 6), fit=FitOptions(steps=5))
 structlayers.replace(torch.nn.Sequential(torch.nn.Linear(8, 8)), "acdc", depth=2)
 print("ok")
 """

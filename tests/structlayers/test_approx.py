@@ -16,7 +16,7 @@ from structlayers.lab.approx.families import candidates, pick
 from structlayers.lab.approx.protocol import REFERENCE, make_task, riffle_2018
 from structlayers.lab.approx.stats import null_rejection_rate, paired_interval, verdict
 from structlayers.registry import LayerSpec
-from structlayers.surgery import fit_layer
+from structlayers.surgery import FitOptions, fit_layer
 from structlayers.surgery.fit import fit_outputs
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments" / "approx"
@@ -29,7 +29,7 @@ def test_fit_recovers_a_realisable_target_and_says_it_converged() -> None:
     teacher = structlayers.create("lowrank", 12, 10, rank=3).double()
     weight, bias = teacher.to_dense()
     student = structlayers.create("lowrank", 12, 10, rank=3).double()
-    result = fit_layer(student, weight, bias, steps=2000, optimizer="lbfgs")
+    result = fit_layer(student, weight, bias, FitOptions(steps=2000))
     assert result.relative_error < 1e-5 and result.output_mse < 1e-8
     assert result.converged and result.steps < 2000 and result.grad_norm < 1e-5
     assert result.history[-1] < result.history[0]
@@ -37,7 +37,7 @@ def test_fit_recovers_a_realisable_target_and_says_it_converged() -> None:
 
 def test_fit_reports_the_step_limit_as_not_converged() -> None:
     layer = structlayers.create("acdc", 16, 16, depth=4, shuffle="random", seed=0, bias=False).double()
-    result = fit_layer(layer, gaussian_target(16, seed=1), steps=5, optimizer="lbfgs")
+    result = fit_layer(layer, gaussian_target(16, seed=1), fit=FitOptions(steps=5))
     assert not result.converged and result.steps == 5 and "LIMIT" in result.message.upper()
     assert result.grad_norm > 0
 
@@ -45,7 +45,7 @@ def test_fit_reports_the_step_limit_as_not_converged() -> None:
 def test_fit_reduces_error_for_acdc_and_reports_consistent_metrics() -> None:
     layer = structlayers.create("acdc", 16, 16).double()
     target = gaussian_target(16, seed=1)
-    result = fit_layer(layer, target, steps=200, lr=3e-2)
+    result = fit_layer(layer, target, fit=FitOptions("adam", 200, lr=3e-2))
     initial = float(torch.linalg.norm(torch.eye(16, dtype=torch.float64) - target) / torch.linalg.norm(target))
     assert result.relative_error < 0.9 * initial
     weight, _ = layer.to_dense()
@@ -61,7 +61,7 @@ def test_fit_reduces_error_for_acdc_and_reports_consistent_metrics() -> None:
 def test_every_optimizer_fits_a_single_layer(optimizer: str) -> None:
     target = gaussian_target(8, seed=2)
     layer = structlayers.create("monarch", 8, 8, nblocks=2, bias=False).double()
-    result = fit_layer(layer, target, steps=3000, optimizer=optimizer)
+    result = fit_layer(layer, target, fit=FitOptions(optimizer, 3000))
     best = structlayers.create("monarch", 8, 8, nblocks=2, bias=False).double()
     best.project_(target, None)  # the closed-form optimum of this family
     optimum = float(torch.linalg.norm(best.to_dense()[0] - target) / torch.linalg.norm(target))
@@ -72,7 +72,7 @@ def test_every_optimizer_fits_a_single_layer(optimizer: str) -> None:
 def test_lr_applies_to_adam_only() -> None:
     layer = structlayers.create("acdc", 8, 8)
     with pytest.raises(ValueError, match="adam only"):
-        fit_layer(layer, torch.randn(8, 8), optimizer="lbfgs", lr=0.1)
+        fit_layer(layer, torch.randn(8, 8), fit=FitOptions("lbfgs", lr=0.1))
 
 
 def test_fit_rejects_wrong_target_shape() -> None:
@@ -385,6 +385,6 @@ def test_fit_outputs_reaches_least_squares_for_a_dense_layer() -> None:
     x = torch.rand(40, 6, dtype=torch.float64)
     y = x @ torch.randn(6, 5, dtype=torch.float64)
     layer = structlayers.create("dense", 6, 5, bias=False).double()
-    result = fit_outputs(layer, x, y, steps=500)
+    result = fit_outputs(layer, x, y, fit=FitOptions(steps=500))
     best = torch.linalg.lstsq(x, y).solution
     assert result.converged and result.output_mse == pytest.approx(float(((x @ best - y) ** 2).mean()), abs=1e-12)

@@ -9,7 +9,7 @@ from typing import Any
 
 from structlayers.clikit import key_value
 from structlayers.registry import parse_options
-from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, FitOptions
+from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, REPLACE_FIT, FitOptions
 
 
 def add_layer_options(group: argparse._ActionsContainer) -> None:
@@ -45,8 +45,8 @@ def add_init_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--init", choices=list(INIT_WORDS), default="random",
                        help="replacements start from their own random initialisation, the closed-form projection "
                             "of the replaced weights, or that projection fitted iteratively (default: random)")
-    group.add_argument("--fit-steps", type=int, default=FitOptions().steps,
-                       help=f"with --init fit: L-BFGS iterations per layer (default {FitOptions().steps})")
+    group.add_argument("--fit-steps", type=int, default=REPLACE_FIT.steps,
+                       help=f"with --init fit: L-BFGS iterations per layer (default {REPLACE_FIT.steps})")
     group.add_argument("--weights", type=Path, metavar="PATH",
                        help="a state_dict (.pt) or Lightning checkpoint (.ckpt) of the model to load before replacing")
 

@@ -76,11 +76,11 @@ def refine_(layer: StructuredLinear, weight: Tensor, bias: Tensor | None, steps:
     a float32 layer gets the float64 optimum; ``steps = 0`` leaves the layer as it is."""
     if steps < 1:
         return
-    from structlayers.surgery.fit import fit_layer  # not at import: surgery imports the layers
+    from structlayers.surgery.fit import FitOptions, fit_layer  # not at import: surgery imports the layers
 
     work = copy.deepcopy(layer).double()
     with torch.enable_grad():  # project_ runs under no_grad
-        fit_layer(work, weight.double(), None if bias is None else bias.double(), optimizer="lbfgs", steps=steps)
+        fit_layer(work, weight.double(), None if bias is None else bias.double(), FitOptions(steps=steps))
     layer.load_state_dict(work.state_dict())
 
 

@@ -8,13 +8,13 @@ structured layer plugins, optionally fitted to the trained weights.
 >>> print(report.to_text())  # doctest: +SKIP
 """
 
-from structlayers.surgery.fit import FitResult, fit_layer
+from structlayers.surgery.fit import FitOptions, FitResult, fit_layer, fit_outputs
 from structlayers.surgery.replace import (
     DEFAULT_KINDS,
     INIT_WORDS,
     INITS,
     KINDS,
-    FitOptions,
+    REPLACE_FIT,
     UnsupportedModuleError,
     classify,
     replace,
@@ -28,6 +28,7 @@ __all__ = [
     "INITS",
     "INIT_WORDS",
     "KINDS",
+    "REPLACE_FIT",
     "FitOptions",
     "FitResult",
     "PointwiseConv",
@@ -38,6 +39,7 @@ __all__ = [
     "UnsupportedModuleError",
     "classify",
     "fit_layer",
+    "fit_outputs",
     "replace",
     "separable_factors",
 ]

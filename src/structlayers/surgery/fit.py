@@ -45,6 +45,27 @@ PATIENCE = 200
 ADAM_LR = 1e-2
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How a fit runs (:func:`minimize`, :func:`fit_layer`, :func:`fit_outputs`): the optimizer, its
+    step limit, Adam's learning rate (``None``: ``1e-2``; an error for the others) and the
+    convergence tests.  The defaults are a general-purpose L-BFGS fit, which reaches far lower
+    errors than Adam in as many steps; a component whose fits need other defaults declares its
+    ``FitOptions`` once (:func:`structlayers.replace`: :data:`~structlayers.surgery.replace.REPLACE_FIT`)."""
+
+    optimizer: str = "lbfgs"
+    steps: int = 1000
+    lr: float | None = None
+    ftol: float = FTOL
+    gtol: float = GTOL
+    patience: int = PATIENCE
+
+    def __post_init__(self) -> None:
+        check_optimizer(self.optimizer, self.lr)
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+
 @dataclass
 class Minimization:
     """How :func:`minimize` ended: ``converged`` is True when the optimiser's own test (``ftol``,
@@ -225,16 +246,12 @@ def _minimize_adam(params: list[nn.Parameter], loss_fn: Callable[[], Tensor], st
 def minimize(
     module: nn.Module,
     residual: Residual,
+    fit: FitOptions = FitOptions(),
     *,
-    optimizer: str = "lbfgs",
-    steps: int = 1000,
-    lr: float | None = None,
-    ftol: float = FTOL,
-    gtol: float = GTOL,
-    patience: int = PATIENCE,
     callback: Callable[[int, float], None] | None = None,
 ) -> Minimization:
-    """Minimise ``sum(residual(module)^2)`` over ``module``'s trainable parameters, in place.
+    """Minimise ``sum(residual(module)^2)`` over ``module``'s trainable parameters, in place, as
+    ``fit`` says (:class:`FitOptions`).
 
     ``lbfgs``: ``scipy.optimize.minimize(method="L-BFGS-B")``, at most ``steps`` iterations,
     converged when its ``ftol`` or ``gtol`` test holds.  ``cg``: Polak-Ribiere nonlinear conjugate
@@ -246,9 +263,7 @@ def minimize(
     the others, which choose steps by line search or trust region.  ``callback(step, loss)`` after
     every step.
     """
-    check_optimizer(optimizer, lr)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    optimizer, steps, lr, ftol, gtol, patience = fit.optimizer, fit.steps, fit.lr, fit.ftol, fit.gtol, fit.patience
     params = [p for p in module.parameters() if p.requires_grad]
 
     def loss_fn() -> Tensor:
@@ -299,10 +314,10 @@ def _relative_error(layer: StructuredLinear, target_weight: Tensor) -> float:
 
 
 def _fit(layer: StructuredLinear, residual: Residual, relative_error: Callable[[], float],
-         mse: Callable[[float], float], **settings: object) -> FitResult:
+         mse: Callable[[float], float], fit: FitOptions, callback: Callable[[int, float], None] | None) -> FitResult:
     """:func:`minimize` on ``residual`` and the result's metrics (``mse`` of the final loss)."""
     start = time.perf_counter()
-    run = minimize(layer, residual, **settings)  # type: ignore[arg-type]
+    run = minimize(layer, residual, fit, callback=callback)
     with torch.no_grad():
         loss = residual(layer).square().sum().item()
     return FitResult(relative_error=relative_error(), output_mse=mse(loss), steps=run.steps,
@@ -314,24 +329,18 @@ def fit_layer(
     layer: StructuredLinear,
     target_weight: Tensor,
     target_bias: Tensor | None = None,
+    fit: FitOptions = FitOptions(),
     *,
-    steps: int = 1000,
-    optimizer: str = "adam",
-    lr: float | None = None,
-    ftol: float = FTOL,
-    gtol: float = GTOL,
-    patience: int = PATIENCE,
     callback: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Train ``layer`` in place so that its effective weight (and bias) match the target, with
-    :func:`minimize` (``optimizer``, ``steps``, ``lr``, tolerances) on the relative squared
-    Frobenius error.  ``callback(step, loss)`` is called after every step (progress bars use it)."""
+    :func:`minimize` (as ``fit`` says) on the relative squared Frobenius error.
+    ``callback(step, loss)`` is called after every step (progress bars use it)."""
     if tuple(target_weight.shape) != (layer.out_features, layer.in_features):
         raise ValueError(
             f"target weight has shape {tuple(target_weight.shape)}, but layer {layer.name!r} is "
             f"{layer.in_features} -> {layer.out_features} (expected ({layer.out_features}, {layer.in_features}))"
         )
-    check_optimizer(optimizer, lr)
     device, dtype = device_dtype(layer)
     probe = _probe(layer.in_features, device, dtype)
     bias = torch.zeros(layer.out_features) if target_bias is None else target_bias
@@ -342,8 +351,7 @@ def fit_layer(
         return (forward(probe) - target) / root
 
     return _fit(layer, residual, lambda: _relative_error(layer, target_weight),
-                lambda _loss: output_mse(layer, target_weight, target_bias), optimizer=optimizer, steps=steps, lr=lr,
-                ftol=ftol, gtol=gtol, patience=patience, callback=callback)
+                lambda _loss: output_mse(layer, target_weight, target_bias), fit, callback)
 
 
 def fit_outputs(
@@ -352,16 +360,11 @@ def fit_outputs(
     targets: Tensor,
     *,
     target_weight: Tensor | None = None,
-    steps: int = 1000,
-    optimizer: str = "lbfgs",
-    lr: float | None = None,
-    ftol: float = FTOL,
-    gtol: float = GTOL,
-    patience: int = PATIENCE,
+    fit: FitOptions = FitOptions(),
     callback: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Train ``layer`` in place to minimise the mean squared error ``mean((layer(inputs) - targets)^2)``
-    over all entries (:func:`torch.nn.functional.mse_loss`) with :func:`minimize`.  ``output_mse``
+    over all entries (:func:`torch.nn.functional.mse_loss`) with :func:`minimize` (as ``fit`` says).  ``output_mse``
     of the result is that training MSE; ``relative_error`` compares the layer's weight with
     ``target_weight`` when given (NaN otherwise)."""
     if inputs.shape[-1] != layer.in_features or targets.shape[-1] != layer.out_features:
@@ -376,5 +379,4 @@ def fit_outputs(
 
     return _fit(layer, residual,
                 lambda: _relative_error(layer, target_weight) if target_weight is not None else math.nan,
-                lambda loss: loss, optimizer=optimizer, steps=steps, lr=lr, ftol=ftol, gtol=gtol, patience=patience,
-                callback=callback)
+                lambda loss: loss, fit, callback)

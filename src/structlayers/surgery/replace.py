@@ -44,7 +44,7 @@ from structlayers.accounting import count
 from structlayers.base import StructuredLinear, count_params, device_dtype
 from structlayers.collapse import _set_submodule
 from structlayers.registry import accepted_options, create, get, resolve
-from structlayers.surgery.fit import fit_layer
+from structlayers.surgery.fit import FitOptions, fit_layer
 from structlayers.surgery.report import Replacement, ReplaceReport, Skipped
 from structlayers.surgery.wrappers import PointwiseConv, SeparableConv
 from structlayers.tracing import run_example
@@ -59,14 +59,9 @@ class UnsupportedModuleError(ValueError):
     """A module selected for replacement cannot be replaced faithfully."""
 
 
-@dataclass(frozen=True)
-class FitOptions:
-    """How replacements are fitted to the trained dense weights (``init_from="fit"``); L-BFGS
-    by default, which reaches far lower errors than Adam for the same number of steps."""
-
-    steps: int = 200
-    optimizer: str = "lbfgs"
-    lr: float | None = None
+#: How replacements are fitted to the trained dense weights (``init_from="fit"``) unless told
+#: otherwise: L-BFGS, 200 steps per layer (a model has many layers; each starts from its projection).
+REPLACE_FIT = FitOptions(steps=200)
 
 
 def classify(module: nn.Module) -> tuple[str | None, str]:
@@ -165,7 +160,7 @@ def _fit(plugin: nn.Module, weight: Tensor, bias: Tensor | None, init: _Init) ->
             done.append("no projection")
     if init.mode == "fit":
         with torch.enable_grad():
-            fit_layer(plugin, weight, bias, steps=init.fit.steps, optimizer=init.fit.optimizer, lr=init.fit.lr)
+            fit_layer(plugin, weight, bias, init.fit)
         done.append("fitted")
     fitted, _ = plugin.to_dense()
     error = float(torch.linalg.norm(fitted.double().cpu() - weight.double().cpu())
@@ -376,7 +371,7 @@ def replace(
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
     kinds, types, globs = _split_targets(targets)
-    fit_options = _Init(init_from, fit or FitOptions()) if init_from != "scratch" else None
+    fit_options = _Init(init_from, fit or REPLACE_FIT) if init_from != "scratch" else None
     model = model if inplace else copy.deepcopy(model)
 
     layers: dict[str, nn.Module] = {}

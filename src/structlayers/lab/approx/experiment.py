@@ -39,7 +39,16 @@ from structlayers.lab.approx.targets import Target, is_generated, make_target
 from structlayers.memory import check_allocation
 from structlayers.registry import LayerSpec, accepted_options, create, parse_options
 from structlayers.report import format_table
-from structlayers.surgery.fit import FTOL, GTOL, PATIENCE, FitResult, check_optimizer, fit_layer, fit_outputs
+from structlayers.surgery.fit import (
+    FTOL,
+    GTOL,
+    PATIENCE,
+    FitOptions,
+    FitResult,
+    check_optimizer,
+    fit_layer,
+    fit_outputs,
+)
 from structlayers.timing import time_interleaved
 from structlayers.transforms.shuffle import SHUFFLES
 
@@ -497,13 +506,12 @@ def _time_layers(layers: dict[int, StructuredLinear], shape: tuple[int, int], ro
 
 def _fit(config: ApproxConfig, layer: StructuredLinear, target: Target | log2018.Task,
          tick: Callable[[int, float], None]) -> FitResult:
-    options = {"steps": config.steps, "optimizer": config.optimizer, "lr": config.lr, "ftol": config.ftol,
-               "gtol": config.gtol, "patience": config.patience, "callback": tick}
+    fit = FitOptions(config.optimizer, config.steps, config.lr, config.ftol, config.gtol, config.patience)
     if isinstance(target, log2018.Task):
         if config.legacy_objective:
             return log2018.fit_legacy(layer, target, config.steps, config.gtol, tick)
-        return fit_outputs(layer, target.x, target.y, **options)
-    return fit_layer(layer, target.weight, **options)
+        return fit_outputs(layer, target.x, target.y, fit=fit, callback=tick)
+    return fit_layer(layer, target.weight, fit=fit, callback=tick)
 
 
 def _projected(layer: StructuredLinear, target: Target) -> float | None:

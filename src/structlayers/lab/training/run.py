@@ -44,7 +44,7 @@ from structlayers.runs import OptimConfig, ResumePolicy, RunDirectory, RunPlan, 
 from structlayers.runs.callbacks import RunCheckpoints, build_trainer, fit_run
 from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
 from structlayers.runs.curves import plot_curves, run_csv_files
-from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, FitOptions, ReplaceReport, replace
+from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, REPLACE_FIT, FitOptions, ReplaceReport, replace
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
 
@@ -87,7 +87,7 @@ class ModelConfig:
     #: How replacements start: ``random`` (their own initialisation), ``project`` (closed form from the
     #: loaded weights) or ``fit`` (projected, then fitted iteratively with ``fit_steps`` L-BFGS steps).
     init: str = "random"
-    fit_steps: int = FitOptions.steps
+    fit_steps: int = REPLACE_FIT.steps
 
 
 @dataclass
