@@ -5,8 +5,9 @@ from structlayers.layers.afdf import AFDF
 from structlayers.layers.blockdiag import BlockDiagonal
 from structlayers.layers.butterfly import Butterfly
 from structlayers.layers.circulant import Circulant
-from structlayers.layers.dense import Dense, LowRank
+from structlayers.layers.dense import Dense
 from structlayers.layers.kronecker import Kronecker
+from structlayers.layers.lowrank import LowRank
 from structlayers.layers.lowrank_diag import LowRankDiag
 from structlayers.layers.monarch import Monarch
 from structlayers.layers.stack import Stack
