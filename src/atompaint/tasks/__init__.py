@@ -6,7 +6,8 @@ its training config.
 - :mod:`atompaint.tasks.lba`: ligand binding affinity regression on Atom3D LBA.
 - :mod:`atompaint.tasks.residue_env`: the amino-acid environment task (which residue sits at the
   centre of an image of its surroundings, its own atoms removed).
-- :mod:`atompaint.tasks.common`: what the datasets share (per-item generators, the structure cache).
+- :mod:`atompaint.tasks.common`: what the tasks share (per-item generators, the structure cache, the
+  epoch sampler, the loader side of data configs and DataModules, the encoder-plus-head classifier).
 
 A task's ``config`` module defines its run config, a :class:`atompaint.training.config.RunConfig`
 with the task's ``data`` section and the ``build_datamodule`` / ``build_module`` it trains with;

@@ -1,19 +1,31 @@
-"""What the tasks' datasets share: items that are a pure function of (seed, split, epoch, index),
-and a bounded cache of loaded structures that loader workers start without."""
+"""What the tasks share: items that are a pure function of (seed, split, epoch, index), a bounded
+cache of loaded structures that loader workers start without, the sampler of an epoch's keys, the
+loader side of the data configs and DataModules, and the encoder-plus-head classifier.
+
+Nothing here imports Lightning: the DataModules mix :class:`EpochLoaders` into theirs."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
+import torch
+from torch import nn
+
+from atompaint.heads import HeadConfig, MLPHead
+from structlayers.base import device_dtype
+
+if TYPE_CHECKING:
+    from atompaint.voxelize import ImageParams
 
 #: The code of each split in the seed of its items.
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+C = TypeVar("C", bound="Classifier")
 
 
 def item_rng(seed: int, split: str, length: int, key: int) -> np.random.Generator:
@@ -54,3 +66,116 @@ class LRUCache(Generic[K, V]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["size"])
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """Yields the keys of one epoch of a dataset of ``length`` items per epoch (see :func:`item_rng`),
+    advancing the epoch each pass.
+
+    With ``fixed=True`` every pass yields epoch 0 (validation).  Under ``torch.distributed`` each rank
+    takes every ``world_size``-th key, so ranks see disjoint examples.
+    """
+
+    def __init__(self, length: int, fixed: bool = False, start_epoch: int = 0):
+        self.length = int(length)
+        self.fixed = fixed
+        self.epoch = int(start_epoch)
+
+    def __len__(self) -> int:
+        rank, world = _rank_and_world()
+        return len(range(rank, self.length, world))
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = 0 if self.fixed else self.epoch
+        if not self.fixed:
+            self.epoch += 1
+        rank, world = _rank_and_world()
+        return iter(range(epoch * self.length + rank, (epoch + 1) * self.length, world))
+
+
+def _rank_and_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class TaskDataConfig:
+    """What the data configs of the tasks share (no fields, so theirs keep their order): the
+    encoder's input and the checks of the loader settings.  Expects ``image``, ``batch_size``
+    and ``num_workers``."""
+
+    if TYPE_CHECKING:
+        image: ImageParams
+        batch_size: int
+        num_workers: int
+
+    def check_loading(self) -> None:
+        """Raise ``ValueError`` on loader settings that cannot work."""
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of one image: what the encoder takes."""
+        return self.image.num_channels
+
+    @property
+    def input_size(self) -> int:
+        """Voxels along each edge of one image."""
+        return self.image.length_voxels
+
+
+class EpochLoaders:
+    """The loader side of a task's DataModule, mixed in before ``LightningDataModule``: the config,
+    pinned memory, loaders over :class:`EpochSampler` keys and the training epoch as its state, so
+    a resumed run continues with fresh examples.  Subclasses set ``_train_sampler`` in ``setup``."""
+
+    def __init__(self, config: Any, *, pin_memory: bool | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self._train_sampler: EpochSampler | None = None
+
+    if TYPE_CHECKING:
+        def setup(self, stage: str | None = None) -> None: ...
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def _loader(self, dataset: torch.utils.data.Dataset, sampler: EpochSampler) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=self.config.num_workers > 0, drop_last=False,
+        )
+
+    def _fixed_loader(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
+        """A loader over epoch 0 of ``dataset`` on every pass (validation, test)."""
+        return self._loader(dataset, EpochSampler(len(dataset), fixed=True))
+
+    def state_dict(self) -> dict:
+        """The training epoch counter, so a resumed run continues with fresh examples."""
+        return {"train_epoch": self._train_sampler.epoch if self._train_sampler else 0}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.setup()
+        assert self._train_sampler is not None
+        self._train_sampler.epoch = int(state_dict.get("train_epoch", 0))
+
+
+class Classifier(nn.Module):
+    """An encoder and an MLP head from ``in_features`` encoder features to ``num_classes`` logits."""
+
+    def __init__(self, encoder: nn.Module, in_features: int, num_classes: int, head: HeadConfig) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs at least two classes, got {num_classes}")
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.head = MLPHead(in_features, num_classes, head)
+
+    def replace_head(self: C, head: HeadConfig) -> C:
+        """Swap in a new (e.g. compressed) head of the same shape, keeping the encoder."""
+        self.head = MLPHead(self.head.in_features, self.num_classes, head).to(device_dtype(self)[0])
+        return self

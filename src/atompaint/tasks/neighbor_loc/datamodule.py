@@ -23,7 +23,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 
 from atompaint.origins import OriginIndex, OriginParams, build_index, find_structures
-from atompaint.tasks.neighbor_loc.dataset import EpochSampler, NeighborLocDataConfig, NeighborLocDataset
+from atompaint.tasks.common import EpochLoaders, EpochSampler
+from atompaint.tasks.neighbor_loc.dataset import NeighborLocDataConfig, NeighborLocDataset
 
 
 def split_structures(names: dict[int, str], val_fraction: float) -> tuple[list[int], list[int]]:
@@ -53,8 +54,10 @@ def default_index_path(structure_dir: str | os.PathLike[str], params: OriginPara
     return cache / f"origins-{Path(structure_dir).resolve().name}-{digest}.db"
 
 
-class NeighborLocDataModule(LightningDataModule):
+class NeighborLocDataModule(EpochLoaders, LightningDataModule):
     """Train/validation loaders of :class:`NeighborLocDataset` over an origin index."""
+
+    config: NeighborLocDataConfig
 
     def __init__(
         self, config: NeighborLocDataConfig = NeighborLocDataConfig(), *, pin_memory: bool | None = None,
@@ -62,7 +65,7 @@ class NeighborLocDataModule(LightningDataModule):
     ):
         """``config.structure_dir`` set: build (or resume, or reuse) the origin index of that folder at
         ``config.index_path`` or in the cache; else ``config.index_path`` must be a built index."""
-        super().__init__()
+        super().__init__(config, pin_memory=pin_memory)
         if config.structure_dir:
             path = Path(config.index_path or default_index_path(config.structure_dir, config.origins))
             build_index(find_structures(config.structure_dir), path, config.origins, progress=progress)
@@ -81,15 +84,8 @@ class NeighborLocDataModule(LightningDataModule):
                 "set data.origins to match, or give data.structure_dir to build an index for it"
             )
         self.index_path = path
-        self.config = config
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.train_dataset: NeighborLocDataset | None = None
         self.val_dataset: NeighborLocDataset | None = None
-        self._train_sampler: EpochSampler | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -115,17 +111,6 @@ class NeighborLocDataModule(LightningDataModule):
                 dataset.check_construction()
         index.close()  # each worker reopens its own read-only connection
 
-    def _loader(self, dataset: NeighborLocDataset, sampler: EpochSampler) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            dataset,
-            batch_size=self.config.batch_size,
-            sampler=sampler,
-            num_workers=self.config.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.config.num_workers > 0,
-            drop_last=False,
-        )
-
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         self.setup()
         assert self.train_dataset is not None and self._train_sampler is not None
@@ -135,13 +120,4 @@ class NeighborLocDataModule(LightningDataModule):
         self.setup()
         if self.val_dataset is None:
             raise ValueError("no validation structures (val_fraction=0 or a single structure)")
-        return self._loader(self.val_dataset, EpochSampler(self.config.val_size, fixed=True))
-
-    def state_dict(self) -> dict:
-        """The training epoch counter, so a resumed run continues with fresh examples."""
-        return {"train_epoch": self._train_sampler.epoch if self._train_sampler else 0}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.setup()
-        assert self._train_sampler is not None
-        self._train_sampler.epoch = int(state_dict.get("train_epoch", 0))
+        return self._fixed_loader(self.val_dataset)  # config.val_size items

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -34,7 +34,8 @@ import torch
 
 from atompaint.origins import AtomDensity, OriginIndex, OriginParams, OriginSampler
 from atompaint.structures import load
-from atompaint.tasks.common import SPLIT_CODES, LRUCache, item_rng
+from atompaint.tasks.common import SPLIT_CODES, LRUCache, TaskDataConfig, item_rng
+from atompaint.tasks.common import EpochSampler as EpochSampler  # re-exported: its home until tasks.common
 from atompaint.tasks.neighbor_loc.constructions import CONSTRUCTIONS, ConstructionError, DrawCheck, check_draw
 from atompaint.tasks.neighbor_loc.geometry import DIRECTION_SETS, ViewPair, make_view_pair, neighbor_directions
 from atompaint.voxelize import ImageParams, PreparedAtoms, random_rotation
@@ -124,7 +125,7 @@ class NeighborLocConfig:
 
 
 @dataclass(frozen=True)
-class NeighborLocDataConfig(NeighborLocConfig):
+class NeighborLocDataConfig(NeighborLocConfig, TaskDataConfig):
     """The data of a training run: how examples are made (every field of :class:`NeighborLocConfig`),
     where the structures are, how many examples an epoch has and how they are loaded.
 
@@ -157,17 +158,7 @@ class NeighborLocDataConfig(NeighborLocConfig):
             raise ValueError(f"train_size and val_size must be >= 1, not {self.train_size} and {self.val_size}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
-        if self.batch_size < 1 or self.num_workers < 0:
-            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
-
-    @property
-    def input_channels(self) -> int:
-        """Channels of one view: what the encoder takes."""
-        return self.image.num_channels
-
-    @property
-    def input_size(self) -> int:
-        return self.image.length_voxels
+        self.check_loading()
 
 
 @dataclass(frozen=True)
@@ -395,34 +386,3 @@ class NeighborLocDataset(torch.utils.data.Dataset):
             torch.from_numpy(images[0]), torch.from_numpy(images[1]), torch.tensor(v.label, dtype=torch.int64),
             torch.tensor(ex.b_draws, dtype=torch.int64), torch.tensor(ex.b_fallback), mask,
         )
-
-
-class EpochSampler(torch.utils.data.Sampler[int]):
-    """Yields the keys of one epoch of a :class:`NeighborLocDataset`, advancing the epoch each pass.
-
-    With ``fixed=True`` every pass yields epoch 0 (validation).  Under ``torch.distributed`` each rank
-    takes every ``world_size``-th key, so ranks see disjoint examples.
-    """
-
-    def __init__(self, length: int, fixed: bool = False, start_epoch: int = 0):
-        self.length = int(length)
-        self.fixed = fixed
-        self.epoch = int(start_epoch)
-
-    def __len__(self) -> int:
-        rank, world = _rank_and_world()
-        return len(range(rank, self.length, world))
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = 0 if self.fixed else self.epoch
-        if not self.fixed:
-            self.epoch += 1
-        rank, world = _rank_and_world()
-        return iter(range(epoch * self.length + rank, (epoch + 1) * self.length, world))
-
-
-def _rank_and_world() -> tuple[int, int]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1

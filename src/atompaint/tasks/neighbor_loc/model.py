@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from atompaint.heads import HeadConfig, MLPHead
-from structlayers.base import device_dtype
+from atompaint.heads import HeadConfig
+from atompaint.tasks.common import Classifier
 
 
-class NeighborLocClassifier(nn.Module):
+class NeighborLocClassifier(Classifier):
     """Where is view B relative to view A?  Both views go through one shared encoder, their
     features are concatenated and an MLP scores the direction classes.
 
@@ -21,12 +21,7 @@ class NeighborLocClassifier(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, head: HeadConfig) -> None:
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"a classifier needs at least two classes, got {num_classes}")
-        self.encoder = encoder
-        self.num_classes = num_classes
-        self.head = MLPHead(2 * encoder.field_features, num_classes, head)
+        super().__init__(encoder, 2 * encoder.field_features, num_classes, head)
 
     def features(self, view_a: Tensor, view_b: Tensor) -> Tensor:
         """Concatenated field features ``(B, 2 * encoder.field_features)``; one encoder call for both views."""
@@ -36,8 +31,3 @@ class NeighborLocClassifier(nn.Module):
 
     def forward(self, view_a: Tensor, view_b: Tensor) -> Tensor:
         return self.head(self.features(view_a, view_b))
-
-    def replace_head(self, head: HeadConfig) -> NeighborLocClassifier:
-        """Swap in a new (e.g. compressed) head of the same shape, keeping the encoder."""
-        self.head = MLPHead(self.head.in_features, self.num_classes, head).to(device_dtype(self)[0])
-        return self

@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 
 from atompaint.origins import find_structures
+from atompaint.tasks.common import EpochLoaders, EpochSampler
 from atompaint.tasks.neighbor_loc.datamodule import split_structures
-from atompaint.tasks.neighbor_loc.dataset import EpochSampler
 from atompaint.tasks.residue_env.dataset import (
     ResidueEnvDataConfig,
     ResidueEnvDataset,
@@ -41,24 +41,19 @@ def split_structures3(names: dict[int, str], val_fraction: float, test_fraction:
     return {split: sorted(i for i, name in names.items() if split_of[name] == split) for split in SPLITS}
 
 
-class ResidueEnvDataModule(LightningDataModule):
+class ResidueEnvDataModule(EpochLoaders, LightningDataModule):
     """Train/validation/test loaders of :class:`ResidueEnvDataset` over the structures of
     ``config.structure_dir``."""
 
+    config: ResidueEnvDataConfig
+
     def __init__(self, config: ResidueEnvDataConfig = ResidueEnvDataConfig(), *, pin_memory: bool | None = None):
-        super().__init__()
+        super().__init__(config, pin_memory=pin_memory)
         if not config.structure_dir:
             raise ValueError("data.structure_dir (the structures to take residues from) is required")
-        self.config = config
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.index: ResidueIndex | None = None
         self.splits: dict[str, ResidueIndex] = {}
         self.datasets: dict[str, ResidueEnvDataset] = {}
-        self._train_sampler: EpochSampler | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
 
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
@@ -107,30 +102,13 @@ class ResidueEnvDataModule(LightningDataModule):
             raise ValueError(f"no {split} structures (data.{split}_fraction is 0 or too few structures)")
         return self.datasets[split]
 
-    def _loader(self, dataset: ResidueEnvDataset, sampler: EpochSampler) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.num_workers,
-            pin_memory=self.pin_memory, persistent_workers=self.config.num_workers > 0,
-        )
-
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         dataset = self.dataset("train")
         assert self._train_sampler is not None
         return self._loader(dataset, self._train_sampler)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        dataset = self.dataset("val")
-        return self._loader(dataset, EpochSampler(len(dataset), fixed=True))
+        return self._fixed_loader(self.dataset("val"))
 
     def test_dataloader(self) -> torch.utils.data.DataLoader:
-        dataset = self.dataset("test")
-        return self._loader(dataset, EpochSampler(len(dataset), fixed=True))
-
-    def state_dict(self) -> dict:
-        """The training epoch counter, so a resumed run continues with fresh examples."""
-        return {"train_epoch": self._train_sampler.epoch if self._train_sampler else 0}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.setup()
-        assert self._train_sampler is not None
-        self._train_sampler.epoch = int(state_dict.get("train_epoch", 0))
+        return self._fixed_loader(self.dataset("test"))

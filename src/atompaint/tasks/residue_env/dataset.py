@@ -23,7 +23,7 @@ import torch
 
 from atompaint.origins.index import LOAD_OPTIONS
 from atompaint.structures import StructureError, load, structure_name
-from atompaint.tasks.common import SPLIT_CODES, LRUCache, item_rng
+from atompaint.tasks.common import SPLIT_CODES, LRUCache, TaskDataConfig, item_rng
 from atompaint.tasks.residue_env.residues import (
     AMINO_ACIDS,
     CENTER_MODES,
@@ -86,7 +86,7 @@ class ResidueEnvConfig:
 
 
 @dataclass(frozen=True)
-class ResidueEnvDataConfig(ResidueEnvConfig):
+class ResidueEnvDataConfig(ResidueEnvConfig, TaskDataConfig):
     """The data of a training run: how examples are made (every field of :class:`ResidueEnvConfig`),
     where the structures are, how they are split and loaded.
 
@@ -116,16 +116,7 @@ class ResidueEnvDataConfig(ResidueEnvConfig):
                              f"{self.val_fraction} and {self.test_fraction}")
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"train_size must be >= 1 or null, not {self.train_size}")
-        if self.batch_size < 1 or self.num_workers < 0:
-            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
-
-    @property
-    def input_channels(self) -> int:
-        return self.image.num_channels
-
-    @property
-    def input_size(self) -> int:
-        return self.image.length_voxels
+        self.check_loading()
 
 
 @dataclass(frozen=True)
@@ -213,7 +204,7 @@ class ResidueEnvDataset(torch.utils.data.Dataset):
     """Map-style dataset over the residues of a :class:`ResidueIndex`.
 
     ``len(dataset)`` is the number of items per epoch (``length``, default: one per residue).  Keys
-    ``k >= len`` belong to epoch ``k // len`` (see :class:`~atompaint.tasks.neighbor_loc.EpochSampler`);
+    ``k >= len`` belong to epoch ``k // len`` (see :class:`~atompaint.tasks.common.EpochSampler`);
     with ``permute`` the keys walk a new permutation of the residues every ``len(index)`` items, else
     item ``i`` of every epoch is residue ``i mod len(index)``.
     """
