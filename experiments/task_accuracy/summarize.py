@@ -93,7 +93,8 @@ def run_rows(task: str, regime: str) -> list[dict]:
             scores = result["scores"]
             row.update(n=result["n"], accuracy=scores["real"]["accuracy"], accuracy_se=scores["real"]["se"],
                        loss=scores["real"].get("loss"), chance=result["chance"],
-                       controls={k: scores[k]["accuracy"] for k in NEIGHBOR_CONTROLS if k in scores},
+                       controls={**{k: scores[k]["accuracy"] for k in NEIGHBOR_CONTROLS if k in scores},
+                                 **{f"rule_{k}": v["accuracy"] for k, v in result.get("rules", {}).items()}},
                        best_control=result["best_control"], lift=result["lift"], lift_se=result["lift_se"])
         rows.append(row)
     return rows
