@@ -4,7 +4,7 @@ Each job (a training or an evaluation) is skipped when its result file exists, s
 be stopped and rerun at any time.  Jobs run in priority order (all variants of a seed before the
 next seed, residue-env before the neighbour task, equal epochs before equal wall-clock before
 compute-matched) under the machine-wide lock ``/tmp/heavy.lock`` (flock(2), the same lock as the
-``flock`` command), held for at most ``--hold`` seconds of jobs before it is released for others.
+``flock`` command; ``--lock`` names another), held for at most ``--hold`` seconds of jobs before it is released for others.
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/task_accuracy/run.py [--stages epochs wallclock matched]
 
@@ -16,8 +16,9 @@ Regimes (result folders ``results/<task>/<regime>/``):
   model step) / (data + variant model step), spread over the same number of epochs by
   ``trainer.limit_train_batches`` (more epochs when a variant gets more than the full budget).
   The dense variant's run is its ``epochs`` run.
-- ``matched``: the wider compressed encoder(s) of ``results/step_time.json`` whose step time is
-  closest to the dense one, residue-env only, at the dense variant's budget in batches.
+- ``matched``: per compressed encoder form, the wider encoder of ``results/step_time.json`` whose
+  step time is closest to the dense one, at the dense variant's budget in batches (choice recorded in
+  ``results/<task>/matched_choice.json``).
 
 Residue-env runs are scored with ``atompaint evaluate`` on the test structures from the best
 (validation loss) checkpoint, with the shuffled-label model (dense variant, seed 0, trained by this
@@ -135,7 +136,7 @@ def budget_sets(task: str, ratio: float) -> dict[str, str]:
 def matched_choice(task: str, rows: dict) -> list[str]:
     """Per compressed encoder form, the wider variant measured in step_time.json (names not in
     VARIANTS) whose step time (model + data) is closest to the dense variant's; recorded in
-    results/matched_choice.json."""
+    results/<task>/matched_choice.json."""
     dense = rows[DENSE]["ms_step_with_data"]
     chosen = {}
     for name, row in rows.items():
@@ -150,13 +151,15 @@ def matched_choice(task: str, rows: dict) -> list[str]:
               "dense_ms_step_with_data": dense,
               "candidates": {n: r["ms_step_with_data"] for n, r in rows.items() if n not in VARIANTS},
               "chosen": names}
-    (RESULTS / "matched_choice.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / task).mkdir(parents=True, exist_ok=True)
+    (RESULTS / task / "matched_choice.json").write_text(json.dumps(record, indent=2) + "\n")
     return names
 
 
 #: The order jobs run in: (stage, task, seeds, variants or None for all).  The residue-env comparison
 #: at equal epochs first, then one seed of every neighbour variant, the residue-env wall-clock runs of
-#: the dense-head variants, the other neighbour seeds, the ACDC-head wall-clock runs, compute-matched.
+#: the dense-head variants, the other neighbour seeds, the ACDC-head wall-clock runs, compute-matched,
+#: then the neighbour task's wall-clock and compute-matched runs.
 PLAN: list[tuple[str, str, tuple[int, ...], tuple[str, ...] | None]] = [
     ("epochs", "residue-env", SEEDS, None),
     ("epochs", "neighbor-loc", SEEDS[:1], None),
@@ -164,6 +167,8 @@ PLAN: list[tuple[str, str, tuple[int, ...], tuple[str, ...] | None]] = [
     ("epochs", "neighbor-loc", SEEDS[1:], None),
     ("wallclock", "residue-env", SEEDS, None),
     ("matched", "residue-env", SEEDS, None),
+    ("wallclock", "neighbor-loc", SEEDS, None),
+    ("matched", "neighbor-loc", SEEDS, None),
 ]
 
 
@@ -196,8 +201,8 @@ def jobs(stages: list[str], tasks: list[str]) -> list[Job]:
 
 
 @contextlib.contextmanager
-def heavy_lock():
-    with open(LOCK, "a") as handle:
+def heavy_lock(path: str = LOCK):
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -228,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--hold", type=float, default=240.0, help="seconds of jobs per hold of the lock")
     parser.add_argument("--stop-at", default=None, help="UTC HH:MM after which no job is started")
+    parser.add_argument("--lock", default=LOCK, help="the lock file the jobs are run under")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -241,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
             log(f"stop time {args.stop_at} reached; {len(todo)} jobs left")
             return 0
-        with heavy_lock():
+        with heavy_lock(args.lock):
             start = time.time()
             while todo and time.time() - start < args.hold:
                 job = todo.pop(0)
