@@ -37,7 +37,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from atompaint.training.config import RunConfig
 from structlayers.base import count_params
-from structlayers.runs import ResumePolicy, RunDirectory, RunPlan, plot_curves, run_csv_files
+from structlayers.runs import ResumePolicy, RunDirectory, RunPlan, plot_curves, run_csv_files, run_title
 from structlayers.runs.callbacks import RunCheckpoints, build_trainer, fit_run
 from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
 
@@ -166,9 +166,10 @@ def train(
         logger.save()
         csv_files = run_csv_files(run_dir / "csv")
         if csv_files:
-            result.curves = plot_curves(csv_files, run_dir / "curves.png", title=config.name)
+            title = run_title(config.task, config.name, config.seed)
+            result.curves = plot_curves(csv_files, run_dir / "curves.png", title=title)
         summary = {
-            "name": config.name, "task": config.task, "epochs": trainer.current_epoch,
+            "name": config.name, "task": config.task, "seed": config.seed, "epochs": trainer.current_epoch,
             "global_step": trainer.global_step, "seconds": round(seconds, 1), "metrics": metrics,
             "last_checkpoint": str(result.last_checkpoint), "best_checkpoint": str(result.best_checkpoint),
             "resumed_from": None if plan is None or plan.checkpoint is None else str(plan.checkpoint.path),

@@ -7,7 +7,7 @@ trainer factory that tie them together (:mod:`structlayers.runs.callbacks`, not 
 Nothing here imports Lightning; plotting imports matplotlib only when called."""
 
 from structlayers.runs.checkpoints import CheckpointError, CheckpointInfo, checkpoint_info, newest_checkpoint
-from structlayers.runs.curves import plot_curves, read_epoch_metrics, run_csv_files
+from structlayers.runs.curves import plot_curves, read_epoch_metrics, run_csv_files, run_title
 from structlayers.runs.directory import ConfigChange, ResumePolicy, RunConflictError, RunDirectory, RunPlan
 from structlayers.runs.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from structlayers.runs.resume import retarget_optimizer
@@ -31,4 +31,5 @@ __all__ = [
     "read_epoch_metrics",
     "retarget_optimizer",
     "run_csv_files",
+    "run_title",
 ]

@@ -33,9 +33,15 @@ def run_csv_files(log_dir: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.parent.name.removeprefix("version_")))
 
 
+def run_title(task: str, name: str, seed: int | None = None) -> str:
+    """The title of a run's figures, naming the run: ``"cifar10 resnet18 all-acdc12 (seed 0)"``."""
+    return f"{task} {name}" + ("" if seed is None else f" (seed {seed})")
+
+
 def plot_curves(csv_paths: str | Path | Sequence[str | Path], png_path: str | Path, title: str = "") -> Path:
     """One panel per metric (``loss``, ``acc``, ``rmse``, ...), train and validation against the
-    epoch, from the CSV logs of a run and its resumptions (in order; later epochs win)."""
+    epoch (integer ticks), from the CSV logs of a run and its resumptions (in order; later epochs
+    win), under ``title`` (:func:`run_title`)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -43,7 +43,7 @@ from structlayers.lab.training.module import ClassifierModule
 from structlayers.runs import OptimConfig, ResumePolicy, RunDirectory, RunPlan, TrainerConfig
 from structlayers.runs.callbacks import RunCheckpoints, build_trainer, fit_run
 from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
-from structlayers.runs.curves import plot_curves, run_csv_files
+from structlayers.runs.curves import plot_curves, run_csv_files, run_title
 from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, REPLACE_FIT, FitOptions, ReplaceReport, replace
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
@@ -123,6 +123,19 @@ class TrainConfig:
         if m.replace:
             parts.append(f"{m.replace}{m.depth or ''}-{'+'.join(m.targets)}")
         return Path("runs") / self.task / "-".join(parts)
+
+    def title(self) -> str:
+        """The run named in its figures, e.g.
+        ``"cifar10 all-acdc12: resnet18, acdc x12 in pointwise+separable (seed 0)"``."""
+        m = self.model
+        depth = f" x{m.depth}" if m.depth else ""
+        if get_spec(m.name).structured:
+            layers = f"{m.layer}{depth}"
+        elif m.replace:
+            layers = f"{m.replace}{depth} in {'+'.join(m.targets)}"
+        else:
+            layers = "dense"
+        return run_title(self.task, f"{self.run_dir().name}: {m.name}, {layers}", self.seed)
 
 
 @dataclass
@@ -293,6 +306,6 @@ def run_training(config: TrainConfig, callbacks: list[Callback] | None = None) -
                 logger.save()
             csv_files = run_csv_files(out / "csv")
             if csv_files:
-                plot_curves(csv_files, out / "curves.png", title=f"{config.task}: {config.model.name}")
+                plot_curves(csv_files, out / "curves.png", title=config.title())
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return TrainResult(metrics, out, module.model, checkpoint=None if keeper is None else keeper.last_path)
