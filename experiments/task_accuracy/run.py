@@ -4,7 +4,8 @@ Each job (a training or an evaluation) is skipped when its result file exists, s
 be stopped and rerun at any time.  Jobs run in priority order (all variants of a seed before the
 next seed, residue-env before the neighbour task, equal epochs before equal wall-clock before
 compute-matched) under the machine-wide lock ``/tmp/heavy.lock`` (flock(2), the same lock as the
-``flock`` command; ``--lock`` names another), held for at most ``--hold`` seconds of jobs before it is released for others.
+``flock`` command; ``--lock`` names another), held for at most ``--hold`` seconds of jobs before it
+is released for others.
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/task_accuracy/run.py [--stages epochs wallclock matched]
 
@@ -16,9 +17,9 @@ Regimes (result folders ``results/<task>/<regime>/``):
   model step) / (data + variant model step), spread over the same number of epochs by
   ``trainer.limit_train_batches`` (more epochs when a variant gets more than the full budget).
   The dense variant's run is its ``epochs`` run.
-- ``matched``: per compressed encoder form, the wider encoder of ``results/step_time.json`` whose
-  step time is closest to the dense one, at the dense variant's budget in batches (choice recorded in
-  ``results/<task>/matched_choice.json``).
+- ``matched``: per compressed encoder form, the wider encoder of ``results/step_time_matched.json``
+  with the fewest encoder FLOPs at or above the dense encoder's, at the dense variant's budget in
+  batches (choice recorded in ``results/<task>/matched_choice.json``).
 
 Residue-env runs are scored with ``atompaint evaluate`` on the test structures from the best
 (validation loss) checkpoint, with the shuffled-label model (dense variant, seed 0, trained by this
@@ -118,8 +119,8 @@ def evaluate(job: Job, shuffled: Path | None) -> None:
     job.evaluation.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def step_times() -> dict | None:
-    path = RESULTS / "step_time.json"
+def step_times(name: str = "step_time.json") -> dict | None:
+    path = RESULTS / name
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -134,22 +135,24 @@ def budget_sets(task: str, ratio: float) -> dict[str, str]:
 
 
 def matched_choice(task: str, rows: dict) -> list[str]:
-    """Per compressed encoder form, the wider variant measured in step_time.json (names not in
-    VARIANTS) whose step time (model + data) is closest to the dense variant's; recorded in
+    """Per compressed encoder form, the wider variant (names not in VARIANTS) that matches the dense
+    encoder's compute: the one with the fewest encoder FLOPs per image at or above the dense
+    encoder's.  Matching by step time is not possible on this machine: the narrowest compressed
+    encoders are already slower per step than the dense one.  Recorded in
     results/<task>/matched_choice.json."""
-    dense = rows[DENSE]["ms_step_with_data"]
-    chosen = {}
+    dense = rows[DENSE]["encoder_flops"]
+    chosen: dict[str, tuple[str, int]] = {}
     for name, row in rows.items():
-        if name in VARIANTS:
+        if name in VARIANTS or row["encoder_flops"] < dense:
             continue
         form = name.split("-")[0]
-        gap = abs(row["ms_step_with_data"] - dense)
-        if form not in chosen or gap < chosen[form][1]:
-            chosen[form] = (name, gap)
+        if form not in chosen or row["encoder_flops"] < chosen[form][1]:
+            chosen[form] = (name, row["encoder_flops"])
     names = [name for name, _ in chosen.values()]
-    record = {"task": task, "rule": "per form, the wider variant with |step - dense step| smallest (model + data, ms)",
-              "dense_ms_step_with_data": dense,
-              "candidates": {n: r["ms_step_with_data"] for n, r in rows.items() if n not in VARIANTS},
+    record = {"task": task, "rule": "per form, the wider variant with the fewest encoder FLOPs >= the dense encoder's",
+              "dense_encoder_flops": dense,
+              "candidates": {n: {"encoder_flops": r["encoder_flops"], "ms_step_with_data": r["ms_step_with_data"]}
+                             for n, r in rows.items() if n not in VARIANTS},
               "chosen": names}
     (RESULTS / task).mkdir(parents=True, exist_ok=True)
     (RESULTS / task / "matched_choice.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -174,7 +177,7 @@ PLAN: list[tuple[str, str, tuple[int, ...], tuple[str, ...] | None]] = [
 
 def jobs(stages: list[str], tasks: list[str]) -> list[Job]:
     out: list[Job] = []
-    timing = step_times()
+    timing, matched = step_times(), step_times("step_time_matched.json")
     for stage, task, seeds, only in PLAN:
         if stage not in stages or task not in tasks:
             continue
@@ -191,8 +194,8 @@ def jobs(stages: list[str], tasks: list[str]) -> list[Job]:
                     if v != DENSE and v in rows:
                         sets = budget_sets(task, rows[v]["wallclock_ratio_vs_dense"])
                         out.append(Job(task, "wallclock", f"{v}_s{seed}", overrides(task, v, seed, sets)))
-            elif stage == "matched" and timing and task in timing["tasks"]:
-                rows = timing["tasks"][task]["variants"]
+            elif stage == "matched" and matched and task in matched["tasks"]:
+                rows = matched["tasks"][task]["variants"]
                 for name in matched_choice(task, rows):
                     out.append(Job(task, "matched", f"{name}_s{seed}",
                                    overrides(task, DENSE, seed, rows[name]["overrides"])))
