@@ -1,6 +1,6 @@
 """Shared test settings: deterministic seeds, hypothesis profiles (``ci``: modest and derandomized,
 for 2-core CI; ``random``: fresh examples on every run), the measurement caches
-(structlayers.cache) in a temporary folder, never the user's home, and data."""
+(structlayers.utils.cache) in a temporary folder, never the user's home, and data."""
 
 import atexit
 import os

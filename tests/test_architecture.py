@@ -123,7 +123,7 @@ def test_the_registry_is_a_leaf() -> None:
     assert GRAPH["structlayers.registry"] <= {"structlayers.base", "structlayers.configs"}
     # base wraps every plugin's forward with the FLOP-counter and mixed-precision checks and refuses
     # oversized parameters and dense forms up front with the memory estimate: three leaves.
-    leaves = ("structlayers.flops", "structlayers.precision", "structlayers.memory")
+    leaves = ("structlayers.flops", "structlayers.utils.precision", "structlayers.utils.memory")
     assert GRAPH["structlayers.base"] <= set(leaves)
     assert GRAPH["structlayers.configs"] == set()
     assert all(GRAPH[leaf] == set() for leaf in leaves)

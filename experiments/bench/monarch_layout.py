@@ -18,7 +18,7 @@ from torch import Tensor
 
 import structlayers
 from structlayers.layers.monarch import Monarch
-from structlayers.timing import time_interleaved
+from structlayers.utils.timing import time_interleaved
 
 
 def fly_layout(layer: Monarch, x: Tensor) -> Tensor:

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 import structlayers
-from structlayers.allocator import keep_freed_memory
-from structlayers.timing import time_interleaved
+from structlayers.lab.bench.allocator import keep_freed_memory
+from structlayers.utils.timing import time_interleaved
 
 CASES = [("acdc", 256, 1, {}), ("acdc", 256, 128, {}), ("acdc", 1024, 128, {}), ("stack", 256, 1, {"depth": 4}),
          ("stack", 1024, 128, {"depth": 16}), ("afdf", 256, 128, {}), ("acdc", 256, 128, {"backend": "dense"})]

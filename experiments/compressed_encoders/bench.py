@@ -32,8 +32,8 @@ from atompaint.encoders.costs import COST_KINDS, _kind, encoder_cost, measure_pe
 from atompaint.tasks.neighbor_loc.count import encoder_form
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
 from atompaint.training.config import load_config
-from structlayers.allocator import keep_freed_memory
 from structlayers.base import count_params
+from structlayers.lab.bench.allocator import keep_freed_memory
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 

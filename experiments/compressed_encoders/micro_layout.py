@@ -30,7 +30,7 @@ from atompaint.encoders.fields import spectral_field_type
 from atompaint.encoders.layers import IIDBatchNorm, first_hermite
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec
 from atompaint.encoders.separable import channels_last
-from structlayers.timing import time_interleaved
+from structlayers.utils.timing import time_interleaved
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 sys.path.insert(0, str(Path(__file__).parent))

@@ -25,8 +25,8 @@ from typing import Any
 from torch import nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
-from structlayers.report import format_table, human
-from structlayers.tracing import CallShapes, record_shapes, run_example
+from structlayers.utils.report import format_table, human
+from structlayers.utils.tracing import CallShapes, record_shapes, run_example
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from structlayers import flops as _flops
-from structlayers import precision as _precision
-from structlayers.memory import check_allocation
+from structlayers.utils import precision as _precision
+from structlayers.utils.memory import check_allocation
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class StructuredLinear(nn.Module, ABC):
     def __init_subclass__(cls, **kwargs: object) -> None:
         """Every plugin's ``forward`` is wrapped once, so that all plugins, third-party ones included,
         report their analytic FLOPs to FlopCounterMode (:mod:`structlayers.flops`) and accept
-        half-precision inputs and autocast (:mod:`structlayers.precision`) without code of their own."""
+        half-precision inputs and autocast (:mod:`structlayers.utils.precision`) without code of their own."""
         super().__init_subclass__(**kwargs)
         forward = cls.__dict__.get("forward")
         if forward is not None and not getattr(forward, "_structlayers_wrapped", False):
@@ -143,7 +143,7 @@ class StructuredLinear(nn.Module, ABC):
     def low_precision_native(self, rows: int, device: torch.device, dtype: torch.dtype) -> bool:
         """Whether a call on ``rows`` vectors computed in half-precision ``dtype`` runs natively in
         that type under autocast (matmul-only layers); ``False`` (the default, always correct)
-        computes in float32 and casts the result (see :mod:`structlayers.precision`)."""
+        computes in float32 and casts the result (see :mod:`structlayers.utils.precision`)."""
         return False
 
     def export_form(self) -> nn.Module:
@@ -163,7 +163,7 @@ class StructuredLinear(nn.Module, ABC):
     def check_dense_memory(self, bytes_per_entry: int = 24) -> None:
         """Refuse up front, with the estimate, a dense form whose ``(out, in)`` buffers
         (``bytes_per_entry`` per entry: the float64 work and the result) would not fit in the
-        memory available (:func:`structlayers.memory.check_allocation`)."""
+        memory available (:func:`structlayers.utils.memory.check_allocation`)."""
         check_allocation(bytes_per_entry * self.in_features * self.out_features,
                          f"the dense form of layer {self.name!r} ({self.in_features} -> {self.out_features})")
 
@@ -186,7 +186,7 @@ class StructuredLinear(nn.Module, ABC):
 
 def _wrap_forward(forward: typing.Callable[..., Tensor]) -> typing.Callable[..., Tensor]:
     """``forward`` with the two checks every plugin call makes: an active FlopCounterMode (report
-    analytic FLOPs) and a half-precision input or autocast (compute as :mod:`structlayers.precision`
+    analytic FLOPs) and a half-precision input or autocast (compute as :mod:`structlayers.utils.precision`
     says).  Both are flag tests on the fast path (C calls bound to locals, no extra Python frame)."""
     dispatch_modes = torch._C._len_torch_dispatch_stack
     any_autocast = torch._C._is_any_autocast_enabled

@@ -14,9 +14,9 @@ from typing import Any
 from torch import nn
 
 from structlayers.base import StructuredLinear, dense_linear, rows_of
-from structlayers.costs import CostModel, TimingUnavailable, cost_model, flop_cost
-from structlayers.report import format_table, human
-from structlayers.tracing import record_shapes, run_example
+from structlayers.utils.costs import CostModel, TimingUnavailable, cost_model, flop_cost
+from structlayers.utils.report import format_table, human
+from structlayers.utils.tracing import record_shapes, run_example
 
 
 @dataclass
@@ -116,7 +116,7 @@ def collapse(
     see ``batch_shape``.  Nonlinear plugins (stacks with activations) stay structured.
 
     ``cost`` is ``"measured"`` (the default: both forms timed on the layer's device for the rows it
-    sees, once per configuration and machine, cached on disk; see :mod:`structlayers.costs`; where
+    sees, once per configuration and machine, cached on disk; see :mod:`structlayers.utils.costs`; where
     timing is impossible, as on the ``meta`` device, that layer is decided by FLOPs and the report
     says so), ``"flops"`` (analytic FLOPs of each form) or any ``cost(layer, rows, form)`` callable.
     The report holds both forms' FLOPs, their measured times when measured, and which cost decided.

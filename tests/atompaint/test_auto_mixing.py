@@ -38,7 +38,7 @@ class FakeTimer:
 
 @pytest.fixture
 def fresh_cache(monkeypatch, tmp_path):
-    from structlayers.cache import set_cache_dir
+    from structlayers.utils.cache import set_cache_dir
 
     monkeypatch.setattr(automix, "_MEASURED", {})
     set_cache_dir(tmp_path)

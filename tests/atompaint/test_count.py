@@ -17,7 +17,7 @@ from atompaint.encoders.costs import encoder_cost, encoder_flops, measure_peak_m
 from atompaint.heads import HeadConfig
 from atompaint.tasks.neighbor_loc.count import count_neighbor_loc
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
-from structlayers.report import human
+from structlayers.utils.report import human
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 

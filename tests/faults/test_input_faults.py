@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import structlayers
-from structlayers.memory import AllocationTooLargeError
 from structlayers.registry import parse_options
+from structlayers.utils.memory import AllocationTooLargeError
 from tests.faults.probes import CLI, error_line
 
 APPROX = ("approx", "--n", "8", "--steps", "2", "--seeds", "1", "--no-progress")

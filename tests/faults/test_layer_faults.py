@@ -13,8 +13,8 @@ from torch import nn
 
 import structlayers
 from structlayers.export import FORMS, export, exportable
-from structlayers.memory import AllocationTooLargeError
 from structlayers.registry import available
+from structlayers.utils.memory import AllocationTooLargeError
 
 
 @pytest.mark.parametrize(("build", "message"), [

@@ -17,16 +17,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from structlayers import autotune
-from structlayers.allocator import keep_freed_memory
 from structlayers.cli import main
 from structlayers.collapse import collapse
-from structlayers.costs import measured_cost
+from structlayers.lab.bench.allocator import keep_freed_memory
 from structlayers.lab.bench.harness import BenchConfig, run_bench
 from structlayers.lab.bench.machine import bytes_moved
 from structlayers.registry import create
-from structlayers.timing import Timing, time_interleaved
 from structlayers.transforms.dct import dct, dct_matrix, fft_tables, idct, permute, spectral_diag
+from structlayers.utils import autotune
+from structlayers.utils.costs import measured_cost
+from structlayers.utils.timing import Timing, time_interleaved
 
 SIZES = [1, 2, 3, 7, 8, 12, 15, 64, 100]
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-11)}
@@ -258,7 +258,7 @@ def test_timing_statistics_and_interleaving() -> None:
 
 
 def test_min_per_turn_records_the_fastest_call_of_each_turn(monkeypatch: pytest.MonkeyPatch) -> None:
-    from structlayers import timing
+    from structlayers.utils import timing
 
     durations = iter([5.0, 9.0, 1.0, 7.0, 3.0, 4.0] * 4)  # probe, then turns of 3 calls: minima 1 and 3
     monkeypatch.setattr(timing, "time_once", lambda fn, device: next(durations))
@@ -358,7 +358,7 @@ def test_bench_times_compiled_modules() -> None:
 
 _PAGE_FAULTS = """
 import resource, sys, torch
-from structlayers.allocator import keep_freed_memory
+from structlayers.lab.bench.allocator import keep_freed_memory
 # "keep": the defaults; "trim": glibc's initial thresholds (128 KiB), fixed so that they cannot adapt.
 settings = keep_freed_memory() if sys.argv[1] == "keep" else keep_freed_memory(128 << 10, 128 << 10)
 assert settings.applied
@@ -418,7 +418,7 @@ def test_to_dense_by_fast_transform_matches_matrix_products(options: dict) -> No
 
 
 def test_paired_ratio_cancels_drift_shared_by_both_callables() -> None:
-    from structlayers.timing import Timing
+    from structlayers.utils.timing import Timing
 
     load = [1.0, 3.0, 1.0, 5.0, 2.0]  # the machine slows down and recovers
     fast = Timing(tuple(1e-3 * f for f in load))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import structlayers
-from structlayers import autotune, cache, costs
+from structlayers.utils import autotune, cache, costs
 
 
 @pytest.fixture()
@@ -64,7 +64,7 @@ def test_meta_device_falls_back_to_flops(cache_dir) -> None:
 
 
 def test_autotune_decisions_persist_on_disk(cache_dir, monkeypatch) -> None:
-    from structlayers.timing import Timing
+    from structlayers.utils.timing import Timing
 
     autotune.clear()
     monkeypatch.setattr(autotune, "time_interleaved", lambda fns, device, **k: [Timing((1.0,)), Timing((2.0,))])

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import structlayers
-from structlayers import autotune
-from structlayers.precision import compute_dtype
 from structlayers.testing import PRECISION_TOLERANCE
+from structlayers.utils import autotune
+from structlayers.utils.precision import compute_dtype
 
 CONFIGS = [(name, {}) for name in sorted(structlayers.available())] + [
     ("acdc", {"backend": "dense", "groups": 2}), ("afdf", {"backend": "dense"}),
@@ -68,7 +68,7 @@ def test_dense_backend_runs_natively_and_the_fft_in_float32(monkeypatch: pytest.
 def test_auto_backend_times_the_low_precision_forms(monkeypatch: pytest.MonkeyPatch) -> None:
     """The decision under autocast is its own (dtype bfloat16) and picks the faster form; the timing
     is replaced by a fixed outcome, so the test does not depend on this machine's speed."""
-    from structlayers.timing import Timing
+    from structlayers.utils.timing import Timing
 
     autotune.clear()
     ran: list[torch.dtype] = []

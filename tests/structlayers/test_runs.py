@@ -13,7 +13,6 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from structlayers.memory import AllocationTooLargeError, check_allocation
 from structlayers.runs import (
     CheckpointError,
     OptimConfig,
@@ -26,6 +25,7 @@ from structlayers.runs import (
 from structlayers.runs.checkpoints import RUN_KEY, atomic_save, check_state_dict, checkpoint_info
 from structlayers.runs.directory import ABSENT, ConfigChange, diff_configs
 from structlayers.runs.resume import OPTIM_KEY, optim_record
+from structlayers.utils.memory import AllocationTooLargeError, check_allocation
 
 
 def fake_checkpoint(path: Path, epoch: int, step: int, config: dict | None = None) -> Path:
@@ -205,7 +205,7 @@ def test_plateau_keeps_the_reductions_it_made() -> None:
 
 
 def test_allocations_beyond_the_available_memory_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("structlayers.memory.available_bytes", lambda device="cpu": 2**30)
+    monkeypatch.setattr("structlayers.utils.memory.available_bytes", lambda device="cpu": 2**30)
     check_allocation(2**29, "half a GiB")
     with pytest.raises(AllocationTooLargeError, match=r"a probe needs about 2.0 GiB, more than the 1.0 GiB"):
         check_allocation(2**31, "a probe")

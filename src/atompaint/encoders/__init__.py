@@ -15,7 +15,7 @@ tensor product can run through its Clebsch-Gordan decomposition
 time (:mod:`atompaint.encoders.automix`).  :mod:`atompaint.encoders.costs` counts parameters and
 FLOPs per module type and measures memory; :mod:`atompaint.encoders.testing` is the mixing's contract.
 
-Importing the package teaches :mod:`structlayers.tracing` escnn's ``GeometricTensor``, so
+Importing the package teaches :mod:`structlayers.utils.tracing` escnn's ``GeometricTensor``, so
 :func:`structlayers.count` and :func:`structlayers.collapse` trace through escnn modules.
 """
 
@@ -39,7 +39,7 @@ from atompaint.encoders.layers import ACTIVATIONS, FourierActivation, InvariantR
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec, PerIrrepLinear
 from atompaint.encoders.separable import ConvSpec, IrrepwiseR3Conv, SeparableR3Conv
 from atompaint.encoders.tensor_product import CGTensorProduct
-from structlayers.tracing import register_tensor_type
+from structlayers.utils.tracing import register_tensor_type
 
 register_tensor_type(GeometricTensor, lambda g: g.tensor)
 

@@ -6,10 +6,10 @@ layers can turn this around, and the answer depends on the CPU.  So every
 :class:`~atompaint.encoders.mixing.IrrepMixing` of an encoder is built once in each candidate form
 (any structlayers plugins, dense per-irrep blocks included) and the candidates' forward + backward
 passes are timed interleaved on the input shape that layer sees in training; the fastest wins.
-This is :func:`structlayers.collapse`'s measure-and-cache machinery (:mod:`structlayers.costs`)
+This is :func:`structlayers.collapse`'s measure-and-cache machinery (:mod:`structlayers.utils.costs`)
 extended from inference to training: timings are cached in memory and on disk
-(:mod:`structlayers.cache`) per layer shape, candidates, input shape and machine
-(:func:`~structlayers.cache.device_fingerprint`), so building the same encoder again measures nothing.
+(:mod:`structlayers.utils.cache`) per layer shape, candidates, input shape and machine
+(:func:`~structlayers.utils.cache.device_fingerprint`), so building the same encoder again measures nothing.
 
 The choices are recorded by name (``{"body.1.conv1.mixing": "acdc:depth=2", ...}``) in the built
 encoder's configuration (``EncoderConfig.mixing_choices``; rebuilding from it measures nothing and
@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from atompaint.encoders.mixing import IrrepLayout, IrrepMixing, MixingSpec
-from structlayers.cache import device_fingerprint, persistent
 from structlayers.registry import LayerSpec
-from structlayers.timing import time_interleaved
-from structlayers.tracing import record_shapes, run_example
+from structlayers.utils.cache import device_fingerprint, persistent
+from structlayers.utils.timing import time_interleaved
+from structlayers.utils.tracing import record_shapes, run_example
 
 #: The name that asks for measured choices.
 AUTO = "auto"
@@ -52,7 +52,7 @@ def candidate_spec(text: str) -> MixingSpec:
 
 def train_step_seconds(modules: Sequence[nn.Module], shape: tuple[int, ...], repeats: int = 5) -> list[float]:
     """Median forward + backward seconds of each module on a random input of ``shape``, interleaved
-    (:func:`structlayers.timing.time_interleaved`): the input requires grad, as inside a network."""
+    (:func:`structlayers.utils.timing.time_interleaved`): the input requires grad, as inside a network."""
     device = next((p.device for m in modules for p in m.parameters()), torch.device("cpu"))
     x = torch.randn(shape, device=device, requires_grad=True)
 

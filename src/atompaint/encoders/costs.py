@@ -48,9 +48,9 @@ from atompaint.encoders.grid import GridEncoder, GridModule
 from atompaint.encoders.layers import InvariantReadout
 from atompaint.encoders.mixing import IrrepMixing
 from atompaint.encoders.tensor_product import CGTensorProduct, escnn_tensor_product_flops
-from structlayers.allocator import release_free_memory, set_malloc_thresholds
 from structlayers.base import FlopCount, count_params, device_dtype
-from structlayers.tracing import record_shapes, run_example
+from structlayers.utils.memory import release_free_memory, set_malloc_thresholds
+from structlayers.utils.tracing import record_shapes, run_example
 
 #: The module types an encoder's cost is split into, in report order.
 COST_KINDS: tuple[str, ...] = ("conv", "mixing", "orientation", "fourier", "tensor product", "gate", "activation",

@@ -234,10 +234,10 @@ def render_bytes(params: ImageParams, images: int = 1, atoms: int = 1) -> int:
 
 def check_render_memory(params: ImageParams, images: int = 1, atoms: int = 1) -> None:
     """Refuse, with the estimate, to render what would not fit in the memory available
-    (:func:`structlayers.memory.check_allocation`; see :func:`render_bytes`)."""
+    (:func:`structlayers.utils.memory.check_allocation`; see :func:`render_bytes`)."""
     nbytes = render_bytes(params, images, atoms)
     if nbytes > 1 << 28:  # small requests always fit: skip reading the available memory (and importing torch)
-        from structlayers.memory import check_allocation
+        from structlayers.utils.memory import check_allocation
 
         check_allocation(nbytes, f"{images} image(s) of {params.num_channels} x {params.length_voxels}^3 voxels "
                                  f"at {params.resolution_A:g} A, whose atoms span {window_size(params)}^3 voxels")

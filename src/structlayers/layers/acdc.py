@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, device_dtype, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
-from structlayers.precision import compute_dtype
 from structlayers.registry import register
 from structlayers.transforms.dct import DCT, permute_scale, spectral_diag
+from structlayers.utils.precision import compute_dtype
 
 
 @register("acdc")

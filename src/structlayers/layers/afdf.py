@@ -13,10 +13,10 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
-from structlayers.precision import LOW_PRECISION, compute_dtype
 from structlayers.registry import register
 from structlayers.transforms.dct import needs_graph
 from structlayers.transforms.dft import DFT, dft_matrix
+from structlayers.utils.precision import LOW_PRECISION, compute_dtype
 
 
 def _complex(diagonal: Tensor) -> Tensor:

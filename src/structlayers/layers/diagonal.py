@@ -10,13 +10,13 @@ from abc import abstractmethod
 import torch
 from torch import Tensor, nn
 
-from structlayers.autotune import cached_backend, choose_backend
 from structlayers.base import FlopCount, rows_of
 from structlayers.layers.init import check_init
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.projection import diagonal_transform_als, observed_target, padded_bias
 from structlayers.transforms.dct import BACKENDS
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
+from structlayers.utils.autotune import cached_backend, choose_backend
 
 #: Most alternating sweeps of a projection with unobserved (padded) entries.
 MASKED_SWEEPS = 400

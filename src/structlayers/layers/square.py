@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from structlayers.base import StructuredLinear, dense_weight_dtype
-from structlayers.memory import check_allocation
+from structlayers.utils.memory import check_allocation
 
 
 def square_size(layer: str, in_features: int, out_features: int, groups: int, pow2_blocks: bool) -> tuple[int, int]:

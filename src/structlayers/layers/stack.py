@@ -25,12 +25,12 @@ from structlayers.base import (
 )
 from structlayers.layers.projection import REFINE_STEPS, refine_
 from structlayers.layers.square import SquareLayer, square_size
-from structlayers.memory import check_allocation
-from structlayers.precision import compute_dtype
 from structlayers.projection import observed_target, padded_bias, relative_error
 from structlayers.registry import accepted_options, create, get, option_types, register
 from structlayers.transforms.dct import permute_scale
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
+from structlayers.utils.memory import check_allocation
+from structlayers.utils.precision import compute_dtype
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 NORMS = {"batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import StructuredLinear, device_dtype
-from structlayers.memory import check_allocation
+from structlayers.utils.memory import check_allocation
 
 OPTIMIZERS = ("lbfgs", "adam", "cg", "trf")
 #: ``residual(forward) -> r``: the residual vector of a least-squares objective ``sum(r^2)``, computed

@@ -47,7 +47,7 @@ from structlayers.registry import accepted_options, create, get, resolve
 from structlayers.surgery.fit import FitOptions, fit_layer
 from structlayers.surgery.report import Replacement, ReplaceReport, Skipped
 from structlayers.surgery.wrappers import PointwiseConv, SeparableConv
-from structlayers.tracing import run_example
+from structlayers.utils.tracing import run_example
 
 KINDS = ("linear", "pointwise", "separable")
 DEFAULT_KINDS = ("linear", "pointwise")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from structlayers.report import format_table, human
+from structlayers.utils.report import format_table, human
 
 
 @dataclass

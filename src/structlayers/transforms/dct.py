@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from structlayers.precision import float_tables_dtype
+from structlayers.utils.precision import float_tables_dtype
 
 BACKENDS = ("fft", "dense", "auto")
 
@@ -299,7 +299,7 @@ class DCT(nn.Module):
     def _build(self, dtype: torch.dtype, device: torch.device) -> None:
         """(Re)create the tables in ``dtype`` from float64 values, so ``.double()`` stays exact.  The
         matrix follows half-precision types (a native low-precision matmul); the fast path's twiddles
-        stay float32 then, as the FFT itself does (:mod:`structlayers.precision`)."""
+        stay float32 then, as the FFT itself does (:mod:`structlayers.utils.precision`)."""
         if self.backend != "fft":
             self.register_buffer("matrix", dct_matrix(self.n, dtype).to(device))
         if self.backend != "dense":

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from structlayers.precision import float_tables_dtype
 from structlayers.transforms.dct import BACKENDS
+from structlayers.utils.precision import float_tables_dtype
 
 
 def dft_matrix(n: int) -> Tensor:
@@ -54,7 +54,7 @@ class DFT(nn.Module):
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         super()._apply(fn, recurse)
         # Rebuilt from float64 so that .double() stays exact; float32 for half-precision types, which
-        # have no complex counterpart (:mod:`structlayers.precision`).
+        # have no complex counterpart (:mod:`structlayers.utils.precision`).
         if self.backend != "fft":
             self.matrix = torch.view_as_real(dft_matrix(self.n)).to(self.matrix.device,
                                                                    float_tables_dtype(self.matrix.dtype))

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from atompaint.structures import load
     from atompaint.voxelize import ImageParams, random_rotation, voxelize
     from atompaint.voxelize.core import check_render_memory
-    from structlayers.memory import check_allocation
+    from structlayers.utils.memory import check_allocation
 
     params = config_from_args(ImageParams, args, channels=parse_channels(args.channels))
     center_given = parse_center(args.center) if args.center is not None else None

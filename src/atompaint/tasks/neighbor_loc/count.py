@@ -24,7 +24,7 @@ from atompaint.heads import HeadConfig
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
 from structlayers import LayerSpec
 from structlayers.base import count_params
-from structlayers.report import format_table, human
+from structlayers.utils.report import format_table, human
 
 
 @dataclass

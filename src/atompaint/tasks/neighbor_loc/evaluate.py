@@ -241,7 +241,7 @@ def evaluate_checkpoint(
 def format_results(report: Mapping[str, Any]) -> str:
     """The results of :func:`evaluate_checkpoint` as text: one table of accuracies (with standard
     errors) per padding, the model's inputs and the density rules beside chance and the lift."""
-    from structlayers.report import format_table
+    from structlayers.utils.report import format_table
 
     blocks = [f"{report['name']} ({report['checkpoint']})"]
     for r in report["results"]:

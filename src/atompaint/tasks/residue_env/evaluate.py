@@ -226,7 +226,7 @@ def evaluate_checkpoint(
 
 def format_results(report: Mapping[str, Any]) -> str:
     """The scores and lifts of :func:`evaluate_checkpoint` as a text table."""
-    from structlayers.report import format_table
+    from structlayers.utils.report import format_table
 
     def pm(value: float, se: float) -> str:
         return f"{value:.3f} +- {se:.3f}"

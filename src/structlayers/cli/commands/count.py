@@ -13,9 +13,9 @@ from structlayers.accounting import CountReport, count
 from structlayers.cli.arguments import add_surgery_arguments, init_options, layer_options
 from structlayers.clikit import add_json, check_output_path, write_output
 from structlayers.lab.models import build_model, example_input, get_spec, load_weights, parse_model_options
-from structlayers.report import format_table, human
 from structlayers.surgery import replace
-from structlayers.tracing import run_example
+from structlayers.utils.report import format_table, human
+from structlayers.utils.tracing import run_example
 
 NAME = "count"
 HELP = ("parameter / FLOP table of a model (resnet18, wrn-28-10, ..., timm:<name>, torchvision:<name>) before and "

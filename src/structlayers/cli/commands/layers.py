@@ -6,7 +6,7 @@ import argparse
 import inspect
 
 from structlayers.registry import available, options
-from structlayers.report import format_table
+from structlayers.utils.report import format_table
 
 NAME = "layers"
 HELP = "list the registered layers (built-in and from plugins) with their options"

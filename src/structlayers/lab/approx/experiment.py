@@ -36,9 +36,7 @@ from structlayers.lab.approx.baselines import (
 from structlayers.lab.approx.families import Candidate, candidates, pick
 from structlayers.lab.approx.stats import paired_interval, verdict
 from structlayers.lab.approx.targets import Target, is_generated, make_target
-from structlayers.memory import check_allocation
 from structlayers.registry import LayerSpec, accepted_options, create, parse_options
-from structlayers.report import format_table
 from structlayers.surgery.fit import (
     FTOL,
     GTOL,
@@ -49,8 +47,10 @@ from structlayers.surgery.fit import (
     fit_layer,
     fit_outputs,
 )
-from structlayers.timing import time_interleaved
 from structlayers.transforms.shuffle import SHUFFLES
+from structlayers.utils.memory import check_allocation
+from structlayers.utils.report import format_table
+from structlayers.utils.timing import time_interleaved
 
 PROTOCOLS = ("frobenius", "research-log")
 #: Per protocol: the default target size and seeds (5 paired seeds: the t-interval's verdict needs a few).

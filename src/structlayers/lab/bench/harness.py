@@ -13,22 +13,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from structlayers.allocator import keep_freed_memory
 from structlayers.base import dense_linear
 from structlayers.collapse import collapse
-from structlayers.costs import measured_cost
+from structlayers.lab.bench.allocator import keep_freed_memory
 from structlayers.lab.bench.machine import Machine, bound_seconds, bytes_moved, measure_machine
-from structlayers.memory import check_allocation
 from structlayers.registry import accepted_options, available, create
-from structlayers.report import format_table
-from structlayers.timing import Timing, time_interleaved
+from structlayers.utils.costs import measured_cost
+from structlayers.utils.memory import check_allocation
+from structlayers.utils.report import format_table
+from structlayers.utils.timing import Timing, time_interleaved
 
 #: Layers with options that let them run on any square size (``blockdiag`` keeps its 4 groups;
 #: ``monarch`` / ``kronecker`` take ~sqrt(N) blocks, ``butterfly`` pads to a power of two).
 DEFAULT_LAYERS = ("acdc", "afdf", "stack", "monarch", "butterfly", "kronecker", "circulant", "toeplitz",
                   "lowrank_diag", "blockdiag", "lowrank", "dense")
 
-#: ``keep``: :func:`~structlayers.allocator.keep_freed_memory` before timing (CPU); ``system``: leave malloc as it is.
+#: ``keep``: :func:`~structlayers.lab.bench.allocator.keep_freed_memory` before timing (CPU);
+#: ``system``: leave malloc as it is.
 ALLOCATORS = ("keep", "system")
 
 

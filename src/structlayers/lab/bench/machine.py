@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from structlayers.base import count_params
-from structlayers.timing import time_interleaved
+from structlayers.utils.timing import time_interleaved
 
 
 @dataclass(frozen=True)

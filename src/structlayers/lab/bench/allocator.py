@@ -5,22 +5,17 @@ fresh or carved from a heap top that ``free`` trims again, so a layer that alloc
 half-megabyte buffers per call page-faults on every call: at N=1024 that costs an ACDC forward
 more than its FFTs.  PyTorch's CPU launcher (``python -m torch.backends.xeon.run_cpu``) avoids it by
 preloading tcmalloc or jemalloc; :func:`keep_freed_memory` gets the same effect from glibc itself
-with two ``mallopt`` calls, for benchmarks and CPU training runs.  :func:`set_malloc_thresholds` and
-:func:`release_free_memory` are the underlying glibc calls (memory measurements use them the other
-way round, to make the resident size follow live memory).
+with two ``mallopt`` calls, for benchmarks and CPU training runs.  The glibc calls underneath are
+:func:`structlayers.utils.memory.set_malloc_thresholds` and
+:func:`~structlayers.utils.memory.release_free_memory` (memory measurements use them the other way
+round, to make the resident size follow live memory).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import platform
 from dataclasses import dataclass
 
-#: glibc ``mallopt`` parameter numbers (``malloc.h``).
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-_INT_MAX = 2**31 - 1  # mallopt takes a C int
+from structlayers.utils.memory import INT_MAX, set_malloc_thresholds
 
 
 @dataclass(frozen=True)
@@ -38,35 +33,6 @@ class AllocatorSettings:
                 f"trim threshold {self.trim_threshold >> 20} MiB")
 
 
-def _glibc() -> ctypes.CDLL | None:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-
-
-def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int | None = None) -> bool:
-    """Fix glibc's mmap threshold (and the trim threshold, if given) in bytes; fixing them also
-    stops glibc from adapting them as memory is freed.  False off glibc or if glibc refused."""
-    if mmap_threshold < 0 or (trim_threshold is not None and trim_threshold < 0):
-        raise ValueError("mmap_threshold and trim_threshold must be non-negative byte counts")
-    libc = _glibc()
-    if libc is None:
-        return False
-    ok = libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)) == 1
-    if trim_threshold is not None:
-        ok = libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(min(trim_threshold, _INT_MAX))) == 1 and ok
-    return ok
-
-
-def release_free_memory() -> bool:
-    """Return the heap's free pages to the system now (``malloc_trim(0)``); False off glibc."""
-    libc = _glibc()
-    return libc is not None and bool(libc.malloc_trim(0))
-
-
 def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> AllocatorSettings:
     """Make glibc serve allocations below ``mmap_threshold`` bytes from the heap and keep up to
     ``trim_threshold`` bytes of freed heap for reuse, so repeated same-sized tensors stop
@@ -77,4 +43,4 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
     """
     if not set_malloc_thresholds(mmap_threshold, trim_threshold):
         return AllocatorSettings(False)
-    return AllocatorSettings(True, mmap_threshold, min(trim_threshold, _INT_MAX))
+    return AllocatorSettings(True, mmap_threshold, min(trim_threshold, INT_MAX))

@@ -2,11 +2,11 @@
 
 The key is (layer type, size, block, inner shuffle, rows, device, dtype); the decision is cached for
 the life of the process (:func:`cache` shows it, :func:`clear` forgets it) and on disk, under the
-machine's :func:`~structlayers.cache.device_fingerprint` (:mod:`structlayers.cache`), so a later
+machine's :func:`~structlayers.utils.cache.device_fingerprint` (:mod:`structlayers.utils.cache`), so a later
 session does not measure again.  Timing runs the layer's own ``square_forward`` under
 ``torch.no_grad`` on a random input of the real shape, both backends interleaved, so it measures
 exactly what ``forward`` will run.  For a half-precision ``dtype`` (a half-precision input, or
-autocast) the candidates are the two ways such a call runs (:mod:`structlayers.precision`): the
+autocast) the candidates are the two ways such a call runs (:mod:`structlayers.utils.precision`): the
 dense backend natively under autocast, and the FFT in float32.
 """
 
@@ -16,9 +16,9 @@ from dataclasses import astuple, dataclass
 
 import torch
 
-from structlayers.cache import device_fingerprint, persistent
-from structlayers.precision import LOW_PRECISION
-from structlayers.timing import time_interleaved
+from structlayers.utils.cache import device_fingerprint, persistent
+from structlayers.utils.precision import LOW_PRECISION
+from structlayers.utils.timing import time_interleaved
 
 CANDIDATES = ("fft", "dense")
 

@@ -5,8 +5,8 @@ A cost model is ``cost(layer, rows, form) -> float`` with ``form`` "structured" 
 compares analytic FLOPs, :func:`measured_cost` measured forward time on the layer's device.
 
 Measured times are cached per layer configuration (its ``repr``, which names every option and
-factor), rows, dtype and machine (:func:`~structlayers.cache.device_fingerprint`), in memory and on
-disk (:mod:`structlayers.cache`), so collapsing the same architecture again measures nothing.  Where
+factor), rows, dtype and machine (:func:`~structlayers.utils.cache.device_fingerprint`), in memory and on
+disk (:mod:`structlayers.utils.cache`), so collapsing the same architecture again measures nothing.  Where
 timing is impossible (the ``meta`` device has no kernels) :func:`measured_cost` raises
 :class:`TimingUnavailable` and :func:`~structlayers.collapse` falls back to FLOPs.
 """
@@ -19,8 +19,8 @@ from collections.abc import Callable
 import torch
 
 from structlayers.base import StructuredLinear, dense_linear, device_dtype, linear_flops
-from structlayers.cache import device_fingerprint, persistent
-from structlayers.timing import time_interleaved
+from structlayers.utils.cache import device_fingerprint, persistent
+from structlayers.utils.timing import time_interleaved
 
 #: ``cost(layer, rows, form)`` -> a cost to minimise; ``form`` is "structured" or "dense".
 CostModel = Callable[[StructuredLinear, int, str], float]

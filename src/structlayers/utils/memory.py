@@ -5,12 +5,17 @@ ask for more memory than the machine has.  Left to the allocator, the request ei
 inside torch with a traceback or, with Linux's overcommit, succeeds and gets the process killed
 when the pages are touched.  :func:`check_allocation` compares the estimate with the memory
 available now (``MemAvailable`` on Linux, free CUDA memory on a GPU) and raises
-:class:`AllocationTooLargeError` naming what was asked for.
+:class:`AllocationTooLargeError` naming what was asked for.  :func:`set_malloc_thresholds` and
+:func:`release_free_memory` set glibc's heap (the bench keeps freed memory with them, memory
+measurements make the resident size follow live memory).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import platform
 from pathlib import Path
 
 import torch
@@ -62,3 +67,38 @@ def check_allocation(nbytes: float, what: str, device: torch.device | str = "cpu
             f"{what} needs about {human_bytes(nbytes)}, more than the {human_bytes(available)} available "
             f"on {torch.device(device)}; use a smaller size"
         )
+
+
+#: glibc ``mallopt`` parameter numbers (``malloc.h``).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+INT_MAX = 2**31 - 1  # mallopt takes a C int
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int | None = None) -> bool:
+    """Fix glibc's mmap threshold (and the trim threshold, if given) in bytes; fixing them also
+    stops glibc from adapting them as memory is freed.  False off glibc or if glibc refused."""
+    if mmap_threshold < 0 or (trim_threshold is not None and trim_threshold < 0):
+        raise ValueError("mmap_threshold and trim_threshold must be non-negative byte counts")
+    libc = _glibc()
+    if libc is None:
+        return False
+    ok = libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)) == 1
+    if trim_threshold is not None:
+        ok = libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(min(trim_threshold, INT_MAX))) == 1 and ok
+    return ok
+
+
+def release_free_memory() -> bool:
+    """Return the heap's free pages to the system now (``malloc_trim(0)``); False off glibc."""
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
