@@ -3,11 +3,12 @@
 #   make test     -- builds .venv and runs the whole test suite
 #   make test-random -- the suite with fresh hypothesis examples (HYPOTHESIS_PROFILE=random)
 #   make lint     -- ruff (configured in pyproject.toml); .ci/run runs it before the tests
+#   make docs     -- the documentation site into site/ (mkdocs build --strict: any warning fails)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup approx test test-random lint
+.PHONY: setup approx test test-random lint docs
 
 setup: $(VENV)/.ready
 
@@ -32,4 +33,12 @@ test-random: setup
 	HYPOTHESIS_PROFILE=random $(BIN)/python -m pytest -n 2 -q tests
 
 lint: setup
-	$(BIN)/ruff check src tests experiments
+	$(BIN)/ruff check src tests experiments docs
+
+# The docs extra is installed once, on top of the set-up environment.
+$(VENV)/.docs-ready: $(VENV)/.ready
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-ready
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
