@@ -26,6 +26,18 @@ def is_upper(name: str) -> bool:
     """``name`` is in ``structlayers.lab`` or ``structlayers.cli`` (a package prefix: ``structlayers.clikit``
     is library)."""
     return any(name == upper or name.startswith(upper + ".") for upper in UPPER)
+
+
+#: The Lightning integration (installed with the ``lab`` extra): the library never imports it, the lab
+#: and atompaint do.  Only its callbacks module loads Lightning, so run configs and checkpoints stay light.
+INTEGRATION = "structlayers.lightning"
+LIGHTNING_CLASSES = INTEGRATION + ".callbacks"
+
+
+def is_integration(name: str) -> bool:
+    return name == INTEGRATION or name.startswith(INTEGRATION + ".")
+
+
 #: Heavy dependencies that belong to the lab and applications, never to the library.
 HEAVY = ("lightning", "pytorch_lightning", "matplotlib", "pandas", "escnn", "gemmi", "torchmetrics", "tensorboard")
 
@@ -68,7 +80,7 @@ GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
 
 
 def is_library(name: str) -> bool:
-    return name.startswith("structlayers") and not is_upper(name)
+    return name.startswith("structlayers") and not is_upper(name) and not is_integration(name)
 
 
 def test_no_import_cycles() -> None:
@@ -107,9 +119,9 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
-def test_library_never_imports_lab_or_cli() -> None:
-    bad = {name: sorted(t for t in targets if is_upper(t))
-           for name, targets in GRAPH.items() if is_library(name)}
+def test_library_never_imports_lab_cli_or_the_integration() -> None:
+    bad = {name: sorted(t for t in targets if is_upper(t) or (is_library(name) and is_integration(t)))
+           for name, targets in GRAPH.items() if is_library(name) or is_integration(name)}
     assert not {k: v for k, v in bad.items() if v}
 
 
@@ -158,21 +170,24 @@ def loaded_alone(modules: list[str]) -> dict[str, list[str]]:
 
 
 LIBRARY = sorted(n for n in MODULES if is_library(n))
+#: Imported alone by the probe: the library, and the integration but for its Lightning classes.
+LIGHT = sorted(n for n in MODULES if is_library(n) or (is_integration(n) and n != LIGHTNING_CLASSES))
 
 
 @pytest.fixture(scope="module")
 def library_loads() -> dict[str, list[str]]:
-    return loaded_alone(LIBRARY)
+    return loaded_alone(LIGHT)
 
 
 def test_each_library_module_alone_loads_no_lab_cli_or_heavy_dependency(library_loads) -> None:
     offenders = {}
     for module, loaded in library_loads.items():
-        bad = [m for m in loaded if is_upper(m) or m.split(".")[0] in HEAVY]
+        bad = [m for m in loaded
+               if is_upper(m) or m.split(".")[0] in HEAVY or (is_library(module) and is_integration(m))]
         if bad:
             offenders[module] = sorted({m if m.startswith("structlayers") else m.split(".")[0] for m in bad})
     assert not offenders
-    assert set(library_loads) == set(LIBRARY)
+    assert set(library_loads) == set(LIGHT)
 
 
 def test_import_structlayers_is_light(library_loads) -> None:

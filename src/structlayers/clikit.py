@@ -146,7 +146,7 @@ def add_plot(container: argparse._ActionsContainer, help: str, old: str | None =
 
 
 def add_resume_arguments(container: argparse._ActionsContainer, **resume: Any) -> None:
-    """The flags of a training run's folder (:class:`structlayers.runs.RunDirectory`): ``--resume``
+    """The flags of a training run's folder (:class:`structlayers.lightning.RunDirectory`): ``--resume``
     (keyword arguments replace its ``store_true`` action), ``--resume-from CKPT``, ``--override``
     and ``--overwrite``."""
     container.add_argument("--resume", **{"action": "store_true", **resume},

@@ -30,8 +30,8 @@ from atompaint.tasks.residue_env import ResidueEnvDataConfig
 from atompaint.training import RunResult, config_from_dict, load_config, train
 from atompaint.voxelize import ImageParams
 from structlayers.configs import ConfigError, to_dict
-from structlayers.runs import CheckpointError, OptimConfig, RunConflictError, TrainerConfig, checkpoint_info
-from structlayers.runs.checkpoints import load_checkpoint
+from structlayers.lightning import CheckpointError, OptimConfig, RunConflictError, TrainerConfig, checkpoint_info
+from structlayers.lightning.checkpoints import load_checkpoint
 from tests.faults.probes import tree_digest
 from tests.faults.test_training_faults import Interrupt
 

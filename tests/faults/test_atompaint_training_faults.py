@@ -20,8 +20,8 @@ import yaml
 
 from atompaint.cli import main
 from atompaint.origins import build_index, find_structures
-from structlayers.runs import checkpoint_info
-from structlayers.runs.checkpoints import load_checkpoint
+from structlayers.lightning import checkpoint_info
+from structlayers.lightning.checkpoints import load_checkpoint
 from tests.faults.probes import CLI, error_line, tree_digest
 
 DATA = Path(__file__).parents[1] / "atompaint" / "data"

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from structlayers.lab.models import build_model
-from structlayers.runs.checkpoints import RUN_KEY, CheckpointError
+from structlayers.lightning.checkpoints import RUN_KEY, CheckpointError
 from tests.faults.probes import CLI, error_line
 
 REPLACE = ("replace", "mnist-mlp", "--replace", "lowrank", "-o", "rank=8", "--init", "project")
 
 
 def training_checkpoint(path: Path, state_dict: dict, config: dict, module: str) -> Path:
-    """A checkpoint as ``structlayers.runs`` writes it (progress, weights, the run's record)."""
+    """A checkpoint as ``structlayers.lightning`` writes it (progress, weights, the run's record)."""
     torch.save({"epoch": 0, "global_step": 1, "state_dict": state_dict, "hyper_parameters": {"config": config},
                 RUN_KEY: {"config": config, "module": module}}, path)
     return path

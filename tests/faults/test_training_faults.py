@@ -21,8 +21,8 @@ import torch
 
 from structlayers.lab.data import DataConfig
 from structlayers.lab.training import ModelConfig, TrainConfig, run_training
-from structlayers.runs import OptimConfig, TrainerConfig, checkpoint_info
-from structlayers.runs.checkpoints import load_checkpoint
+from structlayers.lightning import OptimConfig, TrainerConfig, checkpoint_info
+from structlayers.lightning.checkpoints import load_checkpoint
 from tests.faults.probes import CLI, error_line, tree_digest
 
 EPOCHS, BATCHES = 4, 2

@@ -15,7 +15,7 @@ from structlayers import configs
 from structlayers.cli import main
 from structlayers.clikit import add_config_arguments, add_json, config_from_args, overrides_from_args
 from structlayers.lab.data.datamodule import DataConfig
-from structlayers.runs import OptimConfig, TrainerConfig
+from structlayers.lightning import OptimConfig, TrainerConfig
 
 
 @pytest.mark.parametrize("cls", [OptimConfig, TrainerConfig, DataConfig])

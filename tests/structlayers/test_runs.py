@@ -1,4 +1,4 @@
-"""structlayers.runs: checkpoints chosen by recorded progress, atomic writes, run folders and their
+"""structlayers.lightning: checkpoints chosen by recorded progress, atomic writes, run folders and their
 configuration checks, optimiser states rewritten for new settings, and up-front memory checks."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from structlayers.runs import (
+from structlayers.lightning import (
     CheckpointError,
     OptimConfig,
     ResumePolicy,
@@ -22,9 +22,9 @@ from structlayers.runs import (
     newest_checkpoint,
     retarget_optimizer,
 )
-from structlayers.runs.checkpoints import RUN_KEY, atomic_save, check_state_dict, checkpoint_info
-from structlayers.runs.directory import ABSENT, ConfigChange, diff_configs
-from structlayers.runs.resume import OPTIM_KEY, optim_record
+from structlayers.lightning.checkpoints import RUN_KEY, atomic_save, check_state_dict, checkpoint_info
+from structlayers.lightning.directory import ABSENT, ConfigChange, diff_configs
+from structlayers.lightning.resume import OPTIM_KEY, optim_record
 from structlayers.utils.memory import AllocationTooLargeError, check_allocation
 
 
@@ -139,7 +139,7 @@ def test_run_directory_plans_without_writing_and_records_sessions(tmp_path: Path
 
 
 def test_run_checkpoints_pickles_for_spawned_processes(tmp_path: Path) -> None:
-    from structlayers.runs.callbacks import RunCheckpoints
+    from structlayers.lightning.callbacks import RunCheckpoints
 
     keeper = pickle.loads(pickle.dumps(RunCheckpoints(RunDirectory(tmp_path))))
     assert type(keeper) is RunCheckpoints and keeper.last_path == tmp_path / "checkpoints" / "last.ckpt"

@@ -13,8 +13,8 @@ import torch
 from structlayers.cli import main
 from structlayers.lab.data import DataConfig, write_cifar_batch
 from structlayers.lab.training import ModelConfig, TrainConfig, run_training
-from structlayers.runs import OptimConfig, TrainerConfig
-from structlayers.runs.curves import read_epoch_metrics, run_csv_files
+from structlayers.lightning import OptimConfig, TrainerConfig
+from structlayers.lightning.curves import read_epoch_metrics, run_csv_files
 
 
 @pytest.fixture(scope="module")

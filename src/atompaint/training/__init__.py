@@ -1,6 +1,6 @@
 """Training runs of any task: the YAML config loaded into the task's dataclasses, the LightningModule
 base, and the run loop in its run folder (logs, checkpoints, resume with a checked configuration,
-learning curves through :mod:`structlayers.runs`).
+learning curves through :mod:`structlayers.lightning`).
 
 Names are imported on first use (see :mod:`atompaint`): loading a config does not import Lightning.
 """

@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from structlayers.runs.checkpoints import CheckpointError, describe_contents, load_checkpoint, stored_config
+from structlayers.lightning.checkpoints import CheckpointError, describe_contents, load_checkpoint, stored_config
 
 
 def read_task_checkpoint(path: str | os.PathLike[str], task: str, what: str = "checkpoint") -> dict[str, Any]:
     """The contents of ``path``, a checkpoint written by ``atompaint train <task>``; anything else
-    is a :class:`~structlayers.runs.CheckpointError` starting with ``what`` and the path."""
+    is a :class:`~structlayers.lightning.CheckpointError` starting with ``what`` and the path."""
     obj = load_checkpoint(path, what=what)
     config = stored_config(obj)
     if config is None or config.get("task") != task:

@@ -2,8 +2,8 @@
 
 A config file has the keys ``name``, ``task``, ``seed`` and the sections ``encoder``
 (:class:`~atompaint.encoders.EncoderConfig`), ``head`` (:class:`~atompaint.heads.HeadConfig`),
-``data`` (the task's data config), ``optim`` (:class:`structlayers.runs.OptimConfig`) and
-``trainer`` (:class:`structlayers.runs.TrainerConfig`), plus any section of the task's own
+``data`` (the task's data config), ``optim`` (:class:`structlayers.lightning.OptimConfig`) and
+``trainer`` (:class:`structlayers.lightning.TrainerConfig`), plus any section of the task's own
 (``finetune`` for LBA).  Values are type-checked and unknown keys are errors (a typo must not
 silently fall back to a default); a key left out keeps the default the run config declares for
 its section.  The encoder's ``in_channels`` and ``input_size`` default to the data's.
@@ -24,7 +24,7 @@ from atompaint.encoders import EncoderConfig
 from atompaint.heads import HeadConfig
 from atompaint.tasks import TASKS
 from structlayers.configs import ConfigError, field_default, from_dict, replace_fields, to_dict
-from structlayers.runs import OptimConfig, TrainerConfig
+from structlayers.lightning import OptimConfig, TrainerConfig
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from atompaint.training.config import RunConfig, config_from_dict
-from structlayers.runs.resume import OPTIM_KEY, optim_record, retarget_optimizer
+from structlayers.lightning.resume import OPTIM_KEY, optim_record, retarget_optimizer
 
 
 class TaskModule(pl.LightningModule):
@@ -26,7 +26,7 @@ class TaskModule(pl.LightningModule):
         self.save_hyperparameters({"config": self.config.to_dict()})
 
     def configure_optimizers(self) -> Any:
-        """:meth:`structlayers.runs.OptimConfig.configure` over the run's optimiser steps; the
+        """:meth:`structlayers.lightning.OptimConfig.configure` over the run's optimiser steps; the
         ``plateau`` schedule watches the validation loss."""
         return self.config.optim.configure(self.parameters(), self.trainer.estimated_stepping_batches, "val/loss")
 
@@ -36,7 +36,7 @@ class TaskModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A resumed run follows the current optimisation settings and length (a new learning
         rate, more epochs), not the ones stored in the checkpoint
-        (:func:`structlayers.runs.retarget_optimizer`).  ``load_from_checkpoint`` (no trainer)
+        (:func:`structlayers.lightning.retarget_optimizer`).  ``load_from_checkpoint`` (no trainer)
         reads the weights only."""
         if self._trainer is None:
             return

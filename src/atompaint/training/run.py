@@ -1,7 +1,7 @@
 """Run a training job in its run folder: data, task, Lightning trainer with CSV logs, checkpoints,
-resume and learning curves, through :mod:`structlayers.runs`.
+resume and learning curves, through :mod:`structlayers.lightning`.
 
-Layout of ``<out_dir>/<name>/`` (a :class:`structlayers.runs.RunDirectory`)::
+Layout of ``<out_dir>/<name>/`` (a :class:`structlayers.lightning.RunDirectory`)::
 
     config.json                the run's configuration (config.original.json: the first one, once a
                                resumed session changed it; history.jsonl: one line per session)
@@ -37,9 +37,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from atompaint.training.config import RunConfig
 from structlayers.base import count_params
-from structlayers.runs import ResumePolicy, RunDirectory, RunPlan, plot_curves, run_csv_files, run_title
-from structlayers.runs.callbacks import RunCheckpoints, build_trainer, fit_run
-from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
+from structlayers.lightning import ResumePolicy, RunDirectory, RunPlan, plot_curves, run_csv_files, run_title
+from structlayers.lightning.callbacks import RunCheckpoints, build_trainer, fit_run
+from structlayers.lightning.checkpoints import check_state_dict, load_checkpoint
 
 #: What a resumed run may change (the new values apply and are recorded): optimisation settings
 #: that continue the same training (learning rate, weight decay, the plateau schedule's
@@ -88,7 +88,7 @@ def plan_run(config: RunConfig, out_dir: str | os.PathLike[str], *, resume: bool
              resume_from: str | os.PathLike[str] | None = None, overwrite: bool = False,
              override: bool = False) -> RunPlan | None:
     """Check the run folder for ``config`` before any work (reads only; see
-    :meth:`structlayers.runs.RunDirectory.plan`); ``None`` for a ``fast_dev_run`` that resumes nothing."""
+    :meth:`structlayers.lightning.RunDirectory.plan`); ``None`` for a ``fast_dev_run`` that resumes nothing."""
     if config.trainer.fast_dev_run and not (resume or resume_from):
         return None
     return run_directory(config, out_dir).plan(

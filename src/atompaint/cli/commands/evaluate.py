@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from atompaint.tasks.neighbor_loc.evaluate import evaluate_checkpoint, format_results, to_json
     from atompaint.training.checkpoints import read_task_checkpoint
-    from structlayers.runs.checkpoints import load_checkpoint, stored_config
+    from structlayers.lightning.checkpoints import load_checkpoint, stored_config
 
     if (stored_config(load_checkpoint(args.checkpoint)) or {}).get("task") == "residue-env":
         return _run_residue_env(args)

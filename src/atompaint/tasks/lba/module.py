@@ -15,7 +15,7 @@ from atompaint.encoders.architectures import CACHED_BUFFERS
 from atompaint.tasks.lba.model import AffinityRegressor
 from atompaint.training.config import RunConfig
 from atompaint.training.module import StageMetricsTask
-from structlayers.runs.checkpoints import read_state_dict
+from structlayers.lightning.checkpoints import read_state_dict
 
 
 class LBATask(StageMetricsTask):

@@ -12,7 +12,7 @@ from structlayers.clikit import add_config_arguments, add_out_dir, add_resume_ar
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
 from structlayers.lab.models import MODELS, get_spec, model_name, parse_model_options
 from structlayers.lab.training.run import DEFAULT_MODELS, ModelConfig, TrainConfig, run_training
-from structlayers.runs import OptimConfig, TrainerConfig
+from structlayers.lightning import OptimConfig, TrainerConfig
 
 NAME = "train"
 HELP = "train a built-in model (optionally with layers replaced) on MNIST or CIFAR-10 with Lightning"

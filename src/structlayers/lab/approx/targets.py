@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from structlayers.runs.checkpoints import read_torch_file
+from structlayers.lightning.checkpoints import read_torch_file
 from structlayers.transforms.dct import dct_matrix
 
 GENERATED = ("gaussian", "linear", "toeplitz", "dct", "lowrank_diag")

@@ -26,7 +26,7 @@ from structlayers.configs import coerce
 from structlayers.lab.models.mnist import MNISTMLP, MNISTStack, MNISTStackLinear
 from structlayers.lab.models.resnet import BasicBlock, ResNet, WideBasic, WideResNet, resnet18, wrn_28_10
 from structlayers.lab.models.zoo import build_zoo_model, is_zoo_name, zoo_input_shape
-from structlayers.runs.checkpoints import check_state_dict, read_state_dict
+from structlayers.lightning.checkpoints import check_state_dict, read_state_dict
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load ``path`` into ``model`` in place: a plain ``state_dict`` or a Lightning checkpoint of a
     ``structlayers train`` run (whose ``state_dict`` keys start with ``model.``).  A file that is
     not such weights, or weights of another model, is a one-line
-    :class:`~structlayers.runs.CheckpointError` naming the file and what it holds."""
+    :class:`~structlayers.lightning.CheckpointError` naming the file and what it holds."""
     state, contents = read_state_dict(path, "--weights", strip_prefix="model.")
     check_state_dict(model, state, f"--weights {path} ({contents})")
     model.load_state_dict(state)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 
-from structlayers.runs.optim import OptimConfig
-from structlayers.runs.resume import OPTIM_KEY, optim_record, retarget_optimizer
+from structlayers.lightning.optim import OptimConfig
+from structlayers.lightning.resume import OPTIM_KEY, optim_record, retarget_optimizer
 
 
 class ClassifierModule(L.LightningModule):

@@ -1,7 +1,7 @@
 """One sanity run end to end: data, model (built-in, optionally with layers replaced), Lightning
 training with checkpoints and CSV / TensorBoard logs, then ``metrics.json`` and ``curves.png``.
 
-Layout of ``out_dir`` (the run folder of :class:`structlayers.runs.RunDirectory`)::
+Layout of ``out_dir`` (the run folder of :class:`structlayers.lightning.RunDirectory`)::
 
     config.json                the run's configuration (config.original.json: the first one, once a
                                resumed session changed it; history.jsonl: one line per session)
@@ -40,10 +40,10 @@ from structlayers.configs import to_dict
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig, ImageDataModule
 from structlayers.lab.models import build_model, get_spec, load_weights
 from structlayers.lab.training.module import ClassifierModule
-from structlayers.runs import OptimConfig, ResumePolicy, RunDirectory, RunPlan, TrainerConfig
-from structlayers.runs.callbacks import RunCheckpoints, build_trainer, fit_run
-from structlayers.runs.checkpoints import check_state_dict, load_checkpoint
-from structlayers.runs.curves import plot_curves, run_csv_files, run_title
+from structlayers.lightning import OptimConfig, ResumePolicy, RunDirectory, RunPlan, TrainerConfig
+from structlayers.lightning.callbacks import RunCheckpoints, build_trainer, fit_run
+from structlayers.lightning.checkpoints import check_state_dict, load_checkpoint
+from structlayers.lightning.curves import plot_curves, run_csv_files, run_title
 from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, REPLACE_FIT, FitOptions, ReplaceReport, replace
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
@@ -188,7 +188,7 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
 
 def plan_run(config: TrainConfig) -> RunPlan | None:
     """Check the run folder for ``config`` before any work (reads only; see
-    :meth:`structlayers.runs.RunDirectory.plan`); ``None`` for a ``fast_dev_run`` that resumes nothing."""
+    :meth:`structlayers.lightning.RunDirectory.plan`); ``None`` for a ``fast_dev_run`` that resumes nothing."""
     if config.trainer.fast_dev_run and not (config.resume or config.resume_from):
         return None
     return RunDirectory(config.run_dir(), RUN_OUTPUTS).plan(

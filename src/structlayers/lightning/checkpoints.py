@@ -4,7 +4,7 @@ modification time (a copied run folder has fresh times, Lightning's ``last-v1.ck
 name); unreadable files reported in one line that names them and the newest readable alternative;
 writes that are atomic (a killed process leaves the previous file, never a truncated one).
 
-Pure torch: the Lightning parts of a run live in :mod:`structlayers.runs.callbacks`.
+Pure torch: the Lightning parts of a run live in :mod:`structlayers.lightning.callbacks`.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def read_torch_file(path: str | os.PathLike[str], what: str = "checkpoint", *, m
 
 
 def stored_config(obj: Any) -> Mapping[str, Any] | None:
-    """The run configuration a training checkpoint records (``structlayers.runs``' record, else
+    """The run configuration a training checkpoint records (``structlayers.lightning``' record, else
     the LightningModule's ``hyper_parameters["config"]``), or ``None``."""
     if not isinstance(obj, Mapping):
         return None

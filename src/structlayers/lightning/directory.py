@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from structlayers.runs.checkpoints import CheckpointInfo, checkpoint_info, newest_checkpoint
+from structlayers.lightning.checkpoints import CheckpointInfo, checkpoint_info, newest_checkpoint
 
 CONFIG = "config.json"
 ORIGINAL = "config.original.json"

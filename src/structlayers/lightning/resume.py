@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from structlayers.configs import from_dict, to_dict
-from structlayers.runs.optim import OptimConfig
+from structlayers.lightning.optim import OptimConfig
 
 #: Checkpoint entry recording the optimisation settings and the planned number of steps.
 OPTIM_KEY = "structlayers_optim"
