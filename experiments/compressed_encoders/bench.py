@@ -42,16 +42,16 @@ warnings.filterwarnings("ignore", message=".*py3nj.*")
 VARIANTS: dict[str, dict] = {
     "dense": {},
     "dense + CG": dict(tensor_product="clebsch-gordan"),
-    "separable + acdc x2 + CG": dict(conv="separable", mixing="acdc", mixing_depth=2,
+    "separable + acdc x2 + CG": dict(conv="separable", mixing="acdc:depth=2",
                                      tensor_product="clebsch-gordan"),
     "separable + dense mixing + CG": dict(conv="separable", tensor_product="clebsch-gordan"),
-    "irrep-wise + acdc x2 + CG": dict(conv="separable", depthwise="irrep", mixing="acdc", mixing_depth=2,
+    "irrep-wise + acdc x2 + CG": dict(conv="separable", depthwise="irrep", mixing="acdc:depth=2",
                                       tensor_product="clebsch-gordan"),
     "irrep-wise + dense mixing + CG": dict(conv="separable", depthwise="irrep", tensor_product="clebsch-gordan"),
     "irrep-wise + auto mixing + CG": dict(conv="separable", depthwise="irrep", mixing="auto",
                                           tensor_product="clebsch-gordan"),
     "grid + dense mixing": dict(conv="grid"),
-    "grid + acdc x2": dict(conv="grid", mixing="acdc", mixing_depth=2),
+    "grid + acdc x2": dict(conv="grid", mixing="acdc:depth=2"),
 }
 BASELINES = ("dense", "dense + CG")
 

@@ -108,7 +108,7 @@ def test_choose_mixing_times_every_layer_at_its_training_shape():
 
 def test_auto_mixing_configuration_errors():
     with pytest.raises(ValueError, match="takes no mixing_depth"):
-        _config(mixing_depth=2)
+        _config(mixing="auto:depth=2")
     with pytest.raises(ValueError):
         _config(mixing_candidates=["dense", "no-such-plugin"])
     with pytest.raises(ValueError, match="unknown layer 'auto'"):

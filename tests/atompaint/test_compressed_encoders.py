@@ -416,7 +416,7 @@ SMALL = dict(in_channels=2, width=1, max_channels=2, band_limit=1, grid_size=1, 
 @pytest.mark.parametrize("depthwise", ["field", "irrep"])
 def test_cost_breakdown_matches_flop_counter_and_parameters(depthwise):
     torch.manual_seed(0)
-    encoder = build_encoder(EncoderConfig(architecture="resnet", conv="separable", mixing="acdc", mixing_depth=2,
+    encoder = build_encoder(EncoderConfig(architecture="resnet", conv="separable", mixing="acdc:depth=2",
                                           depthwise=depthwise, tensor_product="clebsch-gordan", **SMALL)).eval()
     cost = encoder_cost(encoder)
     assert set(cost.flops) == set(COST_KINDS)
@@ -436,7 +436,7 @@ def test_cost_breakdown_matches_flop_counter_and_parameters(depthwise):
 @pytest.mark.parametrize("architecture", ["resnet", "vgg"])
 def test_export_and_collapse_of_compressed_encoders(architecture, depthwise):
     torch.manual_seed(0)
-    config = EncoderConfig(architecture=architecture, conv="separable", mixing="acdc", mixing_depth=2,
+    config = EncoderConfig(architecture=architecture, conv="separable", mixing="acdc:depth=2",
                            depthwise=depthwise, dense_stem=False, tensor_product="clebsch-gordan", **SMALL)
     encoder = build_encoder(config).eval()
     x = torch.rand(2, 2, 7, 7, 7)
@@ -479,10 +479,10 @@ def _cube_rotations(n: int) -> list[torch.Tensor]:
 
 
 BAND2 = {
-    "resnet-gamma-separable-acdc-cg": dict(architecture="resnet", block="gamma", conv="separable", mixing="acdc",
-                                           mixing_depth=2, tensor_product="clebsch-gordan"),
+    "resnet-gamma-separable-acdc-cg": dict(architecture="resnet", block="gamma", conv="separable",
+                                           mixing="acdc:depth=2", tensor_product="clebsch-gordan"),
     "resnet-gamma-separable-irrep-acdc-cg": dict(architecture="resnet", block="gamma", conv="separable",
-                                                 depthwise="irrep", mixing="acdc", mixing_depth=2, dense_stem=False,
+                                                 depthwise="irrep", mixing="acdc:depth=2", dense_stem=False,
                                                  tensor_product="clebsch-gordan"),
     "resnet-alpha-separable": dict(architecture="resnet", block="alpha", conv="separable", dense_stem=False),
     "shallow-deep-dense": dict(architecture="shallow", repeats=2, schedule="double"),

@@ -30,7 +30,7 @@ warnings.filterwarnings("ignore", message=".*py3nj.*")
 
 SMALL = dict(conv="grid", in_channels=2, input_size=9, width=2, max_channels=4)
 ARCHITECTURES = {
-    "resnet-acdc": dict(architecture="resnet", mixing="acdc", mixing_depth=2),
+    "resnet-acdc": dict(architecture="resnet", mixing="acdc:depth=2"),
     "shallow-dense": dict(architecture="shallow"),
     "vgg-lowrank-k5": dict(architecture="vgg", mixing="lowrank", kernel_size=5),
 }

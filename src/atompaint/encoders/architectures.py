@@ -8,14 +8,13 @@ whole encoder commutes with the 90-degree rotations of the voxel grid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from escnn import nn as enn
 from torch import Tensor, nn
 
 from atompaint.encoders.automix import (
-    AUTO,
     DEFAULT_CANDIDATES,
     apply_mixing_choices,
     candidate_spec,
@@ -46,6 +45,7 @@ from atompaint.encoders.layers import InvariantReadout, aligned_blur_pool, conv_
 from atompaint.encoders.mixing import MixingSpec
 from atompaint.encoders.separable import CONV_FORMS, DEPTHWISE_FORMS, ConvForm, ConvSpec, DepthwiseForm
 from atompaint.voxelize import ImageParams
+from structlayers.configs import flat_keys
 
 Architecture = Literal["no-downsample", "vgg", "shallow", "resnet"]
 ARCHITECTURES: tuple[str, ...] = ("no-downsample", "vgg", "shallow", "resnet")
@@ -71,9 +71,11 @@ class EncoderConfig:
     ``band_limit``, ``grid_size``, ``block``, ``depthwise``, ``dense_stem`` and ``tensor_product``
     concern the spectral forms only.
     ``conv`` is ``dense`` (escnn's ``R3Conv``) or ``separable`` (a depthwise steerable convolution
-    and an equivariant channel mixing whose per-irrep blocks are the structlayers plugin
-    ``mixing`` with ``mixing_depth`` and ``mixing_options``; 1x1x1 skips become that mixing
-    alone).  ``depthwise`` is the separable convolutions' depthwise step: ``field`` (one steerable
+    and an equivariant channel mixing whose per-irrep blocks are the structlayers layer ``mixing``,
+    a :class:`~atompaint.encoders.mixing.MixingSpec` or its text form ``"acdc:depth=2"``; 1x1x1
+    skips become that mixing alone).  A configuration file or ``--set`` may give it flat, as the
+    aliases ``mixing: acdc``, ``mixing_depth: 2``, ``mixing_options: {sigma: 0.1}``.
+    ``depthwise`` is the separable convolutions' depthwise step: ``field`` (one steerable
     kernel per field) or ``irrep`` (one per irrep copy: 8x fewer FLOPs at band limit 2, a smaller
     function class; see :mod:`atompaint.encoders.separable`).  ``dense_stem`` keeps the first
     convolution dense in a separable encoder.
@@ -100,9 +102,8 @@ class EncoderConfig:
     repeats: int = 1
     kernel_size: int = 3
     conv: ConvForm = "dense"
-    mixing: str = "dense"
-    mixing_depth: int | None = None
-    mixing_options: dict[str, Any] = field(default_factory=dict)
+    mixing: MixingSpec = field(default_factory=MixingSpec, metadata=flat_keys(
+        mixing="name", mixing_depth="depth", mixing_options="options"))
     mixing_candidates: list[str] = field(default_factory=lambda: list(DEFAULT_CANDIDATES))
     mixing_batch: int = 8
     mixing_choices: dict[str, str] = field(default_factory=dict)
@@ -136,20 +137,17 @@ class EncoderConfig:
         if self.tensor_product not in TENSOR_PRODUCTS:
             raise ValueError(f"unknown tensor_product {self.tensor_product!r}; "
                              f"choose from {', '.join(TENSOR_PRODUCTS)}")
-        if self.mixing == AUTO:
+        if not isinstance(self.mixing, MixingSpec):
+            self.mixing = MixingSpec.parse(self.mixing) if isinstance(self.mixing, str) else MixingSpec(
+                self.mixing.name, self.mixing.depth, self.mixing.options)
+        if self.mixing.auto:
             if self.conv == "grid":
                 raise ValueError("mixing 'auto' chooses among equivariant irrep mixings; the grid form takes a "
                                  "plugin (e.g. mixing: acdc)")
-            if self.mixing_depth is not None or self.mixing_options:
-                raise ValueError("mixing 'auto' takes no mixing_depth or mixing_options; give them to each of "
-                                 "mixing_candidates (e.g. 'acdc:depth=2')")
             if self.mixing_batch < 1:
                 raise ValueError(f"mixing_batch must be >= 1, got {self.mixing_batch}")
             for text in [*self.mixing_candidates, *self.mixing_choices.values()]:
                 candidate_spec(text)
-        else:
-            # Resolve the mixing now, so a bad plugin or option fails when the encoder is configured.
-            self.mixing_options = self.conv_spec.mixing.options
 
     @property
     def resolved_grid_size(self) -> int:
@@ -158,10 +156,8 @@ class EncoderConfig:
     @property
     def conv_spec(self) -> ConvSpec:
         """How the convolutions are built (dense, or separable with this mixing)."""
-        if self.mixing == AUTO:  # dense blocks until each layer's choice replaces them
-            return ConvSpec(self.conv, MixingSpec(), self.depthwise)
-        return ConvSpec(self.conv, MixingSpec(self.mixing, self.mixing_depth, dict(self.mixing_options)),
-                        self.depthwise)
+        # mixing 'auto': dense blocks until each layer's choice replaces them
+        return ConvSpec(self.conv, MixingSpec() if self.mixing.auto else self.mixing, self.depthwise)
 
     @property
     def stem_spec(self) -> ConvSpec:
@@ -415,7 +411,7 @@ def build_encoder(config: EncoderConfig) -> Encoder | GridEncoder:
             ftype = out_type
 
     encoder = Encoder(config, enn.SequentialModule(*modules), ftype)
-    if config.mixing == AUTO and config.conv != "dense":
+    if config.mixing.auto and config.conv != "dense":
         choices = dict(config.mixing_choices)
         if not choices:
             example = torch.zeros(1, config.in_channels, *3 * [config.input_size])

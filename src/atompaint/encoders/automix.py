@@ -31,8 +31,6 @@ from structlayers.utils.cache import device_fingerprint, persistent
 from structlayers.utils.timing import time_interleaved
 from structlayers.utils.tracing import record_shapes, run_example
 
-#: The name that asks for measured choices.
-AUTO = "auto"
 #: Candidates when a configuration names none: dense per-irrep blocks and ACDC x2.
 DEFAULT_CANDIDATES: tuple[str, ...] = ("dense", "acdc:depth=2")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,9 +31,31 @@ from torch import Tensor, nn
 from structlayers.base import FlopCount, StructuredLinear, count_params, dense_weight_dtype, device_dtype, linear_flops
 from structlayers.registry import LayerSpec, accepted_options, resolve
 
-#: Which structlayers plugin each ``M_psi`` is: ``spec.build(m_in, m_out)``, its options checked
-#: against the plugin when the spec is made (the library's :class:`~structlayers.LayerSpec`).
-MixingSpec = LayerSpec
+#: The mixing name that chooses each layer's plugin by measurement (:mod:`atompaint.encoders.automix`).
+AUTO = "auto"
+
+
+class MixingSpec(LayerSpec):
+    """Which structlayers plugin each ``M_psi`` is: a :class:`~structlayers.LayerSpec` (options
+    checked against the plugin when the spec is made; ``spec.build(m_in, m_out)``), or :data:`AUTO`,
+    which takes no depth or options (each candidate of :mod:`atompaint.encoders.automix` has its own)."""
+
+    def __post_init__(self) -> None:
+        if self.name != AUTO:
+            super().__post_init__()
+        elif self.depth is not None or self.options:
+            raise ValueError("mixing 'auto' takes no mixing_depth or mixing_options; give them to each of "
+                             "mixing_candidates (e.g. 'acdc:depth=2')")
+
+    @property
+    def auto(self) -> bool:
+        """Whether each layer's plugin is chosen by measurement."""
+        return self.name == AUTO
+
+    def build(self, in_features: int, out_features: int, **overrides: Any) -> StructuredLinear:
+        if self.auto:
+            raise ValueError("mixing 'auto' is not a layer; automix chooses one per layer")
+        return super().build(in_features, out_features, **overrides)
 
 
 def irrep_key(irrep_id: tuple) -> str:
@@ -394,5 +417,5 @@ def dense_mixing_flops(in_type: enn.FieldType, out_type: enn.FieldType, voxels: 
     return 2 * voxels * sum(a.multiplicity(k) * b.multiplicity(k) * group.irrep(*k).size for k in b.positions)
 
 
-__all__ = ["IrrepLayout", "IrrepMixing", "MixingSpec", "PerIrrepLinear", "build_map", "check_real_type",
+__all__ = ["AUTO", "IrrepLayout", "IrrepMixing", "MixingSpec", "PerIrrepLinear", "build_map", "check_real_type",
            "dense_mixing_flops", "irrep_key"]

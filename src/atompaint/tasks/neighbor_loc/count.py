@@ -18,7 +18,7 @@ from torch import nn
 
 import structlayers
 from atompaint.encoders import Encoder, EncoderConfig, build_encoder
-from atompaint.encoders.automix import AUTO, describe_choices
+from atompaint.encoders.automix import describe_choices
 from atompaint.encoders.costs import COST_KINDS, encoder_cost, measure_peak_memory
 from atompaint.heads import HeadConfig
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
@@ -120,9 +120,9 @@ def encoder_form(config: EncoderConfig) -> str:
         return "grid (24 cube rotations) + " + config.conv_spec.mixing.label + " mixing"
     else:
         form = "separable" + (" (irrep-wise depthwise)" if config.depthwise == "irrep" else "")
-        if config.mixing == AUTO:
+        if config.mixing.auto:
             form += " + " + (describe_choices(config.mixing_choices) if config.mixing_choices else "auto mixing")
-        elif config.mixing != "dense":
+        elif config.mixing.name != "dense":
             form += f" + {config.conv_spec.mixing.label}"
     has_products = config.architecture == "resnet" and config.block == "gamma"  # only gamma ResBlocks have them
     return form + (" + CG tensor product" if config.tensor_product == "clebsch-gordan" and has_products else "")
@@ -162,18 +162,18 @@ def _column(label: str, encoder: Encoder, num_classes: int, head_config: HeadCon
 
 
 #: The structured mixing of the third encoder column when neither the config nor a flag names one.
-DEFAULT_MIXING: dict[str, Any] = {"mixing": "acdc", "mixing_depth": 2}
+DEFAULT_MIXING = "acdc:depth=2"
 
 
 def encoder_variants(config: EncoderConfig) -> dict[str, EncoderConfig]:
     """Dense, separable (dense mixing) and separable with the config's structured mixing (or
     :data:`DEFAULT_MIXING` when the config's mixing is dense), each with the config's tensor product;
     a grid-domain config (``conv: grid``) adds its own column."""
-    structured = config if config.mixing != "dense" else replace(config, **DEFAULT_MIXING, mixing_options={})
-    label = AUTO if structured.mixing == AUTO else structured.conv_spec.mixing.label
+    structured = config if config.mixing.name != "dense" else replace(config, mixing=DEFAULT_MIXING)
+    label = structured.mixing.label
     variants = {
         "dense": replace(config, conv="dense"),
-        "separable": replace(config, conv="separable", mixing="dense", mixing_depth=None, mixing_options={}),
+        "separable": replace(config, conv="separable", mixing="dense"),
         f"separable + {label}": replace(structured, conv="separable"),
     }
     if config.conv == "grid":
