@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import structlayers
-from structlayers.projection import low_rank_factors
+from structlayers.layers.projection import truncated_factors
 
 
 def weight_error(layer: structlayers.StructuredLinear, weight: torch.Tensor) -> float:
@@ -30,7 +30,7 @@ def test_dense_copies_and_lowrank_is_the_truncated_svd() -> None:
     lowrank.project_(w, b)
     s = torch.linalg.svdvals(w)
     assert weight_error(lowrank, w) == pytest.approx(float(s[3:].norm() / s.norm()), rel=1e-9)  # Eckart-Young
-    u, v = low_rank_factors(w, 9)
+    u, v = truncated_factors(w.T, 9)
     torch.testing.assert_close(u @ v, w.T)
 
 

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, linear_flops, rows_of
+from structlayers.layers.projection import block_diagonal, observed_target, padded_bias
 from structlayers.layers.square import SquareLayer, square_size
-from structlayers.projection import block_diagonal, observed_target, padded_bias
 from structlayers.registry import register
 
 

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
 from structlayers.layers.init import check_init
+from structlayers.layers.projection import diagonal_transform_als, observed_target, padded_bias
 from structlayers.layers.square import SquareLayer, square_size
-from structlayers.projection import diagonal_transform_als, observed_target, padded_bias
 from structlayers.transforms.dct import BACKENDS
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
 from structlayers.utils.autotune import cached_backend, choose_backend
@@ -100,7 +100,7 @@ class DiagonalTransformLayer(SquareLayer):
     @torch.no_grad()
     def project_(self, weight: Tensor, bias: Tensor | None) -> None:
         """Diagonals by alternating closed-form least squares
-        (:func:`~structlayers.projection.diagonal_transform_als`): 20 sweeps when the whole map is
+        (:func:`~structlayers.layers.projection.diagonal_transform_als`): 20 sweeps when the whole map is
         observed, up to :data:`MASKED_SWEEPS` (until a sweep gains less than 1e-13 relative) when
         padding leaves entries free (``in != out``), where imputation converges slowly.  The bias
         is copied."""

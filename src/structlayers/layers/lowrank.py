@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, linear_flops, rows_of
 from structlayers.layers.dense import copy_bias
-from structlayers.projection import low_rank_factors
+from structlayers.layers.projection import dense_target, truncated_factors
 from structlayers.registry import register
 
 
@@ -54,7 +54,7 @@ class LowRank(StructuredLinear):
     @torch.no_grad()
     def project_(self, weight: Tensor, bias: Tensor | None) -> None:
         """The truncated SVD of ``weight`` (the best rank-r approximation, Eckart-Young)."""
-        u, v = low_rank_factors(weight, self.rank)
+        u, v = truncated_factors(dense_target(self, weight, bias)[0].T, self.rank)
         self.U.copy_(u)
         self.V.copy_(v)
         copy_bias(self.bias, bias)

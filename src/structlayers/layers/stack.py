@@ -23,9 +23,8 @@ from structlayers.base import (
     dense_weight_dtype,
     rows_of,
 )
-from structlayers.layers.projection import REFINE_STEPS, refine_
+from structlayers.layers.projection import REFINE_STEPS, observed_target, padded_bias, refine_, relative_error
 from structlayers.layers.square import SquareLayer, square_size
-from structlayers.projection import observed_target, padded_bias, relative_error
 from structlayers.registry import accepted_options, create, get, option_types, register
 from structlayers.transforms.dct import permute_scale
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
