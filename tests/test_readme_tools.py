@@ -1,4 +1,4 @@
-"""The Python snippets of the README's "Use with other tools" section run as written."""
+"""The Python snippets of the documentation's "Use with other tools" page run as written."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "tools.md"
 
 
 def snippets() -> list[str]:
-    text = README.read_text()
-    section = text.split("### Use with other tools", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
 
 
-def test_the_section_has_its_snippets() -> None:
+def test_the_page_has_its_snippets() -> None:
     assert len(snippets()) == 4
 
 
@@ -29,6 +27,6 @@ def test_snippet_runs(index: int, tmp_path) -> None:
     cwd = os.getcwd()
     os.chdir(tmp_path)  # the export snippet writes its ONNX file here
     try:
-        exec(compile(code, f"README snippet {index}", "exec"), {})
+        exec(compile(code, f"tools.md snippet {index}", "exec"), {})
     finally:
         os.chdir(cwd)
