@@ -51,8 +51,28 @@ def test_atompaint_help_prints_no_warnings() -> None:
 def test_bench_no_progress_prints_no_progress_lines(capsys) -> None:
     from structlayers.cli import main
 
-    assert main(["bench", "--layers", "lowrank", "--sizes", "8", "--batch", "2", "--repeats", "1",
+    assert main(["bench", "--layers", "lowrank", "--sizes", "8", "--batch-size", "2", "--repeats", "1",
                  "--large-repeats", "1", "--warmup", "0", "--no-collapse", "--bandwidth-mb", "1",
                  "--gemm-size", "16", "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert "vs linear" in out and "timing" not in err
+
+
+def test_lists_are_space_separated_and_comma_lists_read_the_same() -> None:
+    commands = _subcommands("structlayers")
+    spaced = commands["bench"].parse_args(["--sizes", "8", "16", "--layers", "acdc", "lowrank"])
+    commas = commands["bench"].parse_args(["--sizes", "8,16", "--layers", "acdc,lowrank"])
+    assert spaced.sizes == commas.sizes == [8, 16] and spaced.layers == commas.layers == ["acdc", "lowrank"]
+    approx = commands["approx"]
+    assert approx.parse_args(["--depth", "1", "2"]).depth == approx.parse_args(["--depth", "1,2"]).depth == [1, 2]
+    assert commands["replace"].parse_args(["mnist-mlp", "--targets", "linear,pointwise"]).targets == \
+        ["linear", "pointwise"]
+
+
+def test_one_batch_flag_and_one_init_word_the_old_spellings_warn() -> None:
+    commands = _subcommands("structlayers")
+    assert commands["bench"].parse_args(["--batch-size", "4", "8"]).batch_size == [4, 8]
+    with pytest.warns(FutureWarning, match="--batch is deprecated"):
+        assert commands["bench"].parse_args(["--batch", "4", "8"]).batch_size == [4, 8]
+    with pytest.warns(FutureWarning, match="--init random is deprecated"):
+        assert commands["replace"].parse_args(["mnist-mlp", "--init", "random"]).init == "scratch"

@@ -9,7 +9,11 @@ The flag words, the same in every command:
 ``--out-dir DIR``   the folder of a run's outputs (logs, checkpoints, metrics, curves);
 ``--json PATH``     the results as JSON (``-`` writes them to standard output);
 ``--plot PATH``     a figure of the results (PNG, SVG or PDF by extension);
-``--no-progress``   no progress bar.
+``--no-progress``   no progress bar;
+``--batch-size N``  rows per batch (a list where a command sweeps them).
+
+A list is its values separated by spaces (``--sizes 256 1024``); a comma list (``256,1024``) reads
+the same (:func:`add_list`).
 """
 
 from __future__ import annotations
@@ -215,6 +219,35 @@ def write_output(path: Path | None, text: str, what: str = "results") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"wrote {what} to {path}", file=sys.stderr)
+
+
+class _Flatten(argparse.Action):
+    """Stores the items of every value (each a list, see :func:`list_items`) as one list."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, [item for value in values for item in value])
+
+
+def list_items(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
+    """An argparse ``type`` reading one command-line word as the comma-separated items it holds."""
+
+    def parse(text: str) -> list[Any]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
+        return [item(v) for v in values]
+
+    parse.__name__ = getattr(item, "__name__", "value")  # argparse names the type in its error messages
+    return parse
+
+
+def add_list(container: argparse._ActionsContainer, *flags: str, item: Callable[[str], Any] = str,
+             **kwargs: Any) -> None:
+    """A list flag, in the one list syntax of both command lines: values separated by spaces
+    (``--sizes 256 1024``), where a comma list (``--sizes 256,1024``) reads the same; each item is
+    read by ``item``."""
+    container.add_argument(*flags, nargs="+", type=list_items(item), action=_Flatten, **kwargs)
 
 
 def key_value(text: str) -> tuple[str, str]:

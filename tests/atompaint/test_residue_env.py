@@ -268,7 +268,7 @@ def test_train_and_evaluate_end_to_end(tmp_path, capsys):
         shutil.copy(DATA / name, structures / name)
     smoke = tmp_path / "smoke.yaml"
     smoke.write_text(yaml.safe_dump(_run_config(structures)))
-    assert main(["train", "residue-env", "--config", str(smoke), "--fast-dev-run", "--out-dir",
+    assert main(["train", "--config", str(smoke), "--fast-dev-run", "--out-dir",
                  str(tmp_path / "runs")]) == 0
     assert '"val/loss"' in capsys.readouterr().out and not (tmp_path / "runs").exists()
     config = _run_config(structures, max_epochs=1, limit_train_batches=2, limit_val_batches=2)

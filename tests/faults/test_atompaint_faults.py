@@ -270,13 +270,13 @@ def write_config(tmp_path: Path, structure_dir: str = "missing-structures") -> P
 def test_malformed_yaml_is_one_line_naming_file_and_line(atompaint: AtompaintCLI, tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\ntask: neighbor-loc\nencoder: {width: 2\n")
-    code, _, err = atompaint("train", "neighbor-loc", "--config", path, "--out-dir", tmp_path / "runs")
+    code, _, err = atompaint("train", "--config", path, "--out-dir", tmp_path / "runs")
     assert code == 2 and f"{path}:4:1: malformed YAML" in error_line(err)
 
 
 def test_an_unwritable_run_folder_fails_before_any_work(atompaint: AtompaintCLI, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
-    code, _, err = atompaint("train", "neighbor-loc", "--config", write_config(tmp_path),
+    code, _, err = atompaint("train", "--config", write_config(tmp_path),
                              "--out-dir", tmp_path / "a-file" / "runs")
     assert code == 2 and "run folder (--out-dir)" in error_line(err)  # not the missing structure folder
 
@@ -287,7 +287,7 @@ def test_a_gpu_accelerator_without_a_gpu_is_a_clear_error(atompaint: AtompaintCL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            code, _, err = atompaint("train", "neighbor-loc", "--config", write_config(tmp_path),
+            code, _, err = atompaint("train", "--config", write_config(tmp_path),
                                      "--accelerator", "gpu", "--out-dir", tmp_path / "runs")
     finally:
         logging.disable(logging.NOTSET)

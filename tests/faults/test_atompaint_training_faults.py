@@ -52,7 +52,7 @@ def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def train_argv(config_path: Path, out_dir: Path, *extra: object) -> list[object]:
-    return ["train", "neighbor-loc", "--config", config_path, "--out-dir", out_dir, *extra]
+    return ["train", "--config", config_path, "--out-dir", out_dir, *extra]
 
 
 @pytest.fixture(scope="module")

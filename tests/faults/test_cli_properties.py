@@ -105,10 +105,10 @@ APPROX_SLOTS = {"--n": COUNTS, "--steps": st.sampled_from(["0", "-1", "1", "nan"
                 "--plot": OUTPUTS, "--shuffle": st.sampled_from(["", "nope", "riffle,", "random"]),
                 "--optimizer": st.sampled_from(["trf", "adam", "cg", "nope"])}
 
-BENCH = ["bench", "--layers", "lowrank", "--sizes", "8", "--batch", "1", "--repeats", "1", "--large-repeats", "1",
+BENCH = ["bench", "--layers", "lowrank", "--sizes", "8", "--batch-size", "1", "--repeats", "1", "--large-repeats", "1",
          "--warmup", "0", "--no-collapse", "--collapse-repeats", "1", "--bandwidth-mb", "1", "--gemm-size", "8",
          "--no-backward", "--allocator", "system"]
-BENCH_SLOTS = {"--sizes": COUNTS, "--batch": COUNTS, "--depth": COUNTS, "--threads": COUNTS,
+BENCH_SLOTS = {"--sizes": COUNTS, "--batch-size": COUNTS, "--depth": COUNTS, "--threads": COUNTS,
                "--repeats": st.sampled_from(["0", "-1", "1", "nan"]), "--warmup": st.sampled_from(["-1", "0", "x"]),
                "--bandwidth-mb": st.sampled_from(["0", "-1", "1", "99999999999999999999"]),
                "--gemm-size": st.sampled_from(["0", "-1", "8", "99999999999999999999"]),

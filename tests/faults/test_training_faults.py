@@ -183,7 +183,8 @@ class Interrupt(L.Callback):
 def test_an_interrupt_saves_last_checkpoint_and_resume_finishes_the_run(mnist_dir: Path, tmp_path: Path,
                                                                         signum: int) -> None:
     def config(out: Path, **kwargs: object) -> TrainConfig:
-        return TrainConfig(task="mnist", model=ModelConfig("mnist-stack-linear", "acdc", 2), optim=OptimConfig(lr=1e-2),
+        return TrainConfig(task="mnist", model=ModelConfig("mnist-stack-linear", "acdc:depth=2"),
+                           optim=OptimConfig(lr=1e-2),
                            data=DataConfig(data_dir=mnist_dir, batch_size=16, val_size=16), out_dir=out,
                            trainer=TrainerConfig(max_epochs=2, limit_train_batches=3, progress_bar=False,
                                                  accelerator="cpu", devices=1), **kwargs)

@@ -290,7 +290,7 @@ def test_measured_cost_is_cached_and_drives_collapse() -> None:
 
 def test_bench_cli_writes_table_json_and_plot(tmp_path, capsys) -> None:
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
-    code = main(["bench", "--layers", "acdc", "stack", "--sizes", "8", "16", "--batch", "4", "--depth", "2",
+    code = main(["bench", "--layers", "acdc", "stack", "--sizes", "8", "16", "--batch-size", "4", "--depth", "2",
                  "--repeats", "2", "--large-repeats", "1", "--collapse-repeats", "2", "--warmup", "0",
                  "--bandwidth-mb", "4", "--gemm-size", "64", "--allocator", "system",
                  "--out", str(out), "--plot", str(plot)])

@@ -28,12 +28,12 @@ def cifar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 SANITY_RUNS = {
-    "mnist-stack-acdc32": ("mnist", ModelConfig("mnist-stack", "acdc", 32)),
-    "mnist-stack-linear-acdc12": ("mnist", ModelConfig("mnist-stack-linear", "acdc", 12)),
+    "mnist-stack-acdc32": ("mnist", ModelConfig("mnist-stack", "acdc:depth=32")),
+    "mnist-stack-linear-acdc12": ("mnist", ModelConfig("mnist-stack-linear", "acdc:depth=12")),
     "cifar-resnet18-dense": ("cifar10", ModelConfig("resnet18", model_options={"width": 16})),
-    "cifar-resnet18-shortcuts": ("cifar10", ModelConfig("resnet18", depth=12, replace="acdc", targets=["pointwise"],
-                                                        model_options={"width": 16})),
-    "cifar-resnet18-all": ("cifar10", ModelConfig("resnet18", depth=12, replace="acdc",
+    "cifar-resnet18-shortcuts": ("cifar10", ModelConfig("resnet18", "acdc:depth=12", replace=True,
+                                                        targets=["pointwise"], model_options={"width": 16})),
+    "cifar-resnet18-all": ("cifar10", ModelConfig("resnet18", "acdc:depth=12", replace=True,
                                                   targets=["pointwise", "separable"], skip_first=1,
                                                   model_options={"width": 16})),
 }
@@ -64,7 +64,7 @@ class StopAfterFirstEpoch(L.Callback):
 
 def tiny_config(mnist_dir: Path, out: Path, **kwargs) -> TrainConfig:
     return TrainConfig(
-        task="mnist", model=ModelConfig("mnist-stack-linear", "acdc", 2), optim=OptimConfig(lr=1e-2),
+        task="mnist", model=ModelConfig("mnist-stack-linear", "acdc:depth=2"), optim=OptimConfig(lr=1e-2),
         data=DataConfig(data_dir=mnist_dir, batch_size=16, val_size=16), out_dir=out,
         trainer=TrainerConfig(max_epochs=3, progress_bar=False, accelerator="cpu", devices=1), **kwargs,
     )

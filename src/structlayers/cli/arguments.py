@@ -7,9 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from structlayers.clikit import key_value
+from structlayers.clikit import add_list, key_value, warn_deprecated
 from structlayers.registry import parse_options
-from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, REPLACE_FIT, FitOptions
+from structlayers.surgery import DEFAULT_KINDS, INIT_ALIASES, INITS, REPLACE_FIT, FitOptions
 
 
 def add_layer_options(group: argparse._ActionsContainer) -> None:
@@ -31,20 +31,34 @@ def add_replace_arguments(group: argparse._ActionsContainer, replace_help: str) 
     """``--replace``, ``--targets``, ``--skip-first``, ``--skip-last`` and ``-o``: what
     :func:`structlayers.surgery.replace` swaps in, where, and with which layer options."""
     group.add_argument("--replace", metavar="LAYER", help=replace_help)
-    group.add_argument("--targets", nargs="+", default=list(DEFAULT_KINDS), metavar="TARGET",
-                       help="kinds (linear, pointwise, separable, all) and/or module-name globs such as "
-                            f"'layer3.*' (default: {' '.join(DEFAULT_KINDS)})")
+    add_list(group, "--targets", default=list(DEFAULT_KINDS), metavar="TARGET",
+             help="kinds (linear, pointwise, separable, all) and/or module-name globs such as "
+                  f"'layer3.*' (default: {' '.join(DEFAULT_KINDS)})")
     group.add_argument("--skip-first", type=int, default=0, help="keep the model's first N layers dense")
     group.add_argument("--skip-last", type=int, default=0, help="keep the model's last N layers dense")
     add_layer_options(group)
 
 
+class _InitWord(argparse.Action):
+    """Stores an ``--init`` word; a deprecated one (:data:`~structlayers.surgery.INIT_ALIASES`) warns
+    and is replaced by its word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values in INIT_ALIASES:
+            warn_deprecated(parser, f"{option_string} {values}", f"{option_string} {INIT_ALIASES[values]}")
+            values = INIT_ALIASES[values]
+        setattr(namespace, self.dest, values)
+
+
 def add_init_arguments(group: argparse._ActionsContainer) -> None:
-    """``--init random|project|fit`` (how replacements start) and ``--weights`` (trained weights to
-    load into the model before surgery)."""
-    group.add_argument("--init", choices=list(INIT_WORDS), default="random",
-                       help="replacements start from their own random initialisation, the closed-form projection "
-                            "of the replaced weights, or that projection fitted iteratively (default: random)")
+    """``--init scratch|project|fit`` (how replacements start, ``init_from`` of
+    :func:`structlayers.replace`; ``random`` is a deprecated alias of ``scratch``) and ``--weights``
+    (trained weights to load into the model before surgery)."""
+    group.add_argument("--init", choices=[*INITS, *INIT_ALIASES], default=INITS[0], action=_InitWord,
+                       metavar="{" + ",".join(INITS) + "}",
+                       help="replacements start from their own initialisation (scratch), the closed-form projection "
+                            f"of the replaced weights, or that projection fitted iteratively (default: {INITS[0]})")
     group.add_argument("--fit-steps", type=int, default=REPLACE_FIT.steps,
                        help=f"with --init fit: L-BFGS iterations per layer (default {REPLACE_FIT.steps})")
     group.add_argument("--weights", type=Path, metavar="PATH",
@@ -53,7 +67,7 @@ def add_init_arguments(group: argparse._ActionsContainer) -> None:
 
 def init_options(args: argparse.Namespace) -> dict[str, Any]:
     """``init_from`` and ``fit`` keyword arguments of :func:`structlayers.replace` from ``args``."""
-    return {"init_from": INIT_WORDS[args.init], "fit": FitOptions(steps=args.fit_steps)}
+    return {"init_from": args.init, "fit": FitOptions(steps=args.fit_steps)}
 
 
 def add_surgery_arguments(p: argparse.ArgumentParser, replace_help: str) -> None:

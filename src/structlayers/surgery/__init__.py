@@ -11,11 +11,12 @@ structured layer plugins, optionally fitted to the trained weights.
 from structlayers.surgery.fit import FitOptions, FitResult, fit_layer, fit_outputs
 from structlayers.surgery.replace import (
     DEFAULT_KINDS,
-    INIT_WORDS,
+    INIT_ALIASES,
     INITS,
     KINDS,
     REPLACE_FIT,
     UnsupportedModuleError,
+    check_init_from,
     classify,
     replace,
     separable_factors,
@@ -26,7 +27,7 @@ from structlayers.surgery.wrappers import PointwiseConv, SeparableConv
 __all__ = [
     "DEFAULT_KINDS",
     "INITS",
-    "INIT_WORDS",
+    "INIT_ALIASES",
     "KINDS",
     "REPLACE_FIT",
     "FitOptions",
@@ -37,6 +38,7 @@ __all__ = [
     "SeparableConv",
     "Skipped",
     "UnsupportedModuleError",
+    "check_init_from",
     "classify",
     "fit_layer",
     "fit_outputs",

@@ -131,9 +131,22 @@ def _describe(module: nn.Module) -> str:
     return type(module).__name__
 
 
+#: Where replacements start (``init_from``): the same words in the API, run configurations and command lines.
 INITS = ("scratch", "project", "fit")
-#: The words command lines and run configurations use for ``init_from`` (``random`` is ``scratch``).
-INIT_WORDS = {"random": "scratch", "project": "project", "fit": "fit"}
+#: Old words for them, accepted with a warning (``random`` was the command line's ``scratch``).
+INIT_ALIASES = {"random": "scratch"}
+
+
+def check_init_from(init_from: str) -> str:
+    """``init_from`` checked against :data:`INITS`; a deprecated word (:data:`INIT_ALIASES`) warns
+    and is replaced by its word."""
+    if init_from in INIT_ALIASES:
+        warnings.warn(f"init_from={init_from!r} is deprecated and will be removed in the next release; "
+                      f"use {INIT_ALIASES[init_from]!r}", DeprecationWarning, stacklevel=3)
+        init_from = INIT_ALIASES[init_from]
+    if init_from not in INITS:
+        raise ValueError(f"init_from must be one of {INITS}, got {init_from!r}")
+    return init_from
 
 
 @dataclass(frozen=True)
@@ -363,8 +376,7 @@ def replace(
     """
     layer, layer_options = resolve(layer, depth, **layer_options)
     get(layer)
-    if init_from not in INITS:
-        raise ValueError(f"init_from must be one of {INITS}, got {init_from!r}")
+    init_from = check_init_from(init_from)
     if on_unsupported not in ("warn", "error"):
         raise ValueError(f"on_unsupported must be 'warn' or 'error', got {on_unsupported!r}")
     for label, value in (("skip_first", skip_first), ("skip_last", skip_last)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ HELP = "Train a model (neighbor-loc, lba or residue-env) from a YAML config with
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = _HelpFormatter
     parser.add_argument("task", nargs="?", choices=list(TASKS),
-                        help="deprecated, the config names its task: if given, it must be the config's")
+                        help="deprecated (a warning), the config names its task: if given, it must be the "
+                             "config's (default: the config's task)")
     parser.add_argument("--config", required=True,
                         help="YAML training config (see experiments/neighbor_loc/, experiments/lba/ and "
                              "experiments/residue_env/)")
@@ -106,8 +109,13 @@ def run(args: argparse.Namespace) -> int:
     from structlayers.configs import replace_fields
 
     config = load_config(args.config)
-    if args.task is not None and config.task != args.task:
-        raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
+    if args.task is not None:
+        warnings.warn("atompaint train TASK --config FILE: the positional TASK is deprecated and will be removed in "
+                      "the next release; the config names its task", DeprecationWarning, stacklevel=2)
+        print(f"atompaint train: warning: the positional task {args.task!r} is deprecated; "
+              "the config names its task", file=sys.stderr)
+        if config.task != args.task:
+            raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
     config = replace_fields(config, overrides(args, config.task), "config")
     if not config.trainer.fast_dev_run:  # a smoke test writes nothing, anywhere
         check_output_dir(args.out_dir, "run folder (--out-dir)")

@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from structlayers.cli.arguments import add_layer_options, layer_options
-from structlayers.clikit import PLOT_SUFFIXES, add_json, add_no_progress, add_plot, check_output_path, write_output
+from structlayers.clikit import (
+    PLOT_SUFFIXES,
+    add_json,
+    add_list,
+    add_no_progress,
+    add_plot,
+    check_output_path,
+    write_output,
+)
 from structlayers.lab.approx import ApproxConfig, run_approx
 from structlayers.lab.approx.experiment import CHARGES, PROTOCOL_DEFAULTS, PROTOCOLS
 from structlayers.lab.approx.plot import plot_result
@@ -18,55 +26,58 @@ HELP = ("fit layers (or stacks of them) to target matrices, check convergence, a
         "random features and other structured families at equal parameters")
 
 
-def int_list(text: str, minimum: int = 1) -> tuple[int, ...]:
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def seed(text: str) -> int:
+    value = _int_at_least(text, 0)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"seeds must be below 2**63, got {text!r}")
+    return value
+
+
+def _int_at_least(text: str, minimum: int) -> int:
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
         raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
-    return values
+    return value
 
 
 #: The most seeds ``--seeds N`` may ask for.
 MAX_SEEDS = 10_000
 
 
-def seed_list(text: str) -> tuple[int, ...]:
-    """``3`` means seeds 0, 1, 2; ``0,5,9`` means exactly those."""
-    if "," in text:
-        seeds = int_list(text, minimum=0)
-        if max(seeds) >= 2**63:
-            raise argparse.ArgumentTypeError(f"seeds must be below 2**63, got {text!r}")
-        return seeds
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count or a comma list of seeds, got {text!r}") from None
-    if not 1 <= count <= MAX_SEEDS:
-        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_SEEDS} seeds, got {count}")
-    return tuple(range(count))
+def seed_list(values: list[int] | None) -> tuple[int, ...] | None:
+    """``--seeds 3`` means seeds 0, 1, 2; ``--seeds 0 5 9`` (or ``0,5,9``) means exactly those."""
+    if values is None or len(values) > 1:
+        return None if values is None else tuple(values)
+    if not 1 <= values[0] <= MAX_SEEDS:
+        raise ValueError(f"--seeds: expected 1 to {MAX_SEEDS} seeds, got {values[0]}")
+    return tuple(range(values[0]))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ApproxConfig()
     (n_default, seeds_default), (log_n, log_seeds) = PROTOCOL_DEFAULTS["frobenius"], PROTOCOL_DEFAULTS["research-log"]
-    p.add_argument("--layer", default=d.layer,
-                   help="layer(s) to fit, a comma list of registered names, each optionally with options "
-                        f"(name:key=value:...), e.g. acdc,afdf:cascade=complex,monarch (default {d.layer})")
+    add_list(p, "--layer", default=d.layer.split(","), metavar="LAYER",
+             help="layer(s) to fit, registered names, each optionally with options "
+                  f"(name:key=value:...), e.g. acdc afdf:cascade=complex monarch (default {d.layer})")
     p.add_argument("--n", type=int, default=None,
                    help=f"size of the generated square targets (default {n_default}; {log_n} for research-log)")
-    p.add_argument("--depth", type=int_list, default=d.depths,
-                   help="stack depth, or a list such as 1,2,4,8,16,32 (default: the layer itself)")
-    p.add_argument("--params-budget", type=int_list, default=d.budgets, metavar="P[,P...]",
+    add_list(p, "--depth", item=positive_int, default=list(d.depths), metavar="DEPTH",
+             help="stack depth, or a list such as 1 2 4 8 16 32 (default: the layer itself)")
+    add_list(p, "--params-budget", item=positive_int, default=list(d.budgets), metavar="P",
                    help="instead of --depth: for every layer family, the configuration (depth, blocks, rank) with "
                         "the most parameters within each budget")
-    p.add_argument("--shuffle", default=d.shuffle,
-                   help=f"shuffle(s) between stacked factors, a comma list of riffle, random, none "
-                        f"(default {d.shuffle})")
-    p.add_argument("--seeds", type=seed_list, default=None,
-                   help=f"number of seeds, or a comma list (default {len(seeds_default)}; {len(log_seeds)} for "
-                        "research-log)")
+    add_list(p, "--shuffle", default=d.shuffle.split(","), metavar="SHUFFLE",
+             help=f"shuffle(s) between stacked factors: riffle, random, none (default {d.shuffle})")
+    add_list(p, "--seeds", item=seed, default=None, metavar="SEED",
+             help=f"number of seeds, or the seeds themselves (two or more) (default {len(seeds_default)}; "
+                  f"{len(log_seeds)} for research-log)")
     p.add_argument("--target", default=d.target,
                    help=f"{'|'.join(GENERATED)}, or a .pt file (a 2-D tensor or a dict with 'weight'), "
                         f"or file.pt:name for one entry of a dict (default {d.target})")
@@ -108,15 +119,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.json, "--json")
     check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
-    if args.params_budget and args.depth != ApproxConfig().depths:
+    depths, layer = tuple(args.depth), ",".join(args.layer)
+    if args.params_budget and depths != ApproxConfig().depths:
         raise ValueError("give either --depth or --params-budget, not both")
     # -o applies to every family fitted; recorded typed as the first family (at the last depth) reads it.
-    first = ApproxConfig(layer=args.layer).specs[0].name
-    options = layer_options(first, args, None if args.params_budget else args.depth[-1])
+    first = ApproxConfig(layer=layer).specs[0].name
+    options = layer_options(first, args, None if args.params_budget else depths[-1])
     config = ApproxConfig(
-        layer=args.layer, n=args.n, depths=args.depth, shuffle=args.shuffle, seeds=args.seeds, target=args.target,
-        protocol=args.protocol, budgets=args.params_budget, optimizer=args.optimizer, steps=args.steps, lr=args.lr,
-        ftol=args.ftol, gtol=args.gtol, patience=args.patience, layer_options=options,
+        layer=layer, n=args.n, depths=depths, shuffle=",".join(args.shuffle), seeds=seed_list(args.seeds),
+        target=args.target, protocol=args.protocol, budgets=tuple(args.params_budget), optimizer=args.optimizer,
+        steps=args.steps, lr=args.lr, ftol=args.ftol, gtol=args.gtol, patience=args.patience, layer_options=options,
         timing=not args.no_timing, threads=args.threads, project_start=not args.no_project_start,
         charge=args.charge, legacy_objective=args.legacy_objective,
     )

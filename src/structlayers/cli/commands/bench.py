@@ -7,7 +7,16 @@ import sys
 
 import torch
 
-from structlayers.clikit import PLOT_SUFFIXES, add_json, add_no_progress, add_plot, check_output_path, write_output
+from structlayers.clikit import (
+    PLOT_SUFFIXES,
+    add_deprecated,
+    add_json,
+    add_list,
+    add_no_progress,
+    add_plot,
+    check_output_path,
+    write_output,
+)
 from structlayers.lab.bench.harness import ALLOCATORS, BenchConfig, run_bench
 
 NAME = "bench"
@@ -16,9 +25,10 @@ HELP = "Time forward and forward+backward of the layers against nn.Linear of the
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = BenchConfig()
-    parser.add_argument("--layers", nargs="+", default=list(d.layers), help="registered layer names")
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(d.sizes), help="square sizes N")
-    parser.add_argument("--batch", nargs="+", type=int, default=list(d.batches), help="batch sizes (rows)")
+    add_list(parser, "--layers", default=list(d.layers), metavar="LAYER", help="registered layer names")
+    add_list(parser, "--sizes", item=int, default=list(d.sizes), metavar="N", help="square sizes N")
+    add_list(parser, "--batch-size", item=int, default=list(d.batches), metavar="N", help="batch sizes (rows)")
+    add_deprecated(parser, "--batch", "--batch-size", "batch_size", nargs="+", type=int)
     parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:K")
     parser.add_argument("--dtype", default=d.dtype, choices=("float32", "float64"),
                         help="parameter and input dtype of every timed layer")
@@ -67,14 +77,14 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.json, "--json")
     check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
     counts = (args.repeats, args.large_repeats, args.collapse_repeats, args.bandwidth_mb, args.gemm_size)
-    if min(args.sizes) < 1 or min(args.batch) < 1 or min(counts) < 1:
+    if min(args.sizes) < 1 or min(args.batch_size) < 1 or min(counts) < 1:
         raise ValueError("sizes, batch sizes and repeats must be positive")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     config = BenchConfig(
-        layers=tuple(args.layers), sizes=tuple(args.sizes), batches=tuple(args.batch), device=args.device,
+        layers=tuple(args.layers), sizes=tuple(args.sizes), batches=tuple(args.batch_size), device=args.device,
         dtype=args.dtype, depth=args.depth, backend=args.backend, repeats=args.repeats,
         large_repeats=args.large_repeats, warmup=args.warmup, backward=not args.no_backward,
         collapse=not args.no_collapse, collapse_repeats=args.collapse_repeats, allocator=args.allocator,

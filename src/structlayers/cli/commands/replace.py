@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.model, **parse_model_options(args.model, dict(args.model_option)))
     if args.weights:
         load_weights(model, args.weights)
-    elif args.init != "random":
+    elif args.init != "scratch":
         print(f"structlayers replace: warning: --init {args.init} without --weights {args.init}s the replacements "
               f"from {args.model}'s random initialisation: there are no trained weights", file=sys.stderr)
     model.eval()

@@ -13,6 +13,7 @@ from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
 from structlayers.lab.models import MODELS, get_spec, model_name, parse_model_options
 from structlayers.lab.training.run import DEFAULT_MODELS, ModelConfig, TrainConfig, run_training
 from structlayers.lightning import OptimConfig, TrainerConfig
+from structlayers.registry import LayerSpec
 
 NAME = "train"
 HELP = "train a built-in model (optionally with layers replaced) on MNIST or CIFAR-10 with Lightning"
@@ -25,10 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", type=model_name, help=f"built-in model ({', '.join(sorted(MODELS))}), timm:<name> or "
                                                     f"torchvision:<name> (default: {DEFAULT_MODELS})")
     add_model_options(g)
-    add_config_arguments(g, ModelConfig, only=("layer", "depth"), dest_prefix="model.", help={
-        "layer": "factor of the structured MNIST models' stack",
-        "depth": "stack depth (MNIST stack models; with --replace, a stack of DEPTH factors)",
-    })
+    g.add_argument("--layer", dest="model.layer", default=ModelConfig().layer.name,
+                   help="factor of the structured MNIST models' stack")
+    g.add_argument("--depth", dest="model.depth", type=int,
+                   help="stack depth (MNIST stack models; with --replace, a stack of DEPTH factors; "
+                        "default: the model's)")
     add_replace_arguments(g, "replace the --targets of a dense model by this layer")
     add_init_arguments(g)
     g = p.add_argument_group("optimisation")
@@ -71,14 +73,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"-o sets options of a structured layer: give --replace LAYER, or a structured --model "
                          f"({', '.join(n for n, s in MODELS.items() if s.structured)})")
     # Options of a structured model's layer are typed for the stack it builds (its default depth if none is given).
-    option_depth = depth if args.replace or depth is not None else (
-        inspect.signature(spec.builder).parameters["depth"].default if spec.structured else None)
+    if args.option and depth is None and spec.structured and not args.replace:
+        depth = inspect.signature(spec.builder).parameters["depth"].default
     config = TrainConfig(
         task=args.task,
         model=ModelConfig(
-            name=name, layer=getattr(args, "model.layer"), depth=depth, replace=args.replace,
-            targets=args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
-            layer_options=layer_options(layer, args, option_depth),
+            name=name, layer=LayerSpec(layer, depth, layer_options(layer, args, depth)),
+            replace=bool(args.replace), targets=args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
             model_options=parse_model_options(name, dict(args.model_option)),
             weights=str(args.weights) if args.weights else None, init=args.init, fit_steps=args.fit_steps,
         ),

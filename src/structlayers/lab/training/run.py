@@ -36,7 +36,7 @@ from torch import nn
 
 from structlayers.accounting import count
 from structlayers.collapse import collapse
-from structlayers.configs import to_dict
+from structlayers.configs import coerce, flat_keys, to_dict
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig, ImageDataModule
 from structlayers.lab.models import build_model, get_spec, load_weights
 from structlayers.lab.training.module import ClassifierModule
@@ -44,7 +44,8 @@ from structlayers.lightning import OptimConfig, ResumePolicy, RunDirectory, RunP
 from structlayers.lightning.callbacks import RunCheckpoints, build_trainer, fit_run
 from structlayers.lightning.checkpoints import check_state_dict, load_checkpoint
 from structlayers.lightning.curves import plot_curves, run_csv_files, run_title
-from structlayers.surgery import DEFAULT_KINDS, INIT_WORDS, REPLACE_FIT, FitOptions, ReplaceReport, replace
+from structlayers.registry import LayerSpec
+from structlayers.surgery import DEFAULT_KINDS, REPLACE_FIT, FitOptions, ReplaceReport, check_init_from, replace
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
 
@@ -67,27 +68,32 @@ RUN_OUTPUTS = ("csv", "tensorboard", "metrics.json", "curves.png", "replace.txt"
 class ModelConfig:
     """Which network to train: a built-in model, its structured layer, and optional surgery.
 
-    For models built from plugins (``mnist-stack``...), ``layer`` / ``depth`` / ``layer_options`` are the stack's
-    factor and depth.  For dense models, ``replace`` swaps the ``targets`` for that layer (a stack
-    of ``depth`` factors when ``depth`` is given), keeping ``skip_first`` / ``skip_last`` dense.
+    ``layer`` is a :class:`~structlayers.LayerSpec` (or its text form, ``"acdc:depth=12"``), written
+    flat in a configuration file as ``layer`` / ``depth`` / ``layer_options``.  For models built from
+    plugins (``mnist-stack``...) it is the stack's factor and depth.  For dense models, ``replace``
+    swaps the ``targets`` for that layer, keeping ``skip_first`` / ``skip_last`` dense.
     """
 
     name: str = "mnist-stack"
-    layer: str = "acdc"
-    depth: int | None = None
-    replace: str | None = None
+    layer: LayerSpec = field(default_factory=lambda: LayerSpec("acdc"),
+                             metadata=flat_keys(layer="name", depth="depth", layer_options="options"))
+    replace: bool = False
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))
     skip_first: int = 0
     skip_last: int = 0
-    layer_options: dict[str, Any] = field(default_factory=dict)
     #: Keyword arguments of the model's constructor, e.g. ``{"width": 16}`` for a narrower ResNet18.
     model_options: dict[str, Any] = field(default_factory=dict)
     #: Trained weights (a state_dict or a ``structlayers train`` checkpoint) loaded before surgery.
     weights: str | None = None
-    #: How replacements start: ``random`` (their own initialisation), ``project`` (closed form from the
-    #: loaded weights) or ``fit`` (projected, then fitted iteratively with ``fit_steps`` L-BFGS steps).
-    init: str = "random"
+    #: How replacements start (``init_from`` of :func:`structlayers.replace`): ``scratch`` (their own
+    #: initialisation; ``random`` is a deprecated alias), ``project`` (closed form from the loaded
+    #: weights) or ``fit`` (projected, then fitted iteratively with ``fit_steps`` L-BFGS steps).
+    init: str = "scratch"
     fit_steps: int = REPLACE_FIT.steps
+
+    def __post_init__(self) -> None:
+        self.layer = coerce(self.layer, LayerSpec, "model.layer")
+        self.init = check_init_from(self.init)
 
 
 @dataclass
@@ -118,21 +124,21 @@ class TrainConfig:
             return Path(self.out_dir)
         m = self.model
         parts = [m.name.replace(":", "-"), *(f"{k}{v}" for k, v in sorted(m.model_options.items()))]
+        layer = f"{m.layer.name}{m.layer.depth or ''}"
         if get_spec(m.name).structured:
-            parts.append(f"{m.layer}{m.depth or ''}")
+            parts.append(layer)
         if m.replace:
-            parts.append(f"{m.replace}{m.depth or ''}-{'+'.join(m.targets)}")
+            parts.append(f"{layer}-{'+'.join(m.targets)}")
         return Path("runs") / self.task / "-".join(parts)
 
     def title(self) -> str:
         """The run named in its figures, e.g.
         ``"cifar10 all-acdc12: resnet18, acdc x12 in pointwise+separable (seed 0)"``."""
         m = self.model
-        depth = f" x{m.depth}" if m.depth else ""
         if get_spec(m.name).structured:
-            layers = f"{m.layer}{depth}"
+            layers = m.layer.label
         elif m.replace:
-            layers = f"{m.replace}{depth} in {'+'.join(m.targets)}"
+            layers = f"{m.layer.label} in {'+'.join(m.targets)}"
         else:
             layers = "dense"
         return run_title(self.task, f"{self.run_dir().name}: {m.name}, {layers}", self.seed)
@@ -161,8 +167,6 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
     (``timm:...``, ``torchvision:...``) gets the task's number of classes (and, for timm, its input
     channels) unless its options say otherwise."""
     spec = get_spec(config.name)
-    if config.init not in INIT_WORDS:
-        raise ValueError(f"init must be one of {sorted(INIT_WORDS)}, got {config.init!r}")
     if not spec.zoo and spec.dataset != task:
         raise ValueError(f"model {config.name!r} is built for {spec.dataset}, not {task}")
     shape, classes = TASK_INPUTS[task]
@@ -171,9 +175,9 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
         defaults = {"num_classes": classes, **({"in_chans": shape[0]} if config.name.startswith("timm:") else {})}
         model = build_model(config.name, **{**defaults, **config.model_options})
     elif spec.structured:
-        kwargs = {"factor": config.layer, **config.layer_options, **config.model_options}
-        if config.depth is not None:
-            kwargs["depth"] = config.depth
+        kwargs = {"factor": config.layer.name, **config.layer.options, **config.model_options}
+        if config.layer.depth is not None:
+            kwargs["depth"] = config.layer.depth
         model = build_model(config.name, **kwargs)
     else:
         model = build_model(config.name, **config.model_options)
@@ -181,9 +185,9 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
         load_weights(model, config.weights)
     if not config.replace:
         return model, None
-    return replace(model, config.replace, config.targets, skip_first=config.skip_first, skip_last=config.skip_last,
-                   example_input=example, inplace=True, depth=config.depth, init_from=INIT_WORDS[config.init],
-                   fit=FitOptions(steps=config.fit_steps), **config.layer_options)
+    return replace(model, config.layer.name, config.targets, skip_first=config.skip_first,
+                   skip_last=config.skip_last, example_input=example, inplace=True, depth=config.layer.depth,
+                   init_from=config.init, fit=FitOptions(steps=config.fit_steps), **config.layer.options)
 
 
 def plan_run(config: TrainConfig) -> RunPlan | None:
