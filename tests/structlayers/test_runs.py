@@ -1,5 +1,6 @@
 """structlayers.lightning: checkpoints chosen by recorded progress, atomic writes, run folders and their
-configuration checks, optimiser states rewritten for new settings, and up-front memory checks."""
+configuration checks, last.ckpt whenever training stops (and only then), optimiser states rewritten
+for new settings, and up-front memory checks."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pickle
 import tempfile
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils.data import DataLoader, TensorDataset
 
 from structlayers.lightning import (
     CheckpointError,
@@ -22,6 +25,7 @@ from structlayers.lightning import (
     newest_checkpoint,
     retarget_optimizer,
 )
+from structlayers.lightning.callbacks import RunCheckpoints, build_trainer, fit_run
 from structlayers.lightning.checkpoints import RUN_KEY, atomic_save, check_state_dict, checkpoint_info
 from structlayers.lightning.directory import ABSENT, ConfigChange, diff_configs
 from structlayers.lightning.resume import OPTIM_KEY, optim_record
@@ -139,10 +143,48 @@ def test_run_directory_plans_without_writing_and_records_sessions(tmp_path: Path
 
 
 def test_run_checkpoints_pickles_for_spawned_processes(tmp_path: Path) -> None:
-    from structlayers.lightning.callbacks import RunCheckpoints
-
     keeper = pickle.loads(pickle.dumps(RunCheckpoints(RunDirectory(tmp_path))))
     assert type(keeper) is RunCheckpoints and keeper.last_path == tmp_path / "checkpoints" / "last.ckpt"
+
+
+class Tiny(L.LightningModule):
+    """Three steps an epoch; raises in step ``crash_at`` (a global step), if given."""
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        super().__init__()
+        self.layer, self.crash_at = torch.nn.Linear(2, 1), crash_at
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.global_step == self.crash_at:
+            raise RuntimeError("a failing step")
+        return self.layer(batch[0]).square().mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.randn(6, 2)), batch_size=2)
+
+
+def tiny_run(tmp_path: Path, module: Tiny, **trainer: object) -> RunCheckpoints:
+    keeper = RunCheckpoints(RunDirectory(tmp_path), graceful_interrupt=False)
+    fit_run(build_trainer(accelerator="cpu", devices=1, callbacks=[keeper], logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, default_root_dir=tmp_path, **trainer), module, keeper)
+    return keeper
+
+
+def test_last_checkpoint_when_training_stops_mid_epoch(tmp_path: Path) -> None:
+    keeper = tiny_run(tmp_path, Tiny(), max_steps=4)
+    assert checkpoint_info(keeper.last_path).global_step == 4
+    assert sorted(p.name for p in keeper.last_path.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_a_failing_step_leaves_the_last_good_checkpoint(tmp_path: Path) -> None:
+    """Unlike ModelCheckpoint(save_on_exception=True), only SIGTERM saves on an exception."""
+    with pytest.raises(RuntimeError, match="a failing step"):
+        tiny_run(tmp_path, Tiny(crash_at=4), max_epochs=3)
+    assert checkpoint_info(tmp_path / "checkpoints" / "last.ckpt").global_step == 3, "the end of epoch 0"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
 def optimizer_checkpoint(optim: OptimConfig, total: int, steps: int) -> tuple[dict, torch.nn.Parameter]:
