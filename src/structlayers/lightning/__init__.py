@@ -11,10 +11,10 @@ shares (the lab's sanity runs, atompaint's tasks).
 - the Lightning callback, checkpoint I/O and trainer that tie them together
   (:mod:`structlayers.lightning.callbacks`).
 
-Only :mod:`~structlayers.lightning.callbacks` imports Lightning, and this package does not import
-it: configurations and checkpoints load without Lightning (atompaint reads its YAML configs, and
+Only :mod:`~structlayers.lightning.callbacks` imports Lightning, and nothing here imports that
+module: configurations and checkpoints load without Lightning (atompaint reads its YAML configs, and
 commands read weights, without paying for it).  Plotting imports matplotlib only when called.
-``import structlayers`` never loads this package."""
+The library never imports this package (``tests/test_architecture.py``)."""
 
 from structlayers.lightning.checkpoints import CheckpointError, CheckpointInfo, checkpoint_info, newest_checkpoint
 from structlayers.lightning.curves import plot_curves, read_epoch_metrics, run_csv_files, run_title
