@@ -327,9 +327,13 @@ def add_config_arguments(
                 kwargs["type"] = parse
             kwargs.update(extra)
             shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-            kwargs["help"] = f"{text} (default: {shown})"
+            kwargs["help"] = text if "default" in text.lower() else f"{text} (default: {_unset(shown)})"
             kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper() if "choices" not in extra else None
         container.add_argument(flag, **kwargs)
+
+
+def _unset(value: Any) -> Any:
+    return "unset" if value is None else value
 
 
 def overrides_from_args(cls: type, args: argparse.Namespace, dest_prefix: str, key_prefix: str = "") -> dict[str, Any]:

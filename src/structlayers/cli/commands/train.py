@@ -23,18 +23,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p.add_argument("task", choices=sorted(DATAMODULES), help="dataset")
     g = p.add_argument_group("model")
+    defaults = ", ".join(f"{model} for {task}" for task, model in DEFAULT_MODELS.items())
     g.add_argument("--model", type=model_name, help=f"built-in model ({', '.join(sorted(MODELS))}), timm:<name> or "
-                                                    f"torchvision:<name> (default: {DEFAULT_MODELS})")
+                                                    f"torchvision:<name> (default: {defaults})")
     add_model_options(g)
-    g.add_argument("--layer", dest="model.layer", default=ModelConfig().layer.name,
+    g.add_argument("--layer", dest="model.layer", default=ModelConfig().layer.name, metavar="LAYER",
                    help="factor of the structured MNIST models' stack")
-    g.add_argument("--depth", dest="model.depth", type=int,
+    g.add_argument("--depth", dest="model.depth", type=int, metavar="N",
                    help="stack depth (MNIST stack models; with --replace, a stack of DEPTH factors; "
                         "default: the model's)")
     add_replace_arguments(g, "replace the --targets of a dense model by this layer")
     add_init_arguments(g)
     g = p.add_argument_group("optimisation")
     add_config_arguments(g, OptimConfig, dest_prefix="optim.", help={
+        "optimizer": "optimiser", "lr": "learning rate", "weight_decay": "weight decay (L2 / AdamW decoupled)",
         "momentum": "SGD momentum (Nesterov)", "schedule": "learning-rate schedule",
         "plateau_factor": "learning-rate factor of the plateau schedule",
         "plateau_patience": "epochs without improvement before the plateau schedule lowers the rate",
@@ -44,11 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(g, DataConfig, skip=("seed",), dest_prefix="data.", help={
         "data_dir": "MNIST IDX files / CIFAR-10 python batches or npz (default: $STRUCTLAYERS_DATA, else the "
                     "packaged MNIST test split; CIFAR-10 needs one of them)",
-        "eval_batch_size": "validation batch size",
+        "batch_size": "training batch size", "eval_batch_size": "validation batch size",
+        "num_workers": "data-loading worker processes (0: in the main process)",
         "augment": "random shifts (MNIST) / crops and flips (CIFAR-10) during training",
         "val_size": "images held out for validation when only the MNIST test split is available",
         "split_seed": "seed of that held-out split",
-        "max_shift": "largest random shift in pixels (None: 2 for MNIST, 4 for CIFAR-10)",
+        "max_shift": "largest random shift in pixels (default: 2 for MNIST, 4 for CIFAR-10)",
     })
     g = p.add_argument_group("outputs")
     add_out_dir(g, "run folder (default runs/<task>/<model>...)")
@@ -57,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(g, TrainerConfig, dest_prefix="trainer.",
                          flags={"max_epochs": "--epochs", "progress_bar": "--progress"},
                          help={"max_epochs": "epochs", "max_time": "wall-clock limit DD:HH:MM:SS",
+                               "accelerator": "cpu, gpu or auto", "num_nodes": "machines (DDP)",
+                               "precision": "Lightning precision, e.g. 32-true or bf16-mixed (default: unset, Lightning's)",
+                               "limit_val_batches": "fraction (<= 1.0) or number of validation batches",
+                               "log_every_n_steps": "steps between logged training metrics",
+                               "gradient_clip_val": "clip gradients to this norm",
                                "devices": "device count, ids such as 0,1, or auto",
                                "strategy": "Lightning strategy, e.g. ddp, ddp_spawn, fsdp",
                                "fast_dev_run": "run N batches of train and val only (0: off)",
