@@ -1,5 +1,5 @@
 """Accuracy right after surgery, before any training: a trained MNIST MLP (784 -> 64 -> 10) has both
-Linear layers replaced by structured ones initialised three ways (random, closed-form projection,
+Linear layers replaced by structured ones initialised three ways (scratch, closed-form projection,
 projection + L-BFGS fit), each run by ``structlayers replace ... --evaluate mnist``.
 
     structlayers train mnist --model mnist-mlp --epochs 8 --no-progress --out-dir runs/init/mnist-mlp
@@ -29,7 +29,7 @@ LAYERS = [
     ("acdc x4", ["--replace", "acdc", "--depth", "4"]),
     ("afdf x4", ["--replace", "afdf", "--depth", "4"]),
 ]
-INITS = ["random", "project", "fit"]
+INITS = ["scratch", "project", "fit"]
 
 
 def run(weights: str, fit_steps: int) -> list[dict]:
@@ -53,12 +53,12 @@ def run(weights: str, fit_steps: int) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """The README table: accuracy after surgery and the layers' weight errors, per layer and init."""
-    lines = ["| layer | params (fc1+fc2) | random | project | fit | weight error fc1 (project / fit) |",
+    lines = ["| layer | params (fc1+fc2) | scratch | project | fit | weight error fc1 (project / fit) |",
              "|---|---|---|---|---|---|"]
     by = {(r["label"], r["init"]): r for r in rows}
     for label, _ in LAYERS:
         cells = [f"{100 * by[(label, i)]['accuracy_after']:.1f}%" for i in INITS]
-        params = by[(label, "random")]["report"]["total_params_after"]
+        params = by[(label, "scratch")]["report"]["total_params_after"]
         errors = [by[(label, i)]["report"]["replaced"][0]["fit_error"] for i in ("project", "fit")]
         lines.append(f"| {label} | {params:,} | {' | '.join(cells)} | {errors[0]:.3f} / {errors[1]:.3f} |")
     return "\n".join(lines)
