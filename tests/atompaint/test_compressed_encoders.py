@@ -98,6 +98,25 @@ def test_first_hermite_values_and_gradients():
     torch.testing.assert_close(grad, grad_expected)
 
 
+@pytest.mark.parametrize("function", ["hermite", "elu", "leaky_hardshrink"])
+def test_fused_fourier_activation_equals_autograd(function, monkeypatch):
+    """The training path of the Fourier activation (voxel blocks, ``f'`` saved) gives the outputs and
+    input gradients of :func:`fourier_pointwise` under autograd, with a last block shorter than the others."""
+    from atompaint.encoders import layers
+
+    monkeypatch.setattr(layers, "FOURIER_BLOCK", 10)
+    activation = layers.FourierActivation(2, 1, 1, function)
+    torch.manual_seed(0)
+    x = (2 * torch.randn(3, activation.in_type.size, 3, 3, 3)).requires_grad_()
+    g = torch.randn(3, activation.out_type.size, 3, 3, 3)
+    fused = activation(enn.GeometricTensor(x, activation.in_type)).tensor
+    (grad,) = torch.autograd.grad(fused, x, g)
+    plain = layers.fourier_pointwise(x, activation.A, activation.Ainv, activation._function, 2)
+    (grad_plain,) = torch.autograd.grad(plain, x, g)
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(grad, grad_plain)
+
+
 @pytest.mark.parametrize("kind", ["spectral", "gated"])
 def test_fused_batch_norm_equals_escnns(kind):
     """Outputs, running statistics and gradients (input, weight, bias) of the fused batch norm equal
