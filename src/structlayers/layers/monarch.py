@@ -18,8 +18,68 @@ from structlayers.layers.projection import (
     truncated_factors,
 )
 from structlayers.registry import register
+from structlayers.transforms.dct import needs_graph
 
 INITS = ("uniform", "project")
+
+
+def _blocks_out(left: Tensor, g: Tensor, bias: Tensor | None) -> Tensor:
+    """``y[j] = g[j] L[j]`` (+ bias) as ``(rows, t b + j)``.  The output permutation ``P`` as two cheap
+    copies: whole ``t`` rows to ``(rows, j, t)``, then one ``b x s`` tile transpose per row, which
+    also adds the bias (a single ``(j, rows, t) -> (rows, t, j)`` copy strides across the batch and
+    is several times slower)."""
+    b, s, rows = left.shape[0], left.shape[2], g.shape[1]
+    tiles = torch.bmm(g, left).transpose(0, 1).contiguous().transpose(1, 2)      # (rows, t, j)
+    out = torch.empty(rows, s, b, dtype=g.dtype, device=g.device)
+    if bias is None:
+        out.copy_(tiles)
+    else:
+        torch.add(tiles, bias.view(s, b), out=out)
+    return out.view(rows, s * b)
+
+
+def _monarch_forward(x: Tensor, right: Tensor, left: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(x M^T + bias, g)`` for ``x (rows, b p)`` and a bias of ``s b`` entries.  Every bmm operand
+    has a unit stride (BLAS needs one, else torch copies or loops matrix by matrix).
+    ``h[i] = R[i]^T x[i]^T`` is stored ``(i, (j, rho), rows)``, so the middle permutation ``P^T`` is
+    a free view for rank 1: ``g[j] = (rows, (i, rho))``."""
+    b, p, r = right.shape[0], right.shape[1], right.shape[2] // right.shape[0]
+    rows = x.shape[0]
+    xb = x.reshape(rows, b, p).transpose(0, 1)                                    # (i, rows, u)
+    h = torch.bmm(right.transpose(1, 2), xb.transpose(1, 2))                      # (i, (j, rho), rows)
+    g = h.view(b, b, r, rows).permute(1, 3, 0, 2).reshape(b, rows, b * r)        # (j, rows, (i, rho))
+    return _blocks_out(left, g, bias), g
+
+
+class _MonarchMultiply(torch.autograd.Function):
+    """``x M^T + bias`` (padded sizes) with a backward in the forward's layout: four bmms, two
+    per-row tile transposes (grad-out in, grad-in out), nothing transposed across the batch."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, right: Tensor, left: Tensor, bias: Tensor | None
+    ) -> Tensor:
+        y, g = _monarch_forward(x, right, left, bias)
+        ctx.save_for_backward(x, right, left, g)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, right, left, g = ctx.saved_tensors
+        b, p, br = right.shape
+        rows, s, r = x.shape[0], left.shape[2], br // b
+        dy = grad.reshape(rows, s, b).transpose(1, 2).contiguous().transpose(0, 1)  # (j, rows, t)
+        d_left = torch.bmm(g.transpose(1, 2), dy) if ctx.needs_input_grad[2] else None
+        d_bias = grad.sum(0) if ctx.needs_input_grad[3] else None
+        d_x = d_right = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            dg = torch.bmm(left, dy.transpose(1, 2))                                # (j, (i, rho), rows)
+            dh = dg.view(b, b, r, rows).permute(1, 3, 0, 2).reshape(b, rows, b * r)  # (i, rows, (j, rho))
+            if ctx.needs_input_grad[1]:
+                d_right = torch.bmm(x.reshape(rows, b, p).permute(1, 2, 0), dh)     # (i, u, (j, rho))
+            if ctx.needs_input_grad[0]:
+                d_x = torch.bmm(dh, right.transpose(1, 2)).transpose(0, 1).reshape(rows, b * p)  # (i, rows, u)
+        return d_x, d_right, d_left, d_bias
 
 
 @register("monarch")
@@ -71,15 +131,17 @@ class Monarch(StructuredLinear):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        b, r = self.nblocks, self.rank
-        batch = x.shape[:-1]
-        z = F.pad(x, (0, b * self.in_block - self.in_features)).reshape(-1, b, self.in_block).transpose(0, 1)
-        h = torch.bmm(z, self.R)                                      # (b_i, rows, b_j * r)
-        rows = h.shape[1]
-        h = h.view(b, rows, b, r).permute(2, 1, 0, 3).reshape(b, rows, b * r)  # P: (i, j, rho) -> (j, i, rho)
-        y = torch.bmm(h, self.L).permute(1, 2, 0).reshape(*batch, self.out_block * b)   # P: (j, t) -> (t, j)
-        y = y[..., : self.out_features] if y.shape[-1] != self.out_features else y
-        return y + self.bias if self.bias is not None else y
+        width, height = self.nblocks * self.in_block, self.nblocks * self.out_block
+        z = (F.pad(x, (0, width - self.in_features)) if width != self.in_features else x).reshape(-1, width)
+        bias = self.bias
+        if bias is not None and height != self.out_features:
+            bias = F.pad(bias, (0, height - self.out_features))
+        if needs_graph(z, self.R, self.L, bias):
+            y = _MonarchMultiply.apply(z, self.R, self.L, bias)
+        else:
+            y = _monarch_forward(z, self.R, self.L, bias)[0]
+        y = y.view(*x.shape[:-1], height)
+        return y[..., : self.out_features] if height != self.out_features else y
 
     def padded_dense(self) -> Tensor:
         """``M`` on the padded sizes, ``(s b, b p)``, in float64 (one einsum, no bmm)."""
