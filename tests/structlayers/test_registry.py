@@ -108,3 +108,47 @@ def test_layer_spec_text_mapping_and_build() -> None:
         structlayers.LayerSpec.parse("acdc:sigma")
     with pytest.raises(ConfigError, match="rank"):
         coerce("lowrank:rank=two", structlayers.LayerSpec, "head.layer")
+
+
+def test_every_plugin_speaks_the_one_init_vocabulary() -> None:
+    from structlayers.layers.init import INIT_WORDS
+
+    for name in registry.available():
+        defaults = {o.name: o.default for o in registry.options(name)}
+        if "init" in defaults and defaults["init"] is not None:
+            assert defaults["init"] in INIT_WORDS, name
+    for name in ("monarch", "kronecker", "circulant", "toeplitz"):
+        with pytest.warns(DeprecationWarning, match="init='uniform' is deprecated.*use init='linear'"):
+            structlayers.create(name, 8, 8, init="uniform")
+        with pytest.raises(ValueError, match="unknown init"):
+            structlayers.create(name, 8, 8, init="normal")
+    with pytest.warns(DeprecationWarning):
+        assert structlayers.create("monarch", 8, 8, init="uniform").init == "linear"
+    uniform = structlayers.create("acdc", 64, 64, init="uniform")
+    assert uniform.A.min() >= -1 and uniform.A.max() <= 1
+
+
+def test_replacements_start_from_the_same_words_in_the_api_and_configs() -> None:
+    from structlayers.lab.training import ModelConfig
+    from structlayers.surgery import INITS, check_init_from
+
+    assert ModelConfig().init == INITS[0] == "scratch"
+    with pytest.warns(DeprecationWarning, match="'random' is deprecated"):
+        assert check_init_from("random") == "scratch"
+    with pytest.warns(DeprecationWarning):
+        assert ModelConfig(init="random").init == "scratch"
+    with pytest.raises(ValueError, match="init_from must be one of"):
+        check_init_from("zeros")
+
+
+def test_lab_model_config_holds_one_layer_spec_written_flat() -> None:
+    from structlayers.configs import from_dict, to_dict
+    from structlayers.lab.training import ModelConfig
+
+    config = from_dict(ModelConfig, {"name": "resnet18", "layer": "lowrank", "layer_options": {"rank": "8"},
+                                     "replace": True})
+    assert config.layer == structlayers.LayerSpec("lowrank", None, {"rank": 8})
+    flat = to_dict(config)
+    assert (flat["layer"], flat["depth"], flat["layer_options"]) == ("lowrank", None, {"rank": 8})
+    assert from_dict(ModelConfig, flat) == config
+    assert ModelConfig("mnist-stack", "acdc:depth=4").layer.depth == 4

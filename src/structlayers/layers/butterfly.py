@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
+from structlayers.layers.init import check_init
 from structlayers.layers.projection import REFINE_STEPS, assign_bias, dense_target, padded, refine_, truncated_factors
 from structlayers.layers.square import SquareLayer
 from structlayers.registry import register
@@ -42,8 +43,7 @@ class Butterfly(SquareLayer):
         init: str = "ortho",
     ) -> None:
         super().__init__(in_features, out_features)
-        if init not in INITS:
-            raise ValueError(f"layer 'butterfly': unknown init {init!r}; expected one of {INITS}")
+        check_init(self.name, init, INITS)
         self.size = 1 << (max(in_features, out_features, 2) - 1).bit_length()
         self.levels = self.size.bit_length() - 1
         self.increasing_stride, self.init = increasing_stride, init

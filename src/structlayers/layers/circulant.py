@@ -54,14 +54,14 @@ class Circulant(SquareLayer):
     """``y = crop(C(c) pad(x)) + b`` with ``C(c)`` the ``n x n`` circulant matrix of ``c``,
     ``n = max(in, out)``; ``n`` (+bias) parameters, ``O(n log n)`` time.
 
-    ``init="uniform"``: ``c`` starts with ``nn.Linear``'s entry distribution
+    ``init="linear"``: ``c`` starts with ``nn.Linear``'s entry distribution
     ``U(-1/sqrt(in), 1/sqrt(in))``; ``"identity"``: the identity plus N(0, 1e-2^2) noise (for deep
     stacks, whose product would otherwise shrink geometrically with depth).
     """
 
     stackable = True
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "uniform") -> None:
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "linear") -> None:
         super().__init__(in_features, out_features)
         self.size = max(in_features, out_features)
         self.c = nn.Parameter(torch.empty(self.size))

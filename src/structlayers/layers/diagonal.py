@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
-from structlayers.layers.init import check_init
+from structlayers.layers.init import check_init, check_sigma
 from structlayers.layers.projection import diagonal_transform_als, observed_target, padded_bias
 from structlayers.layers.square import SquareLayer, square_size
 from structlayers.transforms.dct import BACKENDS
@@ -46,7 +46,8 @@ class DiagonalTransformLayer(SquareLayer):
         seed: int | None = None,
     ) -> None:
         super().__init__(in_features, out_features)
-        check_init(self.name, init, sigma)
+        check_init(self.name, init)
+        check_sigma(self.name, sigma)
         if backend not in BACKENDS:
             raise ValueError(f"layer {self.name!r}: unknown backend {backend!r}; expected one of {BACKENDS}")
         if inner_shuffle not in SHUFFLES:

@@ -1,28 +1,67 @@
-"""Initialisations for the learned diagonals of ACDC / AFDF factors, selectable by name.
+"""The one vocabulary of the ``init`` option of every plugin, and the diagonal initialisations.
 
-``normal`` is the paper's recommendation, N(1, sigma^2) with sigma = 1e-2 by default; ``identity``
-sets every entry to 1 (the factor starts as the identity map); ``uniform`` draws U(-1, 1), the other
-choice found in the reference code.
+======== ===================================================================== =========================================
+word     what the layer starts as                                              plugins
+======== ===================================================================== =========================================
+normal   learned diagonals N(1, sigma^2), a near-identity (the ACDC paper's)   acdc, afdf, diagonal
+         / twiddles N(0, 1/2), variance-preserving                             butterfly
+identity the identity map (circulant, Toeplitz: plus N(0, 1e-2^2) noise, so    acdc, afdf, diagonal, circulant, toeplitz
+         deep stacks do not shrink)
+uniform  learned diagonals U(-1, 1) (the reference code's other choice)        acdc, afdf, diagonal
+linear   entries drawn like ``nn.Linear``'s weight, U(-1/sqrt(in), 1/sqrt(in)) monarch, kronecker, circulant, toeplitz
+project  the projection of a dense matrix drawn like ``nn.Linear``'s           monarch, kronecker
+ortho    an orthogonal product (every 2x2 twiddle a random rotation)           butterfly
+======== ===================================================================== =========================================
+
+``uniform`` meant ``linear`` for monarch, kronecker, circulant and Toeplitz before: there it is a
+deprecated alias (:data:`LINEAR_ALIASES`) that warns.  Replacing a trained model's layers
+(:func:`structlayers.replace`) has its own words for where replacements start (``init_from``).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping, Sequence
+
 import torch
 from torch import Tensor
 
+#: Every word of the ``init`` option (the table above).
+INIT_WORDS: dict[str, str] = {
+    "normal": "learned diagonals N(1, sigma^2) / butterfly twiddles N(0, 1/2)",
+    "identity": "the identity map (circulant, Toeplitz: plus N(0, 1e-2^2) noise)",
+    "uniform": "learned diagonals U(-1, 1)",
+    "linear": "entries drawn like nn.Linear's weight",
+    "project": "the projection of a dense matrix drawn like nn.Linear's",
+    "ortho": "an orthogonal product of random rotations",
+}
+#: The words of the diagonal families (ACDC, AFDF, diagonal).
 INITS = ("normal", "identity", "uniform")
+#: Old words of the families initialised like ``nn.Linear``, accepted with a warning.
+LINEAR_ALIASES: dict[str, str] = {"uniform": "linear"}
 
 
-def check_init(layer: str, init: str, sigma: float) -> None:
-    if init not in INITS:
-        raise ValueError(f"layer {layer!r}: unknown init {init!r}; expected one of {INITS}")
+def check_init(layer: str, init: str, accepted: Sequence[str] = INITS,
+               aliases: Mapping[str, str] | None = None) -> str:
+    """``init`` checked against the words of :data:`INIT_WORDS` that ``layer`` accepts; a deprecated
+    alias (``aliases``) warns and is replaced by its word."""
+    if aliases and init in aliases:
+        warnings.warn(f"layer {layer!r}: init={init!r} is deprecated and will be removed in the next release; "
+                      f"use init={aliases[init]!r} (see structlayers.layers.init)", DeprecationWarning, stacklevel=3)
+        init = aliases[init]
+    if init not in accepted:
+        raise ValueError(f"layer {layer!r}: unknown init {init!r}; expected one of {tuple(accepted)}")
+    return init
+
+
+def check_sigma(layer: str, sigma: float) -> None:
     if not sigma >= 0:
         raise ValueError(f"layer {layer!r}: sigma must be >= 0, got {sigma!r}")
 
 
 @torch.no_grad()
 def init_diagonal(diag: Tensor, init: str, sigma: float = 1e-2) -> Tensor:
-    """Fill ``diag`` in place according to ``init`` and return it."""
+    """Fill ``diag`` in place according to ``init`` (one of :data:`INITS`) and return it."""
     if init == "normal":
         return diag.normal_(1.0, sigma)
     if init == "identity":

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
+from structlayers.layers.init import LINEAR_ALIASES, check_init
 from structlayers.layers.projection import (
     assign_bias,
     block_count,
@@ -19,7 +20,7 @@ from structlayers.layers.projection import (
 )
 from structlayers.registry import register
 
-INITS = ("uniform", "project")
+INITS = ("linear", "project")
 
 
 @register("kronecker")
@@ -31,7 +32,7 @@ class Kronecker(StructuredLinear):
     ``nblocks`` is ``n1 = m1``, the grid of ``m2 x n2`` blocks of ``W`` (default near
     ``sqrt(max(in, out))``); ``n2 = ceil(in / n1)``,
     ``m2 = ceil(out / m1)``, the input zero-padded to ``n1 n2`` and the output cropped from
-    ``m1 m2``.  ``rank(m1 n1 + m2 n2)`` (+bias) parameters.  ``init="uniform"``: entries of ``W``
+    ``m1 m2``.  ``rank(m1 n1 + m2 n2)`` (+bias) parameters.  ``init="linear"``: entries of ``W``
     with ``nn.Linear``'s variance; ``"project"``: the projection (:meth:`project_`) of an
     ``nn.Linear``-initialised dense weight.
     """
@@ -46,10 +47,11 @@ class Kronecker(StructuredLinear):
         nblocks: int | None = None,
         rank: int = 1,
         bias: bool = True,
-        init: str = "uniform",
+        init: str = "linear",
     ) -> None:
         super().__init__(in_features, out_features)
-        n1 = block_count(self.name, in_features, out_features, nblocks, rank, init, INITS)
+        init = check_init(self.name, init, INITS, LINEAR_ALIASES)
+        n1 = block_count(self.name, in_features, out_features, nblocks, rank)
         self.n1 = self.m1 = n1
         self.n2, self.m2 = -(-in_features // n1), -(-out_features // n1)
         self.rank, self.init = rank, init

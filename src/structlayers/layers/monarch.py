@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
+from structlayers.layers.init import LINEAR_ALIASES, check_init
 from structlayers.layers.projection import (
     assign_bias,
     block_count,
@@ -20,7 +21,7 @@ from structlayers.layers.projection import (
 from structlayers.registry import register
 from structlayers.transforms.dct import needs_graph
 
-INITS = ("uniform", "project")
+INITS = ("linear", "project")
 
 
 def _blocks_out(left: Tensor, g: Tensor, bias: Tensor | None) -> Tensor:
@@ -99,7 +100,7 @@ class Monarch(StructuredLinear):
     size ``n / b`` of the reference ``MonarchLinear``.  Inputs are zero-padded to ``b p`` and outputs
     cropped from ``b s``.
 
-    ``init="uniform"``: entries of ``M`` with ``nn.Linear``'s variance; ``init="project"``: the
+    ``init="linear"``: entries of ``M`` with ``nn.Linear``'s variance; ``init="project"``: the
     projection (:meth:`project_`) of an ``nn.Linear``-initialised dense weight.
     """
 
@@ -113,10 +114,11 @@ class Monarch(StructuredLinear):
         nblocks: int | None = None,
         rank: int = 1,
         bias: bool = True,
-        init: str = "uniform",
+        init: str = "linear",
     ) -> None:
         super().__init__(in_features, out_features)
-        b = block_count(self.name, in_features, out_features, nblocks, rank, init, INITS)
+        init = check_init(self.name, init, INITS, LINEAR_ALIASES)
+        b = block_count(self.name, in_features, out_features, nblocks, rank)
         self.nblocks, self.rank, self.init = b, rank, init
         self.in_block, self.out_block = -(-in_features // b), -(-out_features // b)
         self.check_parameter_memory(b * b * rank * (self.in_block + self.out_block))

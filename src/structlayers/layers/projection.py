@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from structlayers.base import StructuredLinear
+from structlayers.layers.init import LINEAR_ALIASES, check_init
 
 
 def dense_target(layer: StructuredLinear, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -220,17 +221,14 @@ def default_blocks(n: int) -> int:
     return divisor if divisor >= root / 2 else math.ceil(root)
 
 
-def block_count(layer: str, in_features: int, out_features: int, nblocks: int | None, rank: int, init: str,
-                inits: tuple[str, ...]) -> int:
+def block_count(layer: str, in_features: int, out_features: int, nblocks: int | None, rank: int) -> int:
     """The checked block count of a block-structured layer (:func:`default_blocks` when None), after
-    checking its ``rank`` and ``init`` too."""
+    checking its ``rank`` too."""
     size = max(in_features, out_features)
     blocks = default_blocks(size) if nblocks is None else nblocks
     check_positive(layer, nblocks=blocks, rank=rank)
     if blocks > size:
         raise ValueError(f"layer {layer!r}: nblocks={blocks} exceeds the layer size {size}")
-    if init not in inits:
-        raise ValueError(f"layer {layer!r}: unknown init {init!r}; expected one of {inits}")
     return blocks
 
 
@@ -270,18 +268,19 @@ def init_product_(layer: StructuredLinear, first: Tensor, first_fan: int, second
     assign_bias(layer, None)
 
 
-#: Initialisations of the diagonal-constant families (circulant, Toeplitz): ``uniform`` draws every
-#: entry like ``nn.Linear``; ``identity`` is the identity plus N(0, 1e-2^2) noise, for deep stacks,
-#: whose product would otherwise shrink geometrically with depth (like ACDC's N(1, 1e-2^2) diagonals).
-DIAGONAL_INITS = ("uniform", "identity")
+#: Initialisations of the diagonal-constant families (circulant, Toeplitz; words of
+#: :mod:`structlayers.layers.init`): ``linear`` draws every entry like ``nn.Linear``; ``identity`` is
+#: the identity plus N(0, 1e-2^2) noise, for deep stacks, whose product would otherwise shrink
+#: geometrically with depth (like ACDC's N(1, 1e-2^2) diagonals).
+DIAGONAL_INITS = ("linear", "identity")
 
 
 @torch.no_grad()
-def init_diagonals_(values: Tensor, main: int, init: str, fan_in: int, layer: str) -> None:
-    """Fill the diagonal values ``values`` (index ``main`` is the main diagonal) per ``init``."""
-    if init not in DIAGONAL_INITS:
-        raise ValueError(f"layer {layer!r}: unknown init {init!r}; expected one of {DIAGONAL_INITS}")
-    if init == "uniform":
+def init_diagonals_(values: Tensor, main: int, init: str, fan_in: int, layer: str) -> str:
+    """Fill the diagonal values ``values`` (index ``main`` is the main diagonal) per ``init``; the
+    word used (a deprecated alias replaced, see :func:`~structlayers.layers.init.check_init`)."""
+    init = check_init(layer, init, DIAGONAL_INITS, LINEAR_ALIASES)
+    if init == "linear":
         linear_uniform_(values, fan_in)
     else:
         values.normal_(0.0, 1e-2)

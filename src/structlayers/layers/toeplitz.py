@@ -21,12 +21,12 @@ class Toeplitz(StructuredLinear):
 
     ``W`` is the top-left corner of the circulant of size ``L``, the power of two
     ``>= in + out - 1``, whose first column is ``t``'s lower part, zeros, then its upper part.
-    ``init``: as :class:`~structlayers.layers.circulant.Circulant`'s (``"uniform"`` or ``"identity"``).
+    ``init``: as :class:`~structlayers.layers.circulant.Circulant`'s (``"linear"`` or ``"identity"``).
     """
 
     stackable = True
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "uniform") -> None:
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "linear") -> None:
         super().__init__(in_features, out_features)
         self.fft_size = 1 << (in_features + out_features - 2).bit_length()
         self.t = nn.Parameter(torch.empty(in_features + out_features - 1))
