@@ -192,8 +192,9 @@ class FourierActivation(enn.FourierPointwise):
 class IIDBatchNorm(enn.IIDBatchNorm3d):
     """escnn's ``IIDBatchNorm3d`` (same parameters, buffers, statistics and export) with a fused
     forward pass for uniform field types: the batch statistics (which escnn detaches from the graph)
-    in two reductions, then one ``addcmul`` ``x * scale + shift`` per element, where escnn centres,
-    scales, shifts and copies the output in separate passes; other field types use escnn's forward."""
+    as a mean and a sum of centred squares per component, then one ``addcmul`` ``x * scale + shift``
+    per element, where escnn centres, scales, shifts and copies the output in separate passes; other
+    field types use escnn's forward."""
 
     def forward(self, input: enn.GeometricTensor) -> enn.GeometricTensor:
         if input.type != self.in_type:
@@ -208,11 +209,17 @@ class IIDBatchNorm(enn.IIDBatchNorm3d):
         if self.training:
             self.num_batches_tracked += 1
         if self.training or not self.track_running_stats:
-            axes = (0,) + tuple(range(3, fields.dim()))
             with torch.no_grad():
-                means = (fields.mean(dim=axes) @ getattr(self, f"{key}_avg").T) if trivial else None
+                # Per component over batch and voxels, as rows (B, C * size, V); the variance in two passes
+                # (mean, then centred squares), 2-4x faster than torch.var over the strided axes.
+                rows = x.view(b, fields.shape[1] * size, -1)
+                component_means = rows.mean(dim=(0, 2), keepdim=True)
+                squares = (rows - component_means).square_().sum(dim=(0, 2))
+                component_means = component_means.view(-1, size)
+                means = (component_means @ getattr(self, f"{key}_avg").T) if trivial else None
                 # The variance about the trivial projection's mean equals the variance about the sample mean.
-                variances = fields.var(dim=axes, unbiased=True).mean(dim=1, keepdim=True)
+                count = rows.shape[0] * rows.shape[2]
+                variances = squares.div_(count - 1).view(-1, size).mean(dim=1, keepdim=True)
             if self.training and self.track_running_stats:
                 factor = (1.0 / self.num_batches_tracked.item()) if self.momentum is None else self.momentum
                 running_means, running_vars = self._get_running_stats(name)
