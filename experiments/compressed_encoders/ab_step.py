@@ -1,8 +1,9 @@
 """Before/after of an execution change, measured in one run: the same training step (forward +
 backward of the neighbor-location model at batch 4) of one variant, built from the code of an
-earlier commit (``--before``) and from the working tree, optionally also under ``torch.compile``,
-each in its own worker process, steps interleaved in a seeded random order per round, paired
-ratios with their spread, the machine and the load (the noise rule of ``bench.py``).
+earlier commit (``--before``) and from the working tree (or each commit of ``--after``), optionally
+also under ``torch.compile``, each in its own worker process, steps interleaved in a seeded random
+order per round, paired ratios with their spread, the machine and the load (the noise rule of
+``bench.py``).
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/ab_step.py --before e7c4a11 \\
         --variant "irrep-wise + dense mixing + CG" --repeats 7 --compile \\
@@ -79,6 +80,8 @@ def main() -> None:
     parser.add_argument("--config", default="experiments/neighbor_loc/seed004_gamma_log16.yaml")
     parser.add_argument("--variant", default="irrep-wise + dense mixing + CG")
     parser.add_argument("--before", default=None, help="commit whose src/ is the 'before' code")
+    parser.add_argument("--after", nargs="*", default=[],
+                        help="commits whose src/ are 'after' arms, one each (default: the working tree)")
     parser.add_argument("--compile", action="store_true", help="also the working tree under torch.compile")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
@@ -95,16 +98,26 @@ def main() -> None:
     load_before = bench.load_average()
     arms: dict[str, subprocess.Popen] = {}
     with tempfile.TemporaryDirectory(prefix="ab_step_") as tmp:
-        if args.before:
-            archive = subprocess.run(["git", "archive", args.before, "src"], cwd=ROOT, check=True,
+
+        def source(commit: str | None, name: str) -> Path:
+            if commit is None:
+                return ROOT / "src"
+            archive = subprocess.run(["git", "archive", commit, "src"], cwd=ROOT, check=True,
                                      capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            arms["before"] = start("before", Path(tmp) / "src", args, False)
+            (Path(tmp) / name).mkdir()
+            subprocess.run(["tar", "-x", "-C", Path(tmp) / name], input=archive, check=True)
+            return Path(tmp) / name / "src"
+
+        if args.before:
+            arms["before"] = start("before", source(args.before, "before"), args, False)
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True).stdout.strip()
-        arms["after"] = start("after", ROOT / "src", args, False)
+        for commit in args.after or [None]:
+            name = f"after {commit}" if commit else "after"
+            after = source(commit, name.replace(" ", "_"))
+            arms[name] = start(name, after, args, False)
         if args.compile:
-            arms["after + torch.compile"] = start("after + torch.compile", ROOT / "src", args, True)
+            arms[f"{name} + torch.compile"] = start(f"{name} + torch.compile", after, args, True)
         times: dict[str, list[float]] = {k: [] for k in arms}
         rng, during = random.Random(0), []
         for r in range(args.repeats):
@@ -120,15 +133,17 @@ def main() -> None:
         for proc in arms.values():
             proc.stdin.close()
             proc.wait()
-    reference = "before" if "before" in arms else "after"
+    reference = "before" if "before" in arms else next(iter(arms))
     result = {
         "command": "python experiments/compressed_encoders/ab_step.py " + " ".join(sys.argv[1:]),
         "variant": args.variant, "changes": json.loads(args.changes), "before_commit": args.before,
-        "after": f"working tree when its worker started (HEAD {head})",
+        "after": args.after or f"working tree when its worker started (HEAD {head})",
         "batch": args.batch, "repeats": args.repeats, "machine": bench.machine(),
         "load_average": {"before": load_before, "during": during, "after": bench.load_average()},
         "step_seconds": times, "warmup_seconds": warmups,
         "speedup_vs_" + reference: {k: bench.paired_ratio(times[reference], v) for k, v in times.items()},
+        "speedup_between_consecutive_arms": {f"{a} -> {b}": bench.paired_ratio(times[a], times[b])
+                                             for a, b in zip(times, list(times)[1:])},
     }
     limit = result["machine"]["torch_threads"] + bench.NOISE_RULE["max_load_above_threads"]
     reasons = [f"{args.repeats} paired steps < {bench.NOISE_RULE['min_repeats']}"] * (
