@@ -163,3 +163,22 @@ def test_invariance_holds_for_random_inputs_and_rotations(shallow_gamma, k, axes
         y_ref = shallow_gamma(torch.rot90(x, 1, (2, 4)))
     torch.testing.assert_close(y_rot, y, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(y_ref, y, atol=1e-3, rtol=1e-3)
+
+
+def test_the_mixing_is_one_spec_written_flat_with_its_old_keys():
+    from atompaint.encoders.mixing import MixingSpec
+    from structlayers.configs import ConfigError, from_dict, replace_fields, to_dict
+
+    old = {"conv": "separable", "mixing": "acdc", "mixing_depth": 2, "mixing_options": {"sigma": "0.1"}}
+    config = from_dict(EncoderConfig, old)  # a config file, or a checkpoint written before the spec
+    assert config.mixing == MixingSpec("acdc", 2, {"sigma": 0.1})
+    flat = to_dict(config)
+    assert (flat["mixing"], flat["mixing_depth"], flat["mixing_options"]) == ("acdc", 2, {"sigma": 0.1})
+    assert from_dict(EncoderConfig, flat) == config
+    # --set encoder.mixing=... replaces the whole layer; the flat keys then update it
+    changed = replace_fields(config, {"mixing": "lowrank:rank=2"})
+    assert changed.mixing == MixingSpec("lowrank", None, {"rank": 2})
+    assert replace_fields(config, {"mixing_depth": "3"}).mixing == MixingSpec("acdc", 3, {"sigma": 0.1})
+    assert EncoderConfig(mixing="auto").mixing.auto and EncoderConfig().mixing == MixingSpec("dense")
+    with pytest.raises(ConfigError, match="no option"):
+        replace_fields(config, {"mixing_options": {"rank": 2}})
