@@ -30,7 +30,7 @@ def test_every_flag_has_help_and_shows_its_default(cli: str) -> None:
             if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
                 continue
             text = formatter._get_help_string(action) or ""
-            if not action.help or (action.option_strings and "default" not in text.lower()):
+            if not action.help or (action.option_strings and not ("default" in text.lower() or action.required)):
                 undocumented.append(f"{cli} {name} {'/'.join(action.option_strings) or action.dest}")
         assert f"{cli} {name}" in parser.format_help()
     assert not undocumented, "flags without a help text or a default: " + ", ".join(undocumented)

@@ -39,12 +39,14 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, NotADir
 
 class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the text already says it: a switch shows
-    ``off``, an unset value ``unset``, a list its items as they are typed."""
+    ``off``, an unset value ``unset``, a list its items as they are typed, a required option ``required``."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text.lower():
             return text
+        if action.required:
+            return f"{text} (required)".replace("%", "%%").lstrip()
         return f"{text} (default: {default_text(action)})".replace("%", "%%").lstrip()
 
 
