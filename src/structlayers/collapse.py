@@ -14,8 +14,9 @@ from typing import Any
 from torch import nn
 
 from structlayers.base import StructuredLinear, dense_linear, rows_of
-from structlayers.utils.costs import CostModel, TimingUnavailable, cost_model, flop_cost
+from structlayers.utils.costs import CostModel, cost_model, flop_cost
 from structlayers.utils.report import format_table, human
+from structlayers.utils.timing import TimingUnavailable
 from structlayers.utils.tracing import record_shapes, run_example
 
 

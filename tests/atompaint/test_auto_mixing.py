@@ -37,12 +37,13 @@ class FakeTimer:
 
 
 @pytest.fixture
-def fresh_cache(monkeypatch, tmp_path):
+def fresh_cache(tmp_path):
     from structlayers.utils.cache import set_cache_dir
 
-    monkeypatch.setattr(automix, "_MEASURED", {})
     set_cache_dir(tmp_path)
+    automix._MEASURED.clear(disk=False)
     yield
+    automix._MEASURED.clear(disk=False)
     set_cache_dir(None)
 
 
@@ -68,7 +69,7 @@ def test_auto_mixing_picks_the_fastest_candidate_per_layer_and_records_it(monkey
 
     # Measured once per layer shape and machine: a second build reads the cache (memory, then disk).
     build_encoder(_config())
-    monkeypatch.setattr(automix, "_MEASURED", {})
+    automix._MEASURED.clear(disk=False)  # a new session: only the disk remembers
     build_encoder(_config())
     assert len(timer.calls) == measured
 

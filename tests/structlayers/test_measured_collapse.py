@@ -17,9 +17,9 @@ from structlayers.utils import autotune, cache, costs
 @pytest.fixture()
 def cache_dir(tmp_path):
     cache.set_cache_dir(tmp_path)
-    costs._MEASURED.clear()
+    costs._MEASURED.clear(disk=False)
     yield tmp_path
-    costs._MEASURED.clear()
+    costs._MEASURED.clear(disk=False)
     cache._override = "unset"  # back to $STRUCTLAYERS_CACHE_DIR (the test session's temporary folder)
     for c in cache._CACHES.values():
         c.reload()
@@ -44,7 +44,7 @@ def test_measured_cost_is_the_default_and_both_costs_are_reported(cache_dir, mon
     _, by_flops = structlayers.collapse(nn.Sequential(layer), torch.randn(4, 64), cost="flops")
     assert by_flops.choices[0].chosen == "structured" and by_flops.choices[0].structured_seconds is None
     # persisted: a fresh process (empty memory cache) reads it instead of measuring
-    costs._MEASURED.clear()
+    costs._MEASURED.clear(disk=False)
     cache.persistent("collapse_costs").reload()
     structlayers.collapse(nn.Sequential(structlayers.create("acdc", 64, 64)), torch.randn(4, 64))
     assert calls == [4]
@@ -71,12 +71,30 @@ def test_autotune_decisions_persist_on_disk(cache_dir, monkeypatch) -> None:
     layer = structlayers.create("acdc", 16, 16, backend="auto")
     layer(torch.randn(3, 16))
     assert list(autotune.cache().values()) == ["fft"]
-    autotune._DECISIONS.clear()  # a new session: only the disk remembers
+    autotune._DECISIONS.clear(disk=False)  # a new session: only the disk remembers
     monkeypatch.setattr(autotune, "time_interleaved", lambda *a, **k: pytest.fail("measured again"))
     assert autotune.cached_backend(layer, 3, torch.device("cpu"), torch.float32) == "fft"
     assert (cache_dir / "autotune.json").is_file()
     autotune.clear()
     assert not (cache_dir / "autotune.json").exists()
+
+
+def test_measurements_measure_once_per_key_and_never_on_meta(cache_dir) -> None:
+    from structlayers.utils.timing import TimingUnavailable
+
+    store = cache.Measurements("test_measurements", lambda v: v if isinstance(v, float) else None)
+    calls = []
+    assert store.get("k|cpu", "cpu", lambda: calls.append(1) or 2.0) == 2.0
+    assert store.get("k|cpu", "cpu", lambda: pytest.fail("measured again")) == 2.0
+    store.clear(disk=False)
+    assert store.cached("k|cpu", "cpu") == 2.0 and calls == [1]  # read back from disk
+    with pytest.raises(TimingUnavailable):
+        store.get("k|meta", "meta", lambda: pytest.fail("measured on meta"))
+    layer = structlayers.create("acdc", 16, 16, backend="auto")
+    assert autotune.choose_backend(layer, 3, torch.device("meta"), torch.float32) == "fft"
+    assert autotune.cached_backend(layer, 3, torch.device("meta"), torch.float32) is None
+    store.clear()
+    assert store.cached("k|cpu", "cpu") is None
 
 
 def test_cache_location_follows_the_environment(monkeypatch, tmp_path) -> None:

@@ -8,8 +8,8 @@ layers can turn this around, and the answer depends on the CPU.  So every
 passes are timed interleaved on the input shape that layer sees in training; the fastest wins.
 This is :func:`structlayers.collapse`'s measure-and-cache machinery (:mod:`structlayers.utils.costs`)
 extended from inference to training: timings are cached in memory and on disk
-(:mod:`structlayers.utils.cache`) per layer shape, candidates, input shape and machine
-(:func:`~structlayers.utils.cache.device_fingerprint`), so building the same encoder again measures nothing.
+(:class:`structlayers.utils.cache.Measurements`) per layer shape, candidates, input shape and machine,
+so building the same encoder again measures nothing.
 
 The choices are recorded by name (``{"body.1.conv1.mixing": "acdc:depth=2", ...}``) in the built
 encoder's configuration (``EncoderConfig.mixing_choices``; rebuilding from it measures nothing and
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from atompaint.encoders.mixing import IrrepLayout, IrrepMixing, MixingSpec
 from structlayers.registry import LayerSpec
-from structlayers.utils.cache import device_fingerprint, persistent
+from structlayers.utils.cache import Measurements
 from structlayers.utils.timing import time_interleaved
 from structlayers.utils.tracing import record_shapes, run_example
 
@@ -38,8 +38,8 @@ DEFAULT_CANDIDATES: tuple[str, ...] = ("dense", "acdc:depth=2")
 #: mixing (plain :class:`~atompaint.encoders.mixing.PerIrrepLinear`) on inputs of ``input_shape``.
 MixingTimer = Callable[[Sequence[nn.Module], tuple[int, ...]], list[float]]
 
-_DISK = persistent("mixing_auto")
-_MEASURED: dict[str, list[float]] = {}
+_MEASURED: Measurements[str, list[float]] = Measurements(
+    "mixing_auto", lambda v: [float(s) for s in v] if isinstance(v, list) else None)
 
 
 def candidate_spec(text: str) -> MixingSpec:
@@ -72,7 +72,7 @@ def _layer_key(mixing: IrrepMixing, candidates: Sequence[str], shape: tuple[int,
     signature = repr([sorted((k, len(v)) for k, v in layout.positions.items()) for layout in layouts])
     signature += repr([layout.basis is None for layout in layouts]) + repr(list(candidates))
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]
-    return f"mixing|{digest}|{tuple(shape)}|{device_fingerprint('cpu')}"
+    return f"mixing|{digest}|{tuple(shape)}"
 
 
 def measured_seconds(mixing: IrrepMixing, candidates: Sequence[str], shape: tuple[int, ...],
@@ -86,15 +86,7 @@ def measured_seconds(mixing: IrrepMixing, candidates: Sequence[str], shape: tupl
 
     if timer is not None:
         return measure()
-    key = _layer_key(mixing, candidates, shape)
-    if key not in _MEASURED:
-        stored = _DISK.get(key)
-        if isinstance(stored, list) and len(stored) == len(candidates):
-            _MEASURED[key] = [float(s) for s in stored]
-        else:
-            _MEASURED[key] = measure()
-            _DISK.set(key, _MEASURED[key])
-    return _MEASURED[key]
+    return _MEASURED.get(_layer_key(mixing, candidates, shape), "cpu", measure)
 
 
 def mixing_layers(model: nn.Module) -> dict[str, IrrepMixing]:

@@ -2,12 +2,13 @@
 
 The key is (layer type, size, block, inner shuffle, rows, device, dtype); the decision is cached for
 the life of the process (:func:`cache` shows it, :func:`clear` forgets it) and on disk, under the
-machine's :func:`~structlayers.utils.cache.device_fingerprint` (:mod:`structlayers.utils.cache`), so a later
-session does not measure again.  Timing runs the layer's own ``square_forward`` under
-``torch.no_grad`` on a random input of the real shape, both backends interleaved, so it measures
-exactly what ``forward`` will run.  For a half-precision ``dtype`` (a half-precision input, or
-autocast) the candidates are the two ways such a call runs (:mod:`structlayers.utils.precision`): the
-dense backend natively under autocast, and the FFT in float32.
+machine's fingerprint (:class:`~structlayers.utils.cache.Measurements`), so a later session does not
+measure again; on the ``meta`` device nothing is measured and ``auto`` runs the FFT.  Timing runs
+the layer's own ``square_forward`` under ``torch.no_grad`` on a random input of the real shape, both
+backends interleaved, so it measures exactly what ``forward`` will run.  For a half-precision
+``dtype`` (a half-precision input, or autocast) the candidates are the two ways such a call runs
+(:mod:`structlayers.utils.precision`): the dense backend natively under autocast, and the FFT in
+float32.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from dataclasses import astuple, dataclass
 
 import torch
 
-from structlayers.utils.cache import device_fingerprint, persistent
+from structlayers.utils.cache import Measurements
 from structlayers.utils.precision import LOW_PRECISION
-from structlayers.utils.timing import time_interleaved
+from structlayers.utils.timing import TimingUnavailable, time_interleaved
 
 CANDIDATES = ("fft", "dense")
 
@@ -33,9 +34,11 @@ class TuneKey:
     device: str
     dtype: str
 
+    def __str__(self) -> str:
+        return "|".join(map(str, astuple(self)))
 
-_DECISIONS: dict[TuneKey, str] = {}
-_DISK = persistent("autotune")
+
+_DECISIONS: Measurements[TuneKey, str] = Measurements("autotune", lambda v: v if v in CANDIDATES else None)
 
 
 def _key(layer, rows: int, device: torch.device, dtype: torch.dtype) -> TuneKey:
@@ -43,22 +46,10 @@ def _key(layer, rows: int, device: torch.device, dtype: torch.dtype) -> TuneKey:
     return TuneKey(layer.name, layer.size, layer.block, layer.inner is not None, int(rows), str(device), str(dtype))
 
 
-def _disk_key(key: TuneKey) -> str:
-    return "|".join(map(str, astuple(key))) + "|" + device_fingerprint(key.device)
-
-
 def cached_backend(layer, rows: int, device: torch.device, dtype: torch.dtype) -> str | None:
     """The cached decision for this layer shape and call (this process's or the disk cache's), or
     ``None`` if not measured yet."""
-    key = _key(layer, rows, device, dtype)
-    decision = _DECISIONS.get(key)
-    if decision is None and torch.device(device).type != "meta":
-        decision = _DISK.get(_disk_key(key))
-        if decision in CANDIDATES:
-            _DECISIONS[key] = decision
-        else:
-            decision = None
-    return decision
+    return _DECISIONS.cached(_key(layer, rows, device, dtype), device)
 
 
 def _candidates(layer, x: torch.Tensor, dtype: torch.dtype) -> list:
@@ -77,27 +68,27 @@ def _candidates(layer, x: torch.Tensor, dtype: torch.dtype) -> list:
 
 
 def choose_backend(layer, rows: int, device: torch.device, dtype: torch.dtype, repeats: int = 5) -> str:
-    """The faster backend of ``layer`` (a diagonal-transform factor) on ``rows`` vectors (cached)."""
-    decision = cached_backend(layer, rows, device, dtype)
-    if decision is None:
-        key = _key(layer, rows, device, dtype)
+    """The faster backend of ``layer`` (a diagonal-transform factor) on ``rows`` vectors (cached);
+    ``fft`` where nothing can be timed."""
+    def measure() -> str:
         x_dtype = torch.float32 if dtype in LOW_PRECISION else dtype
         x = torch.randn(max(int(rows), 1), layer.size, device=device, dtype=x_dtype)
         with torch.no_grad():
             timings = time_interleaved(_candidates(layer, x, dtype), torch.device(device), warmup=1,
                                        repeats=repeats, min_time=2e-3)
-        decision = CANDIDATES[min(range(len(CANDIDATES)), key=lambda i: timings[i].median)]
-        _DECISIONS[key] = decision
-        _DISK.set(_disk_key(key), decision)
-    return decision
+        return CANDIDATES[min(range(len(CANDIDATES)), key=lambda i: timings[i].median)]
+
+    try:
+        return _DECISIONS.get(_key(layer, rows, device, dtype), device, measure)
+    except TimingUnavailable:
+        return "fft"
 
 
 def cache() -> dict[TuneKey, str]:
     """A copy of every decision made or read from disk so far in this process."""
-    return dict(_DECISIONS)
+    return _DECISIONS.entries()
 
 
 def clear() -> None:
     """Forget every decision, in this process and on disk."""
     _DECISIONS.clear()
-    _DISK.clear()

@@ -1,7 +1,8 @@
-"""Measurements kept on disk between sessions: the ``backend="auto"`` decisions and the measured
-costs of :func:`structlayers.collapse`.
+"""Measurements kept on disk between sessions: the ``backend="auto"`` decisions, the measured
+costs of :func:`structlayers.collapse` and atompaint's measured mixing choices, each a
+:class:`Measurements` (measure once per key, keep in this process and on disk).
 
-Both are timings of a layer shape on a machine, so their keys name the machine
+All are timings of a layer shape on a machine, so their keys name the machine
 (:func:`device_fingerprint`: device model, torch version, thread count) besides the shape.  The
 files live in :func:`cache_dir`: ``$STRUCTLAYERS_CACHE_DIR`` when set (``none`` keeps everything in
 memory), else ``$XDG_CACHE_HOME/structlayers`` or ``~/.cache/structlayers``; :func:`set_cache_dir`
@@ -15,11 +16,14 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable, Hashable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
+
+from structlayers.utils.timing import check_timeable
 
 ENV_VAR = "STRUCTLAYERS_CACHE_DIR"
 _OFF = ("none", "off", "")
@@ -131,3 +135,56 @@ def persistent(name: str) -> PersistentCache:
     if name not in _CACHES:
         _CACHES[name] = PersistentCache(name)
     return _CACHES[name]
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Measurements(Generic[K, V]):
+    """Values measured once per key and kept in this process and on disk (the :func:`persistent`
+    cache ``name``, keyed by ``str(key)`` and the machine's :func:`device_fingerprint`).
+
+    ``decode`` turns a stored JSON value back into a value, or ``None`` when it is malformed (a
+    cold entry); values must be JSON-serialisable.  A key should name the device it was measured
+    on.  Nothing is measured on the ``meta`` device: :meth:`get` raises
+    :class:`~structlayers.utils.timing.TimingUnavailable` there.
+    """
+
+    def __init__(self, name: str, decode: Callable[[Any], V | None]) -> None:
+        self.disk = persistent(name)
+        self.decode = decode
+        self._memory: dict[K, V] = {}
+
+    def _disk_key(self, key: K, device: torch.device | str) -> str:
+        return f"{key}|{device_fingerprint(device)}"
+
+    def cached(self, key: K, device: torch.device | str) -> V | None:
+        """The value measured in this process or read from disk, or ``None`` (never measures)."""
+        if key in self._memory:
+            return self._memory[key]
+        if torch.device(device).type == "meta":
+            return None
+        value = self.decode(self.disk.get(self._disk_key(key, device)))
+        if value is not None:
+            self._memory[key] = value
+        return value
+
+    def get(self, key: K, device: torch.device | str, measure: Callable[[], V]) -> V:
+        """The cached value, else ``measure()`` (once, then kept in memory and on disk)."""
+        value = self.cached(key, device)
+        if value is None:
+            check_timeable(device)
+            value = self._memory[key] = measure()
+            self.disk.set(self._disk_key(key, device), value)
+        return value
+
+    def entries(self) -> dict[K, V]:
+        """A copy of every value measured or read from disk so far in this process."""
+        return dict(self._memory)
+
+    def clear(self, disk: bool = True) -> None:
+        """Forget every value in this process, and on disk unless ``disk=False`` (a new session)."""
+        self._memory.clear()
+        if disk:
+            self.disk.clear()

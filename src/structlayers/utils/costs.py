@@ -5,10 +5,11 @@ A cost model is ``cost(layer, rows, form) -> float`` with ``form`` "structured" 
 compares analytic FLOPs, :func:`measured_cost` measured forward time on the layer's device.
 
 Measured times are cached per layer configuration (its ``repr``, which names every option and
-factor), rows, dtype and machine (:func:`~structlayers.utils.cache.device_fingerprint`), in memory and on
-disk (:mod:`structlayers.utils.cache`), so collapsing the same architecture again measures nothing.  Where
-timing is impossible (the ``meta`` device has no kernels) :func:`measured_cost` raises
-:class:`TimingUnavailable` and :func:`~structlayers.collapse` falls back to FLOPs.
+factor), rows, dtype, device and machine, in memory and on disk
+(:class:`~structlayers.utils.cache.Measurements`), so collapsing the same architecture again
+measures nothing.  Where timing is impossible (the ``meta`` device has no kernels)
+:func:`measured_cost` raises :class:`~structlayers.utils.timing.TimingUnavailable` and
+:func:`~structlayers.collapse` falls back to FLOPs.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ from collections.abc import Callable
 import torch
 
 from structlayers.base import StructuredLinear, dense_linear, device_dtype, linear_flops
-from structlayers.utils.cache import device_fingerprint, persistent
+from structlayers.utils.cache import Measurements
 from structlayers.utils.timing import time_interleaved
 
 #: ``cost(layer, rows, form)`` -> a cost to minimise; ``form`` is "structured" or "dense".
 CostModel = Callable[[StructuredLinear, int, str], float]
 FORMS = ("structured", "dense")
-
-
-class TimingUnavailable(RuntimeError):
-    """The forms of a layer cannot be timed where it lives (e.g. on the ``meta`` device)."""
 
 
 def _check_form(form: str) -> None:
@@ -44,15 +41,18 @@ def flop_cost(layer: StructuredLinear, rows: int, form: str) -> float:
     return layer.flops(rows)
 
 
-_MEASURED: dict[str, tuple[float, float]] = {}
-_DISK = persistent("collapse_costs")
+def _pair(stored: object) -> tuple[float, float] | None:
+    if isinstance(stored, (list, tuple)) and len(stored) == 2:
+        return float(stored[0]), float(stored[1])
+    return None
+
+
+_MEASURED: Measurements[str, tuple[float, float]] = Measurements("collapse_costs", _pair)
 
 
 def measure_forms(layer: StructuredLinear, rows: int, repeats: int = 7) -> tuple[float, float]:
     """Median forward seconds ``(structured, dense)`` of ``layer`` on ``rows`` vectors, interleaved."""
     device, dtype = device_dtype(layer)
-    if device.type == "meta":
-        raise TimingUnavailable("the meta device has no kernels to time")
     x = torch.randn(max(rows, 1), layer.in_features, device=device, dtype=dtype)
     dense = dense_linear(layer)
     with torch.no_grad():
@@ -63,31 +63,21 @@ def measure_forms(layer: StructuredLinear, rows: int, repeats: int = 7) -> tuple
 
 def cost_key(layer: StructuredLinear, rows: int) -> str:
     """The cache key of ``layer``'s measured forms on ``rows`` vectors: configuration, rows, dtype
-    and machine (not the parameter values, which do not change the time)."""
+    and device (not the parameter values, which do not change the time)."""
     device, dtype = device_dtype(layer)
     config = hashlib.sha1(repr(layer).encode()).hexdigest()[:16]
-    return f"{type(layer).__module__}.{type(layer).__qualname__}|{config}|rows {rows}|{dtype}|" \
-           f"{device_fingerprint(device)}"
+    return f"{type(layer).__module__}.{type(layer).__qualname__}|{config}|rows {rows}|{dtype}|{device}"
 
 
 def measured_forms(layer: StructuredLinear, rows: int) -> tuple[float, float]:
-    """``(structured, dense)`` forward seconds, measured once per :func:`cost_key` and cached."""
-    if device_dtype(layer)[0].type == "meta":
-        raise TimingUnavailable("the meta device has no kernels to time")
-    key = cost_key(layer, rows)
-    if key not in _MEASURED:
-        stored = _DISK.get(key)
-        if isinstance(stored, list) and len(stored) == 2:
-            _MEASURED[key] = (float(stored[0]), float(stored[1]))
-        else:
-            _MEASURED[key] = measure_forms(layer, rows)
-            _DISK.set(key, list(_MEASURED[key]))
-    return _MEASURED[key]
+    """``(structured, dense)`` forward seconds, measured once per :func:`cost_key` and machine and
+    cached; raises :class:`~structlayers.utils.timing.TimingUnavailable` on the ``meta`` device."""
+    return _MEASURED.get(cost_key(layer, rows), device_dtype(layer)[0], lambda: measure_forms(layer, rows))
 
 
 def measured_cost(layer: StructuredLinear, rows: int, form: str) -> float:
     """Measured forward seconds of ``form`` (see :func:`measured_forms`); raises
-    :class:`TimingUnavailable` where the layer cannot be timed."""
+    :class:`~structlayers.utils.timing.TimingUnavailable` where the layer cannot be timed."""
     _check_form(form)
     structured, dense = measured_forms(layer, rows)
     return structured if form == "structured" else dense
@@ -96,7 +86,6 @@ def measured_cost(layer: StructuredLinear, rows: int, form: str) -> float:
 def clear_measurements() -> None:
     """Forget every measured cost, in this process and on disk."""
     _MEASURED.clear()
-    _DISK.clear()
 
 
 COST_MODELS: dict[str, CostModel] = {"flops": flop_cost, "measured": measured_cost}

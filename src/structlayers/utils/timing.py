@@ -1,4 +1,5 @@
-"""Wall-clock timing of callables on CPU or CUDA: warm-up, repeats, interleaving, robust summaries."""
+"""Wall-clock timing of callables on CPU or CUDA: warm-up, repeats, interleaving, robust summaries;
+:class:`TimingUnavailable` where nothing can be timed (the ``meta`` device)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+
+class TimingUnavailable(RuntimeError):
+    """Nothing can be timed where it lives (the ``meta`` device has no kernels)."""
+
+
+def check_timeable(device: torch.device | str) -> None:
+    """Raise :class:`TimingUnavailable` for a device whose calls cannot be timed (``meta``)."""
+    if torch.device(device).type == "meta":
+        raise TimingUnavailable("the meta device has no kernels to time")
 
 
 def synchronize(device: torch.device) -> None:
@@ -76,6 +87,7 @@ def time_interleaved(
     itself costs, for telling apart two forms that may be the same computation)."""
     if per_turn not in ("mean", "min"):
         raise ValueError(f"per_turn must be 'mean' or 'min', got {per_turn!r}")
+    check_timeable(device)
     for _ in range(warmup):
         for fn in fns:
             fn()
