@@ -181,7 +181,8 @@ def flat_keys(**keys: str) -> dict[str, dict[str, str]]:
     """Field metadata writing a nested dataclass field flat, as keys of its parent: with
     ``field(metadata=flat_keys(mixing="name", mixing_depth="depth"))``, ``mixing: acdc`` and
     ``mixing_depth: 2`` are the field's ``name`` and ``depth``.  The field's own key may also hold
-    the whole value (its text form or a mapping), which the other keys then update.  It keeps the
+    the whole value (its text form, split by the class's ``text_fields`` where it has one, or a
+    mapping), which the other keys then update; the field is checked once, when it is made.  It keeps the
     flat ``layer`` / ``depth`` / ``options`` layout of configuration files for a field that holds
     one :class:`~structlayers.registry.LayerSpec`."""
     return {_FLAT_KEYS: dict(keys)}
@@ -198,9 +199,14 @@ def _fold_flat_keys(cls: type, values: Mapping[str, Any], where: str) -> Mapping
         if not any(key in values for key in keys):
             continue
         values = dict(values)
-        own = values.pop(f.name, {})
-        if not isinstance(own, Mapping):
-            own = to_dict(coerce(own, field_types(cls)[f.name], f"{where}.{f.name}"))
+        own, hint = values.pop(f.name, {}), field_types(cls)[f.name]
+        if isinstance(own, str) and callable(getattr(hint, "text_fields", None)):
+            try:  # the text form's fields, checked once, with the flat keys, when the field is made
+                own = hint.text_fields(own)
+            except ValueError as err:
+                raise ConfigError(f"{where}.{f.name}: {err}") from err
+        elif not isinstance(own, Mapping):
+            own = to_dict(coerce(own, hint, f"{where}.{f.name}"))
         parts = {inner: values.pop(outer) for outer, inner in keys.items() if outer != f.name and outer in values}
         values[f.name] = {**own, **parts}
     return values

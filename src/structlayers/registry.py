@@ -204,6 +204,12 @@ class LayerSpec:
     def parse(cls, text: str) -> LayerSpec:
         """A spec from its text form ``name[:key=value...]``, where ``depth`` is the stack depth and
         every other key an option (``"acdc:depth=12:init=identity"``, ``"lowrank:rank=8"``)."""
+        return cls(**cls.text_fields(text))
+
+    @staticmethod
+    def text_fields(text: str) -> dict[str, Any]:
+        """The ``name``, ``depth`` and ``options`` of the text form, as text: split, not yet checked
+        (a spec made of them checks them, once; ``configs.from_dict`` merges them with flat keys first)."""
         name, *pairs = [part.strip() for part in text.strip().split(":")]
         if not name:
             raise ValueError(f"layer {text!r}: expected name[:key=value...], the name is missing")
@@ -214,7 +220,8 @@ class LayerSpec:
                 raise ValueError(f"layer {text!r}: expected name:key=value, got {pair!r}")
             raw[key.strip()] = value.strip()
         depth = raw.pop("depth", None)
-        return cls(name, None if depth is None or depth.lower() in ("none", "null") else depth, raw)
+        return {"name": name, "depth": None if depth is None or depth.lower() in ("none", "null") else depth,
+                "options": raw}
 
     def __str__(self) -> str:
         """The text form :meth:`parse` reads back."""
