@@ -1,17 +1,13 @@
 """The one vocabulary of the ``init`` option of every plugin, and the diagonal initialisations.
 
-======== ===================================================================== =========================================
-word     what the layer starts as                                              plugins
-======== ===================================================================== =========================================
-normal   learned diagonals N(1, sigma^2), a near-identity (the ACDC paper's)   acdc, afdf, diagonal
-         / twiddles N(0, 1/2), variance-preserving                             butterfly
-identity the identity map (circulant, Toeplitz: plus N(0, 1e-2^2) noise, so    acdc, afdf, diagonal, circulant, toeplitz
-         deep stacks do not shrink)
-uniform  learned diagonals U(-1, 1) (the reference code's other choice)        acdc, afdf, diagonal
-linear   entries drawn like ``nn.Linear``'s weight, U(-1/sqrt(in), 1/sqrt(in)) monarch, kronecker, circulant, toeplitz
-project  the projection of a dense matrix drawn like ``nn.Linear``'s           monarch, kronecker
-ortho    an orthogonal product (every 2x2 twiddle a random rotation)           butterfly
-======== ===================================================================== =========================================
+| word       | what the layer starts as (plugins)                                                                |
+|------------|---------------------------------------------------------------------------------------------------|
+| `normal`   | diagonals N(1, sigma^2), a near-identity (acdc, afdf, diagonal); twiddles N(0, 1/2) (butterfly)   |
+| `identity` | the identity map (acdc, afdf, diagonal); plus N(0, 1e-2^2) noise (circulant, toeplitz)            |
+| `uniform`  | diagonals U(-1, 1), the reference code's other choice (acdc, afdf, diagonal)                      |
+| `linear`   | entries drawn like `nn.Linear`'s weight (monarch, kronecker, circulant, toeplitz)                 |
+| `project`  | the projection of a dense matrix drawn like `nn.Linear`'s (monarch, kronecker)                    |
+| `ortho`    | an orthogonal product, every 2x2 twiddle a random rotation (butterfly)                            |
 
 ``uniform`` meant ``linear`` for monarch, kronecker, circulant and Toeplitz before: there it is a
 deprecated alias (:data:`LINEAR_ALIASES`) that warns.  Replacing a trained model's layers
