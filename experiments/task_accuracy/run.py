@@ -20,6 +20,9 @@ Regimes (result folders ``results/<task>/<regime>/``):
 - ``matched``: per compressed encoder form, the wider encoder of ``results/step_time_matched.json``
   with the fewest encoder FLOPs at or above the dense encoder's, at the dense variant's budget in
   batches (choice recorded in ``results/<task>/matched_choice.json``).
+- ``long``: residue-env, the three encoders with the dense head, trained for ``LONG_EPOCHS`` epochs
+  (the equal-epochs runs are still improving when they stop), with a shuffled-label model of the
+  same budget as their control.
 
 Residue-env runs are scored with ``atompaint evaluate`` on the test structures from the best
 (validation loss) checkpoint, with the shuffled-label model (dense variant, seed 0, trained by this
@@ -49,6 +52,7 @@ ATOMPAINT = str(ROOT / ".venv/bin/atompaint")
 LOCK = "/tmp/heavy.lock"
 SHUFFLED = "shuffled-labels"
 NEIGHBOR_EVAL_PAIRS = 1024
+LONG_EPOCHS = 8
 
 
 @dataclass
@@ -162,7 +166,7 @@ def matched_choice(task: str, rows: dict) -> list[str]:
 #: The order jobs run in: (stage, task, seeds, variants or None for all).  The residue-env comparison
 #: at equal epochs first, then one seed of every neighbour variant, the residue-env wall-clock runs of
 #: the dense-head variants, the other neighbour seeds, the ACDC-head wall-clock runs, compute-matched,
-#: then the neighbour task's wall-clock and compute-matched runs.
+#: the longer residue-env runs, then the neighbour task's wall-clock and compute-matched runs.
 PLAN: list[tuple[str, str, tuple[int, ...], tuple[str, ...] | None]] = [
     ("epochs", "residue-env", SEEDS, None),
     ("epochs", "neighbor-loc", SEEDS[:1], None),
@@ -170,6 +174,7 @@ PLAN: list[tuple[str, str, tuple[int, ...], tuple[str, ...] | None]] = [
     ("epochs", "neighbor-loc", SEEDS[1:], None),
     ("wallclock", "residue-env", SEEDS, None),
     ("matched", "residue-env", SEEDS, None),
+    ("long", "residue-env", SEEDS, ("dense-enc_dense-head", "field-enc_dense-head", "irrep-enc_dense-head")),
     ("wallclock", "neighbor-loc", SEEDS, None),
     ("matched", "neighbor-loc", SEEDS, None),
 ]
@@ -188,6 +193,12 @@ def jobs(stages: list[str], tasks: list[str]) -> list[Job]:
                     out.append(Job(task, "epochs", SHUFFLED, overrides(task, DENSE, seed, {
                         "data.shuffle_labels": "true"})))
                 out += [Job(task, "epochs", f"{v}_s{seed}", overrides(task, v, seed)) for v in names]
+            elif stage == "long":
+                sets = {"trainer.max_epochs": str(LONG_EPOCHS)}
+                if seed == SEEDS[0]:
+                    out.append(Job(task, "long", SHUFFLED, overrides(task, DENSE, seed, {
+                        **sets, "data.shuffle_labels": "true"})))
+                out += [Job(task, "long", f"{v}_s{seed}", overrides(task, v, seed, sets)) for v in names]
             elif stage == "wallclock" and timing and task in timing["tasks"]:
                 rows = timing["tasks"][task]["variants"]
                 for v in names:
@@ -218,7 +229,10 @@ def pending(job: Job) -> bool:
 
 
 def do(job: Job) -> None:
-    shuffled_summary = RESULTS / "residue-env/epochs" / f"{SHUFFLED}.summary.json"
+    """Train and evaluate ``job``; residue-env runs are scored with the shuffled-label model of their
+    own regime where it has one (``long``), else the equal-epochs one."""
+    own = RESULTS / job.task / job.regime / f"{SHUFFLED}.summary.json"
+    shuffled_summary = own if own.exists() else RESULTS / "residue-env/epochs" / f"{SHUFFLED}.summary.json"
     if not job.summary.exists():
         train(job)
     if job.run == SHUFFLED:
