@@ -22,15 +22,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-#: Every word of the ``init`` option (the table above).
-INIT_WORDS: dict[str, str] = {
-    "normal": "learned diagonals N(1, sigma^2) / butterfly twiddles N(0, 1/2)",
-    "identity": "the identity map (circulant, Toeplitz: plus N(0, 1e-2^2) noise)",
-    "uniform": "learned diagonals U(-1, 1)",
-    "linear": "entries drawn like nn.Linear's weight",
-    "project": "the projection of a dense matrix drawn like nn.Linear's",
-    "ortho": "an orthogonal product of random rotations",
-}
+#: Every word of the ``init`` option (what each means: the table above).
+INIT_WORDS = ("normal", "identity", "uniform", "linear", "project", "ortho")
 #: The words of the diagonal families (ACDC, AFDF, diagonal).
 INITS = ("normal", "identity", "uniform")
 #: Old words of the families initialised like ``nn.Linear``, accepted with a warning.
