@@ -23,7 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from variants import DENSE, RESULTS, SEEDS, TASKS, VARIANTS
 
-REGIMES = {"epochs": "equal epochs", "wallclock": "equal wall-clock", "matched": "compute-matched (wider encoder)"}
+REGIMES = {"epochs": "equal epochs", "wallclock": "equal wall-clock",
+           "matched": "compute-matched (wider encoder, at least the dense encoder's FLOPs, equal epochs)",
+           "long": "longer training (8 epochs, dense head)"}
+#: Regimes whose runs are compared, seed by seed, with a dense-encoder run of their own regime
+#: rather than with the equal-epochs one (same budget).
+OWN_BASELINE = ("long",)
 RESIDUE_CONTROLS = ("majority", "prior", "empty", "shuffled_labels")
 NEIGHBOR_CONTROLS = ("a_empty", "a_shuffled", "b_empty", "b_shuffled", "a_centroid", "b_centroid",
                      "a_minus_b_centroid")
@@ -53,7 +58,7 @@ def describe(variant: str) -> tuple[str, str]:
     width = ""
     if "-w" in enc:
         enc, _, w = enc.partition("-w")
-        width = f", max_channels {w}"
+        width = f", width {w}"
         enc += "-enc"
     return LABELS.get(enc, enc) + width, {"dense-head": "dense", "acdc-head": "ACDC x12"}.get(head, head)
 
@@ -119,7 +124,8 @@ def aggregate(task: str, regime: str, rows: list[dict], timing: dict | None) -> 
         if timing and task in timing["tasks"] and variant in timing["tasks"][task]["variants"]:
             t = timing["tasks"][task]["variants"][variant]
             cell.update(encoder_flops=t["encoder_flops"], encoder_params=t["encoder_params"], params=t["params"],
-                        ms_model_step=t["ms_model_step"], ms_step_with_data=t["ms_step_with_data"])
+                        ms_model_step=t["ms_model_step"], ms_step_with_data=t["ms_step_with_data"],
+                        step_source=t.get("source"))
         out.append(cell)
     return out
 
@@ -142,14 +148,18 @@ def table(task: str, regime: str, cells: list[dict]) -> list[str]:
         enc, head = describe(c["variant"])
         best = " / ".join(f"{b} {c['controls'][b]:.3f}" for b in c["best_controls"])
         flops = f"{c['encoder_flops'] / 1e6:.1f}" if "encoder_flops" in c else "-"
-        step = f"{c['ms_model_step']:.1f}" if "ms_model_step" in c else "-"
-        both = f"{c['ms_step_with_data']:.1f}" if "ms_step_with_data" in c else "-"
+        mark = " (b)" if c.get("step_source") else ""
+        step = f"{c['ms_model_step']:.1f}{mark}" if "ms_model_step" in c else "-"
+        both = f"{c['ms_step_with_data']:.1f}{mark}" if "ms_step_with_data" in c else "-"
         steps = "/".join(str(s) for s in c["steps"])
         middle = (fmt(c["macro"], c["macro_se_seeds"]) if task == "residue-env" else f"{c['chance']:.3f}")
         lines.append(f"| {enc} | {head} | {len(c['seeds'])} | {steps} | {fmt(c['accuracy'], c['accuracy_se_seeds'])} | "
                      f"{middle} | {best} | {fmt(c['lift'], c['lift_se_seeds'])} | {flops} | {step} | {both} | "
                      f"{c['train_seconds']:.0f} | {c['best_is_last']} |")
     lines.append("")
+    if any(c.get("step_source") for c in cells):
+        lines += ["(b) measured in results/step_time_matched.json, a separate interleaved run on a quieter machine: "
+                  "compare with that run's dense step (step-time table), not with the other rows.", ""]
     return lines
 
 
@@ -176,7 +186,7 @@ def plot(results: dict, path: Path) -> None:
     if not tasks:
         return
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
-    markers = {"epochs": "o", "wallclock": "s", "matched": "^"}
+    markers = {"epochs": "o", "wallclock": "s", "matched": "^", "long": "D"}
     for i, task in enumerate(tasks):
         for j, (key, label) in enumerate((("encoder_flops", "encoder FLOPs per image"),
                                           ("ms_step_with_data", "measured training step (model + data), ms"))):
@@ -210,14 +220,19 @@ def step_table(timing: dict | None) -> list[str]:
              f"{timing['omp_num_threads']}, load average {timing['load_average_before'][0]:.2f} before and "
              f"{timing['load_average_after'][0]:.2f} after (1-minute); data = the training loader's time per batch "
              "(the same for every variant).", "",
+             "The `width 3` rows (the compute-matched encoders) are from a second interleaved run with its own "
+             "dense variant (results/step_time_matched.json, quieter machine: absolute times are lower); compare "
+             "them through their model step relative to that run's dense step (last column).", "",
              "| task | variant | encoder MFLOPs / image | encoder params | model params | model step ms | data ms | "
-             "step + data ms | batches at equal wall-clock (x dense) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "step + data ms | batches at equal wall-clock (x dense) | model step / dense step, same run |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for task, t in timing["tasks"].items():
+        dense = t["variants"][DENSE]["ms_model_step"]
         for name, row in t["variants"].items():
+            ratio = row.get("ms_model_step_vs_dense", round(row["ms_model_step"] / dense, 3))
             lines.append(f"| {task} | {name} | {row['encoder_flops'] / 1e6:.2f} | {row['encoder_params']:,} | "
                          f"{row['params']:,} | {row['ms_model_step']:.1f} | {t['ms_data_per_batch']:.1f} | "
-                         f"{row['ms_step_with_data']:.1f} | {row['wallclock_ratio_vs_dense']:.3f} |")
+                         f"{row['ms_step_with_data']:.1f} | {row['wallclock_ratio_vs_dense']:.3f} | {ratio:.2f} |")
     lines.append("")
     return lines
 
@@ -282,9 +297,28 @@ def part5() -> list[str]:
     return lines
 
 
+def load_timing() -> dict | None:
+    """``step_time.json``, with the wider encoders of ``step_time_matched.json`` (a separate
+    interleaved run) added to it; their rows carry ``ms_model_step_vs_dense``, the ratio to the dense
+    step of their own run, since absolute times of two runs under different load do not compare."""
+    path, matched_path = RESULTS / "step_time.json", RESULTS / "step_time_matched.json"
+    if not path.exists():
+        return None
+    timing = json.loads(path.read_text())
+    if matched_path.exists():
+        matched = json.loads(matched_path.read_text())
+        for task, t in matched["tasks"].items():
+            dense = t["variants"][DENSE]["ms_model_step"]
+            for name, row in t["variants"].items():
+                if name not in VARIANTS:
+                    timing["tasks"][task]["variants"][name] = {
+                        **row, "ms_model_step_vs_dense": round(row["ms_model_step"] / dense, 3),
+                        "source": "step_time_matched.json"}
+    return timing
+
+
 def main() -> int:
-    timing_path = RESULTS / "step_time.json"
-    timing = json.loads(timing_path.read_text()) if timing_path.exists() else None
+    timing = load_timing()
     results: dict = {}
     runs: dict = {}
     md = ["<!-- generated by experiments/task_accuracy/summarize.py from results/; do not edit -->", ""]
@@ -298,18 +332,19 @@ def main() -> int:
             cells = aggregate(task, regime, rows, timing)
             results[task][regime], runs[task][regime] = cells, rows
             md += [f"### {task}: {title}", ""] + table(task, regime, cells)
-            if regime == "epochs" and cells:
+            if regime in ("epochs", *OWN_BASELINE) and cells:
                 md += [f"Controls of {task}, {title} (mean over seeds of each control's held-out accuracy):", ""]
                 md += controls_table(task, cells)
         dense = next((c for c in results[task].get("epochs", []) if c["variant"] == DENSE), None)
         if dense:
-            md += [f"Differences from the dense-encoder, dense-head variant ({task}, equal epochs, per seed "
-                   "paired by seed, mean +- SE over seeds):", "",
+            md += [f"Differences from the dense-encoder, dense-head variant ({task}; paired by seed with the "
+                   "dense run of equal epochs, or of the same regime for the long runs; mean +- SE over seeds):", "",
                    "| variant | regime | accuracy - dense |", "|---|---|---:|"]
-            base = {r["seed"]: r["accuracy"] for r in runs[task]["epochs"] if r["variant"] == DENSE}
             for regime, rows in runs[task].items():
+                reference = runs[task]["long" if regime in OWN_BASELINE else "epochs"]
+                base = {r["seed"]: r["accuracy"] for r in reference if r["variant"] == DENSE}
                 for variant in dict.fromkeys(r["variant"] for r in rows):
-                    if variant == DENSE and regime == "epochs":
+                    if variant == DENSE and (regime == "epochs" or regime in OWN_BASELINE):
                         continue
                     diffs = [r["accuracy"] - base[r["seed"]] for r in rows
                              if r["variant"] == variant and r["seed"] in base]
