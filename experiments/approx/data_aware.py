@@ -1,0 +1,211 @@
+"""Data-aware approximation of a trained layer, and the model's accuracy right after surgery.
+
+For one trained layer (the MNIST MLP's second hidden layer, 64 x 64; the CIFAR ResNet18's
+layer3.0 shortcut, a strided 1x1 convolution, 64 x 32) with its inputs recorded on the training
+images: every family at each parameter budget (the configuration :mod:`structlayers.lab.approx`
+picks), fitted two ways from its Frobenius projection (or its random initialisation where it has
+none), with L-BFGS and its convergence recorded:
+
+* ``frobenius``: minimise ``||W_hat - W||_F`` (the approximation lab's objective);
+* ``data``: minimise ``||(W_hat - W) S||_F``, ``S = C^{1/2}``, ``C`` the inputs' second moment.
+
+Baselines at the rank whose exact count ``r (m + n - r)`` fits the family's count: the truncated
+SVD of ``W`` and the data-aware optimum ``[W S]_r S^+``.  After each fit the layer's weight is
+replaced by ``W_hat`` (no fine-tuning; bias and everything else unchanged) and the validation
+accuracy measured.  The checkpoints come from ``experiments/approx/targets/make_targets.sh``'s
+two training runs (``runs/approx-targets``).  Resumable: runs already in ``--out`` are kept.
+
+    python experiments/approx/data_aware.py --target mnist_hidden --out experiments/approx/data_mnist_hidden.json
+    python experiments/approx/data_aware.py --target cifar_shortcut --out experiments/approx/data_cifar_shortcut.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from structlayers.lab.approx.baselines import svd_rank_for_budget
+from structlayers.lab.approx.data_aware import Whitening, fit_data, relative_error, truncated_svd
+from structlayers.lab.approx.experiment import ApproxConfig, _projected, build_layer, plan
+from structlayers.lab.approx.targets import Target
+from structlayers.lab.data.datamodule import CIFAR10DataModule, DataConfig, ImageDataModule, MNISTDataModule
+from structlayers.lab.models import build_model, load_weights
+from structlayers.surgery.fit import FitOptions, FitResult, fit_layer
+
+FAMILIES = ("acdc,afdf,afdf:cascade=complex,monarch,butterfly,kronecker,lowrank,lowrank_diag,circulant,toeplitz,"
+            "blockdiag")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A trained model, the layer replaced, how its input is recorded and how surgery sets it."""
+
+    run: str
+    model: str
+    options: dict[str, int]
+    data: Callable[[], ImageDataModule]
+    budgets: tuple[int, ...]
+
+    def layer_input(self, model: nn.Module, images: Tensor) -> Tensor:
+        """The replaced layer's input for ``images``, one row per sample (a pixel for a convolution)."""
+        raise NotImplementedError
+
+    def tail(self, model: nn.Module, x: Tensor) -> Tensor:
+        """Logits from the cached input ``x`` of the replaced layer's block."""
+        raise NotImplementedError
+
+    def cache(self, model: nn.Module, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def weight(self, model: nn.Module) -> nn.Parameter:
+        raise NotImplementedError
+
+
+class MNISTHidden(Setup):
+    def cache(self, model: nn.Module, images: Tensor) -> Tensor:
+        return model.relu(model.fc1(images.flatten(1)))
+
+    def layer_input(self, model: nn.Module, images: Tensor) -> Tensor:
+        return self.cache(model, images)
+
+    def tail(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model.fc2(model.relu(model.hidden[0](x)))
+
+    def weight(self, model: nn.Module) -> nn.Parameter:
+        return model.hidden[0].weight
+
+
+class CIFARShortcut(Setup):
+    def cache(self, model: nn.Module, images: Tensor) -> Tensor:
+        return model.layer2(model.layer1(model.relu(model.bn1(model.conv1(images)))))
+
+    def layer_input(self, model: nn.Module, images: Tensor) -> Tensor:
+        x = self.cache(model, images)[:, :, ::2, ::2]     # the 1x1 convolution's stride-2 taps
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+    def tail(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model.fc(model.pool(model.layer4(model.layer3(x))).flatten(1))
+
+    def weight(self, model: nn.Module) -> nn.Parameter:
+        return model.layer3[0].shortcut[0].weight
+
+
+SETUPS: dict[str, Setup] = {
+    "mnist_hidden": MNISTHidden("mnist-mlp", "mnist-mlp", {"hidden": 64, "hidden_layers": 2},
+                                lambda: MNISTDataModule(DataConfig()), (256, 512, 1024)),
+    "cifar_shortcut": CIFARShortcut("cifar-resnet18", "resnet18", {"width": 16},
+                                    lambda: CIFAR10DataModule(DataConfig(
+                                        data_dir="../shared/data/cifar10/cifar10_subset.npz")), (256, 512)),
+}
+
+
+def batched(fn: Callable[[Tensor], Tensor], x: Tensor, size: int = 500) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
+
+
+def fit_record(fit: FitResult) -> dict[str, object]:
+    return {"converged": fit.converged, "steps": fit.steps, "grad_norm": fit.grad_norm, "seconds": fit.seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", choices=sorted(SETUPS), required=True)
+    parser.add_argument("--runs", type=Path, default=Path("runs/approx-targets"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--minutes", type=float, default=9.0, help="stop (resumably) after this long")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    setup = SETUPS[args.target]
+    model = build_model(setup.model, **setup.options)
+    load_weights(model, args.runs / setup.run / "checkpoints" / "last.ckpt")
+    model.eval()
+    data = setup.data()
+    splits = data.load()
+    train = data.normalize(torch.from_numpy(splits.train_images))
+    val = data.normalize(torch.from_numpy(splits.val_images))
+    labels = torch.from_numpy(splits.val_labels)
+    inputs = batched(lambda x: setup.layer_input(model, x), train).double()
+    whitening = Whitening.from_inputs(inputs)
+    cached = batched(lambda x: setup.cache(model, x), val)
+    param = setup.weight(model)
+    original = param.detach().clone()
+    w = original.reshape(original.shape[0], original.shape[1]).double()
+    shape = (int(w.shape[0]), int(w.shape[1]))
+
+    def accuracy(w_hat: Tensor) -> float:
+        with torch.no_grad():
+            param.copy_(w_hat.reshape(original.shape).to(original.dtype))
+            logits = batched(lambda x: setup.tail(model, x), cached)
+            param.copy_(original)
+        return float((logits.argmax(1) == labels).double().mean())
+
+    def scores(w_hat: Tensor) -> dict[str, float]:
+        return {"frobenius_error": relative_error(w_hat, w), "data_error": relative_error(w_hat, w, whitening),
+                "accuracy": accuracy(w_hat)}
+
+    record = json.loads(args.out.read_text()) if args.out.exists() else {
+        "command": f"python experiments/approx/data_aware.py --target {args.target} --seeds {args.seeds} "
+                   f"--steps {args.steps} --out {args.out}",
+        "target": args.target, "layer_shape": list(shape), "checkpoint": str(args.runs / setup.run),
+        "data": splits.describe(), "input_samples": whitening.samples,
+        "input_moment_rank": whitening.effective_rank, "families": FAMILIES, "budgets": list(setup.budgets),
+        "seeds": list(range(args.seeds)), "optimizer": "lbfgs", "steps_cap": args.steps,
+        "dense": {"accuracy": accuracy(w)}, "baselines": {}, "runs": [], "complete": False,
+        "machine": {"threads": 1, "cores": os.cpu_count(), "torch": torch.__version__}}
+    done = {(r["label"], r["seed"]) for r in record["runs"]}
+    config = ApproxConfig(layer=FAMILIES, budgets=setup.budgets, shuffle="random", n=max(shape))
+    jobs, skipped = plan(config, shape)
+    record["skipped"] = skipped
+    fit = FitOptions(steps=args.steps)
+    target = Target(args.target, w, args.target)
+    stopped = False
+    for job in jobs:
+        for seed in record["seeds"]:
+            if (job.label, seed) in done:
+                continue
+            if time.monotonic() - started > 60 * args.minutes:
+                stopped = True
+                break
+            run: dict[str, object] = {"label": job.label, "family": job.label.split(" ")[0], "budget": job.budget,
+                                      "seed": seed}
+            for objective in ("frobenius", "data"):
+                layer = build_layer(job, shape, seed)
+                projection = _projected(layer, target)
+                result = (fit_layer(layer, w, fit=fit) if objective == "frobenius"
+                          else fit_data(layer, w, whitening, fit))
+                run["params"] = layer.params()
+                run["start"] = "projection" if projection is not None else "random"
+                run[objective] = {**scores(layer.to_dense()[0]), **fit_record(result)}
+            rank = svd_rank_for_budget(int(run["params"]), *shape)
+            run["svd_rank"] = rank
+            if str(rank) not in record["baselines"]:
+                record["baselines"][str(rank)] = {"svd": scores(truncated_svd(w, rank)),
+                                                  "data_svd": scores(truncated_svd(w, rank, whitening))}
+            record["runs"].append(run)
+            base = record["baselines"][str(rank)]["data_svd"]
+            print(f"{job.label:32s} seed {seed}: data error, Frobenius fit {run['frobenius']['data_error']:.3f}, "
+                  f"data fit {run['data']['data_error']:.3f}, data SVD {base['data_error']:.3f}; "
+                  f"accuracy {run['frobenius']['accuracy']:.4f} / {run['data']['accuracy']:.4f}", flush=True)
+        if stopped:
+            break
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+    record["complete"] = not stopped and all((j.label, s) in {(r["label"], r["seed"]) for r in record["runs"]}
+                                             for j in jobs for s in record["seeds"])
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{len(record['runs'])} runs; complete: {record['complete']}; {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
