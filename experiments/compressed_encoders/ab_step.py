@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Build the model, then answer every ``step`` line on stdin with one step's seconds."""
+    """Build the model, then answer every ``step`` line on stdin with one step's wall-clock and CPU
+    seconds (the process's CPU time, which time-sharing with other jobs does not inflate)."""
     import warnings
 
     import torch
@@ -48,18 +49,18 @@ def worker(args: argparse.Namespace) -> None:
     target = torch.zeros(args.batch, dtype=torch.long)
     forward = torch.compile(model, dynamic=False) if args.compile else model
 
-    def step() -> float:
+    def step() -> dict[str, float]:
         model.zero_grad(set_to_none=True)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         torch.nn.functional.cross_entropy(forward(*views), target).backward()
-        return time.perf_counter() - start
+        return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
 
-    warmup = step()  # includes compilation under --compile
+    warmup = step()["seconds"]  # includes compilation under --compile
     print(json.dumps({"ready": True, "warmup_seconds": warmup}), flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
             break
-        print(json.dumps({"seconds": step()}), flush=True)
+        print(json.dumps(step()), flush=True)
 
 
 def start(name: str, src: Path, args: argparse.Namespace, compile_: bool) -> subprocess.Popen:
@@ -119,6 +120,7 @@ def main() -> None:
         if args.compile:
             arms[f"{name} + torch.compile"] = start(f"{name} + torch.compile", after, args, True)
         times: dict[str, list[float]] = {k: [] for k in arms}
+        cpu_times: dict[str, list[float]] = {k: [] for k in arms}
         rng, during = random.Random(0), []
         for r in range(args.repeats):
             order = list(arms)
@@ -126,9 +128,12 @@ def main() -> None:
             for name in order:
                 arms[name].stdin.write("step\n")
                 arms[name].stdin.flush()
-                times[name].append(json.loads(arms[name].stdout.readline())["seconds"])
+                answer = json.loads(arms[name].stdout.readline())
+                times[name].append(answer["seconds"])
+                cpu_times[name].append(answer["cpu_seconds"])
             during.append(bench.load_average())
-            print(f"round {r}: " + "  ".join(f"{k} {times[k][-1]:.3f} s" for k in arms), flush=True)
+            print(f"round {r}: " + "  ".join(f"{k} {times[k][-1]:.3f} s (CPU {cpu_times[k][-1]:.3f} s)"
+                                             for k in arms), flush=True)
         warmups = {k: p.warmup for k, p in arms.items()}
         for proc in arms.values():
             proc.stdin.close()
@@ -144,6 +149,10 @@ def main() -> None:
         "speedup_vs_" + reference: {k: bench.paired_ratio(times[reference], v) for k, v in times.items()},
         "speedup_between_consecutive_arms": {f"{a} -> {b}": bench.paired_ratio(times[a], times[b])
                                              for a, b in zip(times, list(times)[1:])},
+        "cpu_step_seconds": cpu_times,
+        "cpu_speedup_vs_" + reference: {k: bench.paired_ratio(cpu_times[reference], v) for k, v in cpu_times.items()},
+        "cpu_speedup_between_consecutive_arms": {f"{a} -> {b}": bench.paired_ratio(cpu_times[a], cpu_times[b])
+                                                 for a, b in zip(cpu_times, list(cpu_times)[1:])},
     }
     limit = result["machine"]["torch_threads"] + bench.NOISE_RULE["max_load_above_threads"]
     reasons = [f"{args.repeats} paired steps < {bench.NOISE_RULE['min_repeats']}"] * (
@@ -156,8 +165,11 @@ def main() -> None:
             reasons.append(f"{k} vs {reference}: paired-ratio IQR {100 * ratio['iqr_over_median']:.0f}% of median")
     result["noise_reasons"], result["noisy"] = reasons, bool(reasons)
     for k, ratio in result["speedup_vs_" + reference].items():
+        cpu = result["cpu_speedup_vs_" + reference][k]
         print(f"{k:24s} median step {sorted(times[k])[len(times[k]) // 2]:.3f} s  vs {reference} "
-              f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]")
+              f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]; CPU time "
+              f"{sorted(cpu_times[k])[len(cpu_times[k]) // 2]:.3f} s, {cpu['median']:.2f}x "
+              f"[{cpu['min']:.2f}-{cpu['max']:.2f}]")
     print("NOISY: " + "; ".join(reasons) if reasons else "clean by the noise rule")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
