@@ -7,7 +7,9 @@
 - the per-irrep mixing writing its output as strided blocks of the field layout vs the gather /
   zero-fill / scatter / transpose path it still takes for other layouts;
 - the fused batch norm (:class:`atompaint.encoders.layers.IIDBatchNorm`) vs escnn's, training mode;
-- the first Hermite activation as one autograd Function vs autograd's chain of elementwise ops.
+- the first Hermite activation as one autograd Function vs autograd's chain of elementwise ops;
+- the whole Fourier activation (transform, Hermite function, transform back) under autograd vs its
+  fused training path in voxel blocks (:class:`atompaint.encoders.layers.FourierActivation`).
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/micro_layout.py \\
         --json experiments/compressed_encoders/results/micro_layout.json
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from escnn import nn as enn
 
 from atompaint.encoders.fields import spectral_field_type
-from atompaint.encoders.layers import IIDBatchNorm, first_hermite
+from atompaint.encoders.layers import FourierActivation, IIDBatchNorm, first_hermite, fourier_pointwise
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec
 from atompaint.encoders.separable import channels_last
 from structlayers.utils.timing import time_interleaved
@@ -99,11 +101,22 @@ def activation_pair(fields: int, n: int, batch: int) -> list:
     return [lambda: (coeff * x * torch.exp(-(x**2) / 2)).backward(g), lambda: first_hermite(x).backward(g)]
 
 
+def fourier_pair(fields: int, n: int, batch: int) -> list:
+    activation = FourierActivation(fields, 2, 4, "hermite")
+    x = torch.randn(batch, activation.in_type.size, n, n, n, requires_grad=True)
+    g = torch.randn(batch, activation.out_type.size, n, n, n)
+
+    def autograd() -> None:
+        fourier_pointwise(x, activation.A, activation.Ainv, first_hermite, fields).backward(g)
+
+    return [autograd, lambda: activation(enn.GeometricTensor(x, activation.in_type)).tensor.backward(g)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8, help="volumes (both views of 4 pairs)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--kinds", nargs="*", default=["conv", "mixing", "norm", "activation"],
+    parser.add_argument("--kinds", nargs="*", default=["conv", "mixing", "norm", "activation", "fourier"],
                         help="which cases to run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -115,6 +128,8 @@ def main() -> None:
     cases += [("norm", label, "escnn IIDBatchNorm3d", "fused", norm_pair(f, n, args.batch)) for label, f, n in NORMS]
     cases += [("activation", label, "autograd chain", "one Function", activation_pair(f, n, args.batch))
               for label, f, n in ACTIVATIONS]
+    cases += [("fourier", label, "autograd", "fused voxel blocks", fourier_pair(f, n, args.batch))
+              for label, f, n in ACTIVATIONS if "fourier" in args.kinds]
     for kind, label, before, after, fns in cases:
         if kind not in args.kinds:
             continue
