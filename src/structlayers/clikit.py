@@ -279,7 +279,7 @@ def _argparse_type(hint: Any, flag: str) -> tuple[Callable[[str], Any] | None, d
             except ConfigError as err:
                 raise argparse.ArgumentTypeError(str(err)) from None
 
-        return parse_item, {"nargs": "+"}
+        return list_items(parse_item), {"nargs": "+", "action": _Flatten}
 
     def parse(text: str) -> Any:
         try:
@@ -303,7 +303,8 @@ def add_config_arguments(
 ) -> None:
     """One flag per field of dataclass ``cls`` (``--field-name``, or ``flags[name]``), typed by
     the field's annotation, with the dataclass's own default, so defaults are never restated.
-    Booleans get ``--name`` / ``--no-name``; ``Literal`` fields get choices; lists take several values.
+    Booleans get ``--name`` / ``--no-name``; ``Literal`` fields get choices; lists take several values
+    (:func:`add_list`'s syntax).
     ``dest`` is ``dest_prefix + name``; :func:`config_from_args` reads them back.
 
     ``overrides``: the flags change a config loaded from elsewhere (a YAML file), so a flag left out
