@@ -64,5 +64,12 @@ dimension|all)
 default|all)
   # 8. The embedded default job (make approx) and its wall time.
   { time structlayers approx --layer acdc --depth 16 --no-progress ; } > $OUT/default_job.txt 2>&1
+  ;;&
+data|all)
+  # 9. Data-aware fits of two trained layers and the accuracy right after surgery (make_targets.sh's runs).
+  for target in mnist_hidden cifar_shortcut; do
+    ${LOCK:+flock "$LOCK"} python experiments/approx/data_aware.py --target $target --seeds 3 --steps 1000 \
+        --minutes 600 --out $OUT/data_$target.json
+  done
   ;;
 esac

@@ -1,0 +1,44 @@
+"""The data-aware study's README tables are what ``experiments/approx/tables.py data`` prints from its
+records, and the records are consistent with what the objective guarantees."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+STUDY = Path(__file__).resolve().parents[2] / "experiments" / "approx"
+RECORDS = sorted(STUDY.glob("data_*.json"))
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("approx_tables_data", STUDY / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_data_block_is_current(tables) -> None:
+    readme = (STUDY / "README.md").read_text()
+    rendered = tables.render("data")
+    start, end = readme.index(tables.DATA_BEGIN), readme.index(tables.DATA_END) + len(tables.DATA_END)
+    block = rendered[rendered.index(tables.DATA_BEGIN):rendered.index(tables.DATA_END) + len(tables.DATA_END)]
+    assert readme[start:end] == block, "rerun `python experiments/approx/tables.py data` into the README"
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=[p.stem for p in RECORDS])
+def test_records_respect_the_optimum(path: Path) -> None:
+    data = json.loads(path.read_text())
+    assert data["runs"], f"{path.name} holds no runs"
+    for rank, b in data["baselines"].items():
+        # [W S]_r S^+ is the data-error optimum among rank-r matrices; the plain SVD the Frobenius one.
+        assert b["data_svd"]["data_error"] <= b["svd"]["data_error"] + 1e-9, rank
+        assert b["svd"]["frobenius_error"] <= b["data_svd"]["frobenius_error"] + 1e-9, rank
+    for r in data["runs"]:
+        if r["family"] == "lowrank":  # a rank-r family cannot beat the data-aware SVD at rank >= r
+            assert r["data"]["data_error"] >= data["baselines"][str(r["svd_rank"])]["data_svd"]["data_error"] - 1e-6
+        for objective in ("frobenius", "data"):
+            assert 0 <= r[objective]["accuracy"] <= 1 and r[objective]["steps"] <= data["steps_cap"]
