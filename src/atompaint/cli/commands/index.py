@@ -31,12 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "first biological assembly",
               "context_radius_A": "how far around the file's atoms symmetry mates are kept (A)"},
     )
-    parser.add_argument("--elements", default=None, help="comma-separated elements allowed as origins (default all)")
+    parser.add_argument("--elements", nargs="+", default=None, metavar="ELEMENT",
+                        help="elements allowed as origins, e.g. C N O (or C,N,O) (default: all)")
     add_no_progress(parser)
 
 
 def parse_elements(text: str | None) -> tuple[str, ...] | None:
-    """``--elements C,N`` -> ``("C", "N")``; empty entries and non-elements are errors."""
+    """``--elements C N`` or ``C,N`` (joined by commas) -> ``("C", "N")``; empty entries and
+    non-elements are errors."""
     from atompaint.structures import is_element
 
     if text is None:
@@ -53,7 +55,8 @@ def parse_elements(text: str | None) -> tuple[str, ...] | None:
 def run(args: argparse.Namespace) -> int:
     from atompaint.origins import BuildInterrupted, OriginParams, build_index, find_structures
 
-    params = config_from_args(OriginParams, args, elements=parse_elements(args.elements))
+    elements = parse_elements(None if args.elements is None else ",".join(args.elements))
+    params = config_from_args(OriginParams, args, elements=elements)
     check_output_path(args.out, "index")
     paths = find_structures(args.structure_dir)
     if not paths:
