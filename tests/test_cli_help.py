@@ -67,6 +67,11 @@ def test_lists_are_space_separated_and_comma_lists_read_the_same() -> None:
     assert approx.parse_args(["--depth", "1", "2"]).depth == approx.parse_args(["--depth", "1,2"]).depth == [1, 2]
     assert commands["replace"].parse_args(["mnist-mlp", "--targets", "linear,pointwise"]).targets == \
         ["linear", "pointwise"]
+    assert commands["bench"].parse_args(["--sizes", "8", "--sizes", "16,32"]).sizes == [8, 16, 32]
+    assert commands["bench"].parse_args([]).sizes == [256, 1024, 4096]
+    evaluate = _subcommands("atompaint")["evaluate"]
+    assert evaluate.parse_args(["x.ckpt", "--padding", "2", "--padding", "0"]).padding == \
+        evaluate.parse_args(["x.ckpt", "--padding", "2", "0"]).padding == [2.0, 0.0]
 
 
 def test_one_batch_flag_and_one_init_word_the_old_spellings_warn() -> None:

@@ -12,8 +12,8 @@ The flag words, the same in every command:
 ``--no-progress``   no progress bar;
 ``--batch-size N``  rows per batch (a list where a command sweeps them).
 
-A list is its values separated by spaces (``--sizes 256 1024``); a comma list (``256,1024``) reads
-the same (:func:`add_list`).
+A list is its values separated by spaces (``--sizes 256 1024``); a comma list (``256,1024``) and a
+repeated flag read the same (:func:`add_list`).
 """
 
 from __future__ import annotations
@@ -224,11 +224,14 @@ def write_output(path: Path | None, text: str, what: str = "results") -> None:
 
 
 class _Flatten(argparse.Action):
-    """Stores the items of every value (each a list, see :func:`list_items`) as one list."""
+    """Stores the items of every value (each a list, see :func:`list_items`) as one list; a flag
+    given again adds its items (``--padding 2 --padding 4`` is ``--padding 2 4``)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        setattr(namespace, self.dest, [item for value in values for item in value])
+        current = getattr(namespace, self.dest, None)
+        earlier = [] if current is None or current is self.default else list(current)
+        setattr(namespace, self.dest, earlier + [item for value in values for item in value])
 
 
 def list_items(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
@@ -247,8 +250,8 @@ def list_items(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
 def add_list(container: argparse._ActionsContainer, *flags: str, item: Callable[[str], Any] = str,
              **kwargs: Any) -> None:
     """A list flag, in the one list syntax of both command lines: values separated by spaces
-    (``--sizes 256 1024``), where a comma list (``--sizes 256,1024``) reads the same; each item is
-    read by ``item``."""
+    (``--sizes 256 1024``), where a comma list (``--sizes 256,1024``) and the flag repeated
+    (``--sizes 256 --sizes 1024``) read the same; each item is read by ``item``."""
     container.add_argument(*flags, nargs="+", type=list_items(item), action=_Flatten, **kwargs)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from structlayers.clikit import add_json, check_output_path, key_value, write_output
+from structlayers.clikit import add_json, add_list, check_output_path, key_value, write_output
 
 NAME = "evaluate"
 HELP = ("Accuracy of a neighbor-loc checkpoint on its validation set, with view A or B emptied or shuffled and "
@@ -18,8 +18,8 @@ HELP = ("Accuracy of a neighbor-loc checkpoint on its validation set, with view 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by `atompaint train neighbor-loc`")
-    parser.add_argument("--padding", type=float, action="append", default=None, metavar="A",
-                        help="padding between the views in A (repeatable; default: the one trained with)")
+    add_list(parser, "--padding", item=float, default=None, metavar="A",
+             help="paddings between the views in A, e.g. 2 4 (default: the one trained with)")
     parser.add_argument("--set", dest="overrides", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="any config value by its dotted key, e.g. data.val_size=512 (repeatable)")
     parser.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
