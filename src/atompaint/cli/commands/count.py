@@ -40,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or --mixing, default acdc x2) or head variants (dense / compressed / collapsed) "
                              "(default: encoders)")
     add_encoder_flags(parser.add_argument_group("encoder overrides (each flag left out keeps the config's value)"))
-    parser.add_argument("--head-layer", default=None,
-                        help="compressed head layer (default: the config's head if it is not dense, else acdc)")
+    parser.add_argument("--head-layer", default=None, metavar="LAYER",
+                        help="compressed head layer, NAME[:depth=N][:KEY=VALUE...] (default: the config's head if "
+                             "it is not dense, else acdc)")
     parser.add_argument("--head-depth", type=int, default=None,
                         help="stack depth of the compressed head layer (default: 12 for the acdc default)")
     parser.add_argument("--memory-batch-size", type=int, default=None,

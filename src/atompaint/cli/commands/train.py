@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fast-dev-run", type=int, nargs="?", const=1, default=None, metavar="N",
                        help="trainer.fast_dev_run: run N train/val batches only (1 when N is left out), as a "
                             "smoke test")
-    group.add_argument("--head-layer", default=None, help="head.layer, a structlayers plugin (dense, acdc, ...)")
+    group.add_argument("--head-layer", default=None, metavar="LAYER",
+                       help="head.layer, a structlayers layer NAME[:depth=N][:KEY=VALUE...] "
+                            "(dense, acdc:depth=12, ...)")
     group.add_argument("--head-depth", type=int, default=None, help="head.depth (needs --head-layer)")
     add_encoder_flags(group)
     group.add_argument("--pretrained", default=None,
@@ -93,8 +95,10 @@ def overrides(args: argparse.Namespace, task: str) -> dict[str, Any]:
             changes[key] = getattr(args, dest)
     if args.no_progress:
         changes["trainer.progress_bar"] = False
-    if args.head_layer is not None:
-        changes.update({"head.layer": args.head_layer, "head.depth": args.head_depth, "head.options": {}})
+    if args.head_layer is not None:  # the whole layer (its text form's depth and options), then --head-depth
+        changes["head.layer"] = args.head_layer
+        if args.head_depth is not None:
+            changes["head.depth"] = args.head_depth
     elif args.head_depth is not None:
         raise ValueError("--head-depth needs --head-layer")
     if args.pretrained is not None:

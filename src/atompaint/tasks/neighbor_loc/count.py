@@ -215,9 +215,9 @@ def build_count_table(
     ``compare="encoders"``: the config's encoder (after ``encoder_changes``, dotted ``encoder.*`` keys)
     as dense, separable and separable + structured mixing (:func:`encoder_variants`), with the
     config's head.  ``compare="heads"``: the config's encoder with a dense head, a compressed head
-    and the compressed head collapsed; the compressed head is ``head_layer`` (with ``head_depth``)
-    when given, else the config's own head when it is not dense, else an ACDC stack of depth
-    ``head_depth`` (default 12).
+    and the compressed head collapsed; the compressed head is ``head_layer`` (its text form,
+    ``"acdc:depth=12"``; ``head_depth`` replaces its depth) when given, else the config's own head
+    when it is not dense, else an ACDC stack of depth ``head_depth`` (default 12).
     """
     from atompaint.training.config import load_config
     from structlayers.configs import replace_fields
@@ -236,7 +236,8 @@ def build_count_table(
         raise ValueError(f"compare must be 'encoders' or 'heads', got {compare!r}")
     dense = config.head.with_layer("dense")
     if head_layer is not None:
-        compressed = config.head.with_layer(LayerSpec(head_layer, head_depth))
+        spec = LayerSpec.parse(head_layer)
+        compressed = config.head.with_layer(spec if head_depth is None else spec.replace(depth=head_depth))
     elif config.head.layer.name != "dense":
         compressed = config.head
     else:
