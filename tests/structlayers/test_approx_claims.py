@@ -1,7 +1,8 @@
 """The approximation study's README claims come from its records: the generated findings block is
 what ``experiments/approx/tables.py findings`` prints from the JSON files, and every error, MSE or
-rate quoted in the prose (``experiments/approx/README.md`` and the top-level README's approximation
-lines) appears in what ``tables.py`` renders from those files."""
+rate quoted in the prose (``experiments/approx/README.md``, the approximation sections of the
+documentation's results page and the top-level README's approximation rows) appears in what
+``tables.py`` renders from those files."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "experiments" / "approx"
+RESULTS_PAGE = ROOT / "docs" / "guide" / "results.md"
 #: Quoted results: decimals with 2-4 places (errors, MSEs, ratios); plain counts are not checked.
 NUMBER = re.compile(r"(?<![\w.])\d+\.\d{2,4}(?![\d])")
 
@@ -45,10 +47,16 @@ def test_every_quoted_number_in_the_study_readme_is_in_the_records(rendered: str
     assert _missing((STUDY / "README.md").read_text(), rendered) == []
 
 
-def test_top_level_readme_approximation_findings_are_in_the_records(rendered: str) -> None:
+def test_results_page_approximation_sections_are_in_the_records(rendered: str) -> None:
+    sections = [s for s in RESULTS_PAGE.read_text().split("\n## ")[1:] if "experiments/approx/" in s]
+    assert len(sections) == 3, "the results page lost its approximation sections"
+    assert _missing("\n".join(sections), rendered) == []
+
+
+def test_top_level_readme_approximation_rows_are_in_the_records(rendered: str) -> None:
     lines = [line for line in (ROOT / "README.md").read_text().splitlines()
              if "experiments/approx/" in line and line.startswith("|")]
-    assert lines, "the top-level README lost its approximation findings lines"
+    assert lines, "the top-level README lost its approximation row"
     assert _missing("\n".join(lines), rendered) == []
 
 

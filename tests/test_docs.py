@@ -1,0 +1,51 @@
+"""The README stays short and every relative link of the README and the documentation pages resolves
+(``make docs`` checks the rest: ``mkdocs build --strict`` fails on broken links and references)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+#: An inline Markdown link or image ``[text](target)``; the target up to a space or ``)``.
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def _pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+
+
+def broken_links(page: Path) -> list[str]:
+    """The relative link targets of ``page`` (outside code blocks) that name no existing file."""
+    text = FENCE.sub("", page.read_text())
+    broken = []
+    for target in LINK.findall(text):
+        path = target.split("#", 1)[0]
+        if not path or re.match(r"[a-z][a-z0-9+.-]*:", path):  # an anchor on the page, or a URL
+            continue
+        if not (page.parent / path).exists():
+            broken.append(target)
+    return broken
+
+
+def test_readme_is_under_150_lines() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) < 150
+
+
+def test_every_relative_link_points_to_a_file() -> None:
+    assert {str(p.relative_to(ROOT)): broken_links(p) for p in _pages() if broken_links(p)} == {}
+
+
+def test_every_experiment_readme_is_a_docs_page() -> None:
+    linked = {p.resolve() for p in (DOCS / "experiments").glob("*.md")}
+    assert set((ROOT / "experiments").glob("*/README.md")) <= linked
+
+
+def test_the_link_check_catches_a_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "there.md").write_text("x")
+    page = tmp_path / "page.md"
+    page.write_text("[a](there.md#part) [b](gone.md) [c](#top) [d](https://example.org)\n"
+                    "```\n[e](in-code.md)\n```\n")
+    assert broken_links(page) == ["gone.md"]
