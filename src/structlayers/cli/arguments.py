@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from structlayers.clikit import add_list, key_value, warn_deprecated
-from structlayers.registry import parse_options
+from structlayers.registry import LayerSpec, parse_options
 from structlayers.surgery import DEFAULT_KINDS, INIT_ALIASES, INITS, REPLACE_FIT, FitOptions
 
 
@@ -20,17 +20,30 @@ def add_layer_options(group: argparse._ActionsContainer) -> None:
 
 def layer_options(layer: str, args: argparse.Namespace, depth: int | None = None) -> dict[str, Any]:
     """The ``-o`` options of ``args`` typed for ``layer`` (with ``depth``), see
-    :func:`structlayers.registry.parse_options`; the depth itself is ``--depth``, never ``-o``."""
+    :func:`structlayers.registry.parse_options`."""
+    return parse_options(layer, layer_options_text(args), depth)
+
+
+def layer_spec(layer: str, args: argparse.Namespace, depth: int | None = None) -> LayerSpec:
+    """The layer a flag names in its text form (``--replace acdc:depth=12:init=identity``), with
+    ``depth`` (``--depth``) and the ``-o`` options over it, checked once (:class:`structlayers.LayerSpec`)."""
+    text = LayerSpec.text_fields(layer)
+    options = {**text["options"], **layer_options_text(args)}
+    return LayerSpec(text["name"], text["depth"] if depth is None else depth, options)
+
+
+def layer_options_text(args: argparse.Namespace) -> dict[str, str]:
+    """The ``-o`` options of ``args``, as typed; the depth itself is ``--depth``, never ``-o``."""
     raw = dict(args.option)
     if "depth" in raw:
         raise ValueError(f"-o depth={raw['depth']}: give the stack depth with --depth")
-    return parse_options(layer, raw, depth)
+    return raw
 
 
 def add_replace_arguments(group: argparse._ActionsContainer, replace_help: str) -> None:
     """``--replace``, ``--targets``, ``--skip-first``, ``--skip-last`` and ``-o``: what
     :func:`structlayers.surgery.replace` swaps in, where, and with which layer options."""
-    group.add_argument("--replace", metavar="LAYER", help=replace_help)
+    group.add_argument("--replace", metavar="LAYER", help=replace_help + " (NAME[:depth=N][:KEY=VALUE...])")
     add_list(group, "--targets", default=list(DEFAULT_KINDS), metavar="TARGET",
              help="kinds (linear, pointwise, separable, all) and/or module-name globs such as "
                   f"'layer3.*' (default: {' '.join(DEFAULT_KINDS)})")

@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from structlayers.accounting import CountReport, count
-from structlayers.cli.arguments import add_surgery_arguments, init_options, layer_options
+from structlayers.cli.arguments import add_surgery_arguments, init_options, layer_spec
 from structlayers.clikit import add_json, check_output_path, write_output
 from structlayers.lab.models import build_model, example_input, get_spec, load_weights, parse_model_options
 from structlayers.surgery import replace
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     check_output_path(args.json, "--json")
+    layer = layer_spec(args.replace, args, args.depth) if args.replace else None
     spec = get_spec(args.model)
     torch.manual_seed(0)
     model = build_model(args.model, **parse_model_options(args.model, dict(args.model_option)))
@@ -67,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
     record: dict = {"model": args.model, "input_shape": list(x.shape), "before": json.loads(before.to_json()),
                     "flop_counter_mode": reference, "analytic": ANALYTIC_NOTE}
     lines = [_counter_line("dense model" if not spec.structured else "model", reference, before)]
-    if args.replace:
-        new, report = replace(model, args.replace, args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
-                              example_input=x, depth=args.depth, **init_options(args),
-                              **layer_options(args.replace, args, args.depth))
+    if layer is not None:
+        new, report = replace(model, layer.name, args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
+                              example_input=x, depth=layer.depth, **init_options(args), **layer.options)
         after = count(new, x)
         seen_after = flop_counter_total(new, x)
         print()
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if args.per_module:
             print()
             print(after.to_text())
-        label = f"{args.replace}" + (f" x{args.depth}" if args.depth else "")
+        label = layer.label
         rows.append((f"replaced ({label})", human(after.total_params), human(after.total_flops),
                      human(after.total_matmul_flops), human(after.total_counter_flops)))
         pairs = ((after.total_params, before.total_params), (after.total_flops, before.total_flops),

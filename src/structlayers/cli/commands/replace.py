@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from structlayers.cli.arguments import add_surgery_arguments, init_options, layer_options
+from structlayers.cli.arguments import add_surgery_arguments, init_options, layer_spec
 from structlayers.clikit import add_json, add_out, check_output_path, write_output
 from structlayers.lab.models import build_model, example_input, load_weights, parse_model_options
 from structlayers.surgery import replace
@@ -42,6 +42,7 @@ def _accuracy(model: torch.nn.Module, task: str, data_dir: str | None) -> float:
 def run(args: argparse.Namespace) -> int:
     if not args.replace:
         raise ValueError("--replace LAYER is required")
+    layer = layer_spec(args.replace, args, args.depth)
     check_output_path(args.out, "--out")
     check_output_path(args.json, "--json")
     torch.manual_seed(args.seed)
@@ -54,12 +55,11 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     x = example_input(args.model, 1, model)
     torch.manual_seed(args.seed)
-    new, report = replace(model, args.replace, args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
-                          example_input=x, depth=args.depth, **init_options(args),
-                          **layer_options(args.replace, args, args.depth))
+    new, report = replace(model, layer.name, args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
+                          example_input=x, depth=layer.depth, **init_options(args), **layer.options)
     print(report.to_text())
     record = {"model": args.model, "weights": str(args.weights) if args.weights else None, "layer": args.replace,
-              "depth": args.depth, "init": args.init, "report": json.loads(report.to_json())}
+              "depth": layer.depth, "init": args.init, "report": json.loads(report.to_json())}
     if args.evaluate:
         record["accuracy_before"] = _accuracy(model, args.evaluate, args.data_dir)
         record["accuracy_after"] = _accuracy(new, args.evaluate, args.data_dir)

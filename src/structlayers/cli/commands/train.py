@@ -7,7 +7,7 @@ import argparse
 import inspect
 import json
 
-from structlayers.cli.arguments import add_init_arguments, add_model_options, add_replace_arguments, layer_options
+from structlayers.cli.arguments import add_init_arguments, add_model_options, add_replace_arguments, layer_spec
 from structlayers.clikit import add_config_arguments, add_out_dir, add_resume_arguments, config_from_args
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
 from structlayers.lab.models import MODELS, get_spec, model_name, parse_model_options
@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", type=model_name, help=f"built-in model ({', '.join(sorted(MODELS))}), timm:<name> or "
                                                     f"torchvision:<name> (default: {defaults})")
     add_model_options(g)
-    g.add_argument("--layer", dest="model.layer", default=ModelConfig().layer.name, metavar="LAYER",
-                   help="factor of the structured MNIST models' stack")
+    g.add_argument("--layer", dest="model.layer", default=str(ModelConfig().layer), metavar="LAYER",
+                   help="factor of the structured MNIST models' stack, NAME[:depth=N][:KEY=VALUE...]")
     g.add_argument("--depth", dest="model.depth", type=int, metavar="N",
                    help="stack depth (MNIST stack models; with --replace, a stack of DEPTH factors; "
                         "default: the model's)")
@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          flags={"max_epochs": "--epochs", "progress_bar": "--progress"},
                          help={"max_epochs": "epochs", "max_time": "wall-clock limit DD:HH:MM:SS",
                                "accelerator": "cpu, gpu or auto", "num_nodes": "machines (DDP)",
-                               "precision": "Lightning precision, e.g. 32-true or bf16-mixed (default: unset, Lightning's)",
+                               "precision": "Lightning precision, e.g. bf16-mixed (default: unset, Lightning's)",
                                "limit_val_batches": "fraction (<= 1.0) or number of validation batches",
                                "log_every_n_steps": "steps between logged training metrics",
                                "gradient_clip_val": "clip gradients to this norm",
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
                          f"({', '.join(n for n, s in MODELS.items() if s.structured)})")
     # Options of a structured model's layer are typed for the stack it builds (its default depth if none is given).
     if args.option and depth is None and spec.structured and not args.replace:
-        depth = inspect.signature(spec.builder).parameters["depth"].default
+        depth = LayerSpec.text_fields(layer)["depth"] or inspect.signature(spec.builder).parameters["depth"].default
     config = TrainConfig(
         task=args.task,
         model=ModelConfig(
-            name=name, layer=LayerSpec(layer, depth, layer_options(layer, args, depth)),
+            name=name, layer=layer_spec(layer, args, depth),
             replace=bool(args.replace), targets=args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
             model_options=parse_model_options(name, dict(args.model_option)),
             weights=str(args.weights) if args.weights else None, init=args.init, fit_steps=args.fit_steps,
