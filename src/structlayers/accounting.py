@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from structlayers.base import FlopCount, StructuredLinear, rows_of
+from structlayers.base import FlopCount, StructuredLinear, count_params, rows_of
 from structlayers.utils.report import format_table, human
 from structlayers.utils.tracing import CallShapes, record_shapes, run_example
 
@@ -98,10 +98,6 @@ class CountReport:
         )
 
 
-def _own_params(module: nn.Module) -> int:
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters(recurse=False))
-
-
 def _module_flops(module: nn.Module, shapes: CallShapes) -> FlopCount:
     total = FlopCount()
     for x_shape, y_shape in zip(shapes.inputs, shapes.outputs):
@@ -132,7 +128,7 @@ def _counted_units(model: nn.Module) -> dict[str, nn.Module]:
         if isinstance(module, StructuredLinear):
             units[name] = module
             plugin_prefixes.append(name)
-        elif not any(True for _ in module.children()) or _own_params(module):
+        elif not any(True for _ in module.children()) or count_params(module, recurse=False):
             units[name] = module
     return units
 
@@ -147,7 +143,7 @@ def count(model: nn.Module, example_input: Any) -> CountReport:
         if isinstance(module, StructuredLinear):
             params = module.params()
         else:
-            params = _own_params(module)
+            params = count_params(module, recurse=False)
         flops = _module_flops(module, shapes[name])
         if params or flops.total or shapes[name].calls:
             report.rows.append(

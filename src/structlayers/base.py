@@ -233,10 +233,12 @@ def dense_weight_dtype(module: nn.Module) -> torch.dtype:
     return device_dtype(module)[1]
 
 
-def count_params(module: nn.Module, recurse: bool = True) -> int:
-    """Real numbers in ``module``'s parameters: a complex entry counts 2 (its real and imaginary
-    parts), the convention of every plugin's analytic ``params()``."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters(recurse=recurse))
+def count_params(module: nn.Module, recurse: bool = True, *, trainable: bool = False) -> int:
+    """Real numbers in ``module``'s parameters (only those that require grad with ``trainable``;
+    ``recurse=False``: its own, not its submodules'): a complex entry counts 2 (its real and
+    imaginary parts), the convention of every plugin's analytic ``params()``."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters(recurse=recurse)
+               if p.requires_grad or not trainable)
 
 
 def dense_linear(layer: StructuredLinear) -> nn.Linear:

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from structlayers.base import NotCollapsibleError, StructuredLinear, dense_linear
+from structlayers.base import NotCollapsibleError, StructuredLinear, count_params, dense_linear
 from structlayers.collapse import collapse
 from structlayers.registry import available, create
 
@@ -83,10 +83,6 @@ class _Checker:
     def inputs(self, *batch: int) -> Tensor:
         g = torch.Generator().manual_seed(self.seed)
         return torch.randn(*batch, self.in_features, generator=g, dtype=torch.float64)
-
-
-def _trainable(module: nn.Module) -> int:
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters() if p.requires_grad)
 
 
 def _new(build: Any, seed: int) -> StructuredLinear:
@@ -240,8 +236,9 @@ def check_layer(
     report.checks.append("to_dense")
 
     # params
-    if module.params() != _trainable(module):
-        c.fail("params", f"params() = {module.params()}, but the module has {_trainable(module)} trainable numbers")
+    trainable = count_params(module, trainable=True)
+    if module.params() != trainable:
+        c.fail("params", f"params() = {module.params()}, but the module has {trainable} trainable numbers")
     report.checks.append("params")
 
     # flops

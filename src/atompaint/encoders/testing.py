@@ -32,6 +32,7 @@ from torch import Tensor, nn
 import structlayers
 from atompaint.encoders.fields import spectral_field_type
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec
+from structlayers.base import count_params
 
 
 @dataclass
@@ -92,7 +93,7 @@ def check_mixing(
     _close(label, "to_dense", weight.double(), (applied - offset).T, 1e-9)
     report.checks.append("to_dense")
 
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    trainable = count_params(module, trainable=True)
     if module.params() != trainable:
         raise AssertionError(f"{label}: contract check 'params' failed: params() = {module.params()}, "
                              f"trainable numbers {trainable}")

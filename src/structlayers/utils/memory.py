@@ -20,20 +20,14 @@ from pathlib import Path
 
 import torch
 
+from structlayers.utils.report import human
+
 #: The share of the available memory one request may take.
 DEFAULT_FRACTION = 0.9
 
 
 class AllocationTooLargeError(MemoryError, ValueError):
     """A request that would not fit in the memory available (a ``ValueError`` too: it is bad input)."""
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
 
 
 def available_bytes(device: torch.device | str = "cpu") -> int | None:
@@ -64,7 +58,7 @@ def check_allocation(nbytes: float, what: str, device: torch.device | str = "cpu
     available = available_bytes(device)
     if available is not None and nbytes > fraction * available:
         raise AllocationTooLargeError(
-            f"{what} needs about {human_bytes(nbytes)}, more than the {human_bytes(available)} available "
+            f"{what} needs about {human(nbytes, 'B', 1024)}, more than the {human(available, 'B', 1024)} available "
             f"on {torch.device(device)}; use a smaller size"
         )
 
