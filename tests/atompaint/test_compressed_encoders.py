@@ -534,6 +534,22 @@ def test_band2_encoders_are_invariant_under_all_24_cube_rotations(band2_encoder)
             torch.testing.assert_close(band2_encoder(rotated), y, atol=1e-4, rtol=1e-3)
 
 
+def test_band2_encoders_are_invariant_in_training_mode(band2_encoder):
+    """The training paths (batch statistics, the fused Fourier activation, the chunked tensor product)
+    under autograd: invariant under cube rotations too, and their input gradients rotate with the input."""
+    encoder = copy.deepcopy(band2_encoder).train()
+    n = encoder.config.input_size
+    x = torch.rand(2, 2, n, n, n, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    y = encoder(x)
+    (grad,) = torch.autograd.grad(y.square().sum(), x)
+    for perm in _cube_rotations(n)[1:4]:
+        rotated = x.detach().flatten(2)[..., perm].view_as(x).requires_grad_()
+        y_rotated = encoder(rotated)
+        torch.testing.assert_close(y_rotated, y, atol=1e-4, rtol=1e-3)
+        (grad_rotated,) = torch.autograd.grad(y_rotated.square().sum(), rotated)
+        torch.testing.assert_close(grad_rotated.flatten(2), grad.flatten(2)[..., perm], atol=1e-4, rtol=1e-3)
+
+
 # -- the command line --------------------------------------------------------------------------------
 
 
