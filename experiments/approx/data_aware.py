@@ -13,7 +13,9 @@ Baselines at the rank whose exact count ``r (m + n - r)`` fits the family's coun
 SVD of ``W`` and the data-aware optimum ``[W S]_r S^+``.  After each fit the layer's weight is
 replaced by ``W_hat`` (no fine-tuning; bias and everything else unchanged) and the validation
 accuracy measured.  The checkpoints come from ``experiments/approx/targets/make_targets.sh``'s
-two training runs (``runs/approx-targets``).  Resumable: runs already in ``--out`` are kept.
+two training runs (``runs/approx-targets``; their model weights are saved in
+``experiments/approx/targets/models/``, since retraining does not reproduce them bit for bit).
+Resumable: runs already in ``--out`` are kept.
 
     python experiments/approx/data_aware.py --target mnist_hidden --out experiments/approx/data_mnist_hidden.json
     python experiments/approx/data_aware.py --target cifar_shortcut --out experiments/approx/data_cifar_shortcut.json
@@ -120,6 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=sorted(SETUPS), required=True)
     parser.add_argument("--runs", type=Path, default=Path("runs/approx-targets"))
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="the model's weights (default: the run's last.ckpt under --runs; the recorded runs' "
+                             "weights are saved in experiments/approx/targets/models/)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--minutes", type=float, default=9.0, help="stop (resumably) after this long")
@@ -129,7 +134,7 @@ def main() -> None:
     started = time.monotonic()
     setup = SETUPS[args.target]
     model = build_model(setup.model, **setup.options)
-    load_weights(model, args.runs / setup.run / "checkpoints" / "last.ckpt")
+    load_weights(model, args.weights or args.runs / setup.run / "checkpoints" / "last.ckpt")
     model.eval()
     data = setup.data()
     splits = data.load()
