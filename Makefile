@@ -4,11 +4,12 @@
 #   make test-random -- the suite with fresh hypothesis examples (HYPOTHESIS_PROFILE=random)
 #   make lint     -- ruff (configured in pyproject.toml); .ci/run runs it before the tests
 #   make docs     -- the documentation site into site/ (mkdocs build --strict: any warning fails)
+#   make figures  -- redraw every committed figure from its recorded data (experiments/figures.py)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup approx test test-random lint docs
+.PHONY: setup approx test test-random lint docs figures
 
 setup: $(VENV)/.ready
 
@@ -42,3 +43,6 @@ $(VENV)/.docs-ready: $(VENV)/.ready
 
 docs: $(VENV)/.docs-ready
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+figures: setup
+	OMP_NUM_THREADS=1 $(BIN)/python experiments/figures.py

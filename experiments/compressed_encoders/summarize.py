@@ -66,6 +66,33 @@ def sanity_table(runs: dict[str, dict]) -> dict[str, dict]:
     return table
 
 
+def plot_runs(runs: dict[str, dict], path: Path) -> None:
+    """The validation-accuracy curves of every run in ``runs`` (the ``runs.json`` table) against the
+    training step: the sanity models, and beside them the seed-004-shaped runs if there are any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {"sanity models (9^3, band limit 1, batch 32)": {},
+              "seed-004-shaped, compressed (21^3, band limit 2, batch 8)": {}}
+    for label, run in runs.items():
+        panels[list(panels)[label.startswith("seed004")]][label] = run
+    panels = {title: group for title, group in panels.items() if group}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, group) in zip(axes[0], panels.items()):
+        for label, run in group.items():
+            points = [p for p in run["epochs"].values() if "val_acc" in p]
+            ax.plot([p["step"] for p in points], [p["val_acc"] for p in points], marker="o", label=label,
+                    linestyle="--" if "separable" in label and not label.startswith("seed004") else "-")
+        ax.axhline(1 / 6, color="grey", linestyle=":", label="chance")
+        ax.set(xlabel="training step", ylabel="validation accuracy", title=title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", type=Path, required=True, help="--out-dir folders of the runs")
@@ -94,26 +121,7 @@ def main() -> None:
     table = sanity_table(runs)
     (results / "sanity_summary.json").write_text(json.dumps(table, indent=2))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for label, run in runs.items():
-        points = list(run["epochs"].values())
-        points = [p for p in points if "val_acc" in p]
-        ax = axes[1] if label.startswith("seed004") else axes[0]
-        ax.plot([p["step"] for p in points], [p["val_acc"] for p in points], marker="o", label=label,
-                linestyle="--" if "separable" in label and not label.startswith("seed004") else "-")
-    titles = ("sanity models (9^3, band limit 1, batch 32)",
-              "seed-004-shaped, compressed (21^3, band limit 2, batch 8)")
-    for ax, title in zip(axes, titles):
-        ax.axhline(1 / 6, color="grey", linestyle=":", label="chance")
-        ax.set(xlabel="training step", ylabel="validation accuracy", title=title)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(results / "curves.png", dpi=120)
+    plot_runs(runs, results / "curves.png")
     print(json.dumps({k: {"best": v["best_val_acc"], "final": v["final_val_acc"], "seconds": v["seconds"]}
                       for k, v in runs.items()}, indent=2))
     for name, row in table.items():

@@ -33,15 +33,19 @@ def run_csv_files(log_dir: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.parent.name.removeprefix("version_")))
 
 
+#: Metric panels per row of :func:`plot_curves`' figure; more metrics wrap onto further rows.
+PANELS_PER_ROW = 4
+
+
 def run_title(task: str, name: str, seed: int | None = None) -> str:
     """The title of a run's figures, naming the run: ``"cifar10 resnet18 all-acdc12 (seed 0)"``."""
     return f"{task} {name}" + ("" if seed is None else f" (seed {seed})")
 
 
 def plot_curves(csv_paths: str | Path | Sequence[str | Path], png_path: str | Path, title: str = "") -> Path:
-    """One panel per metric (``loss``, ``acc``, ``rmse``, ...), train and validation against the
-    epoch (integer ticks), from the CSV logs of a run and its resumptions (in order; later epochs
-    win), under ``title`` (:func:`run_title`)."""
+    """One panel per metric (``loss``, ``acc``, ``rmse``, ...; :data:`PANELS_PER_ROW` to a row), train
+    and validation against the epoch (integer ticks), from the CSV logs of a run and its resumptions
+    (in order; later epochs win), under ``title`` (:func:`run_title`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,13 +64,17 @@ def plot_curves(csv_paths: str | Path | Sequence[str | Path], png_path: str | Pa
             series.setdefault(metric, {})[stage] = by_epoch
     if not series:
         raise ValueError(f"{', '.join(map(str, paths))}: no epoch-level metrics to plot")
-    fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.5), squeeze=False)
-    for ax, (metric, stages) in zip(axes[0], sorted(series.items())):
+    cols = min(len(series), PANELS_PER_ROW)
+    rows = -(-len(series) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.5 * rows), squeeze=False)
+    for ax in axes.flat[len(series):]:
+        ax.set_visible(False)
+    for ax, (metric, stages) in zip(axes.flat, sorted(series.items())):
         for stage, by_epoch in sorted(stages.items()):
             epochs = sorted(by_epoch)
             ax.plot([e + 1 for e in epochs], [by_epoch[e] for e in epochs], marker="o", label=stage)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -6,6 +6,7 @@ and marker shape."""
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,6 +21,14 @@ def _series(rows: list[ApproxRow], by_family: bool) -> dict[str, list[ApproxRow]
         key = r.config.split(" ")[0] if by_family else f"{r.config.split(' ')[0]} ({r.shuffle})"
         groups[key].append(r)
     return {k: sorted(v, key=lambda r: r.params) for k, v in groups.items()}
+
+
+def _label(key: str, series: list[ApproxRow]) -> str:
+    """``key`` with the stack depths its series spans: ``"acdc (random), K = 2-32"``, ``"acdc, K = 1"``."""
+    ks = sorted({int(m[1]) for r in series if (m := re.search(r"\bK=(\d+)", r.config))})
+    if not ks:
+        return key
+    return f"{key.removesuffix(' (-)')}, K = {ks[0]}" + (f"-{ks[-1]}" if len(ks) > 1 else "")
 
 
 #: Marker shapes cycled with the colours, so that a dozen families stay distinguishable.
@@ -89,7 +98,7 @@ def plot_result(result: ApproxResult, path: Path | str) -> None:
         ax = axes[0][0]
         styles = {key: _style(i) for i, key in enumerate(groups)}
         for key, series in groups.items():
-            _points(ax, [r.params for r in series], series, key, styles[key])
+            _points(ax, [r.params for r in series], series, _label(key, series), styles[key])
         _baselines(ax, result, min(r.params for r in rows), max(r.params for r in rows))
         ax.set(xlabel="parameters", ylabel="relative Frobenius error",
                title=f"{result.target_description}: error vs parameters")

@@ -4,10 +4,11 @@ plus the roofline bound of each layer and the speed of its :func:`~structlayers.
 
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -16,8 +17,8 @@ from torch import Tensor, nn
 from structlayers.base import dense_linear
 from structlayers.collapse import collapse
 from structlayers.lab.bench.allocator import keep_freed_memory
-from structlayers.lab.bench.machine import Machine, bound_seconds, bytes_moved, measure_machine
-from structlayers.registry import accepted_options, available, create
+from structlayers.lab.bench.machine import Machine, bound_seconds, bytes_moved, cpu_name, measure_machine
+from structlayers.registry import accepted_options, available, create, get
 from structlayers.utils.costs import measured_cost
 from structlayers.utils.memory import check_allocation
 from structlayers.utils.report import format_table
@@ -170,6 +171,22 @@ class BenchResult:
             indent=2,
         )
 
+    @classmethod
+    def from_json(cls, text: str) -> BenchResult:
+        """The result :meth:`to_json` wrote, to re-plot or re-tabulate a recorded run."""
+        data = json.loads(text)
+        known = {f.name for f in fields(BenchConfig)}  # older records may carry retired settings
+        config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()
+                                if k in known})
+        environment = data.get("environment", {})
+        machine = Machine(**data["machine"])
+        if machine.device.startswith("cpu") and "threads" in environment:  # older records said "1 threads"
+            machine = replace(machine, device=cpu_name(environment["threads"]))
+        names = {f.name for f in fields(BenchRow)}
+        rows = [BenchRow(**{k: tuple(v) if k == "samples" else v for k, v in r.items() if k in names})
+                for r in data["rows"]]
+        return cls(config, machine, rows, environment)
+
     def plot(self, path: str) -> None:
         """Speed-up over ``nn.Linear`` against N, one line per layer, forward and forward+backward."""
         import matplotlib
@@ -186,16 +203,24 @@ class BenchResult:
                                  and r.batch == batch)
                     if pts:
                         suffix = f" (batch {batch})" if len(self.config.batches) > 1 else ""
-                        ax.plot(*zip(*pts), marker="o", label=layer + suffix)
+                        ax.plot(*zip(*pts), marker="o", label=bench_label(layer, self.config) + suffix)
             ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.set(xscale="log", yscale="log", xlabel="N", ylabel="speed-up over nn.Linear (x)",
-                   title=f"{mode}, {self.machine.device}")
+                   title=f"{mode}, {self.machine.device}, {self.config.dtype}")
             ax.minorticks_off()
             ax.set_xticks(list(self.config.sizes), [str(s) for s in self.config.sizes])
             ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
+
+
+def bench_label(name: str, config: BenchConfig) -> str:
+    """Layer ``name`` as the bench built it, for legends: ``"stack (16 x acdc)"`` names the depth and factor."""
+    if name != "stack":
+        return name
+    factor = inspect.signature(get("stack")).parameters["factor"].default
+    return f"stack ({config.depth} x {factor})"
 
 
 def build_bench_layer(name: str, size: int, config: BenchConfig) -> nn.Module:

@@ -35,8 +35,13 @@ def measure_machine(
     a = torch.randn(k, k, device=device, dtype=dtype)
     b = torch.randn(k, k, device=device, dtype=dtype)
     mm = time_interleaved([lambda: a @ b], device, warmup=2, repeats=5)[0]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(torch.get_num_threads())
     return Machine(name, bandwidth, 2 * k**3 / mm.best)
+
+
+def cpu_name(threads: int) -> str:
+    """The CPU as a :class:`Machine` names it: ``"cpu (1 thread)"``, ``"cpu (2 threads)"``."""
+    return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
 
 
 def bytes_moved(layer: torch.nn.Module, rows: int, in_features: int, out_features: int, element_size: int,

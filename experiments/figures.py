@@ -1,0 +1,117 @@
+"""Redraw every committed figure from the data recorded beside it, with the current plotting code;
+nothing is re-run or re-trained, and only figures that already exist are redrawn.
+
+    python experiments/figures.py                 # every folder (also: make figures)
+    python experiments/figures.py bench approx    # some of them
+
+- ``approx/<study>.png`` from ``<study>.json`` (the record ``structlayers approx --json`` writes);
+- ``bench/<run>.png`` from ``<run>.json`` (``structlayers bench --json``);
+- ``compressed_encoders`` and ``neighbor_loc``: ``results/**/<run>/curves.png`` from the run's
+  ``metrics.csv`` and ``summary.json``, titled by the run folder (``-seed<k>`` read as the seed);
+  ``compressed_encoders/results[/<set>]/curves.png`` from ``runs.json``;
+- ``residue_env/results/<run>.<split>.confusion.png`` from ``<run>.<split>.json``.
+
+Not redrawn, for want of recorded data: ``cifar10`` and ``mnist`` ``results/<run>/curves.png`` (their
+``metrics.json`` holds final values only, not the per-epoch logs) and ``approx/acdc_n32_*.png``
+(their JSON predates the record :meth:`ApproxResult.from_json` reads).  ``task_accuracy`` draws its
+own figure (``experiments/task_accuracy/summarize.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+EXPERIMENTS = Path(__file__).parent
+
+
+def approx() -> list[Path]:
+    from structlayers.lab.approx.experiment import ApproxResult
+    from structlayers.lab.approx.plot import plot_result
+
+    out = []
+    for png in sorted((EXPERIMENTS / "approx").glob("*.png")):
+        record = png.with_suffix(".json")
+        if png.name.startswith("acdc_n32_") or not record.exists():
+            continue
+        plot_result(ApproxResult.from_json(record.read_text()), png)
+        out.append(png)
+    return out
+
+
+def bench() -> list[Path]:
+    from structlayers.lab.bench.harness import BenchResult
+
+    out = []
+    for png in sorted((EXPERIMENTS / "bench").glob("*.png")):
+        record = png.with_suffix(".json")
+        if record.exists():
+            BenchResult.from_json(record.read_text()).plot(str(png))
+            out.append(png)
+    return out
+
+
+def run_curves(folder: Path) -> list[Path]:
+    """The ``curves.png`` of every atompaint run under ``folder`` with its ``metrics.csv``."""
+    from structlayers.lightning.curves import plot_curves, run_title
+
+    out = []
+    for png in sorted(folder.rglob("curves.png")):
+        run = png.parent
+        if not (run / "metrics.csv").exists():
+            continue
+        summary = json.loads((run / "summary.json").read_text())
+        name, seed = run.name, summary.get("seed")
+        if match := re.fullmatch(r"(.+)-seed(\d+)", name):
+            name, seed = match[1], int(match[2])
+        out.append(plot_curves(run / "metrics.csv", png, title=run_title(summary["task"], name, seed)))
+    return out
+
+
+def compressed_encoders() -> list[Path]:
+    folder = EXPERIMENTS / "compressed_encoders"
+    spec = importlib.util.spec_from_file_location("summarize", folder / "summarize.py")
+    assert spec is not None and spec.loader is not None
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    out = run_curves(folder / "results")
+    for table in sorted((folder / "results").rglob("runs.json")):
+        png = table.parent / "curves.png"
+        if png.exists():
+            summarize.plot_runs(json.loads(table.read_text()), png)
+            out.append(png)
+    return out
+
+
+def neighbor_loc() -> list[Path]:
+    return run_curves(EXPERIMENTS / "neighbor_loc" / "results")
+
+
+def residue_env() -> list[Path]:
+    from atompaint.tasks.residue_env.evaluate import plot_confusion
+
+    return [plot_confusion(json.loads(png.with_name(png.name.replace(".confusion.png", ".json")).read_text()), png)
+            for png in sorted((EXPERIMENTS / "residue_env" / "results").glob("*.confusion.png"))]
+
+
+FOLDERS = {"approx": approx, "bench": bench, "compressed_encoders": compressed_encoders,
+           "neighbor_loc": neighbor_loc, "residue_env": residue_env}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="*",
+                        help=f"experiment folders to redraw (default: all of {', '.join(FOLDERS)})")
+    args = parser.parse_args()
+    if unknown := sorted(set(args.folders) - set(FOLDERS)):
+        parser.error(f"no figures known in {', '.join(unknown)}; expected some of {', '.join(FOLDERS)}")
+    for name in args.folders or FOLDERS:
+        for png in FOLDERS[name]():
+            print(f"wrote {png.relative_to(EXPERIMENTS.parent)}")
+
+
+if __name__ == "__main__":
+    main()
