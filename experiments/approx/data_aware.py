@@ -169,7 +169,12 @@ def main() -> None:
         "seeds": list(range(args.seeds)), "optimizer": "lbfgs", "steps_cap": args.steps,
         "dense": {"accuracy": accuracy(w)}, "baselines": {}, "runs": [], "complete": False,
         "machine": {"threads": 1, "cores": os.cpu_count(), "torch": torch.__version__}}
+    record.setdefault("invocations", []).append(
+        f"python experiments/approx/data_aware.py --target {args.target} --seeds {args.seeds} --steps {args.steps} "
+        f"--minutes {args.minutes} --out {args.out}")
     done = {(r["label"], r["seed"]) for r in record["runs"]}
+    seeds = list(range(args.seeds))  # for the configurations not fitted yet (a resumed record keeps its runs)
+    record["seeds"] = sorted(set(record["seeds"]) | set(seeds))
     config = ApproxConfig(layer=FAMILIES, budgets=setup.budgets, shuffle="random", n=max(shape))
     jobs, skipped = plan(config, shape)
     record["skipped"] = skipped
@@ -177,7 +182,7 @@ def main() -> None:
     target = Target(args.target, w, args.target)
     stopped = False
     for job in jobs:
-        for seed in record["seeds"]:
+        for seed in seeds:
             if (job.label, seed) in done:
                 continue
             if time.monotonic() - started > 60 * args.minutes:
@@ -207,7 +212,7 @@ def main() -> None:
             break
         args.out.write_text(json.dumps(record, indent=1) + "\n")
     record["complete"] = not stopped and all((j.label, s) in {(r["label"], r["seed"]) for r in record["runs"]}
-                                             for j in jobs for s in record["seeds"])
+                                             for j in jobs for s in seeds)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"{len(record['runs'])} runs; complete: {record['complete']}; {time.monotonic() - started:.0f} s")
 
