@@ -49,3 +49,10 @@ def test_the_link_check_catches_a_missing_file(tmp_path: Path) -> None:
     page.write_text("[a](there.md#part) [b](gone.md) [c](#top) [d](https://example.org)\n"
                     "```\n[e](in-code.md)\n```\n")
     assert broken_links(page) == ["gone.md"]
+
+
+def test_readme_python_examples_run() -> None:
+    snippets = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(snippets) == 2
+    for index, code in enumerate(snippets):
+        exec(compile(code, f"README snippet {index}", "exec"), {})
