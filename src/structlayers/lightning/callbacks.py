@@ -1,7 +1,7 @@
 """The Lightning side of a training run kept in a :class:`~structlayers.lightning.directory.RunDirectory`.
 
-Lightning's own classes do the work wherever they give the guarantees of the README's Reliability
-section; the code here adds only what they do not give:
+Lightning's own classes do the work wherever they give the guarantees of the documentation's
+Reliability page (``docs/guide/reliability.md``); the code here adds only what they do not give:
 
 - :class:`RunCheckpoints` is Lightning's ``ModelCheckpoint`` keeping one file,
   ``checkpoints/last.ckpt``, rewritten at the end of every training epoch (after that epoch's
