@@ -7,7 +7,7 @@ Nothing here imports Lightning: the DataModules mix :class:`EpochLoaders` into t
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
@@ -16,6 +16,7 @@ from torch import nn
 
 from atompaint.heads import HeadConfig, MLPHead
 from structlayers.base import device_dtype
+from structlayers.utils.sampling import EpochSampler as EpochSampler  # re-exported: the tasks' sampler
 
 if TYPE_CHECKING:
     from atompaint.voxelize import ImageParams
@@ -66,38 +67,6 @@ class LRUCache(Generic[K, V]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["size"])
-
-
-class EpochSampler(torch.utils.data.Sampler[int]):
-    """Yields the keys of one epoch of a dataset of ``length`` items per epoch (see :func:`item_rng`),
-    advancing the epoch each pass.
-
-    With ``fixed=True`` every pass yields epoch 0 (validation).  Under ``torch.distributed`` each rank
-    takes every ``world_size``-th key, so ranks see disjoint examples.
-    """
-
-    def __init__(self, length: int, fixed: bool = False, start_epoch: int = 0):
-        self.length = int(length)
-        self.fixed = fixed
-        self.epoch = int(start_epoch)
-
-    def __len__(self) -> int:
-        rank, world = _rank_and_world()
-        return len(range(rank, self.length, world))
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = 0 if self.fixed else self.epoch
-        if not self.fixed:
-            self.epoch += 1
-        rank, world = _rank_and_world()
-        return iter(range(epoch * self.length + rank, (epoch + 1) * self.length, world))
-
-
-def _rank_and_world() -> tuple[int, int]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class TaskDataConfig:

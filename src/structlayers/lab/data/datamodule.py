@@ -8,7 +8,6 @@ so a run resumed from a checkpoint sees exactly the batches an uninterrupted run
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,33 +15,13 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from structlayers.lab.data.sources import ImageSplits, load_cifar10, load_mnist
+from structlayers.utils.sampling import EpochSampler
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A random order of ``n`` indices that depends only on ``(seed, epoch)``.
-
-    Lightning calls ``set_epoch`` at the start of every epoch, so resuming at epoch ``e`` replays
-    epoch ``e``'s order exactly.
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
 
 
 def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> Tensor:
@@ -121,7 +100,7 @@ class ImageDataModule(L.LightningDataModule):
         return DataLoader(
             self.train_set,
             batch_size=self.config.batch_size,
-            sampler=EpochShuffleSampler(len(self.train_set), self.config.seed),
+            sampler=EpochSampler(len(self.train_set), self.config.seed),
             num_workers=self.config.num_workers,
             drop_last=len(self.train_set) > self.config.batch_size,
         )
