@@ -226,9 +226,10 @@ def data_table(data: dict) -> None:
     repeated = [rs for rs in by_config.values() if len(rs) > 1]
     same = sum(max(r[k]["data_error"] for r in rs) - min(r[k]["data_error"] for r in rs) < 1e-9
                for rs in repeated for k in ("frobenius", "data"))
-    print(f"Both fits of every configuration start from the same point on each seed where the family has a "
-          f"projection; {same} of the {2 * len(repeated)} fits repeated over seeds gave the same error on every seed "
-          "(a verdict on identical seeds compares two numbers, with no sampling spread).\n")
+    if repeated:
+        print(f"Both fits of every configuration start from the same point on each seed where the family has a "
+              f"projection; {same} of the {2 * len(repeated)} fits repeated over seeds gave the same error on every "
+              "seed (a verdict on identical seeds compares two numbers, with no sampling spread).\n")
     print("| budget | configuration | params | seeds | data error, Frobenius fit | data error, data fit | accuracy, "
           "Frobenius fit | accuracy, data fit | Frobenius error, Frobenius / data fit | vs data SVD |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
