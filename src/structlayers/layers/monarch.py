@@ -31,12 +31,9 @@ def _blocks_out(left: Tensor, g: Tensor, bias: Tensor | None) -> Tensor:
     is several times slower)."""
     b, s, rows = left.shape[0], left.shape[2], g.shape[1]
     tiles = torch.bmm(g, left).transpose(0, 1).contiguous().transpose(1, 2)      # (rows, t, j)
-    out = torch.empty(rows, s, b, dtype=g.dtype, device=g.device)
-    if bias is None:
-        out.copy_(tiles)
-    else:
-        torch.add(tiles, bias.view(s, b), out=out)
-    return out.view(rows, s * b)
+    if bias is not None:  # bias first: the sum takes its row-major layout, so the reshape is free
+        tiles = torch.add(bias.view(s, b), tiles)
+    return tiles.reshape(rows, s * b)
 
 
 def _monarch_forward(x: Tensor, right: Tensor, left: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:
