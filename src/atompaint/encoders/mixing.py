@@ -171,6 +171,33 @@ def _keyed_blocks(layout: IrrepLayout) -> tuple[int, dict[str, tuple[int, int]]]
     return None if found is None else (found[0], {irrep_key(k): v for k, v in found[1].items()})
 
 
+class _FieldBlocks(torch.autograd.Function):
+    """The per-irrep outputs ``y`` ``(B, V, d, fields, copies)`` written into the field-uniform layout
+    ``(B, fields, size, V)`` (each into its strided block ``(offset, copies, d)`` of every field, zeros
+    in the ``(offset, width)`` ranges of irreps without a map).  Its backward pass hands each ``y`` a
+    view of the output gradient; autograd's in-place copies into one buffer cloned the whole gradient
+    once per irrep."""
+
+    @staticmethod
+    def forward(ctx, grid_shape: tuple[int, ...], blocks: tuple, zeros: tuple, *ys: Tensor) -> Tensor:
+        b, fields, _, voxels = grid_shape
+        grid = ys[0].new_empty(grid_shape)
+        for offset, width in zeros:
+            grid[:, :, offset:offset + width].zero_()
+        for (offset, copies, d), y in zip(blocks, ys):
+            grid[:, :, offset:offset + copies * d].view(b, fields, copies, d, voxels).copy_(y.permute(0, 3, 4, 2, 1))
+        ctx.blocks = blocks
+        return grid
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        b, fields, _, voxels = grad.shape
+        views = (grad[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, voxels).permute(0, 4, 3, 1, 2)
+                 for offset, copies, d in ctx.blocks)
+        return (None, None, None, *views)
+
+
 class PerIrrepLinear(nn.Module):
     """``y = Q_out (sum_psi M_psi (x) I) Q_in^-1 x`` on plain tensors ``(B, C_in, *spatial)``.
 
@@ -264,17 +291,14 @@ class PerIrrepLinear(nn.Module):
         voxels = math.prod(spatial)
         if self.out_blocks is not None:
             fields = self.out_blocks[0]
-            out = rows[0].new_empty(b, self.out_features, voxels)
-            grid = out.view(b, fields, self.out_features // fields, voxels)
-            for offset, width in self.out_zero:
-                grid[:, :, offset:offset + width].zero_()
+            ys, blocks = [], []
             for (key, module), x in zip(self.maps.items(), rows):
                 d = self.dims[key]
-                y = module(x.reshape(b * voxels * d, -1)).view(b, voxels, d, fields, -1)
-                offset, copies = self.out_blocks[1][key]
-                target = grid[:, :, offset:offset + copies * d].view(b, fields, copies, d, voxels)
-                target.copy_(y.permute(0, 3, 4, 2, 1))
-            y = out.view(b, self.out_features, *spatial)
+                ys.append(module(x.reshape(b * voxels * d, -1)).view(b, voxels, d, fields, -1))
+                blocks.append((self.out_blocks[1][key][0], self.out_blocks[1][key][1], d))
+            grid_shape = (b, fields, self.out_features // fields, voxels)
+            y = _FieldBlocks.apply(grid_shape, tuple(blocks), tuple(self.out_zero), *ys)
+            y = y.view(b, self.out_features, *spatial)
         else:
             out = rows[0].new_zeros(b, voxels, self.out_features)
             for (key, module), x in zip(self.maps.items(), rows):
