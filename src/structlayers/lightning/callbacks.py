@@ -178,7 +178,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def build_trainer(**kwargs: Any) -> pl.Trainer:
     """``lightning.Trainer(**kwargs)`` with :class:`AtomicCheckpointIO` among its plugins (unless
-    one is given) and configuration errors as one-line ``ValueError``\\ s naming the setting."""
+    one is given) and configuration errors as one-line ``ValueError``\\ s naming the setting.
+
+    ``use_distributed_sampler`` defaults to ``False``: the project's training loaders use
+    :class:`~structlayers.utils.sampling.EpochSampler`, which splits the items by rank itself, and
+    Lightning's wrapper would split them a second time (a loader without a sampler, such as the
+    lab's validation loader, is then read whole by every rank)."""
+    kwargs.setdefault("use_distributed_sampler", False)
     plugins = list(kwargs.pop("plugins", None) or [])
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())

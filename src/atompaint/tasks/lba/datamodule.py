@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from atompaint.tasks.lba.dataset import LBADataConfig, LBADataset, split_paths
+from structlayers.utils.sampling import EpochSampler
 
 
 class LBADataModule(pl.LightningDataModule):
@@ -25,9 +26,11 @@ class LBADataModule(pl.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         self.setup()
         batch_size, workers = self.config.batch_size, self.config.num_workers
+        size = len(self.datasets[name])
+        sampler = EpochSampler(size, self.config.seed) if shuffle else EpochSampler(size, fixed=True)
         return DataLoader(
-            self.datasets[name], batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-            persistent_workers=workers > 0, drop_last=shuffle and len(self.datasets[name]) > batch_size,
+            self.datasets[name], batch_size=batch_size, sampler=sampler, num_workers=workers,
+            persistent_workers=workers > 0, drop_last=shuffle and size > batch_size,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -61,6 +61,7 @@ class LBADataConfig:
         ligand_channels: separate element channels for the ligand (``2 C`` channels); off when
             fine-tuning an encoder pretrained on ``C``-channel images.
         batch_size, num_workers: of the loaders.
+        seed: of the training items' order (a function of the seed and the epoch alone).
     """
 
     root: str = ""
@@ -69,6 +70,7 @@ class LBADataConfig:
     ligand_channels: bool = True
     batch_size: int = 16
     num_workers: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.num_workers < 0:
