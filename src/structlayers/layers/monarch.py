@@ -50,19 +50,26 @@ def _monarch_forward(x: Tensor, right: Tensor, left: Tensor, bias: Tensor | None
 
 
 class _MonarchMultiply(torch.autograd.Function):
-    """``x M^T + bias`` (padded sizes) with a backward in the forward's layout: four bmms, two
-    per-row tile transposes (grad-out in, grad-in out), nothing transposed across the batch."""
+    """``(x M^T + bias, g)`` (padded sizes) with a backward in the forward's layout: four bmms, two
+    per-row tile transposes (grad-out in, grad-in out), nothing transposed across the batch.  The
+    ``setup_context`` form with a generated vmap rule, so functorch transforms (``jacrev`` in the
+    approximation lab) work through it."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, x: Tensor, right: Tensor, left: Tensor, bias: Tensor | None
-    ) -> Tensor:
-        y, g = _monarch_forward(x, right, left, bias)
+    def forward(x: Tensor, right: Tensor, left: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        return _monarch_forward(x, right, left, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        x, right, left, _ = inputs
+        g = output[1]
+        ctx.mark_non_differentiable(g)
         ctx.save_for_backward(x, right, left, g)
-        return y
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor, _grad_g: Tensor | None):  # type: ignore[override]
         x, right, left, g = ctx.saved_tensors
         b, p, br = right.shape
         rows, s, r = x.shape[0], left.shape[2], br // b
@@ -72,7 +79,7 @@ class _MonarchMultiply(torch.autograd.Function):
         d_x = d_right = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             dg = torch.bmm(left, dy.transpose(1, 2))                                # (j, (i, rho), rows)
-            dh = dg.view(b, b, r, rows).permute(1, 3, 0, 2).reshape(b, rows, b * r)  # (i, rows, (j, rho))
+            dh = dg.reshape(b, b, r, rows).permute(1, 3, 0, 2).reshape(b, rows, b * r)  # (i, rows, (j, rho))
             if ctx.needs_input_grad[1]:
                 d_right = torch.bmm(x.reshape(rows, b, p).permute(1, 2, 0), dh)     # (i, u, (j, rho))
             if ctx.needs_input_grad[0]:
@@ -136,7 +143,7 @@ class Monarch(StructuredLinear):
         if bias is not None and height != self.out_features:
             bias = F.pad(bias, (0, height - self.out_features))
         if needs_graph(z, self.R, self.L, bias):
-            y = _MonarchMultiply.apply(z, self.R, self.L, bias)
+            y = _MonarchMultiply.apply(z, self.R, self.L, bias)[0]
         else:
             y = _monarch_forward(z, self.R, self.L, bias)[0]
         y = y.view(*x.shape[:-1], height)
