@@ -11,9 +11,9 @@ nothing is re-run or re-trained, and only figures that already exist are redrawn
   ``compressed_encoders/results[/<set>]/curves.png`` from ``runs.json``;
 - ``residue_env/results/<run>.<split>.confusion.png`` from ``<run>.<split>.json``.
 
-Not redrawn, for want of recorded data: ``cifar10`` and ``mnist`` ``results/<run>/curves.png`` (their
-``metrics.json`` holds final values only, not the per-epoch logs) and ``approx/acdc_n32_*.png``
-(their JSON predates the record :meth:`ApproxResult.from_json` reads).  ``task_accuracy`` draws its
+Not redrawn, for want of recorded data: ``approx/acdc_n32_*.png`` (their JSON predates the record
+:meth:`ApproxResult.from_json` reads).  The ``cifar10`` and ``mnist`` runs kept final values only
+(``metrics.json``), so they have no committed curves.  ``task_accuracy`` draws its
 own figure (``experiments/task_accuracy/summarize.py``).
 """
 

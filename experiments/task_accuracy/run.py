@@ -93,7 +93,7 @@ def provenance() -> dict:
 
 def train(job: Job) -> None:
     job.results.mkdir(parents=True, exist_ok=True)
-    command = [ATOMPAINT, "train", job.task, "--config", str(TASKS[job.task]["config"].relative_to(ROOT)),
+    command = [ATOMPAINT, "train", "--config", str(TASKS[job.task]["config"].relative_to(ROOT)),
                "--out-dir", str(job.run_dir.parent.relative_to(ROOT)), "--no-progress", "--overwrite",
                *set_args({**job.sets, "name": job.run})]
     log("train " + " ".join(command[1:]))
