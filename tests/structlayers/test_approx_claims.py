@@ -6,7 +6,6 @@ documentation's results page and the top-level README's approximation rows) appe
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -17,14 +16,6 @@ STUDY = ROOT / "experiments" / "approx"
 RESULTS_PAGE = ROOT / "docs" / "guide" / "results.md"
 #: Quoted results: decimals with 2-4 places (errors, MSEs, ratios); plain counts are not checked.
 NUMBER = re.compile(r"(?<![\w.])\d+\.\d{2,4}(?![\d])")
-
-
-@pytest.fixture(scope="module")
-def tables():
-    spec = importlib.util.spec_from_file_location("approx_tables", STUDY / "tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

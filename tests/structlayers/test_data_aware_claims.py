@@ -3,7 +3,6 @@ records, and the records are consistent with what the objective guarantees."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,14 +10,6 @@ import pytest
 
 STUDY = Path(__file__).resolve().parents[2] / "experiments" / "approx"
 RECORDS = sorted(STUDY.glob("data_*.json"))
-
-
-@pytest.fixture(scope="module")
-def tables():
-    spec = importlib.util.spec_from_file_location("approx_tables_data", STUDY / "tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_generated_data_block_is_current(tables) -> None:

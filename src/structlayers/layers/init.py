@@ -30,17 +30,26 @@ INITS = ("normal", "identity", "uniform")
 LINEAR_ALIASES: dict[str, str] = {"uniform": "linear"}
 
 
+def check_word(name: str, value: str, accepted: Sequence[str], aliases: Mapping[str, str] | None = None,
+               *, owner: str = "") -> str:
+    """``value`` of the option ``name`` checked against ``accepted``; a deprecated alias (``aliases``)
+    warns and is replaced by its word.  One rule for every vocabulary of words (layer inits here,
+    ``replace``'s starts); ``owner`` prefixes the messages (the layer)."""
+    prefix = f"{owner}: " if owner else ""
+    if aliases and value in aliases:
+        warnings.warn(f"{prefix}{name}={value!r} is deprecated and will be removed in the next release; "
+                      f"use {name}={aliases[value]!r}", DeprecationWarning, stacklevel=3)
+        value = aliases[value]
+    if value not in accepted:
+        raise ValueError(f"{prefix}unknown {name} {value!r}; expected one of {tuple(accepted)}")
+    return value
+
+
 def check_init(layer: str, init: str, accepted: Sequence[str] = INITS,
                aliases: Mapping[str, str] | None = None) -> str:
-    """``init`` checked against the words of :data:`INIT_WORDS` that ``layer`` accepts; a deprecated
-    alias (``aliases``) warns and is replaced by its word."""
-    if aliases and init in aliases:
-        warnings.warn(f"layer {layer!r}: init={init!r} is deprecated and will be removed in the next release; "
-                      f"use init={aliases[init]!r} (see structlayers.layers.init)", DeprecationWarning, stacklevel=3)
-        init = aliases[init]
-    if init not in accepted:
-        raise ValueError(f"layer {layer!r}: unknown init {init!r}; expected one of {tuple(accepted)}")
-    return init
+    """``init`` checked against the words of :data:`INIT_WORDS` that ``layer`` accepts (the table
+    above says what each word means)."""
+    return check_word("init", init, accepted, aliases, owner=f"layer {layer!r}")
 
 
 def check_sigma(layer: str, sigma: float) -> None:

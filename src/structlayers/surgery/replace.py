@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from structlayers.accounting import count
 from structlayers.base import StructuredLinear, count_params, device_dtype
 from structlayers.collapse import _set_submodule
+from structlayers.layers.init import check_word
 from structlayers.registry import accepted_options, create, get, resolve
 from structlayers.surgery.fit import FitOptions, fit_layer
 from structlayers.surgery.report import Replacement, ReplaceReport, Skipped
@@ -140,13 +141,7 @@ INIT_ALIASES = {"random": "scratch"}
 def check_init_from(init_from: str) -> str:
     """``init_from`` checked against :data:`INITS`; a deprecated word (:data:`INIT_ALIASES`) warns
     and is replaced by its word."""
-    if init_from in INIT_ALIASES:
-        warnings.warn(f"init_from={init_from!r} is deprecated and will be removed in the next release; "
-                      f"use {INIT_ALIASES[init_from]!r}", DeprecationWarning, stacklevel=3)
-        init_from = INIT_ALIASES[init_from]
-    if init_from not in INITS:
-        raise ValueError(f"init_from must be one of {INITS}, got {init_from!r}")
-    return init_from
+    return check_word("init_from", init_from, INITS, INIT_ALIASES)
 
 
 @dataclass(frozen=True)
