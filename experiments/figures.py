@@ -11,9 +11,9 @@ nothing is re-run or re-trained, and only figures that already exist are redrawn
   ``compressed_encoders/results[/<set>]/curves.png`` from ``runs.json``;
 - ``residue_env/results/<run>.<split>.confusion.png`` from ``<run>.<split>.json``.
 
-Not redrawn, for want of recorded data: ``approx/acdc_n32_*.png`` (their JSON predates the record
-:meth:`ApproxResult.from_json` reads).  The ``cifar10`` and ``mnist`` runs kept final values only
-(``metrics.json``), so they have no committed curves.  ``task_accuracy`` draws its
+``approx/acdc_n32_*.png`` are drawn from their own, older record format (:func:`plot_legacy_acdc`).
+The ``cifar10`` and ``mnist`` runs kept final values only (``metrics.json``), so they have no
+committed curves.  ``task_accuracy`` draws its
 own figure (``experiments/task_accuracy/summarize.py``).
 """
 
@@ -35,11 +35,44 @@ def approx() -> list[Path]:
     out = []
     for png in sorted((EXPERIMENTS / "approx").glob("*.png")):
         record = png.with_suffix(".json")
-        if png.name.startswith("acdc_n32_") or not record.exists():
+        if not record.exists():
             continue
-        plot_result(ApproxResult.from_json(record.read_text()), png)
+        if png.name.startswith("acdc_n32_"):
+            plot_legacy_acdc(json.loads(record.read_text()), png)
+        else:
+            plot_result(ApproxResult.from_json(record.read_text()), png)
         out.append(png)
     return out
+
+
+def plot_legacy_acdc(record: dict, png: Path) -> None:
+    """An ``acdc_n32_*`` record (the early Adam study, whose format predates
+    :class:`ApproxResult`): relative error against parameters per K, mean +- std over the seeds,
+    beside the truncated SVD of the same parameter count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config, rows = record["config"], [r for r in record["rows"] if r.get("depth") is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    params = [r["params"] for r in rows]
+    ax.errorbar(params, [r["rel_error_mean"] for r in rows], yerr=[r["rel_error_std"] for r in rows], marker="o",
+                capsize=3, label=f"acdc ({config['shuffle']} shuffle), K = {rows[0]['depth']}-{rows[-1]['depth']}")
+    for r in rows:
+        ax.annotate(f"K={r['depth']}", (r["params"], r["rel_error_mean"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7)
+    ax.plot(params, [r["svd_rel_error"] for r in rows], "s--", color="grey", label="truncated SVD, same parameters")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("relative Frobenius error")
+    seeds = config["seeds"]
+    ax.set_title(f"acdc, {config['n']}x{config['n']} targets, {config['optimizer']} {config['steps']} steps, "
+                 f"seeds {seeds[0]}-{seeds[-1]} ({png.stem})", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
 
 
 def bench() -> list[Path]:

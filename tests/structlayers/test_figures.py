@@ -3,7 +3,9 @@ legends naming the stack's depth and factor, "1 thread" in the singular (issue 2
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -110,3 +112,20 @@ def test_approx_legend_names_the_depths():
     assert _label("acdc (random)", rows) == "acdc (random), K = 2-32"
     assert _label("acdc (-)", [SimpleNamespace(config="acdc K=1")]) == "acdc, K = 1"
     assert _label("monarch", [SimpleNamespace(config="monarch b=1 r=1")]) == "monarch"
+
+
+def test_legacy_acdc_record_is_drawn_under_its_run_name(tmp_path, saved):
+    path = Path(__file__).resolve().parents[2] / "experiments" / "figures.py"
+    spec = importlib.util.spec_from_file_location("figures", path)
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    record = {"config": {"layer": "acdc", "n": 8, "shuffle": "riffle", "seeds": [0, 1], "optimizer": "adam",
+                         "steps": 10},
+              "rows": [{"depth": k, "params": 16 * k, "rel_error_mean": 1 / k, "rel_error_std": 0.01,
+                        "svd_rel_error": 0.5 / k} for k in (1, 2, 4)]}
+    png = tmp_path / "acdc_n8_riffle.png"
+    figures.plot_legacy_acdc(record, png)
+    assert png.exists()
+    ax = saved[-1].axes[0]
+    assert "acdc_n8_riffle" in ax.get_title() and "seeds 0-1" in ax.get_title()
+    assert any("K = 1-4" in t.get_text() for t in ax.get_legend().get_texts())
