@@ -193,7 +193,8 @@ def plot(results: dict, path: Path) -> None:
             ax = axes[i][j]
             for regime, cells in results[task].items():
                 for c in cells:
-                    if key not in c:
+                    # Step times of another measurement run (the width-3 encoders) are not on this axis.
+                    if key not in c or key == "ms_step_with_data" and c.get("step_source"):
                         continue
                     x = c[key] / (1e6 if key == "encoder_flops" else 1)
                     color = {"dense": "C0", "field": "C1", "irrep": "C2"}[c["variant"].split("-")[0]]
@@ -203,7 +204,8 @@ def plot(results: dict, path: Path) -> None:
             best = max((max(c["controls"].values()) for c in results[task]["epochs"]), default=None)
             if best is not None:
                 ax.axhline(best, color="grey", ls="--", lw=1, label="best control (max over runs' means)")
-            ax.set_xlabel(label + (" (M)" if key == "encoder_flops" else ""))
+            ax.set_xlabel(label + (" (M)" if key == "encoder_flops" else
+                                   " (width-3 encoders: measured in another run, not shown)"))
             ax.set_ylabel(f"{task} held-out accuracy")
             ax.set_title(f"{task}: mean +- SE over seeds; filled: dense head, open: ACDC head", fontsize=9)
             if i == 0 and j == 1:
