@@ -111,10 +111,10 @@ def test_layer_spec_text_mapping_and_build() -> None:
 
 
 def test_every_plugin_speaks_the_one_init_vocabulary() -> None:
-    from structlayers.layers import butterfly, init, kronecker, monarch, projection
+    from structlayers.layers import blockproduct, butterfly, init, projection
     from structlayers.layers.init import INIT_WORDS
 
-    for words in (init.INITS, monarch.INITS, kronecker.INITS, butterfly.INITS, projection.DIAGONAL_INITS):
+    for words in (init.INITS, blockproduct.INITS, butterfly.INITS, projection.DIAGONAL_INITS):
         assert set(words) <= set(INIT_WORDS), words
     for name in registry.available():
         defaults = {o.name: o.default for o in registry.options(name)}

@@ -8,23 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from structlayers.base import FlopCount, StructuredLinear, rows_of
-from structlayers.layers.init import LINEAR_ALIASES, check_init
-from structlayers.layers.projection import (
-    assign_bias,
-    block_count,
-    dense_target,
-    init_product_,
-    padded,
-    truncated_factors,
-)
+from structlayers.layers.blockproduct import BlockProductLayer
+from structlayers.layers.projection import assign_bias, dense_target, init_product_, padded, truncated_factors
 from structlayers.registry import register
-
-INITS = ("linear", "project")
 
 
 @register("kronecker")
-class Kronecker(StructuredLinear):
+class Kronecker(BlockProductLayer):
     """``y = x W^T + b`` with ``W = sum_{rho < rank} A_rho (x) B_rho``, ``A_rho: (m1, n1)``,
     ``B_rho: (m2, n2)``; the input is read as an ``n1 x n2`` matrix ``X`` (row-major) and
     ``(A (x) B) vec(X) = vec(A X B^T)``, two matmuls per term.
@@ -37,28 +27,11 @@ class Kronecker(StructuredLinear):
     ``nn.Linear``-initialised dense weight.
     """
 
-    stackable = True
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        nblocks: int | None = None,
-        rank: int = 1,
-        bias: bool = True,
-        init: str = "linear",
-    ) -> None:
-        super().__init__(in_features, out_features)
-        init = check_init(self.name, init, INITS, LINEAR_ALIASES)
-        n1 = block_count(self.name, in_features, out_features, nblocks, rank)
-        self.n1 = self.m1 = n1
-        self.n2, self.m2 = -(-in_features // n1), -(-out_features // n1)
-        self.rank, self.init = rank, init
-        self.A = nn.Parameter(torch.empty(rank, self.m1, self.n1))
-        self.B = nn.Parameter(torch.empty(rank, self.m2, self.n2))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self.reset_parameters()
+    def build_factors(self) -> None:
+        self.n1 = self.m1 = self.nblocks
+        self.n2, self.m2 = self.in_block, self.out_block
+        self.A = nn.Parameter(torch.empty(self.rank, self.m1, self.n1))
+        self.B = nn.Parameter(torch.empty(self.rank, self.m2, self.n2))
 
     def reset_parameters(self) -> None:
         # Var(W) = rank * Var(A) * Var(B) = 1 / (3 n1 n2): nn.Linear's on the padded input.
@@ -78,12 +51,10 @@ class Kronecker(StructuredLinear):
         y = y[..., : self.out_features] if y.shape[-1] != self.out_features else y
         return y + self.bias if self.bias is not None else y
 
-    def to_dense(self) -> tuple[Tensor, Tensor | None]:
-        self.check_dense_memory(16 + self.A.element_size())  # a float64 product, the sum, the result
+    def padded_dense(self) -> Tensor:
+        """``W`` on the padded sizes, ``(m1 m2, n1 n2)``, in float64."""
         a, b = self.A.detach().double().cpu(), self.B.detach().double().cpu()
-        weight = sum(torch.kron(a[i], b[i]) for i in range(self.rank))[: self.out_features, : self.in_features]
-        bias = self.bias.detach().clone() if self.bias is not None else None
-        return weight.to(self.A.dtype).contiguous(), bias
+        return sum(torch.kron(a[i], b[i]) for i in range(self.rank))
 
     @torch.no_grad()
     def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
@@ -115,15 +86,13 @@ class Kronecker(StructuredLinear):
         self.B.copy_(right.reshape(self.rank, m2, n2))
         assign_bias(self, bias)
 
-    def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
+    def row_flops(self) -> int:
         """Per row and term, ``X B^T`` (``n1 n2 m2`` multiply-adds) then ``A (.)`` (``m1 n1 m2``):
         ``2 rank n1 m2 (n2 + m1)`` FLOPs per row."""
-        rows = rows_of(batch_shape)
-        per_row = 2 * self.rank * self.n1 * self.m2 * (self.n2 + self.m1)
-        return FlopCount(matmul=rows * per_row, elementwise=rows * self.out_features if self.bias is not None else 0)
+        return 2 * self.rank * self.n1 * self.m2 * (self.n2 + self.m1)
 
-    def params(self) -> int:
-        return self.rank * (self.m1 * self.n1 + self.m2 * self.n2) + (self.out_features if self.bias is not None else 0)
+    def factor_params(self) -> int:
+        return self.rank * (self.m1 * self.n1 + self.m2 * self.n2)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, A=({self.m1}x{self.n1}), B=({self.m2}x{self.n2}), rank={self.rank}, "

@@ -8,20 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from structlayers.base import FlopCount, StructuredLinear, rows_of
-from structlayers.layers.init import LINEAR_ALIASES, check_init
-from structlayers.layers.projection import (
-    assign_bias,
-    block_count,
-    dense_target,
-    init_product_,
-    padded,
-    truncated_factors,
-)
+from structlayers.layers.blockproduct import BlockProductLayer
+from structlayers.layers.projection import assign_bias, dense_target, init_product_, padded, truncated_factors
 from structlayers.registry import register
 from structlayers.transforms.dct import needs_graph
-
-INITS = ("linear", "project")
 
 
 def _blocks_out(left: Tensor, g: Tensor, bias: Tensor | None) -> Tensor:
@@ -88,7 +78,7 @@ class _MonarchMultiply(torch.autograd.Function):
 
 
 @register("monarch")
-class Monarch(StructuredLinear):
+class Monarch(BlockProductLayer):
     """``y = x M^T + b`` with ``M = P L P^T R`` (Dao et al., 2022, Def. 3.1, generalised to
     rectangular shapes and to rank ``r`` per block pair).
 
@@ -108,28 +98,11 @@ class Monarch(StructuredLinear):
     projection (:meth:`project_`) of an ``nn.Linear``-initialised dense weight.
     """
 
-    stackable = True
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        nblocks: int | None = None,
-        rank: int = 1,
-        bias: bool = True,
-        init: str = "linear",
-    ) -> None:
-        super().__init__(in_features, out_features)
-        init = check_init(self.name, init, INITS, LINEAR_ALIASES)
-        b = block_count(self.name, in_features, out_features, nblocks, rank)
-        self.nblocks, self.rank, self.init = b, rank, init
-        self.in_block, self.out_block = -(-in_features // b), -(-out_features // b)
-        self.check_parameter_memory(b * b * rank * (self.in_block + self.out_block))
-        self.R = nn.Parameter(torch.empty(b, self.in_block, b * rank))
-        self.L = nn.Parameter(torch.empty(b, b * rank, self.out_block))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self.reset_parameters()
+    def build_factors(self) -> None:
+        b, r = self.nblocks, self.rank
+        self.check_parameter_memory(b * b * r * (self.in_block + self.out_block))
+        self.R = nn.Parameter(torch.empty(b, self.in_block, b * r))
+        self.L = nn.Parameter(torch.empty(b, b * r, self.out_block))
 
     def reset_parameters(self) -> None:
         # Var(M_ji) = r * Var(L) * Var(R) = 1 / (3 b p): nn.Linear's 1 / (3 in) on the padded input.
@@ -156,12 +129,6 @@ class Monarch(StructuredLinear):
         right = self.R.detach().double().cpu().view(b, self.in_block, b, r)    # [i, u, j, rho]
         return torch.einsum("jirt,iujr->tjiu", left, right).reshape(self.out_block * b, b * self.in_block)
 
-    def to_dense(self) -> tuple[Tensor, Tensor | None]:
-        self.check_dense_memory(16 + self.R.element_size())  # the float64 einsum, its crop, the result
-        weight = self.padded_dense()[: self.out_features, : self.in_features]
-        bias = self.bias.detach().clone() if self.bias is not None else None
-        return weight.to(self.R.dtype).contiguous(), bias
-
     @torch.no_grad()
     def project_(self, weight: Tensor, bias: Tensor | None = None) -> None:
         """Set ``M`` to the Monarch matrix nearest to ``weight`` in Frobenius norm, in closed form
@@ -187,17 +154,14 @@ class Monarch(StructuredLinear):
         layer.project_(weight, bias)
         return layer
 
-    def flop_count(self, batch_shape: tuple[int, ...] | int = (1,)) -> FlopCount:
+    def row_flops(self) -> int:
         """Two batched matmuls, ``2 r b (b p + b s)`` FLOPs per row: ``O(n^{3/2})`` for
         ``b = sqrt(n)``, ``r = 1`` (Dao et al., 2022, Sec. 3.2)."""
-        rows = rows_of(batch_shape)
-        per_row = 2 * self.rank * self.nblocks * self.nblocks * (self.in_block + self.out_block)
-        return FlopCount(matmul=rows * per_row, elementwise=rows * self.out_features if self.bias is not None else 0)
+        return 2 * self.rank * self.nblocks * self.nblocks * (self.in_block + self.out_block)
 
-    def params(self) -> int:
+    def factor_params(self) -> int:
         """``r b^2 (p + s)``: ``2 n^{3/2}`` for a square ``n = b^2``, ``r = 1``."""
-        return (self.rank * self.nblocks**2 * (self.in_block + self.out_block)
-                + (self.out_features if self.bias is not None else 0))
+        return self.rank * self.nblocks**2 * (self.in_block + self.out_block)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, nblocks={self.nblocks}, rank={self.rank}, "
