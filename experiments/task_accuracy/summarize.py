@@ -1,9 +1,10 @@
 """Tables and plots of the task-accuracy study from its results files (nothing is recomputed).
 
-Reads ``results/<task>/<regime>/<run>.{summary,eval}.json`` (written by run.py) and
-``results/step_time.json`` (step_time.py) and writes ``results/table.md`` (the README's tables),
-``results/summary.json`` (every number of the tables) and ``results/accuracy_vs_cost.png``, and
-copies ``table.md`` verbatim into README.md between its ``table:start`` / ``table:end`` markers.
+Reads ``results/<task>/<regime>/<run>.{summary,eval}.json`` (written by run.py) and the step-time
+runs ``results/step_time.json`` and ``SEPARATE_TIMINGS`` (step_time.py) and writes
+``results/table.md`` (the README's tables), ``results/summary.json`` (every number of the tables)
+and ``results/accuracy_vs_cost.png``, and copies ``table.md`` verbatim into README.md between its
+``table:start`` / ``table:end`` markers.
 
     .venv/bin/python experiments/task_accuracy/summarize.py
 
@@ -36,7 +37,15 @@ LABELS = {
     "dense-enc": "dense escnn",
     "field-enc": "separable per-field, ACDC x2",
     "irrep-enc": "separable irrep-wise, ACDC x2",
+    "grid-enc": "grid-domain (24 rotations), dense mixing",
+    "irrepdense-enc": "separable irrep-wise, dense mixing",
+    "fielddense-enc": "separable per-field, dense mixing",
 }
+COLORS = {"dense": "C0", "field": "C1", "irrep": "C2", "grid": "C3", "irrepdense": "C4", "fielddense": "C5"}
+#: Step-time runs other than ``step_time.json``, each interleaved with its own dense variant, and the
+#: mark their rows carry in the tables: the compute-matched (width 3) encoders, and the encoders
+#: added for issue 20 item 5.
+SEPARATE_TIMINGS = {"step_time_matched.json": "b", "step_time_more.json": "c"}
 
 
 def mean_se(values: list[float]) -> tuple[float, float | None]:
@@ -148,7 +157,7 @@ def table(task: str, regime: str, cells: list[dict]) -> list[str]:
         enc, head = describe(c["variant"])
         best = " / ".join(f"{b} {c['controls'][b]:.3f}" for b in c["best_controls"])
         flops = f"{c['encoder_flops'] / 1e6:.1f}" if "encoder_flops" in c else "-"
-        mark = " (b)" if c.get("step_source") else ""
+        mark = f" ({SEPARATE_TIMINGS[c['step_source']]})" if c.get("step_source") else ""
         step = f"{c['ms_model_step']:.1f}{mark}" if "ms_model_step" in c else "-"
         both = f"{c['ms_step_with_data']:.1f}{mark}" if "ms_step_with_data" in c else "-"
         steps = "/".join(str(s) for s in c["steps"])
@@ -157,9 +166,9 @@ def table(task: str, regime: str, cells: list[dict]) -> list[str]:
                      f"{middle} | {best} | {fmt(c['lift'], c['lift_se_seeds'])} | {flops} | {step} | {both} | "
                      f"{c['train_seconds']:.0f} | {c['best_is_last']} |")
     lines.append("")
-    if any(c.get("step_source") for c in cells):
-        lines += ["(b) measured in results/step_time_matched.json, a separate interleaved run on a quieter machine: "
-                  "compare with that run's dense step (step-time table), not with the other rows.", ""]
+    for source in dict.fromkeys(c["step_source"] for c in cells if c.get("step_source")):
+        lines += [f"({SEPARATE_TIMINGS[source]}) measured in results/{source}, a separate interleaved run: compare "
+                  "with that run's dense step (step-time table, last column), not with the other rows.", ""]
     return lines
 
 
@@ -193,11 +202,11 @@ def plot(results: dict, path: Path) -> None:
             ax = axes[i][j]
             for regime, cells in results[task].items():
                 for c in cells:
-                    # Step times of another measurement run (the width-3 encoders) are not on this axis.
+                    # Step times of another measurement run are not on this axis.
                     if key not in c or key == "ms_step_with_data" and c.get("step_source"):
                         continue
                     x = c[key] / (1e6 if key == "encoder_flops" else 1)
-                    color = {"dense": "C0", "field": "C1", "irrep": "C2"}[c["variant"].split("-")[0]]
+                    color = COLORS[c["variant"].split("-")[0]]
                     face = color if "dense-head" in c["variant"] else "white"
                     ax.errorbar(x, c["accuracy"], yerr=c["accuracy_se_seeds"] or 0, fmt=markers[regime], color=color,
                                 mfc=face, capsize=3, label=f"{c['variant']} ({regime})")
@@ -205,7 +214,7 @@ def plot(results: dict, path: Path) -> None:
             if best is not None:
                 ax.axhline(best, color="grey", ls="--", lw=1, label="best control (max over runs' means)")
             ax.set_xlabel(label + (" (M)" if key == "encoder_flops" else
-                                   " (width-3 encoders: measured in another run, not shown)"))
+                                   " (encoders timed in another run not shown)"))
             ax.set_ylabel(f"{task} held-out accuracy")
             ax.set_title(f"{task}: mean +- SE over seeds; filled: dense head, open: ACDC head", fontsize=9)
             if i == 0 and j == 1:
@@ -222,18 +231,21 @@ def step_table(timing: dict | None) -> list[str]:
              f"{timing['omp_num_threads']}, load average {timing['load_average_before'][0]:.2f} before and "
              f"{timing['load_average_after'][0]:.2f} after (1-minute); data = the training loader's time per batch "
              "(the same for every variant).", "",
-             "The `width 3` rows (the compute-matched encoders) are from a second interleaved run with its own "
-             "dense variant (results/step_time_matched.json, quieter machine: absolute times are lower); compare "
-             "them through their model step relative to that run's dense step (last column).", "",
-             "| task | variant | encoder MFLOPs / image | encoder params | model params | model step ms | data ms | "
-             "step + data ms | batches at equal wall-clock (x dense) | model step / dense step, same run |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "Rows of another run (column `run`: the `width 3` compute-matched encoders, and the grid-domain and "
+             "dense-mixing encoders) come from separate interleaved runs, each with its own dense variant and load ("
+             + "; ".join(f"{source}: load average {load}" for source, load in timing["separate_loads"].items())
+             + "); compare them through their model step relative to that run's dense step (last column).", "",
+             "| task | variant | run | encoder MFLOPs / image | encoder params | model params | model step ms | "
+             "data ms | step + data ms | batches at equal wall-clock (x dense) | model step / dense step, same run |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for task, t in timing["tasks"].items():
         dense = t["variants"][DENSE]["ms_model_step"]
         for name, row in t["variants"].items():
             ratio = row.get("ms_model_step_vs_dense", round(row["ms_model_step"] / dense, 3))
-            lines.append(f"| {task} | {name} | {row['encoder_flops'] / 1e6:.2f} | {row['encoder_params']:,} | "
-                         f"{row['params']:,} | {row['ms_model_step']:.1f} | {t['ms_data_per_batch']:.1f} | "
+            data = row.get("ms_data_per_batch", t["ms_data_per_batch"])
+            lines.append(f"| {task} | {name} | {row.get('source', 'step_time.json')} | "
+                         f"{row['encoder_flops'] / 1e6:.2f} | {row['encoder_params']:,} | "
+                         f"{row['params']:,} | {row['ms_model_step']:.1f} | {data:.1f} | "
                          f"{row['ms_step_with_data']:.1f} | {row['wallclock_ratio_vs_dense']:.3f} | {ratio:.2f} |")
     lines.append("")
     return lines
@@ -300,22 +312,27 @@ def part5() -> list[str]:
 
 
 def load_timing() -> dict | None:
-    """``step_time.json``, with the wider encoders of ``step_time_matched.json`` (a separate
-    interleaved run) added to it; their rows carry ``ms_model_step_vs_dense``, the ratio to the dense
-    step of their own run, since absolute times of two runs under different load do not compare."""
-    path, matched_path = RESULTS / "step_time.json", RESULTS / "step_time_matched.json"
+    """``step_time.json``, with the variants it lacks added from the runs of ``SEPARATE_TIMINGS``;
+    their rows carry ``ms_model_step_vs_dense``, the ratio to the dense step of their own run, since
+    absolute times of two runs under different load do not compare."""
+    path = RESULTS / "step_time.json"
     if not path.exists():
         return None
     timing = json.loads(path.read_text())
-    if matched_path.exists():
-        matched = json.loads(matched_path.read_text())
-        for task, t in matched["tasks"].items():
+    timing["separate_loads"] = {}
+    for source in SEPARATE_TIMINGS:
+        if not (RESULTS / source).exists():
+            continue
+        other = json.loads((RESULTS / source).read_text())
+        timing["separate_loads"][source] = (f"{other['load_average_before'][0]:.2f} before, "
+                                            f"{other['load_average_after'][0]:.2f} after")
+        for task, t in other["tasks"].items():
             dense = t["variants"][DENSE]["ms_model_step"]
             for name, row in t["variants"].items():
-                if name not in VARIANTS:
+                if name not in timing["tasks"][task]["variants"]:
                     timing["tasks"][task]["variants"][name] = {
                         **row, "ms_model_step_vs_dense": round(row["ms_model_step"] / dense, 3),
-                        "source": "step_time_matched.json"}
+                        "ms_data_per_batch": t["ms_data_per_batch"], "source": source}
     return timing
 
 
