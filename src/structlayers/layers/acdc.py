@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from structlayers.base import FlopCount, device_dtype, rows_of
+from structlayers.base import device_dtype, rows_of
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
 from structlayers.registry import register
@@ -30,11 +30,16 @@ class ACDC(DiagonalTransformLayer):
     """
 
     native_dense = True
+    scaling_flops = 2  # real times real, twice
 
     def build_transform(self) -> None:
         self.A = nn.Parameter(torch.empty(self.size))
         self.D = nn.Parameter(torch.empty(self.size))
         self.dct = DCT(self.block, self.groups, self.backend)
+
+    @property
+    def transform(self) -> DCT:
+        return self.dct
 
     def reset_parameters(self) -> None:
         init_diagonal(self.A, self.init, self.sigma)
@@ -118,11 +123,3 @@ class ACDC(DiagonalTransformLayer):
 
     def params(self) -> int:
         return 2 * self.size + (self.out_features if self.bias is not None else 0)
-
-    def transform_flops(self, rows: int) -> FlopCount:
-        backend = self.flop_backend(rows)
-        transforms = 2 * self.dct.flops(rows, backend)
-        scalings = 2 * rows * self.size
-        if backend == "dense":
-            return FlopCount(matmul=transforms, elementwise=scalings)
-        return FlopCount(fft=transforms, elementwise=scalings)

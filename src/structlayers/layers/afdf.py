@@ -43,6 +43,9 @@ class AFDF(DiagonalTransformLayer):
     ``"real"``.
     """
 
+    #: Real x times complex A: 2 per entry; complex times complex D: 6 per entry.
+    scaling_flops = 8
+
     def __init__(
         self,
         in_features: int,
@@ -68,6 +71,10 @@ class AFDF(DiagonalTransformLayer):
         self.A = nn.Parameter(torch.empty(self.size, 2))
         self.D = nn.Parameter(torch.empty(self.size, 2))
         self.dft = DFT(self.block, self.groups, self.backend)
+
+    @property
+    def transform(self) -> DFT:
+        return self.dft
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -156,15 +163,6 @@ class AFDF(DiagonalTransformLayer):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, cascade={self.cascade!r}"
-
-    def transform_flops(self, rows: int) -> FlopCount:
-        backend = self.flop_backend(rows)
-        transforms = 2 * self.dft.flops(rows, backend)
-        # real x times complex A: 2 per entry; complex times complex D: 6 per entry.
-        scalings = 8 * rows * self.size
-        if backend == "dense":
-            return FlopCount(matmul=transforms, elementwise=scalings)
-        return FlopCount(fft=transforms, elementwise=scalings)
 
 
 class AFDFRealForm(nn.Module):

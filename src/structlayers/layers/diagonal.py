@@ -6,6 +6,7 @@ like a standard dense initialisation than the near-circulant structure of ``T D 
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +15,8 @@ from structlayers.base import FlopCount, rows_of
 from structlayers.layers.init import check_init, check_sigma
 from structlayers.layers.projection import diagonal_transform_als, observed_target, padded_bias
 from structlayers.layers.square import SquareLayer, square_size
-from structlayers.transforms.dct import BACKENDS
+from structlayers.transforms.dct import BACKENDS, DCT
+from structlayers.transforms.dft import DFT
 from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
 from structlayers.utils.autotune import cached_backend, choose_backend
 
@@ -30,6 +32,8 @@ class DiagonalTransformLayer(SquareLayer):
     #: Whether the dense backend is real matmuls that run natively in half precision (ACDC; AFDF's
     #: are complex, and complex half-precision matmuls do not exist).
     native_dense: bool = False
+    #: FLOPs per entry of the two diagonal products ``x A`` and ``(.) D`` together.
+    scaling_flops: ClassVar[int]
 
     def __init__(
         self,
@@ -78,9 +82,20 @@ class DiagonalTransformLayer(SquareLayer):
         """``x A T P D T^-1 (+ shift)`` on the padded square input, with ``backend`` (default:
         resolved); the shift lets a square layer add its bias without another pass."""
 
+    @property
     @abstractmethod
+    def transform(self) -> DCT | DFT:
+        """The fixed transform ``T`` (block-diagonal over ``groups``), a module made by ``build_transform``."""
+
     def transform_flops(self, rows: int) -> FlopCount:
-        """FLOPs of ``square_forward`` on ``rows`` vectors."""
+        """FLOPs of ``square_forward`` on ``rows`` vectors: ``T`` and ``T^-1`` (matmuls with the dense
+        backend) and the two diagonal products."""
+        backend = self.flop_backend(rows)
+        transforms = 2 * self.transform.flops(rows, backend)
+        scalings = self.scaling_flops * rows * self.size
+        if backend == "dense":
+            return FlopCount(matmul=transforms, elementwise=scalings)
+        return FlopCount(fft=transforms, elementwise=scalings)
 
     def resolve_backend(self, rows: int, device: torch.device, dtype: torch.dtype) -> str:
         """The backend used on ``rows`` vectors: ``fft`` / ``dense`` as given, or the measured
