@@ -113,14 +113,29 @@ class StructuredLinear(nn.Module, ABC):
         """Number of trainable real numbers (a complex parameter counts 2), computed analytically."""
 
     @classmethod
+    def option_parameters(cls) -> list[inspect.Parameter]:
+        """The keyword options of this layer: its constructor's parameters after ``in_features`` and
+        ``out_features``, annotations resolved.  A constructor's ``**options`` stands for the options
+        of the next constructor up the class hierarchy, which it passes them on to."""
+        found: dict[str, inspect.Parameter] = {}
+        for klass in cls.__mro__:
+            init = vars(klass).get("__init__")
+            if init is None:
+                continue
+            params = list(inspect.signature(init, eval_str=True).parameters.values())[3:]
+            for p in params:
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    found.setdefault(p.name, p)
+            if all(p.kind is not p.VAR_KEYWORD for p in params):
+                break
+        return list(found.values())
+
+    @classmethod
     def option_types(cls, layer_options: dict[str, object]) -> dict[str, object]:
         """The annotated type of every keyword option this layer accepts when built with
-        ``layer_options`` (its constructor's keyword parameters after ``in_features`` and
-        ``out_features``; a container that passes options on to parts adds theirs)."""
-        hints = typing.get_type_hints(cls.__init__)
-        params = list(inspect.signature(cls.__init__).parameters.values())[3:]
-        return {p.name: hints.get(p.name, typing.Any) for p in params
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        ``layer_options`` (:meth:`option_parameters`; a container that passes options on to parts
+        adds theirs)."""
+        return {p.name: typing.Any if p.annotation is p.empty else p.annotation for p in cls.option_parameters()}
 
     @property
     def is_linear(self) -> bool:

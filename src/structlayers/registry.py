@@ -17,7 +17,6 @@ under the entry point's name) or a module whose import registers layers with :fu
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -103,14 +102,8 @@ class OptionInfo:
 
 def options(name: str) -> list[OptionInfo]:
     """The keyword options a layer accepts besides ``in_features`` and ``out_features``."""
-    sig = inspect.signature(get(name).__init__)
-    out = []
-    for p in list(sig.parameters.values())[3:]:
-        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", str(p.annotation))
-        out.append(OptionInfo(p.name, None if p.default is p.empty else p.default, ann))
-    return out
+    return [OptionInfo(p.name, None if p.default is p.empty else p.default,
+                       getattr(p.annotation, "__name__", str(p.annotation))) for p in get(name).option_parameters()]
 
 
 def option_types(name: str, layer_options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -7,6 +7,8 @@ In a stack, ``cascade`` says where the real part is taken (:class:`~structlayers
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -46,26 +48,12 @@ class AFDF(DiagonalTransformLayer):
     #: Real x times complex A: 2 per entry; complex times complex D: 6 per entry.
     scaling_flops = 8
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        cascade: str = "real",
-        bias: bool = True,
-        init: str = "normal",
-        sigma: float = 1e-2,
-        backend: str = "fft",
-        groups: int = 1,
-        pow2_blocks: bool = False,
-        inner_shuffle: str = "none",
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, in_features: int, out_features: int, *, cascade: str = "real", **options: Any) -> None:
+        """``options``: those of :class:`~structlayers.layers.diagonal.DiagonalTransformLayer`."""
         if cascade not in CASCADES:
             raise ValueError(f"layer 'afdf': unknown cascade {cascade!r}; expected one of {CASCADES}")
         self.cascade = cascade
-        super().__init__(in_features, out_features, bias=bias, init=init, sigma=sigma, backend=backend, groups=groups,
-                         pow2_blocks=pow2_blocks, inner_shuffle=inner_shuffle, seed=seed)
+        super().__init__(in_features, out_features, **options)
 
     def build_transform(self) -> None:
         self.A = nn.Parameter(torch.empty(self.size, 2))
