@@ -7,9 +7,33 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from structlayers.clikit import add_list, key_value, warn_deprecated
+from structlayers.clikit import (
+    PLOT_SUFFIXES,
+    add_json,
+    add_list,
+    add_no_progress,
+    add_plot,
+    check_output_path,
+    key_value,
+    warn_deprecated,
+)
 from structlayers.registry import LayerSpec, parse_options
 from structlayers.surgery import DEFAULT_KINDS, INIT_ALIASES, INITS, REPLACE_FIT, FitOptions
+
+
+def add_result_outputs(group: argparse._ActionsContainer, plot_help: str) -> None:
+    """The outputs of an experiment (approx, bench) besides its table: ``--json`` (formerly
+    ``--out``), ``--plot`` and ``--no-progress``."""
+    add_json(group, old="--out")
+    add_plot(group, plot_help)
+    add_no_progress(group)
+
+
+def check_result_outputs(args: argparse.Namespace) -> None:
+    """Fail before any work starts if the ``--json`` or ``--plot`` of :func:`add_result_outputs`
+    cannot be written."""
+    check_output_path(args.json, "--json")
+    check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
 
 
 def add_layer_options(group: argparse._ActionsContainer) -> None:

@@ -7,16 +7,8 @@ import sys
 
 import torch
 
-from structlayers.clikit import (
-    PLOT_SUFFIXES,
-    add_deprecated,
-    add_json,
-    add_list,
-    add_no_progress,
-    add_plot,
-    check_output_path,
-    write_output,
-)
+from structlayers.cli.arguments import add_result_outputs, check_result_outputs
+from structlayers.clikit import add_deprecated, add_list, write_output
 from structlayers.lab.bench.harness import ALLOCATORS, BenchConfig, run_bench
 
 NAME = "bench"
@@ -52,9 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with tcmalloc/jemalloc (no page faults per call); system: leave malloc untouched")
     parser.add_argument("--compile", action="store_true",
                         help="time torch.compile'd modules (nn.Linear too) instead of eager ones")
-    add_json(parser, old="--out")
-    add_plot(parser, "save a speed-up plot (PNG/PDF) here")
-    add_no_progress(parser)
+    add_result_outputs(parser, "save a speed-up plot (PNG/PDF) here")
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -74,8 +64,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_path(args.json, "--json")
-    check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
+    check_result_outputs(args)
     counts = (args.repeats, args.large_repeats, args.collapse_repeats, args.bandwidth_mb, args.gemm_size)
     if min(args.sizes) < 1 or min(args.batch_size) < 1 or min(counts) < 1:
         raise ValueError("sizes, batch sizes and repeats must be positive")
