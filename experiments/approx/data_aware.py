@@ -175,7 +175,7 @@ def main() -> None:
     done = {(r["label"], r["seed"]) for r in record["runs"]}
     seeds = list(range(args.seeds))  # for the configurations not fitted yet (a resumed record keeps its runs)
     record["seeds"] = sorted(set(record["seeds"]) | set(seeds))
-    config = ApproxConfig(layer=FAMILIES, budgets=setup.budgets, shuffle="random", n=max(shape))
+    config = ApproxConfig(layers=FAMILIES, budgets=setup.budgets, shuffle="random", n=max(shape))
     jobs, skipped = plan(config, shape)
     record["skipped"] = skipped
     fit = FitOptions(steps=args.steps)

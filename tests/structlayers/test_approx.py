@@ -191,23 +191,23 @@ def test_candidate_counts_are_the_built_layers_counts_for_rectangular_targets(fa
 
 
 def test_plan_rectangular_targets_and_layer_specs() -> None:
-    config = ApproxConfig(layer="acdc,afdf:cascade=complex", n=16, budgets=(64, 128), shuffle="random")
+    config = ApproxConfig(layers="acdc,afdf:cascade=complex", n=16, budgets=(64, 128), shuffle="random")
     jobs, skipped = plan(config, (12, 20))
     assert [j.label for j in jobs] == ["acdc K=1", "acdc K=3 random", "afdf:cascade=complex K=1"]  # 40, 120, 80
     assert skipped == ["afdf:cascade=complex: no configuration within 64 parameters"]
     layer = build_layer(jobs[2], (12, 20), seed=0)
     assert layer.in_features == 20 and layer.out_features == 12 and layer.cascade == "complex"
     with pytest.raises(ValueError, match="no option"):
-        ApproxConfig(layer="acdc,acdc:colour=red").validate()
+        ApproxConfig(layers="acdc,acdc:colour=red")
     with pytest.raises(ValueError, match="give stack depths with --depth"):
-        ApproxConfig(layer="acdc:depth=2").validate()
+        ApproxConfig(layers="acdc:depth=2")
 
 
 # --- the experiment ------------------------------------------------------------------------------
 
 
 def test_run_approx_rows_and_json() -> None:
-    config = ApproxConfig(layer="acdc", n=16, depths=(1, 2), seeds=(0, 1), steps=30)
+    config = ApproxConfig(layers="acdc", n=16, depths=(1, 2), seeds=(0, 1), fit=FitOptions(steps=30))
     result = run_approx(config, progress=False)
     rows = result.rows()
     assert [r.depth for r in rows] == [1, 2]
@@ -222,9 +222,23 @@ def test_run_approx_rows_and_json() -> None:
     assert again.config == result.config and again.to_json() == result.to_json()
 
 
+def test_recorded_configs_read_back_as_they_were_written() -> None:
+    """A committed record, and one in the format before the layers held their options: the
+    ``config`` mapping written back is the one read (keys and values), shared options in each layer."""
+    path = Path(__file__).parents[2] / "experiments" / "approx" / "families_gaussian_dimension.json"
+    recorded = json.loads(path.read_text())
+    again = json.loads(ApproxResult.from_json(json.dumps(recorded)).to_json())
+    assert again["config"] == recorded["config"] and again["jobs"] == recorded["jobs"]
+    old = {**recorded["config"], "layer": "acdc,afdf:init=identity", "layer_options": {"init": "uniform"}}
+    config = ApproxConfig.from_dict(old)
+    assert [str(s) for s in config.layers] == ["acdc:init=uniform", "afdf:init=identity"]
+    assert config.fit == FitOptions(*(old[k] for k in ("optimizer", "steps", "lr", "ftol", "gtol", "patience")))
+    assert config.to_dict()["layer"] == "acdc:init=uniform,afdf:init=identity"
+
+
 def test_unconverged_rows_are_marked() -> None:
-    result = run_approx(ApproxConfig(layer="acdc", n=16, depths=(4,), seeds=(0, 1), steps=3, timing=False),
-                        progress=False)
+    config = ApproxConfig(layers="acdc", n=16, depths=(4,), seeds=(0, 1), fit=FitOptions(steps=3), timing=False)
+    result = run_approx(config, progress=False)
     text = result.to_text()
     assert "*" in text.splitlines()[2] and "0/2" in text and "not every seed converged" in text
 
@@ -232,7 +246,7 @@ def test_unconverged_rows_are_marked() -> None:
 def test_fits_start_from_the_projection_and_baselines_can_be_charged_the_dimension() -> None:
     """Monarch's projection is its optimum: the fit from it keeps it, and the random start does no
     better.  Charged its local dimension (one redundant scaling per block pair), the SVD gets less."""
-    common = {"layer": "monarch:nblocks=2", "n": 8, "seeds": (0, 1), "steps": 300, "timing": False}
+    common = {"layers": "monarch:nblocks=2", "n": 8, "seeds": (0, 1), "fit": FitOptions(steps=300), "timing": False}
     nominal = run_approx(ApproxConfig(**common), progress=False)
     fair = run_approx(ApproxConfig(**common, charge="dimension"), progress=False)
     for run in nominal.runs:
@@ -246,16 +260,16 @@ def test_fits_start_from_the_projection_and_baselines_can_be_charged_the_dimensi
 
 
 def test_legacy_objective_stops_cg_early_and_needs_its_protocol() -> None:
-    common = {"protocol": "research-log", "depths": (2,), "shuffle": "random", "seeds": (0,), "optimizer": "cg",
-              "steps": 300, "gtol": 1e-5, "timing": False}
+    common = {"protocol": "research-log", "depths": (2,), "shuffle": "random", "seeds": (0,), "timing": False,
+              "fit": FitOptions("cg", steps=300, gtol=1e-5)}
     legacy = run_approx(ApproxConfig(**common, legacy_objective=True), progress=False).runs[0]
     ours = run_approx(ApproxConfig(**common), progress=False).runs[0]
     assert legacy.steps < 300 and legacy.output_mse >= ours.output_mse - 1e-6
-    assert "objective wrapper" in run_approx(ApproxConfig(**{**common, "steps": 5}, legacy_objective=True),
-                                             progress=False).to_text()
+    short = {**common, "fit": FitOptions("cg", steps=5, gtol=1e-5)}
+    assert "objective wrapper" in run_approx(ApproxConfig(**short, legacy_objective=True), progress=False).to_text()
     with pytest.raises(ValueError, match="legacy-objective"):
         ApproxConfig(legacy_objective=True).validate()
-    sixteen = run_approx(ApproxConfig(**{**common, "steps": 5}, n=16), progress=False).to_text()
+    sixteen = run_approx(ApproxConfig(**short, n=16), progress=False).to_text()
     assert "nn.Linear(16, 16)" in sixteen and "no 2018 values" in sixteen
 
 
@@ -272,7 +286,7 @@ def test_interrupt_keeps_finished_rows(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(experiment, "fit_layer", fit_then_interrupt)
-    result = run_approx(ApproxConfig(n=8, depths=(1, 2), seeds=(0, 1), steps=5), progress=False)
+    result = run_approx(ApproxConfig(n=8, depths=(1, 2), seeds=(0, 1), fit=FitOptions(steps=5)), progress=False)
     assert result.interrupted and len(result.runs) == 2
     assert "interrupted" in result.to_text()
 
@@ -301,8 +315,8 @@ def test_research_log_protocol_at_depth_one_matches_a_hand_written_computation()
         m = (a[:, None] * c.numpy())[:, riffle] @ (d[:, None] * c.numpy().T)   # x -> x A C P D C^T
         return float((((x.numpy() @ m)[:, riffle] - y.numpy()) ** 2).mean())  # then the riffle after it
 
-    config = ApproxConfig(layer="acdc", protocol="research-log", depths=(1,), shuffle="riffle", seeds=(seed,),
-                          steps=3000, timing=False)
+    config = ApproxConfig(layers="acdc", protocol="research-log", depths=(1,), shuffle="riffle", seeds=(seed,),
+                          fit=FitOptions(steps=3000), timing=False)
     result = run_approx(config, progress=False)
     job = result.jobs[0]
     start = build_layer(job, (n, n), seed, research_log=True)

@@ -191,13 +191,14 @@ def test_entry_point_plugin_meets_the_contract_and_stacks(toy_plugin: str) -> No
 def test_entry_point_plugin_in_replace_and_approx(toy_plugin: str, capsys: pytest.CaptureFixture[str]) -> None:
     from structlayers.cli import main
     from structlayers.lab.approx import ApproxConfig, run_approx
+    from structlayers.surgery import FitOptions
 
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
     new, report = structlayers.replace(model, toy_plugin, depth=2, example_input=torch.zeros(1, 8))
     assert report.names == ["0", "2"] and all(type(new[i]).__name__ == "Stack" for i in (0, 2))
     assert new(torch.randn(3, 8)).shape == (3, 8)
-    result = run_approx(ApproxConfig(layer=toy_plugin, n=8, depths=(None, 2), seeds=(0,), steps=50, optimizer="lbfgs"),
-                        progress=False)
+    result = run_approx(ApproxConfig(layers=toy_plugin, n=8, depths=(None, 2), seeds=(0,),
+                                     fit=FitOptions("lbfgs", steps=50)), progress=False)
     errors = [row.rel_error_mean for row in result.rows()]
     assert len(errors) == 2 and all(0 <= e < 1 for e in errors)
     assert main(["approx", "--layer", toy_plugin, "--n", "8", "--depth", "2", "--seeds", "1", "--steps", "10",

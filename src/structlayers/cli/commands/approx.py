@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from structlayers.cli.arguments import add_layer_options, layer_options
+from structlayers.cli.arguments import add_layer_options, layer_spec
 from structlayers.clikit import (
     PLOT_SUFFIXES,
     add_json,
@@ -19,7 +19,7 @@ from structlayers.lab.approx import ApproxConfig, run_approx
 from structlayers.lab.approx.experiment import CHARGES, PROTOCOL_DEFAULTS, PROTOCOLS
 from structlayers.lab.approx.plot import plot_result
 from structlayers.lab.approx.targets import GENERATED
-from structlayers.surgery.fit import OPTIMIZERS
+from structlayers.surgery.fit import OPTIMIZERS, FitOptions
 
 NAME = "approx"
 HELP = ("fit layers (or stacks of them) to target matrices, check convergence, and compare with the truncated SVD, "
@@ -62,10 +62,11 @@ def seed_list(values: list[int] | None) -> tuple[int, ...] | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ApproxConfig()
+    fit, layers = d.fit, ",".join(map(str, d.layers))
     (n_default, seeds_default), (log_n, log_seeds) = PROTOCOL_DEFAULTS["frobenius"], PROTOCOL_DEFAULTS["research-log"]
-    add_list(p, "--layer", default=d.layer.split(","), metavar="LAYER",
+    add_list(p, "--layer", default=layers.split(","), metavar="LAYER",
              help="layer(s) to fit, registered names, each optionally with options "
-                  f"(name:key=value:...), e.g. acdc afdf:cascade=complex monarch (default {d.layer})")
+                  f"(name:key=value:...), e.g. acdc afdf:cascade=complex monarch (default {layers})")
     p.add_argument("--n", type=int, default=None,
                    help=f"size of the generated square targets (default {n_default}; {log_n} for research-log)")
     add_list(p, "--depth", item=positive_int, default=list(d.depths), metavar="DEPTH",
@@ -85,19 +86,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frobenius: relative Frobenius error against --target; research-log: the 2018 experiment's "
                         "output MSE on nn.Linear(32, 32) targets, X ~ U(0, 1), 100 samples, 10 repeats, with its "
                         f"reported values beside ours (default {d.protocol})")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=fit.optimizer,
                    help=f"lbfgs (scipy L-BFGS-B), cg (scipy CG), trf (scipy least_squares, exact Jacobian) or adam "
-                        f"(default {d.optimizer})")
-    p.add_argument("--steps", type=int, default=d.steps,
-                   help=f"most iterations per fit (trf: residual evaluations) (default {d.steps})")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate of adam (default 1e-2); an error for the "
-                                                          "others, which choose their steps by line search")
-    p.add_argument("--ftol", type=float, default=d.ftol,
-                   help=f"converged when an iteration lowers the loss by less than this, relative (default {d.ftol:g})")
-    p.add_argument("--gtol", type=float, default=d.gtol,
-                   help=f"converged when max |gradient| falls below this (lbfgs, cg, trf; default {d.gtol:g})")
-    p.add_argument("--patience", type=int, default=d.patience,
-                   help=f"adam: steps over which the loss must improve by ftol (default {d.patience})")
+                        f"(default {fit.optimizer})")
+    p.add_argument("--steps", type=int, default=fit.steps,
+                   help=f"most iterations per fit (trf: residual evaluations) (default {fit.steps})")
+    p.add_argument("--lr", type=float, default=fit.lr, help="learning rate of adam (default 1e-2); an error for "
+                                                            "the others, which choose their steps by line search")
+    p.add_argument("--ftol", type=float, default=fit.ftol,
+                   help=f"converged when an iteration lowers the loss by less than this, relative "
+                        f"(default {fit.ftol:g})")
+    p.add_argument("--gtol", type=float, default=fit.gtol,
+                   help=f"converged when max |gradient| falls below this (lbfgs, cg, trf; default {fit.gtol:g})")
+    p.add_argument("--patience", type=int, default=fit.patience,
+                   help=f"adam: steps over which the loss must improve by ftol (default {fit.patience})")
     p.add_argument("--threads", type=int, default=d.threads,
                    help=f"torch threads during the fits and timings (default {d.threads})")
     p.add_argument("--no-timing", action="store_true", help="skip timing the fitted layers' forward pass")
@@ -119,18 +121,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.json, "--json")
     check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
-    depths, layer = tuple(args.depth), ",".join(args.layer)
+    depths = tuple(args.depth)
     if args.params_budget and depths != ApproxConfig().depths:
         raise ValueError("give either --depth or --params-budget, not both")
-    # -o applies to every family fitted; recorded typed as the first family (at the last depth) reads it.
-    first = ApproxConfig(layer=layer).specs[0].name
-    options = layer_options(first, args, None if args.params_budget else depths[-1])
+    fit = FitOptions(args.optimizer, args.steps, args.lr, args.ftol, args.gtol, args.patience)
     config = ApproxConfig(
-        layer=layer, n=args.n, depths=depths, shuffle=",".join(args.shuffle), seeds=seed_list(args.seeds),
-        target=args.target, protocol=args.protocol, budgets=tuple(args.params_budget), optimizer=args.optimizer,
-        steps=args.steps, lr=args.lr, ftol=args.ftol, gtol=args.gtol, patience=args.patience, layer_options=options,
-        timing=not args.no_timing, threads=args.threads, project_start=not args.no_project_start,
-        charge=args.charge, legacy_objective=args.legacy_objective,
+        layers=tuple(layer_spec(text, args) for text in args.layer if text.strip()), n=args.n, depths=depths,
+        shuffle=",".join(args.shuffle), seeds=seed_list(args.seeds), target=args.target, protocol=args.protocol,
+        budgets=tuple(args.params_budget), fit=fit, timing=not args.no_timing, threads=args.threads,
+        project_start=not args.no_project_start, charge=args.charge, legacy_objective=args.legacy_objective,
     )
     config.validate()
     result = run_approx(config, progress=not args.no_progress)

@@ -14,9 +14,9 @@ import inspect
 import json
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from structlayers.base import StructuredLinear
+from structlayers.configs import to_dict
 from structlayers.lab.approx import protocol as log2018
 from structlayers.lab.approx.baselines import (
     DIMENSION_MAX_PARAMS,
@@ -36,17 +37,8 @@ from structlayers.lab.approx.baselines import (
 from structlayers.lab.approx.families import Candidate, candidates, pick
 from structlayers.lab.approx.stats import paired_interval, verdict
 from structlayers.lab.approx.targets import Target, is_generated, make_target
-from structlayers.registry import LayerSpec, accepted_options, create, parse_options
-from structlayers.surgery.fit import (
-    FTOL,
-    GTOL,
-    PATIENCE,
-    FitOptions,
-    FitResult,
-    check_optimizer,
-    fit_layer,
-    fit_outputs,
-)
+from structlayers.registry import LayerSpec, accepted_options
+from structlayers.surgery.fit import FitOptions, FitResult, fit_layer, fit_outputs
 from structlayers.transforms.shuffle import SHUFFLES
 from structlayers.utils.memory import check_allocation
 from structlayers.utils.report import format_table
@@ -68,7 +60,9 @@ DEFAULT_STEPS = 500
 class ApproxConfig:
     """One approximation study.
 
-    ``layer`` and ``shuffle`` may be comma lists (``"acdc,afdf:cascade=complex"``, ``"random,riffle"``);
+    ``layers`` are :class:`~structlayers.LayerSpec` s without a depth (or their text forms, one
+    string as a comma list: ``"acdc,afdf:cascade=complex"``), each fitted at every one of ``depths``;
+    ``shuffle`` may be a comma list (``"random,riffle"``); ``fit`` is how every layer is fitted.
     ``n`` and ``seeds`` default to the protocol's (64 and 5 seeds; 32 and 10 for ``research-log``).
     ``budgets`` switches from fixed ``depths`` to each family's best configuration per budget.
     ``project_start``: besides the random start, fit every layer from its projection onto its family
@@ -79,7 +73,7 @@ class ApproxConfig:
     ``threads`` is torch's thread count during the fits (tiny problems run fastest on one).
     """
 
-    layer: str = "acdc"
+    layers: tuple[LayerSpec, ...] = (LayerSpec("acdc"),)
     n: int | None = None
     #: Stack depths; ``None`` fits the layer itself.
     depths: tuple[int | None, ...] = (None,)
@@ -88,18 +82,39 @@ class ApproxConfig:
     target: str = "gaussian"
     protocol: str = "frobenius"
     budgets: tuple[int, ...] = ()
-    optimizer: str = "lbfgs"
-    steps: int = DEFAULT_STEPS
-    lr: float | None = None
-    ftol: float = FTOL
-    gtol: float = GTOL
-    patience: int = PATIENCE
-    layer_options: dict[str, Any] = field(default_factory=dict)
+    fit: FitOptions = FitOptions(steps=DEFAULT_STEPS)
     timing: bool = True
     threads: int = 1
     project_start: bool = True
     charge: str = "nominal"
     legacy_objective: bool = False
+
+    def __post_init__(self) -> None:
+        texts = self.layers.split(",") if isinstance(self.layers, str) else self.layers
+        self.layers = tuple(t if isinstance(t, LayerSpec) else LayerSpec.parse(t) for t in texts if str(t).strip())
+        for spec in self.layers:
+            if spec.depth is not None:
+                raise ValueError(f"layer {str(spec)!r}: give stack depths with --depth, not in the layer")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's ``config`` mapping: ``layer``, the layers as one comma list, and the fit's
+        settings flat (``optimizer``, ``steps``, ...).  ``layer_options`` is empty (records before the
+        options were part of each layer kept the options every layer shared there)."""
+        settings = {k: v for k, v in to_dict(self).items() if k not in ("layers", "fit")}
+        return {"layer": ",".join(map(str, self.layers)), **settings, **to_dict(self.fit), "layer_options": {}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ApproxConfig:
+        """The configuration of a record's ``config`` mapping (:meth:`to_dict`, or an older record's:
+        retired settings are dropped, and records before the projection start fitted without it)."""
+        shared = data.get("layer_options") or {}
+        layers = [LayerSpec.parse(t) for t in str(data.get("layer", "acdc")).split(",") if t.strip()]
+        fit = {f.name for f in fields(FitOptions)}
+        known = {f.name for f in fields(cls)} - {"layers", "fit"}
+        settings = {"project_start": False, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                                              if k in known}}
+        return cls(layers=tuple(s.replace(options={**shared, **s.options}) for s in layers),
+                   fit=replace(cls.fit, **{k: v for k, v in data.items() if k in fit}), **settings)
 
     @property
     def size(self) -> int:
@@ -110,28 +125,18 @@ class ApproxConfig:
         return self.seeds if self.seeds is not None else PROTOCOL_DEFAULTS[self.protocol][1]
 
     @property
-    def specs(self) -> list[LayerSpec]:
-        """The layers of :attr:`layer` (:meth:`structlayers.LayerSpec.parse`); depths are :attr:`depths`."""
-        specs = [LayerSpec.parse(text) for text in self.layer.split(",") if text.strip()]
-        for spec in specs:
-            if spec.depth is not None:
-                raise ValueError(f"layer {str(spec)!r}: give stack depths with --depth, not in the layer")
-        return specs
-
-    @property
     def shuffles(self) -> list[str]:
         return [s.strip() for s in self.shuffle.split(",") if s.strip()]
 
     def validate(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
-        check_optimizer(self.optimizer, self.lr)
         unknown = [s for s in self.shuffles if s not in SHUFFLES]
         if unknown or not self.shuffles:
             raise ValueError(f"unknown shuffle(s) {', '.join(unknown) or '(none given)'}; expected some of {SHUFFLES}")
-        if not self.specs:
+        if not self.layers:
             raise ValueError("no layer given")
-        for label, value, least in (("--n", self.size, 2), ("--steps", self.steps, 1), ("--threads", self.threads, 1)):
+        for label, value, least in (("--n", self.size, 2), ("--threads", self.threads, 1)):
             if value < least:
                 raise ValueError(f"{label} must be at least {least}, got {value}")
         if self.threads > 4096:
@@ -143,21 +148,29 @@ class ApproxConfig:
             raise ValueError(f"parameter budgets must be positive, got {self.budgets}")
         if self.charge not in CHARGES:
             raise ValueError(f"unknown charge {self.charge!r}; expected one of {CHARGES}")
-        if self.legacy_objective and (self.protocol != "research-log" or self.optimizer != "cg"):
+        if self.legacy_objective and (self.protocol != "research-log" or self.fit.optimizer != "cg"):
             raise ValueError("--legacy-objective reproduces the 2018 fit: it needs --protocol research-log "
                              "--optimizer cg")
 
 
 @dataclass
 class Job:
-    """One configuration to fit over the seeds."""
+    """One configuration to fit over the seeds: its layer, and its label in tables."""
 
     label: str
-    layer: str
-    depth: int | None
+    spec: LayerSpec
     shuffle: str
-    options: dict[str, Any]
     budget: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's form, the spec flat (``layer``, ``depth``, ``options``)."""
+        return {"label": self.label, "layer": self.spec.name, "depth": self.spec.depth, "shuffle": self.shuffle,
+                "options": self.spec.options, "budget": self.budget}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        return cls(data["label"], LayerSpec(data["layer"], data["depth"], data["options"]), data["shuffle"],
+                   data.get("budget"))
 
 
 @dataclass
@@ -275,11 +288,11 @@ class ApproxResult:
             mse_mean, mse_std = _mean_std(mses, population=research_log)
             diffs = [r.relative_error - r.svd_error for r in runs]
             low, high = (math.nan, math.nan) if research_log else paired_interval(diffs)
-            ref = (log2018.reference(job.layer, job.depth, job.shuffle)
+            ref = (log2018.reference(job.spec.name, job.spec.depth, job.shuffle)
                    if research_log and self.config.size == log2018.SIZE else None)
             forward_us, vs_linear = self.timings.get(index, (math.nan, math.nan))
             out.append(ApproxRow(
-                layer=job.layer, config=job.label, depth=job.depth, shuffle=job.shuffle, budget=job.budget,
+                layer=job.spec.name, config=job.label, depth=job.spec.depth, shuffle=job.shuffle, budget=job.budget,
                 params=runs[0].params, seeds=len(runs), rel_error_mean=err_mean, rel_error_std=err_std,
                 mse_mean=mse_mean, mse_std=mse_std, converged=sum(r.converged for r in runs),
                 grad_norm_max=max(r.grad_norm for r in runs), steps_median=statistics.median(r.steps for r in runs),
@@ -314,7 +327,7 @@ class ApproxResult:
         notes = [self._note()]
         if any(not r.all_converged for r in rows):
             notes.append("* not every seed converged (conv = converged seeds; |g| = largest final gradient norm) "
-                         f"within {self.config.steps} steps: its error is an upper bound of what the family can "
+                         f"within {self.config.fit.steps} steps: its error is an upper bound of what the family can "
                          "reach" + ("" if self.config.protocol == "research-log"
                                     else ", and its verdict against the SVD is about that bound"))
         notes += [f"skipped: {s}" for s in self.skipped]
@@ -358,11 +371,11 @@ class ApproxResult:
         return format_table(headers, body, "lrlrrrrrrrr")
 
     def _note(self) -> str:
-        c = self.config
-        fit = f"{c.optimizer}, at most {c.steps} steps (ftol {c.ftol:g}, gtol {c.gtol:g})"
+        c, f = self.config, self.config.fit
+        fit = f"{f.optimizer}, at most {f.steps} steps (ftol {f.ftol:g}, gtol {f.gtol:g})"
         if c.protocol == "research-log":
             n = c.size
-            fit = (f"the 2018 fit: scipy CG in float32, at most {c.steps} iterations (gtol {c.gtol:g}), through the "
+            fit = (f"the 2018 fit: scipy CG in float32, at most {f.steps} iterations (gtol {f.gtol:g}), through the "
                    f"log's objective wrapper (stale value and gradient within {log2018.STALE_TOLERANCE:g})"
                    if c.legacy_objective else fit)
             reference = ("2018 = the reported values (scipy CG, 1000 iterations, float32, the objective wrapper)"
@@ -384,12 +397,8 @@ class ApproxResult:
     def from_json(cls, text: str) -> ApproxResult:
         """The result :meth:`to_json` wrote (to re-plot or re-tabulate recorded studies)."""
         data = json.loads(text)
-        # Older records carry retired settings (dropped) and predate the projection start (their fits
-        # all started at random).
-        known = {f.name for f in fields(ApproxConfig)}
-        settings = {"project_start": False, **data["config"]}
-        config = ApproxConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known})
-        jobs = [Job(**j) for j in data["jobs"]]
+        config = ApproxConfig.from_dict(data["config"])
+        jobs = [Job.from_dict(j) for j in data["jobs"]]
         index = {job.label: i for i, job in enumerate(jobs)}
         timings = {index[r["config"]]: (r["forward_us"], r["vs_linear"]) for r in data["rows"]}
         runs = [ApproxRun(**{"random_error": r["relative_error"], **r}) for r in data["runs"]]
@@ -398,11 +407,11 @@ class ApproxResult:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "config": asdict(self.config),
+                "config": self.config.to_dict(),
                 "target": self.target_description,
                 "interrupted": self.interrupted,
                 "skipped": self.skipped,
-                "jobs": [asdict(j) for j in self.jobs],
+                "jobs": [j.to_dict() for j in self.jobs],
                 "rows": [asdict(r) for r in self.rows()],
                 "runs": [asdict(r) for r in self.runs],
             },
@@ -411,12 +420,11 @@ class ApproxResult:
         )
 
 
-def _layer_options(config: ApproxConfig, spec: LayerSpec, depth: int | None) -> dict[str, Any]:
-    """``spec``'s options over the experiment's (``-o``), with the experiment's defaults: no
-    biases (the targets are linear maps; ``research-log``'s model has none either), the dense
-    transform backend at small sizes (faster on the fit's few probe rows), and a riffle inside every
-    factor under ``research-log``."""
-    options = {**parse_options(spec.name, dict(config.layer_options), depth), **spec.options}
+def _layer_options(config: ApproxConfig, spec: LayerSpec) -> dict[str, Any]:
+    """``spec``'s options with the experiment's defaults: no biases (the targets are linear maps;
+    ``research-log``'s model has none either), the dense transform backend at small sizes (faster
+    on the fit's few probe rows), and a riffle inside every factor under ``research-log``."""
+    options = dict(spec.options)
     accepted = accepted_options(spec.name, options)
     if "bias" in accepted:
         options.setdefault("bias", False)
@@ -433,10 +441,10 @@ def plan(config: ApproxConfig, shape: tuple[int, int]) -> tuple[list[Job], list[
     jobs: list[Job] = []
     skipped: list[str] = []
     n_out, n_in = shape
-    for spec in config.specs:
+    for spec in config.layers:
         if config.budgets:
             for shuffle in config.shuffles:
-                options = candidates(spec.replace(options=_layer_options(config, spec, None)), n_in, n_out,
+                options = candidates(spec.replace(options=_layer_options(config, spec)), n_in, n_out,
                                      shuffle, label=str(spec))
                 for budget in config.budgets:
                     chosen: Candidate | None = pick(options, budget, max(n_in, n_out))
@@ -446,18 +454,17 @@ def plan(config: ApproxConfig, shape: tuple[int, int]) -> tuple[list[Job], list[
                     shuffle_label = shuffle if chosen.spec.depth else "-"
                     if any(j.label == chosen.label for j in jobs):
                         continue  # two budgets can pick the same configuration
-                    jobs.append(Job(chosen.label, chosen.spec.name, chosen.spec.depth, shuffle_label,
-                                    chosen.spec.options, budget))
+                    jobs.append(Job(chosen.label, chosen.spec, shuffle_label, budget))
             continue
         depths = [d or 1 for d in config.depths] if config.protocol == "research-log" else list(config.depths)
         for depth in depths:
             stacked = depth is not None and (depth > 1 or config.protocol == "research-log")
             for shuffle in config.shuffles if stacked else ["-"]:
-                options = _layer_options(config, spec, depth)
+                options = _layer_options(config, spec)
                 if depth is not None:
                     options.setdefault("shuffle", shuffle if stacked else config.shuffles[0])
                 label = str(spec) + (f" K={depth}" if depth is not None else "") + (f" {shuffle}" if stacked else "")
-                jobs.append(Job(label, spec.name, depth, shuffle, options))
+                jobs.append(Job(label, spec.replace(depth=depth, options=options), shuffle))
     return jobs, skipped
 
 
@@ -465,10 +472,8 @@ def build_layer(job: Job, shape: tuple[int, int], seed: int, research_log: bool 
     """The layer of ``job`` for a target of ``shape (out, in)``, initialised from ``seed`` (a stack's
     random shuffles too), in float64."""
     torch.manual_seed(seed)
-    options = dict(job.options)
-    if job.depth is not None:
-        options.setdefault("seed", seed)
-    layer = create(job.layer, shape[1], shape[0], depth=job.depth, **options).double()
+    seeded = job.spec.depth is not None and "seed" not in job.spec.options
+    layer = job.spec.build(shape[1], shape[0], **({"seed": seed} if seeded else {})).double()
     if research_log:
         log2018.use_2018_riffle(layer)
     return layer
@@ -506,12 +511,11 @@ def _time_layers(layers: dict[int, StructuredLinear], shape: tuple[int, int], ro
 
 def _fit(config: ApproxConfig, layer: StructuredLinear, target: Target | log2018.Task,
          tick: Callable[[int, float], None]) -> FitResult:
-    fit = FitOptions(config.optimizer, config.steps, config.lr, config.ftol, config.gtol, config.patience)
     if isinstance(target, log2018.Task):
         if config.legacy_objective:
-            return log2018.fit_legacy(layer, target, config.steps, config.gtol, tick)
-        return fit_outputs(layer, target.x, target.y, fit=fit, callback=tick)
-    return fit_layer(layer, target.weight, fit=fit, callback=tick)
+            return log2018.fit_legacy(layer, target, config.fit.steps, config.fit.gtol, tick)
+        return fit_outputs(layer, target.x, target.y, fit=config.fit, callback=tick)
+    return fit_layer(layer, target.weight, fit=config.fit, callback=tick)
 
 
 def _projected(layer: StructuredLinear, target: Target) -> float | None:
