@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
+
+import structlayers
+from structlayers.layers import init
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -56,3 +60,45 @@ def test_readme_python_examples_run() -> None:
     assert len(snippets) == 2
     for index, code in enumerate(snippets):
         exec(compile(code, f"README snippet {index}", "exec"), {})
+
+
+def accepted_init_words() -> dict[str, set[str]]:
+    """``{word: layers whose init option takes it}``, by building each layer with each word (a
+    deprecated alias, which warns, does not count)."""
+    accepted: dict[str, set[str]] = {}
+    for name in structlayers.available():
+        if not any(option.name == "init" for option in structlayers.options(name)):
+            continue
+        for word in init.INIT_WORDS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DeprecationWarning)
+                try:
+                    structlayers.create(name, 16, 16, init=word)
+                except (ValueError, DeprecationWarning):
+                    continue
+            accepted.setdefault(word, set()).add(name)
+    return accepted
+
+
+def init_table(text: str) -> dict[str, tuple[set[str], set[str]]]:
+    """``{word: (layers, bold layers)}`` of the rows ``| `word` | what | layers |`` of a table (below
+    its header)."""
+    rows = re.findall(r"^\| `(\w+)` +\|.*\| ([^|]*) \|$", text.split("\n|---", 1)[-1], flags=re.M)
+    return {word: (set(re.findall(r"[a-z_]+", layers)), set(re.findall(r"\*\*([a-z_]+)\*\*", layers)))
+            for word, layers in rows}
+
+
+def test_the_init_table_of_the_guide_is_the_code_s_vocabulary() -> None:
+    """The guide's table lists every ``init`` word, the layers taking it and their defaults."""
+    section = (DOCS / "guide" / "layers.md").read_text().split("## The `init` words", 1)[1].split("\n## ", 1)[0]
+    table = init_table(section)
+    assert list(table) == list(init.INIT_WORDS)
+    assert {word: layers for word, (layers, _) in table.items()} == accepted_init_words()
+    defaults = {name: next(o.default for o in structlayers.options(name) if o.name == "init")
+                for layers in accepted_init_words().values() for name in layers}
+    assert {(name, word) for word, (_, bold) in table.items() for name in bold} == \
+        {(name, word) for name, word in defaults.items()}
+
+
+def test_the_init_docstring_table_lists_the_vocabulary() -> None:
+    assert re.findall(r"^\| `(\w+)` ", init.__doc__, flags=re.M) == list(init.INIT_WORDS)

@@ -2,9 +2,9 @@
 
 | word       | what the layer starts as (plugins)                                                                |
 |------------|---------------------------------------------------------------------------------------------------|
-| `normal`   | diagonals N(1, sigma^2), a near-identity (acdc, afdf, diagonal); twiddles N(0, 1/2) (butterfly)   |
-| `identity` | the identity map (acdc, afdf, diagonal); plus N(0, 1e-2^2) noise (circulant, toeplitz)            |
-| `uniform`  | diagonals U(-1, 1), the reference code's other choice (acdc, afdf, diagonal)                      |
+| `normal`   | diagonals N(1, sigma^2), a near-identity (acdc, afdf); twiddles N(0, 1/2) (butterfly)             |
+| `identity` | the identity map (acdc, afdf); plus N(0, 1e-2^2) noise (circulant, toeplitz)                      |
+| `uniform`  | diagonals U(-1, 1), the reference code's other choice (acdc, afdf)                                |
 | `linear`   | entries drawn like `nn.Linear`'s weight (monarch, kronecker, circulant, toeplitz)                 |
 | `project`  | the projection of a dense matrix drawn like `nn.Linear`'s (monarch, kronecker)                    |
 | `ortho`    | an orthogonal product, every 2x2 twiddle a random rotation (butterfly)                            |
