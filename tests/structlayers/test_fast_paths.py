@@ -22,7 +22,7 @@ from structlayers.collapse import collapse
 from structlayers.lab.bench.allocator import keep_freed_memory
 from structlayers.lab.bench.harness import BenchConfig, run_bench
 from structlayers.lab.bench.machine import bytes_moved
-from structlayers.registry import create
+from structlayers.registry import LayerSpec, create
 from structlayers.transforms.dct import dct, dct_matrix, fft_tables, idct, permute, spectral_diag
 from structlayers.utils import autotune
 from structlayers.utils.costs import measured_cost
@@ -341,6 +341,23 @@ def test_bench_target_lines_judge_the_issue_targets_from_paired_rounds() -> None
     assert "[info] stack depth 16 N=1024 fwd / (16 x acdc): 1.30" in lines
     assert "[met] afdf / acdc N=4096 fwd <= 2: 1.50" in lines
     assert "[NOT met] collapsed form / faster form <= 1.05 (worst layer): 1.07" in lines
+
+
+def test_bench_layers_are_layer_specs_named_by_their_text() -> None:
+    """A layer with options is timed as given and named by its text form; a bare ``stack`` gets
+    ``depth`` factors, and ``backend`` / ``seed`` reach the layers that take them."""
+    from structlayers.lab.bench.harness import BenchResult
+    from structlayers.lab.bench.machine import Machine
+
+    config = BenchConfig(layers=("monarch:nblocks=2", "stack", "acdc:depth=3"), backend="dense", depth=2)
+    assert config.names == ["monarch:nblocks=2", "stack", "acdc:depth=3"]
+    built = [config.built(spec) for spec in config.layers]
+    assert built[0] == LayerSpec("monarch", None, {"nblocks": 2})
+    assert built[1] == LayerSpec("stack", 2, {"backend": "dense", "seed": 0})
+    assert built[2] == LayerSpec("acdc", 3, {"backend": "dense", "seed": 0})
+    record = BenchResult(config, Machine("cpu", 1e10, 1e11)).to_json()
+    assert json.loads(record)["config"]["layers"] == config.names
+    assert BenchResult.from_json(record).config == config
 
 
 def test_bench_rejects_unknown_allocator_setting() -> None:

@@ -84,7 +84,7 @@ def test_lab_run_title_names_the_run():
 def bench_result(threads: int) -> BenchResult:
     config = BenchConfig(layers=("acdc", "stack"), sizes=(256, 1024), depth=16, collapse=False)
     rows = [BenchRow(layer, size, 128, mode, 1.0, 0.1, 2.0, 2.0, 1.0, 0.5, samples=(1e-3, 1.1e-3))
-            for layer in (*config.layers, "nn.Linear") for size in config.sizes for mode in ("fwd", "fwd+bwd")]
+            for layer in (*config.names, "nn.Linear") for size in config.sizes for mode in ("fwd", "fwd+bwd")]
     return BenchResult(config, Machine(cpu_name(threads), 1e10, 1e11), rows, {"threads": threads})
 
 

@@ -17,14 +17,15 @@ HELP = "Time forward and forward+backward of the layers against nn.Linear of the
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = BenchConfig()
-    add_list(parser, "--layers", default=list(d.layers), metavar="LAYER", help="registered layer names")
+    add_list(parser, "--layers", default=d.names, metavar="LAYER",
+             help="registered layer names, each optionally with options (name:key=value:..., e.g. monarch:nblocks=4)")
     add_list(parser, "--sizes", item=int, default=list(d.sizes), metavar="N", help="square sizes N")
     add_list(parser, "--batch-size", item=int, default=list(d.batches), metavar="N", help="batch sizes (rows)")
     add_deprecated(parser, "--batch", "--batch-size", "batch_size", nargs="+", type=int)
     parser.add_argument("--device", default=d.device, help="cpu, cuda or cuda:K")
     parser.add_argument("--dtype", default=d.dtype, choices=("float32", "float64"),
                         help="parameter and input dtype of every timed layer")
-    parser.add_argument("--depth", type=int, default=d.depth, help="depth of the 'stack' layer")
+    parser.add_argument("--depth", type=int, default=d.depth, help="depth of a 'stack' given without one")
     parser.add_argument("--backend", default=d.backend, choices=("fft", "dense", "auto"),
                         help="transform backend of acdc / afdf / stack")
     parser.add_argument("--repeats", type=int, default=d.repeats, help="timed rounds per (N, batch, mode)")

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 
 from structlayers.base import dense_linear
 from structlayers.collapse import collapse
+from structlayers.configs import to_dict
 from structlayers.lab.bench.allocator import keep_freed_memory
 from structlayers.lab.bench.machine import Machine, bound_seconds, bytes_moved, cpu_name, measure_machine
-from structlayers.registry import accepted_options, available, create, get
+from structlayers.registry import LayerSpec, accepted_options, get
 from structlayers.utils.costs import measured_cost
 from structlayers.utils.memory import check_allocation
 from structlayers.utils.report import format_table
@@ -36,9 +37,14 @@ ALLOCATORS = ("keep", "system")
 
 @dataclass
 class BenchConfig:
-    """What ``structlayers bench`` measures."""
+    """What ``structlayers bench`` measures.
 
-    layers: Sequence[str] = DEFAULT_LAYERS
+    ``layers`` are :class:`~structlayers.LayerSpec` s (or their text forms: ``"acdc"``,
+    ``"monarch:nblocks=4"``), each named in the rows by its text form; a ``stack`` given without a
+    depth has ``depth`` factors, and ``backend`` and ``seed`` go to every layer that takes them
+    (:meth:`built`)."""
+
+    layers: Sequence[LayerSpec] = tuple(map(LayerSpec, DEFAULT_LAYERS))
     sizes: Sequence[int] = (256, 1024, 4096)
     batches: Sequence[int] = (128,)
     device: str = "cpu"
@@ -60,8 +66,29 @@ class BenchConfig:
     bandwidth_mb: int = 256
     gemm_size: int = 2048
 
+    def __post_init__(self) -> None:
+        self.layers = tuple(t if isinstance(t, LayerSpec) else LayerSpec.parse(t) for t in self.layers)
+
     def repeats_for(self, size: int) -> int:
         return self.large_repeats if size >= self.large_size else self.repeats
+
+    @property
+    def names(self) -> list[str]:
+        """The layers as the rows name them (their text forms)."""
+        return [str(spec) for spec in self.layers]
+
+    def built(self, spec: LayerSpec) -> LayerSpec:
+        """``spec`` as the bench builds it: a ``stack`` without a depth of :attr:`depth` factors (of
+        its default factor), :attr:`backend` and :attr:`seed` where the layer takes them and the
+        spec does not set them."""
+        depth = self.depth if spec.name == "stack" and spec.depth is None else spec.depth
+        given = {"backend": self.backend, "seed": self.seed}
+        accepted = accepted_options(spec.name, spec.options)
+        return spec.replace(depth=depth, options={**{k: v for k, v in given.items() if k in accepted}, **spec.options})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's ``config`` mapping, the layers as their text forms."""
+        return {**to_dict(self), "layers": self.names}
 
 
 @dataclass
@@ -162,7 +189,7 @@ class BenchResult:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "config": asdict(self.config),
+                "config": self.config.to_dict(),
                 "machine": asdict(self.machine),
                 "environment": self.environment,
                 "rows": [{**asdict(r), "x_bound": r.x_bound} for r in self.rows],
@@ -198,7 +225,7 @@ class BenchResult:
         fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
         for ax, mode in zip(axes[0], modes):
             for batch in self.config.batches:
-                for layer in self.config.layers:
+                for layer in self.config.names:
                     pts = sorted((r.size, r.speedup) for r in self.rows if r.layer == layer and r.mode == mode
                                  and r.batch == batch)
                     if pts:
@@ -223,12 +250,9 @@ def bench_label(name: str, config: BenchConfig) -> str:
     return f"stack ({config.depth} x {factor})"
 
 
-def build_bench_layer(name: str, size: int, config: BenchConfig) -> nn.Module:
-    """Layer ``name`` at ``size`` x ``size``; ``stack`` is a stack of ``config.depth`` factors of its
-    default factor; ``backend`` and ``seed`` go to every layer that takes them."""
-    given = {"backend": config.backend, "seed": config.seed}
-    layer_options = {k: v for k, v in given.items() if k in accepted_options(name)}
-    return create(name, size, size, depth=config.depth if name == "stack" else None, **layer_options)
+def build_bench_layer(spec: LayerSpec, size: int, config: BenchConfig) -> nn.Module:
+    """Layer ``spec`` at ``size`` x ``size`` as the bench builds it (:meth:`BenchConfig.built`)."""
+    return config.built(spec).build(size, size)
 
 
 def _step(module: nn.Module, x: Tensor, backward: bool) -> Callable[[], object]:
@@ -274,10 +298,6 @@ def _collapse_ratios(
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure the grid of ``config``; every (N, batch, mode) is one interleaved timing round."""
-    known = available()
-    unknown = [n for n in config.layers if n not in known]
-    if unknown:
-        raise ValueError(f"unknown layer(s) {', '.join(unknown)}; available layers: {', '.join(known)}")
     if config.allocator not in ALLOCATORS:
         raise ValueError(f"unknown allocator setting {config.allocator!r}; expected one of {ALLOCATORS}")
     try:
@@ -309,7 +329,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
     for size in config.sizes:
         for batch in config.batches:
             linear = nn.Linear(size, size, device=device, dtype=dtype)
-            layers = {n: build_bench_layer(n, size, config).to(device, dtype) for n in config.layers}
+            layers = {str(s): build_bench_layer(s, size, config).to(device, dtype) for s in config.layers}
             x = torch.randn(batch, size, device=device, dtype=dtype)
             for backward in (False, True) if config.backward else (False,):
                 mode = "fwd+bwd" if backward else "fwd"
