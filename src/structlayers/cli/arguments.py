@@ -17,7 +17,7 @@ from structlayers.clikit import (
     key_value,
     warn_deprecated,
 )
-from structlayers.registry import LayerSpec, parse_options
+from structlayers.registry import LayerSpec
 from structlayers.surgery import DEFAULT_KINDS, INIT_ALIASES, INITS, REPLACE_FIT, FitOptions
 
 
@@ -40,12 +40,6 @@ def add_layer_options(group: argparse._ActionsContainer) -> None:
     """``-o KEY=VALUE``, repeatable: options of the chosen layer, checked against their types."""
     group.add_argument("--option", "-o", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="layer option, e.g. -o init=identity -o inner_shuffle=riffle -o bias=false")
-
-
-def layer_options(layer: str, args: argparse.Namespace, depth: int | None = None) -> dict[str, Any]:
-    """The ``-o`` options of ``args`` typed for ``layer`` (with ``depth``), see
-    :func:`structlayers.registry.parse_options`."""
-    return parse_options(layer, layer_options_text(args), depth)
 
 
 def layer_spec(layer: str, args: argparse.Namespace, depth: int | None = None) -> LayerSpec:
