@@ -3,19 +3,22 @@
 For one trained layer (the MNIST MLP's second hidden layer, 64 x 64; the CIFAR ResNet18's
 layer3.0 shortcut, a strided 1x1 convolution, 64 x 32) with its inputs recorded on the training
 images: every family at each parameter budget (the configuration :mod:`structlayers.lab.approx`
-picks), fitted two ways from its Frobenius projection (or its random initialisation where it has
-none), with L-BFGS and its convergence recorded:
+picks), fitted with L-BFGS, each fit's convergence recorded, two ways from its first start (its
+Frobenius projection where the family has one, else its seed-0 initialisation):
 
 * ``frobenius``: minimise ``||W_hat - W||_F`` (the approximation lab's objective);
-* ``data``: minimise ``||(W_hat - W) S||_F``, ``S = C^{1/2}``, ``C`` the inputs' second moment.
+* ``data``: minimise ``||(W_hat - W) S||_F``, ``S = C^{1/2}``, ``C`` the inputs' second moment;
 
-Baselines at the rank whose exact count ``r (m + n - r)`` fits the family's count: the truncated
-SVD of ``W`` and the data-aware optimum ``[W S]_r S^+``.  After each fit the layer's weight is
-replaced by ``W_hat`` (no fine-tuning; bias and everything else unchanged) and the validation
-accuracy measured.  The checkpoints come from ``experiments/approx/targets/make_targets.sh``'s
-two training runs (``runs/approx-targets``; their model weights are saved in
-``experiments/approx/targets/models/``, since retraining does not reproduce them bit for bit).
-Resumable: runs already in ``--out`` are kept.
+and the data fit also from ``--seeds`` random initialisations.
+
+Each configuration's local dimension (the Jacobian rank of its dense weight, measured at its data fit
+from the first start) is recorded beside its parameter count.  Baselines at the ranks whose exact
+count ``r (m + n - r)`` fits the parameter count and the local dimension: the truncated SVD of ``W``
+and the data-aware optimum ``[W S]_r S^+``.  After each fit the layer's weight is replaced by
+``W_hat`` (no fine-tuning; bias and everything else unchanged) and the validation accuracy measured.
+The checkpoints come from ``experiments/approx/targets/make_targets.sh``'s two training runs
+(``runs/approx-targets``; their model weights are saved in ``experiments/approx/targets/models/``,
+since retraining does not reproduce them bit for bit).  Resumable: runs already in ``--out`` are kept.
 
     python experiments/approx/data_aware.py --target mnist_hidden --out experiments/approx/data_mnist_hidden.json
     python experiments/approx/data_aware.py --target cifar_shortcut --out experiments/approx/data_cifar_shortcut.json
@@ -34,9 +37,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from structlayers.lab.approx.baselines import svd_rank_for_budget
+from structlayers.lab.approx.baselines import local_dimension, svd_rank_for_budget
 from structlayers.lab.approx.data_aware import Whitening, fit_data, relative_error, truncated_svd
-from structlayers.lab.approx.experiment import ApproxConfig, _projected, build_layer, plan
+from structlayers.lab.approx.experiment import ApproxConfig, Job, _projected, build_layer, plan
 from structlayers.lab.approx.targets import Target
 from structlayers.lab.data.datamodule import CIFAR10DataModule, DataConfig, ImageDataModule, MNISTDataModule
 from structlayers.lab.models import build_model, load_weights
@@ -115,7 +118,8 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, size: int = 500) -> Tenso
 
 
 def fit_record(fit: FitResult) -> dict[str, object]:
-    return {"converged": fit.converged, "steps": fit.steps, "grad_norm": fit.grad_norm, "seconds": fit.seconds}
+    return {"converged": fit.converged, "steps": fit.steps, "grad_norm": fit.grad_norm, "seconds": fit.seconds,
+            "message": fit.message}
 
 
 def main() -> None:
@@ -125,8 +129,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None,
                         help="the model's weights (default: the run's last.ckpt under --runs; the recorded runs' "
                              "weights are saved in experiments/approx/targets/models/)")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, default=3, help="random starts, beside the projection")
+    parser.add_argument("--steps", type=int, default=2000, help="L-BFGS iteration cap of every fit")
     parser.add_argument("--minutes", type=float, default=9.0, help="stop (resumably) after this long")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -160,59 +164,71 @@ def main() -> None:
         return {"frobenius_error": relative_error(w_hat, w), "data_error": relative_error(w_hat, w, whitening),
                 "accuracy": accuracy(w_hat)}
 
+    command = (f"python experiments/approx/data_aware.py --target {args.target} --seeds {args.seeds} "
+               f"--steps {args.steps} --out {args.out}" + (f" --weights {args.weights}" if args.weights else ""))
     record = json.loads(args.out.read_text()) if args.out.exists() else {
-        "command": f"python experiments/approx/data_aware.py --target {args.target} --seeds {args.seeds} "
-                   f"--steps {args.steps} --out {args.out}",
-        "target": args.target, "layer_shape": list(shape), "checkpoint": str(args.runs / setup.run),
+        "command": command, "format": 2,
+        "target": args.target, "layer_shape": list(shape), "checkpoint": str(args.weights or args.runs / setup.run),
         "data": splits.describe(), "input_samples": whitening.samples,
         "input_moment_rank": whitening.effective_rank, "families": FAMILIES, "budgets": list(setup.budgets),
         "seeds": list(range(args.seeds)), "optimizer": "lbfgs", "steps_cap": args.steps,
-        "dense": {"accuracy": accuracy(w)}, "baselines": {}, "runs": [], "complete": False,
+        "dense": {"accuracy": accuracy(w)}, "baselines": {}, "dimensions": {}, "runs": [], "complete": False,
         "machine": {"threads": 1, "cores": os.cpu_count(), "torch": torch.__version__}}
-    record.setdefault("invocations", []).append(
-        f"python experiments/approx/data_aware.py --target {args.target} --seeds {args.seeds} --steps {args.steps} "
-        f"--minutes {args.minutes} --out {args.out}")
-    done = {(r["label"], r["seed"]) for r in record["runs"]}
-    seeds = list(range(args.seeds))  # for the configurations not fitted yet (a resumed record keeps its runs)
-    record["seeds"] = sorted(set(record["seeds"]) | set(seeds))
+    if record.get("format") != 2 or record["steps_cap"] != args.steps or record["seeds"] != list(range(args.seeds)):
+        raise SystemExit(f"{args.out} was recorded with other settings ({record['command']}); give a new --out")
+    record.setdefault("invocations", []).append(f"{command} --minutes {args.minutes}")
     config = ApproxConfig(layers=FAMILIES, budgets=setup.budgets, shuffle="random", n=max(shape))
     jobs, skipped = plan(config, shape)
     record["skipped"] = skipped
     fit = FitOptions(steps=args.steps)
     target = Target(args.target, w, args.target)
+
+    def baseline(charged: int) -> int:
+        rank = svd_rank_for_budget(charged, *shape)
+        if str(rank) not in record["baselines"]:
+            record["baselines"][str(rank)] = {"svd": scores(truncated_svd(w, rank)),
+                                              "data_svd": scores(truncated_svd(w, rank, whitening))}
+        return rank
+
+    def starts(job: Job) -> list[tuple[str, int]]:
+        """``(start, seed)``: the projection (seed 0's layer: a stack's shuffles) where there is one, then
+        the random initialisations."""
+        has_projection = _projected(build_layer(job, shape, 0), target) is not None
+        return [("projection", 0)] * has_projection + [("random", seed) for seed in range(args.seeds)]
+
+    # Every configuration's first start before any further one, so that a stopped record is complete per start.
+    todo = sorted(((i, job, start, seed) for job in jobs for i, (start, seed) in enumerate(starts(job))),
+                  key=lambda t: t[0])
+    done = {(r["label"], r["start"], r["seed"]) for r in record["runs"]}
     stopped = False
-    for job in jobs:
-        for seed in seeds:
-            if (job.label, seed) in done:
-                continue
-            if time.monotonic() - started > 60 * args.minutes:
-                stopped = True
-                break
-            run: dict[str, object] = {"label": job.label, "family": job.label.split(" ")[0], "budget": job.budget,
-                                      "seed": seed}
-            for objective in ("frobenius", "data"):
-                layer = build_layer(job, shape, seed)
-                projection = _projected(layer, target)
-                result = (fit_layer(layer, w, fit=fit) if objective == "frobenius"
-                          else fit_data(layer, w, whitening, fit))
-                run["params"] = layer.params()
-                run["start"] = "projection" if projection is not None else "random"
-                run[objective] = {**scores(layer.to_dense()[0]), **fit_record(result)}
-            rank = svd_rank_for_budget(int(run["params"]), *shape)
-            run["svd_rank"] = rank
-            if str(rank) not in record["baselines"]:
-                record["baselines"][str(rank)] = {"svd": scores(truncated_svd(w, rank)),
-                                                  "data_svd": scores(truncated_svd(w, rank, whitening))}
-            record["runs"].append(run)
-            base = record["baselines"][str(rank)]["data_svd"]
-            print(f"{job.label:32s} seed {seed}: data error, Frobenius fit {run['frobenius']['data_error']:.3f}, "
-                  f"data fit {run['data']['data_error']:.3f}, data SVD {base['data_error']:.3f}; "
-                  f"accuracy {run['frobenius']['accuracy']:.4f} / {run['data']['accuracy']:.4f}", flush=True)
-        if stopped:
+    for i, job, start, seed in todo:
+        if (job.label, start, seed) in done:
+            continue
+        if time.monotonic() - started > 60 * args.minutes:
+            stopped = True
             break
+        run: dict[str, object] = {"label": job.label, "family": job.label.split(" ")[0], "budget": job.budget,
+                                  "start": start, "seed": seed}
+        for objective in ("frobenius", "data") if i == 0 else ("data",):
+            layer = build_layer(job, shape, seed)
+            if start == "projection":
+                _projected(layer, target)
+            result = (fit_layer(layer, w, fit=fit) if objective == "frobenius"
+                      else fit_data(layer, w, whitening, fit))
+            run["params"] = layer.params()
+            run[objective] = {**scores(layer.to_dense()[0]), **fit_record(result)}
+        if job.label not in record["dimensions"]:  # the data fit of the configuration's first start
+            record["dimensions"][job.label] = local_dimension(layer)
+        run["svd_rank"] = baseline(int(run["params"]))
+        run["dimension_rank"] = baseline(record["dimensions"][job.label])
+        record["runs"].append(run)
+        base = record["baselines"][str(run["svd_rank"])]["data_svd"]
+        print(f"{job.label:32s} {start} {seed}: data error of the data fit {run['data']['data_error']:.3f} "
+              f"({run['data']['steps']} steps), data SVD {base['data_error']:.3f}; accuracy "
+              f"{run['data']['accuracy']:.4f}; {time.monotonic() - started:.0f} s", flush=True)
         args.out.write_text(json.dumps(record, indent=1) + "\n")
-    record["complete"] = not stopped and all((j.label, s) in {(r["label"], r["seed"]) for r in record["runs"]}
-                                             for j in jobs for s in seeds)
+    done = {(r["label"], r["start"], r["seed"]) for r in record["runs"]}
+    record["complete"] = not stopped and all((job.label, start, seed) in done for _, job, start, seed in todo)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"{len(record['runs'])} runs; complete: {record['complete']}; {time.monotonic() - started:.0f} s")
 

@@ -66,10 +66,10 @@ default|all)
   { time structlayers approx --layer acdc --depth 16 --no-progress ; } > $OUT/default_job.txt 2>&1
   ;;&
 data|all)
-  # 9. Data-aware fits of two trained layers and the accuracy right after surgery (make_targets.sh's runs).
-  for target in mnist_hidden cifar_shortcut; do
-    ${LOCK:+flock "$LOCK"} python experiments/approx/data_aware.py --target $target --seeds 3 --steps 1000 \
-        --minutes 600 --out $OUT/data_$target.json
+  # 9. Data-aware fits of two trained layers (their saved weights) and the accuracy right after surgery.
+  for pair in mnist_hidden:mnist-mlp cifar_shortcut:cifar-resnet18; do
+    ${LOCK:+flock "$LOCK"} python experiments/approx/data_aware.py --target ${pair%%:*} --seeds 3 --steps 2000 \
+        --minutes 600 --out $OUT/data_${pair%%:*}.json --weights experiments/approx/targets/models/${pair##*:}.pt
   done
   ;;
 esac
