@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from structlayers.cli.arguments import add_layer_options, layer_spec
-from structlayers.clikit import (
-    PLOT_SUFFIXES,
-    add_json,
-    add_list,
-    add_no_progress,
-    add_plot,
-    check_output_path,
-    write_output,
-)
+from structlayers.cli.arguments import add_layer_options, add_result_outputs, check_result_outputs, layer_spec
+from structlayers.clikit import add_list, write_output
 from structlayers.lab.approx import ApproxConfig, run_approx
 from structlayers.lab.approx.experiment import CHARGES, PROTOCOL_DEFAULTS, PROTOCOLS
 from structlayers.lab.approx.plot import plot_result
@@ -113,14 +105,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="research-log with --optimizer cg: the 2018 fit, float32 through the log's objective wrapper "
                         "(stale value and gradient for points within 1e-4 of the last one)")
     add_layer_options(p)
-    add_json(p, old="--out")
-    add_plot(p, "write error against parameters and against measured forward time (PNG or SVG)")
-    add_no_progress(p)
+    add_result_outputs(p, "write error against parameters and against measured forward time (PNG or SVG)")
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_path(args.json, "--json")
-    check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
+    check_result_outputs(args)
     depths = tuple(args.depth)
     if args.params_budget and depths != ApproxConfig().depths:
         raise ValueError("give either --depth or --params-budget, not both")
