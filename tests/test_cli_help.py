@@ -4,6 +4,7 @@ shows its default, and ``--help`` prints no third-party warnings."""
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def _subcommands(cli: str) -> dict[str, argparse.ArgumentParser]:
 
 @pytest.mark.parametrize("cli", sorted(CLIS))
 def test_every_flag_has_help_and_shows_its_default(cli: str) -> None:
-    undocumented = []
+    undocumented, as_python = [], []
     for name, parser in _subcommands(cli).items():
         formatter = HelpFormatter(f"{cli} {name}")
         for action in parser._actions:
@@ -32,8 +33,11 @@ def test_every_flag_has_help_and_shows_its_default(cli: str) -> None:
             text = formatter._get_help_string(action) or ""
             if not action.help or (action.option_strings and not ("default" in text.lower() or action.required)):
                 undocumented.append(f"{cli} {name} {'/'.join(action.option_strings) or action.dest}")
+            if re.search(r"\(default: (False|True|None)\)|\(default: [[{(]", text):
+                as_python.append(f"{cli} {name} {'/'.join(action.option_strings)}: {text}")
         assert f"{cli} {name}" in parser.format_help()
     assert not undocumented, "flags without a help text or a default: " + ", ".join(undocumented)
+    assert not as_python, "defaults shown as Python values, not as typed: " + "; ".join(as_python)
 
 
 def test_help_shows_list_and_switch_defaults_as_typed() -> None:

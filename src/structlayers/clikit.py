@@ -53,7 +53,7 @@ class HelpFormatter(argparse.HelpFormatter):
 def default_text(action: argparse.Action) -> str:
     """An option's default as a user types it (see :class:`HelpFormatter`)."""
     default = action.default
-    if action.nargs == 0:
+    if action.nargs == 0 or isinstance(default, bool):
         return "on" if default else "off"
     if default is None or default == []:
         return "unset"
