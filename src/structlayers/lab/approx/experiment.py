@@ -513,7 +513,7 @@ def _fit(config: ApproxConfig, layer: StructuredLinear, target: Target | log2018
          tick: Callable[[int, float], None]) -> FitResult:
     if isinstance(target, log2018.Task):
         if config.legacy_objective:
-            return log2018.fit_legacy(layer, target, config.fit.steps, config.fit.gtol, tick)
+            return log2018.fit_legacy(layer, target, config.fit, tick)
         return fit_outputs(layer, target.x, target.y, fit=config.fit, callback=tick)
     return fit_layer(layer, target.weight, fit=config.fit, callback=tick)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from structlayers.surgery.fit import FitResult
+from structlayers.surgery.fit import FitOptions, FitResult
 from structlayers.transforms.shuffle import Permutation
 
 SIZE = 32
@@ -34,6 +34,8 @@ SAMPLES = 100
 REPEATS = 10
 #: ``PyTorchObjective.is_new``: a point is new when some coordinate moved by more than this.
 STALE_TOLERANCE = 1e-4
+#: The 2018 fit: scipy CG's 1000 iterations and its default ``gtol``.
+FIT_2018 = FitOptions("cg", steps=1000, gtol=1e-5)
 
 #: ``{shuffle: {K: (mean, population std)}}`` of the final training MSE over 10 repeats, fitted with
 #: ``scipy.optimize.minimize(method="CG", options={"maxiter": 1000})`` in float32.
@@ -104,10 +106,10 @@ def use_2018_riffle(layer: nn.Module) -> None:
         layer.load_state_dict(state)
 
 
-def fit_legacy(layer: nn.Module, task: Task, steps: int = 1000, gtol: float = 1e-5,
+def fit_legacy(layer: nn.Module, task: Task, fit: FitOptions = FIT_2018,
                callback: Callable[[int, float], None] | None = None) -> FitResult:
     """The 2018 fit of ``layer`` to ``task``: the layer in float32 (converted in place), scipy CG
-    (``maxiter=steps``, ``gtol``, scipy's default 1e-5), through the 2018 objective wrapper: the
+    (``maxiter`` and ``gtol`` of ``fit``; its other settings are CG's own), through the 2018 objective wrapper: the
     loss and gradient are recomputed only when some parameter moved by more than
     :data:`STALE_TOLERANCE` since the last evaluation, otherwise the cached ones are returned.
     ``output_mse`` is the training MSE recomputed at the final parameters."""
@@ -145,7 +147,7 @@ def fit_legacy(layer: nn.Module, task: Task, steps: int = 1000, gtol: float = 1e
     x0 = torch.cat([p.detach().reshape(-1) for p in params]).double().numpy()
     with torch.enable_grad():
         result = scipy.optimize.minimize(lambda v: cached(v)[0], x0, jac=lambda v: cached(v)[1], method="CG",
-                                         callback=on_iteration, options={"maxiter": steps, "gtol": gtol})
+                                         callback=on_iteration, options={"maxiter": fit.steps, "gtol": fit.gtol})
         mse, grad = evaluate(result.x)
     return FitResult(relative_error=math.nan, output_mse=mse, steps=int(result.nit),
                      seconds=time.perf_counter() - start, history=history, converged=bool(result.status == 0),
