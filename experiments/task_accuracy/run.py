@@ -20,9 +20,9 @@ Regimes (result folders ``results/<task>/<regime>/``):
 - ``matched``: per compressed encoder form, the wider encoder of ``results/step_time_matched.json``
   with the fewest encoder FLOPs at or above the dense encoder's, at the dense variant's budget in
   batches (choice recorded in ``results/<task>/matched_choice.json``).
-- ``long``: residue-env, the dense, separable (ACDC x2), grid-domain and irrep-wise dense-mixing
-  encoders with the dense head, trained for ``LONG_EPOCHS`` epochs (the equal-epochs runs are still
-  improving when they stop), with a shuffled-label model of the same budget as their control.
+- ``long``: residue-env, every encoder with the dense head, trained for ``LONG_EPOCHS`` epochs (the
+  equal-epochs runs are still improving when they stop), with a shuffled-label model of the same
+  budget as their control.
 
 Residue-env runs are scored with ``atompaint evaluate`` on the test structures from the best
 (validation loss) checkpoint, with the shuffled-label model (dense variant, seed 0, trained by this
@@ -174,8 +174,7 @@ PLAN: list[tuple[str, str, tuple[int, ...], tuple[str, ...] | None]] = [
     ("epochs", "neighbor-loc", SEEDS[1:], None),
     ("wallclock", "residue-env", SEEDS, None),
     ("matched", "residue-env", SEEDS, None),
-    ("long", "residue-env", SEEDS, ("dense-enc_dense-head", "field-enc_dense-head", "irrep-enc_dense-head",
-                                    "grid-enc_dense-head", "irrepdense-enc_dense-head")),
+    ("long", "residue-env", SEEDS, tuple(v for v in VARIANTS if v.endswith("_dense-head"))),
     ("wallclock", "neighbor-loc", SEEDS, None),
     ("matched", "neighbor-loc", SEEDS, None),
 ]
