@@ -102,3 +102,32 @@ def test_the_init_table_of_the_guide_is_the_code_s_vocabulary() -> None:
 
 def test_the_init_docstring_table_lists_the_vocabulary() -> None:
     assert re.findall(r"^\| `(\w+)` ", init.__doc__, flags=re.M) == list(init.INIT_WORDS)
+
+
+def documented_modules() -> tuple[set[str], set[str]]:
+    """The modules the API pages render (``::: name``) and those rendered with their submodules."""
+    named, with_submodules = set(), set()
+    for page in (DOCS / "api").glob("*.md"):
+        for name, options in re.findall(r"^::: ([\w.]+)\n((?:    .*\n)*)", page.read_text(), flags=re.M):
+            named.add(name)
+            if "show_submodules: true" in options:
+                with_submodules.add(name)
+    return named, with_submodules
+
+
+def test_every_module_with_a_public_api_has_a_page() -> None:
+    """A module or package that declares ``__all__`` is rendered by an API page, itself or through an
+    ancestor shown with its submodules (the command lines are documented by ``--help``)."""
+    named, with_submodules = documented_modules()
+    missing = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        if "__all__ =" not in path.read_text():
+            continue
+        parts = path.relative_to(ROOT / "src").with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if ".cli" in module or any(part.startswith("_") for part in module.split(".")):
+            continue
+        ancestors = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
+        if module not in named and not ancestors & with_submodules:
+            missing.append(module)
+    assert missing == []
