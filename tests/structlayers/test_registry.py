@@ -1,3 +1,4 @@
+import dataclasses
 import sys
 import types
 from importlib import metadata
@@ -147,11 +148,13 @@ def test_replacements_start_from_the_same_words_in_the_api_and_configs() -> None
 def test_lab_model_config_holds_one_layer_spec_written_flat() -> None:
     from structlayers.configs import from_dict, to_dict
     from structlayers.lab.training import ModelConfig
+    from structlayers.surgery import REPLACE_FIT
 
     config = from_dict(ModelConfig, {"name": "resnet18", "layer": "lowrank", "layer_options": {"rank": "8"},
-                                     "replace": True})
+                                     "replace": True, "fit_steps": 7})
     assert config.layer == structlayers.LayerSpec("lowrank", None, {"rank": 8})
+    assert config.fit == dataclasses.replace(REPLACE_FIT, steps=7), "one FitOptions, written as fit_steps"
     flat = to_dict(config)
-    assert (flat["layer"], flat["depth"], flat["layer_options"]) == ("lowrank", None, {"rank": 8})
+    assert (flat["layer"], flat["depth"], flat["layer_options"], flat["fit_steps"]) == ("lowrank", None, {"rank": 8}, 7)
     assert from_dict(ModelConfig, flat) == config
     assert ModelConfig("mnist-stack", "acdc:depth=4").layer.depth == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -11,9 +12,12 @@ import pytest
 import torch
 
 from structlayers.cli import main
+from structlayers.configs import to_dict
 from structlayers.lab.data import DataConfig, write_cifar_batch
 from structlayers.lab.training import ModelConfig, TrainConfig, run_training
-from structlayers.lightning import OptimConfig, TrainerConfig
+from structlayers.lab.training.run import plan_run
+from structlayers.lightning import OptimConfig, RunConflictError, TrainerConfig
+from structlayers.lightning.checkpoints import RUN_KEY
 from structlayers.lightning.curves import read_epoch_metrics, run_csv_files
 
 
@@ -108,3 +112,30 @@ def test_train_cli(mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(missing) == 2
     assert "no CIFAR-10 data" in capsys.readouterr().err
     assert not (tmp_path / "run").exists(), "a run that cannot load its data leaves no folder behind"
+
+
+@pytest.mark.parametrize("old_model, model", [
+    ({"layer": "acdc", "depth": 12, "replace": "acdc", "init": "random"},
+     ModelConfig("resnet18", "acdc:depth=12", replace=True, targets=["pointwise"])),
+    ({"layer": "acdc", "depth": None, "replace": None, "init": "random"}, ModelConfig("resnet18")),
+])
+def test_resume_reads_a_run_recorded_in_the_old_vocabulary(old_model: dict, model: ModelConfig,
+                                                            tmp_path: Path) -> None:
+    """A run folder written before ``replace`` became a switch and ``init: random`` became
+    ``scratch`` resumes without --override, with a one-line deprecation warning."""
+    config = TrainConfig(task="cifar10", model=model, out_dir=tmp_path)
+    recorded = to_dict(config)
+    recorded["model"] = {**recorded["model"], **old_model}
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"epoch": 1, "global_step": 10, "state_dict": {}, RUN_KEY: {"config": recorded}},
+               tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.warns(FutureWarning, match="deprecated words") as caught:
+        plan = plan_run(replace(config, resume=True))
+    assert plan.mode == "resume" and not plan.changes, "nothing differs once the old words are read"
+    assert ["\n" not in str(w.message) for w in caught] == [True]
+    recorded["model"]["skip_first"] = 1
+    torch.save({"epoch": 1, "global_step": 10, "state_dict": {}, RUN_KEY: {"config": recorded}},
+               tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.warns(FutureWarning), pytest.raises(RunConflictError, match="model.skip_first: 1 -> 0"):
+        plan_run(replace(config, resume=True))

@@ -4,6 +4,7 @@ them never imports another subcommand and its dependencies)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from structlayers.clikit import (
     warn_deprecated,
 )
 from structlayers.registry import LayerSpec
-from structlayers.surgery import DEFAULT_KINDS, INIT_ALIASES, INITS, REPLACE_FIT, FitOptions
+from structlayers.surgery import DEFAULT_KINDS, INIT_ALIASES, INITS, REPLACE_FIT
 
 
 def add_result_outputs(group: argparse._ActionsContainer, plot_help: str) -> None:
@@ -98,7 +99,7 @@ def add_init_arguments(group: argparse._ActionsContainer) -> None:
 
 def init_options(args: argparse.Namespace) -> dict[str, Any]:
     """``init_from`` and ``fit`` keyword arguments of :func:`structlayers.replace` from ``args``."""
-    return {"init_from": args.init, "fit": FitOptions(steps=args.fit_steps)}
+    return {"init_from": args.init, "fit": dataclasses.replace(REPLACE_FIT, steps=args.fit_steps)}
 
 
 def add_surgery_arguments(p: argparse.ArgumentParser, replace_help: str) -> None:

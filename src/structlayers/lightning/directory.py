@@ -19,7 +19,8 @@ A resumed session compares its configuration with the one recorded in the checkp
 (``config.json`` for checkpoints without one).  Keys matching :attr:`ResumePolicy.changeable`
 (a learning rate, the number of epochs, the devices) may differ: the new values apply and the
 change is recorded.  Keys matching :attr:`ResumePolicy.ignored` are not part of the run (where its
-outputs go, whether a progress bar shows).  Any other difference is refused unless the session
+outputs go, whether a progress bar shows).  A configuration recorded in an older vocabulary is first
+read in the current one (:attr:`ResumePolicy.upgrade`).  Any other difference is refused unless the session
 asks to ``override``; then it is applied and recorded too, and the original configuration kept.
 """
 
@@ -31,7 +32,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,9 @@ class ResumePolicy:
     changeable: tuple[str, ...] = ()
     #: Keys that are not part of the run: neither compared nor recorded.
     ignored: tuple[str, ...] = ()
+    #: The recorded configuration in the current vocabulary (older words mapped to their
+    #: replacements, with a deprecation warning), before it is compared.
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def split(self, changes: Sequence[ConfigChange]) -> tuple[list[ConfigChange], list[ConfigChange]]:
         """``(changeable, conflicting)`` among ``changes`` (ignored keys already left out)."""
@@ -249,6 +253,8 @@ class RunDirectory:
         recorded = checkpoint.config if checkpoint.config is not None else self.read_config()
         if recorded is None:
             return RunPlan(self.path, "resume", config, checkpoint)
+        if policy.upgrade is not None:
+            recorded = policy.upgrade(recorded)
         changes = diff_configs(recorded, config, policy.ignored)
         allowed, conflicting = policy.split(changes)
         if conflicting and not override:

@@ -7,7 +7,13 @@ import argparse
 import inspect
 import json
 
-from structlayers.cli.arguments import add_init_arguments, add_model_options, add_replace_arguments, layer_spec
+from structlayers.cli.arguments import (
+    add_init_arguments,
+    add_model_options,
+    add_replace_arguments,
+    init_options,
+    layer_spec,
+)
 from structlayers.clikit import add_config_arguments, add_out_dir, add_resume_arguments, config_from_args
 from structlayers.lab.data.datamodule import DATAMODULES, DataConfig
 from structlayers.lab.models import MODELS, get_spec, model_name, parse_model_options
@@ -89,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             name=name, layer=layer_spec(layer, args, depth),
             replace=bool(args.replace), targets=args.targets, skip_first=args.skip_first, skip_last=args.skip_last,
             model_options=parse_model_options(name, dict(args.model_option)),
-            weights=str(args.weights) if args.weights else None, init=args.init, fit_steps=args.fit_steps,
+            weights=str(args.weights) if args.weights else None, init=args.init, fit=init_options(args)["fit"],
         ),
         optim=config_from_args(OptimConfig, args, "optim."),
         data=config_from_args(DataConfig, args, "data.", seed=args.seed),

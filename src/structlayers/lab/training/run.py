@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,40 @@ from structlayers.lightning.callbacks import RunCheckpoints, build_trainer, fit_
 from structlayers.lightning.checkpoints import check_state_dict, load_checkpoint
 from structlayers.lightning.curves import plot_curves, run_csv_files, run_title
 from structlayers.registry import LayerSpec
-from structlayers.surgery import DEFAULT_KINDS, REPLACE_FIT, FitOptions, ReplaceReport, check_init_from, replace
+from structlayers.surgery import (
+    DEFAULT_KINDS,
+    INIT_ALIASES,
+    REPLACE_FIT,
+    FitOptions,
+    ReplaceReport,
+    check_init_from,
+    replace,
+)
 
 DEFAULT_MODELS = {"mnist": "mnist-stack", "cifar10": "resnet18"}
+
+
+def upgrade_config(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A run configuration recorded in the previous vocabulary, in the current one: ``model.replace``
+    naming a layer (``null``: none) is ``replace: true`` with that ``model.layer``, and an ``init``
+    alias (``random``) its word (``scratch``); a one-line ``FutureWarning`` says so."""
+    model = dict(recorded.get("model") or {})
+    read: list[str] = []
+    if "replace" in model and not isinstance(model["replace"], bool):
+        layer, model["replace"] = model["replace"], model["replace"] is not None
+        if layer is not None:
+            model["layer"] = layer
+        read.append(f"replace: {layer} as replace: {str(model['replace']).lower()}"
+                    + (f", layer: {layer}" if layer is not None else ""))
+    if model.get("init") in INIT_ALIASES:
+        read.append(f"init: {model['init']} as init: {INIT_ALIASES[model['init']]}")
+        model["init"] = INIT_ALIASES[model["init"]]
+    if not read:
+        return recorded
+    warnings.warn(f"the run's recorded configuration uses deprecated words, read as the current ones: model "
+                  f"{'; '.join(read)}", FutureWarning, stacklevel=2)
+    return {**recorded, "model": model}
+
 
 #: What a resumed run may change (the new values apply and are recorded), and the settings that
 #: are not part of a run at all.  Everything else (model, data, optimiser type, schedule, seed)
@@ -59,6 +91,7 @@ RESUME_POLICY = ResumePolicy(
                 "trainer.log_every_n_steps", "data.data_dir", "data.eval_batch_size", "data.num_workers"),
     ignored=("out_dir", "resume", "resume_from", "overwrite", "override", "trainer.progress_bar",
              "trainer.fast_dev_run"),
+    upgrade=upgrade_config,
 )
 #: The trainer's own outputs in a run folder (removed with the run by ``overwrite``).
 RUN_OUTPUTS = ("csv", "tensorboard", "metrics.json", "curves.png", "replace.txt")
@@ -87,9 +120,9 @@ class ModelConfig:
     weights: str | None = None
     #: How replacements start (``init_from`` of :func:`structlayers.replace`): ``scratch`` (their own
     #: initialisation; ``random`` is a deprecated alias), ``project`` (closed form from the loaded
-    #: weights) or ``fit`` (projected, then fitted iteratively with ``fit_steps`` L-BFGS steps).
+    #: weights) or ``fit`` (projected, then fitted iteratively, by ``fit``; written as ``fit_steps``).
     init: str = "scratch"
-    fit_steps: int = REPLACE_FIT.steps
+    fit: FitOptions = field(default=REPLACE_FIT, metadata=flat_keys(fit_steps="steps"))
 
     def __post_init__(self) -> None:
         self.layer = coerce(self.layer, LayerSpec, "model.layer")
@@ -187,7 +220,7 @@ def build_run_model(config: ModelConfig, task: str) -> tuple[nn.Module, ReplaceR
         return model, None
     return replace(model, config.layer.name, config.targets, skip_first=config.skip_first,
                    skip_last=config.skip_last, example_input=example, inplace=True, depth=config.layer.depth,
-                   init_from=config.init, fit=FitOptions(steps=config.fit_steps), **config.layer.options)
+                   init_from=config.init, fit=config.fit, **config.layer.options)
 
 
 def plan_run(config: TrainConfig) -> RunPlan | None:
