@@ -54,50 +54,48 @@ def seed_list(values: list[int] | None) -> tuple[int, ...] | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ApproxConfig()
-    fit, layers = d.fit, ",".join(map(str, d.layers))
+    fit = d.fit
     (n_default, seeds_default), (log_n, log_seeds) = PROTOCOL_DEFAULTS["frobenius"], PROTOCOL_DEFAULTS["research-log"]
-    add_list(p, "--layer", default=layers.split(","), metavar="LAYER",
+    add_list(p, "--layer", default=[str(spec) for spec in d.layers], metavar="LAYER",
              help="layer(s) to fit, registered names, each optionally with options "
-                  f"(name:key=value:...), e.g. acdc afdf:cascade=complex monarch (default {layers})")
+                  "(name:key=value:...), e.g. acdc afdf:cascade=complex monarch")
     p.add_argument("--n", type=int, default=None,
-                   help=f"size of the generated square targets (default {n_default}; {log_n} for research-log)")
+                   help=f"size of the generated square targets (default: {n_default}; {log_n} for research-log)")
     add_list(p, "--depth", item=positive_int, default=list(d.depths), metavar="DEPTH",
              help="stack depth, or a list such as 1 2 4 8 16 32 (default: the layer itself)")
     add_list(p, "--params-budget", item=positive_int, default=list(d.budgets), metavar="P",
                    help="instead of --depth: for every layer family, the configuration (depth, blocks, rank) with "
                         "the most parameters within each budget")
     add_list(p, "--shuffle", default=d.shuffle.split(","), metavar="SHUFFLE",
-             help=f"shuffle(s) between stacked factors: riffle, random, none (default {d.shuffle})")
+             help="shuffle(s) between stacked factors: riffle, random, none")
     add_list(p, "--seeds", item=seed, default=None, metavar="SEED",
-             help=f"number of seeds, or the seeds themselves (two or more) (default {len(seeds_default)}; "
+             help=f"number of seeds, or the seeds themselves (two or more) (default: {len(seeds_default)}; "
                   f"{len(log_seeds)} for research-log)")
     p.add_argument("--target", default=d.target,
                    help=f"{'|'.join(GENERATED)}, or a .pt file (a 2-D tensor or a dict with 'weight'), "
-                        f"or file.pt:name for one entry of a dict (default {d.target})")
+                        "or file.pt:name for one entry of a dict")
     p.add_argument("--protocol", choices=PROTOCOLS, default=d.protocol,
                    help="frobenius: relative Frobenius error against --target; research-log: the 2018 experiment's "
                         "output MSE on nn.Linear(32, 32) targets, X ~ U(0, 1), 100 samples, 10 repeats, with its "
-                        f"reported values beside ours (default {d.protocol})")
+                        "reported values beside ours")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=fit.optimizer,
-                   help=f"lbfgs (scipy L-BFGS-B), cg (scipy CG), trf (scipy least_squares, exact Jacobian) or adam "
-                        f"(default {fit.optimizer})")
+                   help="lbfgs (scipy L-BFGS-B), cg (scipy CG), trf (scipy least_squares, exact Jacobian) or adam")
     p.add_argument("--steps", type=int, default=fit.steps,
-                   help=f"most iterations per fit (trf: residual evaluations) (default {fit.steps})")
-    p.add_argument("--lr", type=float, default=fit.lr, help="learning rate of adam (default 1e-2); an error for "
+                   help="most iterations per fit (trf: residual evaluations)")
+    p.add_argument("--lr", type=float, default=fit.lr, help="learning rate of adam (default: 1e-2); an error for "
                                                             "the others, which choose their steps by line search")
     p.add_argument("--ftol", type=float, default=fit.ftol,
-                   help=f"converged when an iteration lowers the loss by less than this, relative "
-                        f"(default {fit.ftol:g})")
+                   help="converged when an iteration lowers the loss by less than this, relative")
     p.add_argument("--gtol", type=float, default=fit.gtol,
-                   help=f"converged when max |gradient| falls below this (lbfgs, cg, trf; default {fit.gtol:g})")
+                   help="converged when max |gradient| falls below this (lbfgs, cg, trf)")
     p.add_argument("--patience", type=int, default=fit.patience,
-                   help=f"adam: steps over which the loss must improve by ftol (default {fit.patience})")
+                   help="adam: steps over which the loss must improve by ftol")
     p.add_argument("--threads", type=int, default=d.threads,
-                   help=f"torch threads during the fits and timings (default {d.threads})")
+                   help="torch threads during the fits and timings")
     p.add_argument("--no-timing", action="store_true", help="skip timing the fitted layers' forward pass")
     p.add_argument("--charge", choices=CHARGES, default=d.charge,
                    help="what the SVD and random-features baselines are given: the layer's nominal parameter count "
-                        "or its local dimension (Jacobian rank at the fitted point) (default nominal)")
+                        "or its local dimension (Jacobian rank at the fitted point)")
     p.add_argument("--no-project-start", action="store_true",
                    help="fit from the random start only (by default each layer is also fitted from its projection "
                         "onto its family, where one exists, and the lower error kept)")
