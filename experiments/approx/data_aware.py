@@ -174,8 +174,9 @@ def main() -> None:
         "seeds": list(range(args.seeds)), "optimizer": "lbfgs", "steps_cap": args.steps,
         "dense": {"accuracy": accuracy(w)}, "baselines": {}, "dimensions": {}, "runs": [], "complete": False,
         "machine": {"threads": 1, "cores": os.cpu_count(), "torch": torch.__version__}}
-    if record.get("format") != 2 or record["steps_cap"] != args.steps or record["seeds"] != list(range(args.seeds)):
+    if record.get("format") != 2 or record["steps_cap"] != args.steps:
         raise SystemExit(f"{args.out} was recorded with other settings ({record['command']}); give a new --out")
+    record["seeds"] = list(range(max(args.seeds, len(record["seeds"]))))  # --seeds 0 first: every first start
     record.setdefault("invocations", []).append(f"{command} --minutes {args.minutes}")
     config = ApproxConfig(layers=FAMILIES, budgets=setup.budgets, shuffle="random", n=max(shape))
     jobs, skipped = plan(config, shape)
