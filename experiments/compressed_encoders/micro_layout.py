@@ -9,10 +9,7 @@
 - the fused batch norm (:class:`atompaint.encoders.layers.IIDBatchNorm`) vs escnn's, training mode;
 - the first Hermite activation as one autograd Function vs autograd's chain of elementwise ops;
 - the whole Fourier activation (transform, Hermite function, transform back) under autograd vs its
-  fused training path in voxel blocks (:class:`atompaint.encoders.layers.FourierActivation`);
-- ``layout``: the batch norm, Fourier activation, Clebsch-Gordan tensor product and blur pool of the
-  first resolution on a contiguous vs a channels-last input (each module's own path for each; the
-  output gradient in the output's layout).
+  fused training path in voxel blocks (:class:`atompaint.encoders.layers.FourierActivation`).
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/micro_layout.py \\
         --json experiments/compressed_encoders/results/micro_layout.json
@@ -32,16 +29,9 @@ import torch.nn.functional as F
 from escnn import nn as enn
 
 from atompaint.encoders.fields import spectral_field_type
-from atompaint.encoders.layers import (
-    FourierActivation,
-    IIDBatchNorm,
-    aligned_blur_pool,
-    first_hermite,
-    fourier_pointwise,
-)
+from atompaint.encoders.layers import FourierActivation, IIDBatchNorm, first_hermite, fourier_pointwise
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec
 from atompaint.encoders.separable import channels_last
-from atompaint.encoders.tensor_product import CGTensorProduct
 from structlayers.utils.timing import time_interleaved
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
@@ -122,32 +112,11 @@ def fourier_pair(fields: int, n: int, batch: int) -> list:
     return [autograd, lambda: activation(enn.GeometricTensor(x, activation.in_type)).tensor.backward(g)]
 
 
-#: The modules of the ``layout`` cases, on 4 fields at 21^3 (the seed-004 encoder's first resolution).
-LAYOUT_MODULES = ("batch norm", "Fourier activation", "CG tensor product", "blur pool")
-
-
-def layout_pair(name: str, batch: int, fields: int = 4, n: int = 21) -> list:
-    field_type = spectral_field_type(fields, 2)
-    module = {"batch norm": lambda: IIDBatchNorm(field_type),
-              "Fourier activation": lambda: FourierActivation(fields, 2, 4, "hermite"),
-              "CG tensor product": lambda: CGTensorProduct(field_type, field_type),
-              "blur pool": lambda: aligned_blur_pool(field_type, n)}[name]().train()
-    x = torch.randn(batch, field_type.size, n, n, n)
-
-    def run(inp: torch.Tensor) -> None:
-        inp = inp.detach().requires_grad_(True)
-        y = module(enn.GeometricTensor(inp, field_type)).tensor
-        y.backward(torch.ones_like(y))
-
-    last = channels_last(x)
-    return [lambda: run(x), lambda: run(last)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8, help="volumes (both views of 4 pairs)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--kinds", nargs="*", default=["conv", "mixing", "norm", "activation", "fourier", "layout"],
+    parser.add_argument("--kinds", nargs="*", default=["conv", "mixing", "norm", "activation", "fourier"],
                         help="which cases to run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -161,8 +130,6 @@ def main() -> None:
               for label, f, n in ACTIVATIONS]
     cases += [("fourier", label, "autograd", "fused voxel blocks", fourier_pair(f, n, args.batch))
               for label, f, n in ACTIVATIONS if "fourier" in args.kinds]
-    cases += [("layout", f"{name}, 4 fields, 21^3", "contiguous", "channels-last", layout_pair(name, args.batch))
-              for name in LAYOUT_MODULES if "layout" in args.kinds]
     for kind, label, before, after, fns in cases:
         if kind not in args.kinds:
             continue

@@ -24,7 +24,7 @@ from atompaint.encoders import EncoderConfig, build_encoder
 from atompaint.encoders.architectures import plan_shallow, plan_vgg
 from atompaint.encoders.costs import COST_KINDS, encoder_cost
 from atompaint.encoders.fields import plan_channels, spectral_field_type, trivial_field_type
-from atompaint.encoders.mixing import IrrepMixing, MixingSpec, dense_mixing_flops, is_channels_last
+from atompaint.encoders.mixing import IrrepMixing, MixingSpec, dense_mixing_flops
 from atompaint.encoders.separable import IrrepwiseR3Conv, SeparableR3Conv, depthwise_type
 from atompaint.encoders.tensor_product import CGTensorProduct, escnn_tensor_product_flops
 from atompaint.encoders.testing import check_mixing
@@ -78,22 +78,12 @@ def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_fal
         weight, _ = mixing.to_dense()
         expected = torch.einsum("oc,bc...->bo...", weight, x)
         torch.testing.assert_close(linear(x), expected)
-        y_last = linear(x.contiguous(memory_format=torch.channels_last_3d))
-        torch.testing.assert_close(y_last, expected)
-        # Field-uniform outputs keep a channels-last input's layout (no voxel transpose).
-        assert is_channels_last(y_last) or linear.out_blocks is None or linear.in_blocks is None
+        torch.testing.assert_close(linear(x.contiguous(memory_format=torch.channels_last_3d)), expected)
         if linear.basis_in is None:
             parts = [x[:, getattr(linear, f"{key}_in").view(linear.dims[key], -1).T.reshape(-1)] for key in linear.maps]
             channels_last = [p.contiguous(memory_format=torch.channels_last_3d) for p in parts]
             torch.testing.assert_close(linear.forward_irreps(parts), expected)
-            y_last = linear.forward_irreps(channels_last)
-            torch.testing.assert_close(y_last, expected)
-            assert is_channels_last(y_last) or linear.out_blocks is None
-            x_last = x.clone().contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
-            x_first = x.clone().requires_grad_(True)
-            g = torch.randn_like(expected)
-            grads = [torch.autograd.grad(linear(inp), inp, g)[0] for inp in (x_first, x_last)]
-            torch.testing.assert_close(grads[0], grads[1])
+            torch.testing.assert_close(linear.forward_irreps(channels_last), expected)
 
 
 def test_first_hermite_values_and_gradients():
@@ -108,32 +98,23 @@ def test_first_hermite_values_and_gradients():
     torch.testing.assert_close(grad, grad_expected)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channels_last_contiguous_grad"])
 @pytest.mark.parametrize("function", ["hermite", "elu", "leaky_hardshrink"])
-def test_fused_fourier_activation_equals_autograd(function, layout, monkeypatch):
+def test_fused_fourier_activation_equals_autograd(function, monkeypatch):
     """The training path of the Fourier activation (voxel blocks, ``f'`` saved) gives the outputs and
-    input gradients of :func:`fourier_pointwise` under autograd, with a last block shorter than the others;
-    a channels-last input gives a channels-last output and input gradient, whatever the layout of the
-    output gradient."""
+    input gradients of :func:`fourier_pointwise` under autograd, with a last block shorter than the others."""
     from atompaint.encoders import layers
 
     monkeypatch.setattr(layers, "FOURIER_BLOCK", 10)
     activation = layers.FourierActivation(2, 1, 1, function)
     torch.manual_seed(0)
-    x = 2 * torch.randn(3, activation.in_type.size, 3, 3, 3)
+    x = (2 * torch.randn(3, activation.in_type.size, 3, 3, 3)).requires_grad_()
     g = torch.randn(3, activation.out_type.size, 3, 3, 3)
-    if layout != "contiguous":
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    if layout == "channels_last":
-        g = g.contiguous(memory_format=torch.channels_last_3d)
-    x.requires_grad_()
     fused = activation(enn.GeometricTensor(x, activation.in_type)).tensor
     (grad,) = torch.autograd.grad(fused, x, g)
     plain = layers.fourier_pointwise(x, activation.A, activation.Ainv, activation._function, 2)
     (grad_plain,) = torch.autograd.grad(plain, x, g)
     torch.testing.assert_close(fused, plain)
     torch.testing.assert_close(grad, grad_plain)
-    assert is_channels_last(fused) == is_channels_last(grad) == (layout != "contiguous")
 
 
 @pytest.mark.parametrize("kind", ["spectral", "gated"])
@@ -149,17 +130,14 @@ def test_fused_batch_norm_equals_escnns(kind):
         for p in theirs.parameters():
             p.uniform_(0.5, 1.5)
     ours.load_state_dict(theirs.state_dict())
-    for training, layout in ((True, torch.contiguous_format), (True, torch.channels_last_3d),
-                             (False, torch.channels_last_3d), (False, torch.contiguous_format)):
+    for training in (True, True, False):
         ours.train(training), theirs.train(training)
         x = torch.randn(4, field_type.size, 3, 4, 5, dtype=torch.float64) * 2 + 1
         results = []
         for module in (ours, theirs):
             module.double()
-            xi = x.clone().contiguous(memory_format=layout).requires_grad_(True)
+            xi = x.clone().requires_grad_(True)
             y = module(enn.GeometricTensor(xi, field_type)).tensor
-            if module is ours and kind == "spectral":
-                assert y.is_contiguous(memory_format=layout)
             y.pow(3).sum().backward()
             results.append((y.detach(), xi.grad, [p.grad.clone() for p in module.parameters()]))
             module.zero_grad()
@@ -407,39 +385,6 @@ def test_cg_tensor_product_is_equivariant_cheaper_and_chunked_in_training():
     inp = x.tensor.clone().requires_grad_(True)
     cg(enn.GeometricTensor(inp, ftype)).tensor.pow(2).sum().backward()
     torch.testing.assert_close(grad_chunked, inp.grad)
-    # A channels-last input gives the same values and gradients, and a channels-last output.
-    last = x.tensor.clone().contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
-    y = cg(enn.GeometricTensor(last, ftype)).tensor
-    assert is_channels_last(y)
-    torch.testing.assert_close(y, reference)
-    y.pow(2).sum().backward()
-    torch.testing.assert_close(last.grad, inp.grad)
-
-
-def test_blur_pool_of_channels_last_input_equals_the_convolution():
-    """The blur pool's channels-last training path: escnn's values, the convolution's input gradients
-    (also in float64 by gradcheck) for grids with and without padding, and a channels-last input gradient."""
-    from atompaint.encoders.layers import _BlurChannelsLast, aligned_blur_pool
-
-    ftype = trivial_field_type(2)
-    torch.manual_seed(0)
-    for size in (5, 7, 9):
-        pool = aligned_blur_pool(ftype, size).double()
-        x = torch.randn(2, ftype.size, size, size, size, dtype=torch.float64)
-        last = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
-        first = x.clone().requires_grad_(True)
-        y = pool(enn.GeometricTensor(last, ftype)).tensor
-        expected = enn.PointwiseAvgPoolAntialiased3D.forward(pool, enn.GeometricTensor(first, ftype)).tensor
-        torch.testing.assert_close(y, expected)
-        g = torch.randn_like(expected)
-        (grad,) = torch.autograd.grad(y, last, g)
-        (grad_expected,) = torch.autograd.grad(expected, first, g)
-        torch.testing.assert_close(grad, grad_expected)
-        assert is_channels_last(grad)
-    small = torch.randn(1, 2, 4, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last_3d)
-    weight = pool.filter[:2]
-    assert torch.autograd.gradcheck(lambda t: _BlurChannelsLast.apply(t, weight, (2, 2, 2), (1, 1, 1)),
-                                    (small.requires_grad_(True),))
 
 
 

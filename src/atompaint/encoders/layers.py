@@ -18,7 +18,6 @@ from atompaint.encoders.fields import (
     so3_gspace,
     spectral_irreps,
 )
-from atompaint.encoders.mixing import is_channels_last
 from atompaint.encoders.separable import ConvSpec, make_conv
 
 _FIRST_HERMITE_COEFF = math.sqrt(2) * math.pi ** (-1 / 4)
@@ -124,15 +123,10 @@ class _FusedFourierPointwise(torch.autograd.Function):
     """:func:`fourier_pointwise` for training, in blocks of :data:`FOURIER_BLOCK` voxels: per block the
     transform, ``f`` and ``f'`` (saved: the only stored intermediate) and the transform back, then in
     the backward pass ``A^T (f'(s) * (Ainv^T g))`` per block.  Autograd instead wrote every whole
-    intermediate (the samples, ``f`` and its parts) to memory and read it back.  Channels-last input
-    (:func:`~atompaint.encoders.mixing.is_channels_last`) is read as rows ``(B V, channels, F)``: each
-    block is then one matrix product per transform and the output stays channels-last."""
+    intermediate (the samples, ``f`` and its parts) to memory and read it back."""
 
     @staticmethod
     def forward(ctx, x: Tensor, A: Tensor, Ainv: Tensor, function: str, channels: int) -> Tensor:
-        ctx.input_shape, ctx.last = x.shape, is_channels_last(x)
-        if ctx.last:
-            return _FusedFourierPointwise._forward_rows(ctx, x, A, Ainv, function, channels)
         b, _, *spatial = x.shape
         fields = x.reshape(b * channels, A.shape[1], -1)
         voxels = fields.shape[-1]
@@ -143,34 +137,13 @@ class _FusedFourierPointwise(torch.autograd.Function):
             y, derivative[..., block] = _value_and_derivative(function, torch.matmul(A, fields[..., block]))
             out[..., block] = torch.matmul(Ainv, y)
         ctx.save_for_backward(A, Ainv, derivative)
+        ctx.input_shape = x.shape
         return out.view(b, -1, *spatial)
-
-    @staticmethod
-    def _forward_rows(ctx, x: Tensor, A: Tensor, Ainv: Tensor, function: str, channels: int) -> Tensor:
-        rows = x.movedim(1, -1).reshape(-1, channels, A.shape[1])  # a view: (B V, channels, F)
-        out = rows.new_empty(rows.shape[0], channels, Ainv.shape[0])
-        derivative = rows.new_empty(rows.shape[0], channels, A.shape[0])
-        a_t, ainv_t, step = A.T, Ainv.T, FOURIER_BLOCK * x.shape[0]
-        for start in range(0, rows.shape[0], step):
-            block = slice(start, start + step)
-            y, derivative[block] = _value_and_derivative(function, torch.matmul(rows[block], a_t))
-            torch.matmul(y, ainv_t, out=out[block])
-        ctx.save_for_backward(A, Ainv, derivative)
-        return out.view(x.shape[0], *x.shape[2:], -1).movedim(-1, 1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         A, Ainv, derivative = ctx.saved_tensors
-        if ctx.last:
-            rows = grad.movedim(1, -1).reshape(derivative.shape[0], -1, Ainv.shape[0])
-            grad_in = rows.new_empty(*derivative.shape[:2], A.shape[1])
-            step = FOURIER_BLOCK * ctx.input_shape[0]
-            for start in range(0, rows.shape[0], step):
-                block = slice(start, start + step)
-                torch.matmul(torch.matmul(rows[block], Ainv).mul_(derivative[block]), A, out=grad_in[block])
-            shape = ctx.input_shape
-            return grad_in.view(shape[0], *shape[2:], shape[1]).movedim(-1, 1), None, None, None, None
         grad = grad.reshape(derivative.shape[0], Ainv.shape[0], -1)
         grad_in = grad.new_empty(derivative.shape[0], A.shape[1], grad.shape[-1])
         a_t, ainv_t = A.T.contiguous(), Ainv.T.contiguous()
@@ -229,28 +202,23 @@ class IIDBatchNorm(enn.IIDBatchNorm3d):
         if len(self._sizes) != 1 or not self.affine:
             return super().forward(input)
         (name, size), key = self._sizes[0], self._escape_name(self._sizes[0][0])
-        x = input.tensor
-        last = is_channels_last(x)
-        if not last:
-            x = x.contiguous()
+        x = input.tensor.contiguous()
         b, spatial = x.shape[0], x.shape[2:]
-        fields = x.view(b, -1, size, *spatial)  # keeps the memory format, and so does the output
+        fields = x.view(b, -1, size, *spatial)
         trivial = self._has_trivial[name]
         if self.training:
             self.num_batches_tracked += 1
         if self.training or not self.track_running_stats:
             with torch.no_grad():
-                # Per component over batch and voxels, as rows (B, C * size, V), or (B V, C * size) for
-                # channels-last input; the variance in two passes (mean, then centred squares), 2-4x faster
-                # than torch.var over the strided axes.
-                rows = x.movedim(1, -1).reshape(-1, x.shape[1]) if last else x.view(b, x.shape[1], -1)
-                dims = (0,) if last else (0, 2)
-                component_means = rows.mean(dim=dims, keepdim=True)
-                squares = (rows - component_means).square_().sum(dim=dims)
+                # Per component over batch and voxels, as rows (B, C * size, V); the variance in two passes
+                # (mean, then centred squares), 2-4x faster than torch.var over the strided axes.
+                rows = x.view(b, fields.shape[1] * size, -1)
+                component_means = rows.mean(dim=(0, 2), keepdim=True)
+                squares = (rows - component_means).square_().sum(dim=(0, 2))
                 component_means = component_means.view(-1, size)
                 means = (component_means @ getattr(self, f"{key}_avg").T) if trivial else None
                 # The variance about the trivial projection's mean equals the variance about the sample mean.
-                count = rows.numel() // x.shape[1]
+                count = rows.shape[0] * rows.shape[2]
                 variances = squares.div_(count - 1).view(-1, size).mean(dim=1, keepdim=True)
             if self.training and self.track_running_stats:
                 factor = (1.0 / self.num_batches_tracked.item()) if self.momentum is None else self.momentum
@@ -299,45 +267,7 @@ def conv_bn_act(
     )
 
 
-class _BlurChannelsLast(torch.autograd.Function):
-    """A fixed depthwise convolution (the blur pool's) of a channels-last input, whose backward pass is the
-    transposed convolution of the contiguous gradient, returned channels-last: oneDNN's own backward
-    of the channels-last form took 2-3x its contiguous time at the seed-004 shapes (one thread), while
-    the channels-last forward is the fastest."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, ...], padding: tuple[int, ...]) -> Tensor:
-        y = F.conv3d(x, weight, stride=stride, padding=padding, groups=x.shape[1])
-        ctx.save_for_backward(weight)
-        ctx.stride, ctx.padding = stride, padding
-        ctx.output_padding = tuple(n - ((m - 1) * s - 2 * p + k) for n, m, s, p, k
-                                   in zip(x.shape[2:], y.shape[2:], stride, padding, weight.shape[2:]))
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (weight,) = ctx.saved_tensors
-        grad_in = F.conv_transpose3d(grad.contiguous(), weight, stride=ctx.stride, padding=ctx.padding,
-                                     output_padding=ctx.output_padding, groups=weight.shape[0])
-        return grad_in.contiguous(memory_format=torch.channels_last_3d), None, None, None
-
-
-class BlurPool3D(enn.PointwiseAvgPoolAntialiased3D):
-    """escnn's ``PointwiseAvgPoolAntialiased3D`` (same filter buffer, same result) whose channels-last
-    input keeps its fast forward and gets a fast backward (:class:`_BlurChannelsLast`)."""
-
-    def forward(self, input: enn.GeometricTensor) -> enn.GeometricTensor:
-        if input.type != self.in_type:
-            raise ValueError("input field type does not match the pool's in_type")
-        x = input.tensor
-        if not (is_channels_last(x) and x.dim() == 5 and torch.is_grad_enabled() and x.requires_grad):
-            return super().forward(input)
-        stride, padding = (tuple(3 * [v]) if isinstance(v, int) else tuple(v) for v in (self.stride, self.padding))
-        return enn.GeometricTensor(_BlurChannelsLast.apply(x, self.filter, stride, padding), self.out_type)
-
-
-def aligned_blur_pool(field_type: enn.FieldType, size: int, sigma: float = 0.33) -> BlurPool3D:
+def aligned_blur_pool(field_type: enn.FieldType, size: int, sigma: float = 0.33) -> enn.PointwiseAvgPoolAntialiased3D:
     """Anti-aliased (Gaussian) stride-2 average pooling whose padding keeps odd grids centred.
 
     Averaging acts on space only, so it is equivariant for any field type; the Gaussian is
@@ -346,7 +276,7 @@ def aligned_blur_pool(field_type: enn.FieldType, size: int, sigma: float = 0.33)
     """
     kernel_size = 2 * int(round(3 * sigma)) + 1
     padding = aligned_pool_padding(size, kernel_size, 2)
-    return BlurPool3D(field_type, sigma=sigma, stride=2, padding=padding)
+    return enn.PointwiseAvgPoolAntialiased3D(field_type, sigma=sigma, stride=2, padding=padding)
 
 
 class InvariantReadout(nn.Module):

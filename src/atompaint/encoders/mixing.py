@@ -166,53 +166,36 @@ def build_map(spec: MixingSpec, in_features: int, out_features: int, *, bias: bo
     return layer
 
 
-def is_channels_last(x: Tensor) -> bool:
-    """Whether ``x`` ``(B, C, *spatial)`` is stored channels-last, ``(B, *spatial, C)`` in memory (and not
-    also contiguous): the layout the encoders' grouped convolutions, mixings, norms and Fourier
-    activations pass on, so that no voxel-transposing copy runs between them."""
-    return x.dim() > 2 and not x.is_contiguous() and x.movedim(1, -1).is_contiguous()
-
-
 def _keyed_blocks(layout: IrrepLayout) -> tuple[int, dict[str, tuple[int, int]]] | None:
     found = layout.field_blocks()
     return None if found is None else (found[0], {irrep_key(k): v for k, v in found[1].items()})
 
 
 class _FieldBlocks(torch.autograd.Function):
-    """The per-irrep outputs ``y`` ``(B, V, d, fields, copies)`` written into the field-uniform layout,
-    ``(B, fields, size, V)`` or, with ``last``, channels-last ``(B, V, fields, size)`` (each into its
-    strided block ``(offset, copies, d)`` of every field, zeros in the ``(offset, width)`` ranges of
-    irreps without a map).  Channels-last only permutes within a voxel; the other layout transposes
-    the voxels.  Its backward pass hands each ``y`` a view of the output gradient; autograd's
-    in-place copies into one buffer cloned the whole gradient once per irrep."""
+    """The per-irrep outputs ``y`` ``(B, V, d, fields, copies)`` written into the field-uniform layout
+    ``(B, fields, size, V)`` (each into its strided block ``(offset, copies, d)`` of every field, zeros
+    in the ``(offset, width)`` ranges of irreps without a map).  Its backward pass hands each ``y`` a
+    view of the output gradient; autograd's in-place copies into one buffer cloned the whole gradient
+    once per irrep."""
 
     @staticmethod
-    def forward(ctx, grid_shape: tuple[int, ...], last: bool, blocks: tuple, zeros: tuple, *ys: Tensor) -> Tensor:
-        b, fields, size, voxels = grid_shape
-        grid = ys[0].new_empty((b, voxels, fields, size) if last else grid_shape)
+    def forward(ctx, grid_shape: tuple[int, ...], blocks: tuple, zeros: tuple, *ys: Tensor) -> Tensor:
+        b, fields, _, voxels = grid_shape
+        grid = ys[0].new_empty(grid_shape)
         for offset, width in zeros:
-            (grid[..., offset:offset + width] if last else grid[:, :, offset:offset + width]).zero_()
+            grid[:, :, offset:offset + width].zero_()
         for (offset, copies, d), y in zip(blocks, ys):
-            if last:
-                grid[..., offset:offset + copies * d].view(b, voxels, fields, copies, d).copy_(y.permute(0, 1, 3, 4, 2))
-            else:
-                grid[:, :, offset:offset + copies * d].view(b, fields, copies, d, voxels).copy_(
-                    y.permute(0, 3, 4, 2, 1))
-        ctx.blocks, ctx.last = blocks, last
+            grid[:, :, offset:offset + copies * d].view(b, fields, copies, d, voxels).copy_(y.permute(0, 3, 4, 2, 1))
+        ctx.blocks = blocks
         return grid
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        if ctx.last:
-            b, voxels, fields, _ = grad.shape
-            views = (grad[..., offset:offset + copies * d].reshape(b, voxels, fields, copies, d).permute(0, 1, 4, 2, 3)
-                     for offset, copies, d in ctx.blocks)
-        else:
-            b, fields, _, voxels = grad.shape
-            views = (grad[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, voxels).permute(0, 4, 3, 1, 2)
-                     for offset, copies, d in ctx.blocks)
-        return (None, None, None, None, *views)
+        b, fields, _, voxels = grad.shape
+        views = (grad[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, voxels).permute(0, 4, 3, 1, 2)
+                 for offset, copies, d in ctx.blocks)
+        return (None, None, None, *views)
 
 
 class PerIrrepLinear(nn.Module):
@@ -266,7 +249,7 @@ class PerIrrepLinear(nn.Module):
         if self.in_blocks is not None:
             fields, size = self.in_blocks[0], self.in_features // self.in_blocks[0]
             # Channels-last input (a grouped convolution's output) is (B, V, C) in memory: read it as such.
-            last = is_channels_last(x)
+            last = x.dim() > 2 and not x.is_contiguous() and x.movedim(1, -1).is_contiguous()
             grid = x.movedim(1, -1).reshape(b, -1, fields, size) if last else x.reshape(b, fields, size, -1)
             rows = []
             for key in self.maps:
@@ -278,7 +261,7 @@ class PerIrrepLinear(nn.Module):
                 else:  # (B, fields, copies, d, V) -> (B, V, d, fields, copies)
                     block = grid[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, -1)
                     rows.append(block.permute(0, 4, 3, 1, 2))
-            return self._mix(rows, b, spatial, last)
+            return self._mix(rows, b, spatial)
         channels_last = x.reshape(b, self.in_features, -1).transpose(1, 2)
         rows = [channels_last[..., getattr(self, f"{key}_in")] for key in self.maps]
         return self._mix(rows, b, spatial)
@@ -300,12 +283,11 @@ class PerIrrepLinear(nn.Module):
                 rows.append(part.reshape(b, -1, d, voxels).permute(0, 3, 2, 1))
             else:  # channels-last, as the irrep-wise convolution returns it: (B, V, m, d) in memory
                 rows.append(part.movedim(1, -1).reshape(b, voxels, -1, d).transpose(2, 3))
-        return self._mix(rows, b, spatial, not parts[0].is_contiguous())
+        return self._mix(rows, b, spatial)
 
-    def _mix(self, rows: list[Tensor], b: int, spatial: torch.Size, last: bool = False) -> Tensor:
+    def _mix(self, rows: list[Tensor], b: int, spatial: torch.Size) -> Tensor:
         """Every map on its rows ``(B, V, d, m_in)`` (any strides); the outputs written into the output
-        layout: strided block copies for field-uniform outputs (channels-last memory format when
-        ``last``: the input was channels-last, and the voxels are not transposed), else one scatter."""
+        layout: strided block copies for field-uniform outputs, else one scatter."""
         voxels = math.prod(spatial)
         if self.out_blocks is not None:
             fields = self.out_blocks[0]
@@ -315,9 +297,8 @@ class PerIrrepLinear(nn.Module):
                 ys.append(module(x.reshape(b * voxels * d, -1)).view(b, voxels, d, fields, -1))
                 blocks.append((self.out_blocks[1][key][0], self.out_blocks[1][key][1], d))
             grid_shape = (b, fields, self.out_features // fields, voxels)
-            last = last and len(spatial) > 0 and self.basis_out is None
-            y = _FieldBlocks.apply(grid_shape, last, tuple(blocks), tuple(self.out_zero), *ys)
-            y = y.view(b, *spatial, -1).movedim(-1, 1) if last else y.view(b, self.out_features, *spatial)
+            y = _FieldBlocks.apply(grid_shape, tuple(blocks), tuple(self.out_zero), *ys)
+            y = y.view(b, self.out_features, *spatial)
         else:
             out = rows[0].new_zeros(b, voxels, self.out_features)
             for (key, module), x in zip(self.maps.items(), rows):
@@ -461,4 +442,4 @@ def dense_mixing_flops(in_type: enn.FieldType, out_type: enn.FieldType, voxels: 
 
 
 __all__ = ["AUTO", "IrrepLayout", "IrrepMixing", "MixingSpec", "PerIrrepLinear", "build_map", "check_real_type",
-           "dense_mixing_flops", "irrep_key", "is_channels_last"]
+           "dense_mixing_flops", "irrep_key"]

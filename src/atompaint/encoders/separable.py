@@ -39,14 +39,7 @@ import torch
 from escnn import nn as enn
 from torch import Tensor, nn
 
-from atompaint.encoders.mixing import (
-    IrrepLayout,
-    IrrepMixing,
-    MixingSpec,
-    PerIrrepLinear,
-    irrep_key,
-    is_channels_last,
-)
+from atompaint.encoders.mixing import IrrepLayout, IrrepMixing, MixingSpec, PerIrrepLinear, irrep_key
 
 ConvForm = Literal["dense", "separable", "grid"]
 CONV_FORMS: tuple[str, ...] = ("dense", "separable", "grid")
@@ -152,19 +145,13 @@ class PerIrrepConv(nn.Module):
         """The convolved copies of each irrep in ``keys`` (default: all), irrep basis, copy-major.
 
         The grouped convolutions (one group of ``dim psi`` channels per copy) run in the channels-last
-        memory format (:func:`channels_last`); the parts come back in that format.  A channels-last
-        input is gathered straight into that format (no separate conversion)."""
+        memory format (:func:`channels_last`); the parts come back in that format."""
         if x.dim() < 2 or x.shape[1] != self.size:
             raise ValueError(f"expected input (B, {self.size}, ...), got {tuple(x.shape)}")
         if self.basis_in is not None:
             x = torch.einsum("oc,bc...->bo...", self.basis_in.to(x.dtype), x)
-        keys = keys if keys is not None else list(self.convs)
-        if is_channels_last(x):
-            last = x.movedim(1, -1)
-            return tuple(self.convs[key](last.index_select(-1, getattr(self, f"{key}_index")).movedim(-1, 1))
-                         for key in keys)
         return tuple(self.convs[key](channels_last(x.index_select(1, getattr(self, f"{key}_index"))))
-                     for key in keys)
+                     for key in (keys if keys is not None else self.convs))
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.cat(self.parts(x), 1).index_select(1, self.inverse).contiguous()

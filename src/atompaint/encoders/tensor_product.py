@@ -32,7 +32,7 @@ from escnn import nn as enn
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from atompaint.encoders.mixing import IrrepLayout, check_real_type, irrep_key, is_channels_last
+from atompaint.encoders.mixing import IrrepLayout, check_real_type, irrep_key
 from structlayers.base import FlopCount
 
 #: Rows (examples x fields x voxels) per chunk when training: each chunk's intermediates (~700 numbers a
@@ -140,9 +140,8 @@ class CGTensorProductCore(nn.Module):
                 starts[key] += pairs
         return sliced
 
-    def contract(self, x: Tensor, weights: list[Tensor], last: bool = False) -> Tensor:
-        """The tensor product of ``x`` (``(B, C * D, *spatial)``) with :meth:`feed_weights` ``weights``;
-        with ``last``, the output is ``(B, *spatial, C * D_out)`` (the channels-last memory format)."""
+    def contract(self, x: Tensor, weights: list[Tensor]) -> Tensor:
+        """The tensor product of ``x`` (``(B, C * D, *spatial)``) with :meth:`feed_weights` ``weights``."""
         b, spatial = x.shape[0], x.shape[2:]
         if x.shape[1] != self.channels * self.in_size:
             raise ValueError(f"expected input (B, {self.channels * self.in_size}, ...), got {tuple(x.shape)}")
@@ -170,8 +169,6 @@ class CGTensorProductCore(nn.Module):
                          for key, m, d in self.blocks], dim=1)
         if self._scatter is not None:
             out = out.index_select(1, self._scatter)
-        if last:
-            return out.view(c, self.out_size, b, -1).permute(2, 3, 0, 1).reshape(b, *spatial, c * self.out_size)
         out = out.view(c, self.out_size, b, -1).permute(2, 0, 1, 3)
         return out.reshape(b, c * self.out_size, *spatial)
 
@@ -217,20 +214,16 @@ class CGTensorProduct(enn.EquivariantModule):
         if not (torch.is_grad_enabled() and t.dim() > 2):
             return enn.GeometricTensor(self.core(t), self.out_type, x.coords)
         # Training: voxel chunks, each recomputed in the backward pass (activation checkpointing), so the
-        # pair products are never stored: less memory and less memory traffic for the same result.  A
-        # channels-last input gives a channels-last output (each chunk transposed while in the cache).
+        # pair products are never stored: less memory and less memory traffic for the same result.
         b, spatial = t.shape[0], t.shape[2:]
         flat = t.reshape(b, t.shape[1], -1)
-        last = is_channels_last(t)
         step = max(1, CHUNK_ROWS // (b * len(self.in_type)))
         # split(), not one slice per chunk: its backward writes every chunk's gradient into one buffer, where
         # slices would each allocate (and zero) a gradient of the whole input and then be summed.
         weights = self.core.feed_weights()
-        chunks = [checkpoint(self.core.contract, part, weights, last, use_reentrant=False)
+        chunks = [checkpoint(self.core.contract, part, weights, use_reentrant=False)
                   for part in flat.split(step, dim=-1)]
-        y = torch.cat(chunks, dim=1).view(b, *spatial, -1).movedim(-1, 1) if last else \
-            torch.cat(chunks, dim=-1).reshape(b, -1, *spatial)
-        return enn.GeometricTensor(y, self.out_type, x.coords)
+        return enn.GeometricTensor(torch.cat(chunks, dim=-1).reshape(b, -1, *spatial), self.out_type, x.coords)
 
     def evaluate_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (input_shape[0], self.out_type.size, *input_shape[2:])
