@@ -194,7 +194,7 @@ def plot(results: dict, path: Path) -> None:
     tasks = [t for t in results if results[t].get("epochs")]
     if not tasks:
         return
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(14, 4.2 * len(tasks)), squeeze=False)
     markers = {"epochs": "o", "wallclock": "s", "matched": "^", "long": "D"}
     for i, task in enumerate(tasks):
         for j, (key, label) in enumerate((("encoder_flops", "encoder FLOPs per image"),
@@ -214,12 +214,12 @@ def plot(results: dict, path: Path) -> None:
             if best is not None:
                 ax.axhline(best, color="grey", ls="--", lw=1, label="best control (max over runs' means)")
             ax.set_xlabel(label + (" (M)" if key == "encoder_flops" else
-                                   " (encoders timed in another run not shown)"))
+                                   " (other runs' timings not shown)"))
             ax.set_ylabel(f"{task} held-out accuracy")
             ax.set_title(f"{task}: mean +- SE over seeds; filled: dense head, open: ACDC head", fontsize=9)
-            if i == 0 and j == 1:
-                ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
+    # One legend beside the panels, from the FLOPs axis (it shows every variant).
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     fig.savefig(path, dpi=120)
 
 
