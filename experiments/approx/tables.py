@@ -208,59 +208,86 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _data_cell(fits: list[dict], key: str = "data_error", digits: int = 3) -> str:
+    """The lowest ``key`` of ``fits``, starred when that fit did not converge (an upper bound)."""
+    best = min(fits, key=lambda f: f[key])
+    return f"{best[key]:.{digits}f}{'' if best['converged'] else '*'}"
+
+
 def data_table(data: dict) -> None:
-    """One data-aware study: per budget and family, the data error ``||(W_hat - W) S|| / ||W S||`` and
-    the accuracy right after surgery of the Frobenius fit and of the data fit, beside the two SVDs."""
-    runs, cap = data["runs"], data["steps_cap"]
+    """One data-aware study: per budget and configuration, its parameter count and local dimension,
+    the data error ``||(W_hat - W) S|| / ||W S||`` of the Frobenius fit and of the data fit from each
+    start, the accuracy right after surgery, and the data-aware SVD at the rank the count buys and at
+    the rank the dimension buys."""
+    runs, cap, seeds = data["runs"], data["steps_cap"], len(data["seeds"])
     m, n = data["layer_shape"]
-    print(f"`data_{data['target']}.json`: {m} x {n} weight of `{data['checkpoint']}`; input second moment from "
-          f"{data['input_samples']} samples on the training images (rank {data['input_moment_rank']}); "
-          f"validation accuracy of the trained model {data['dense']['accuracy']:.4f}.  Means over the seeds; "
-          f"`*`: a fit stopped at the {cap}-step cap (an upper bound).  Verdict: the data fit's data error "
-          "against the data-aware SVD's at the same exact count (paired t, `yes` = lower; with one seed the sign "
-          "of the difference)."
-          + ("" if data["complete"] else "  **Incomplete: not every (configuration, seed) was fitted.**") + "\n")
     by_config: dict[str, list[dict]] = defaultdict(list)
     for r in runs:
         by_config[r["label"]].append(r)
-    repeated = [rs for rs in by_config.values() if len(rs) > 1]
-    same = sum(max(r[k]["data_error"] for r in rs) - min(r[k]["data_error"] for r in rs) < 1e-9
-               for rs in repeated for k in ("frobenius", "data"))
-    if repeated:
-        print(f"Both fits of every configuration start from the same point on each seed where the family has a "
-              f"projection; {same} of the {2 * len(repeated)} fits repeated over seeds gave the same error on every "
-              "seed (a verdict on identical seeds compares two numbers, with no sampling spread).\n")
-    print("| budget | configuration | params | seeds | data error, Frobenius fit | data error, data fit | accuracy, "
-          "Frobenius fit | accuracy, data fit | Frobenius error, Frobenius / data fit | vs data SVD |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    projected = sum(rs[0]["start"] == "projection" for rs in by_config.values())
+    print(f"`data_{data['target']}.json`: {m} x {n} weight of `{data['checkpoint']}`; input second moment from "
+          f"{data['input_samples']} samples on the training images (rank {data['input_moment_rank']}); "
+          f"validation accuracy of the trained model {data['dense']['accuracy']:.4f}.  L-BFGS, at most {cap} "
+          "steps a fit; `*`: not converged (stopped by the cap or a failed line search; an upper bound).  "
+          f"First start: the family's projection ({projected} of {len(by_config)} configurations have one; else "
+          f"the seed-0 initialisation); the data fit also from {seeds} random starts (their lowest error, and the "
+          "mean; (k): only k fitted).  `dim`: the local dimension (Jacobian rank at the first start's data fit).  "
+          "Verdict: the lowest data error over the starts against the data-aware SVD's at the rank the parameters "
+          "buy / the rank the dimension buys (`yes` lower, `no` higher, `no*` higher but unconverged; single "
+          "optimisation results, no spread)."
+          + ("" if data["complete"] else "  **Incomplete: not every (configuration, start) was fitted.**") + "\n")
+    print("| budget | configuration | params / dim | data error: Frobenius fit / data fit, first start "
+          f"| data fit, {seeds} random starts: lowest / mean | accuracy: Frobenius fit / data fit, first start "
+          "| accuracy, lowest-error data fit | data-aware SVD at params / at dim: error (rank) | vs data-aware SVD, "
+          "at params / at dim |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    summary = {"lower": 0, "better": 0, "worse": 0, "yes": [0, 0], "random_best": 0, "configs": 0}
     for budget in sorted({r["budget"] for r in runs}):
         for label, rs in by_config.items():
             if rs[0]["budget"] != budget:
                 continue
-            star = {k: "*" if not all(r[k]["converged"] for r in rs) else "" for k in ("frobenius", "data")}
-            base = data["baselines"][str(rs[0]["svd_rank"])]["data_svd"]["data_error"]
-            diffs = [r["data"]["data_error"] - base for r in rs]
-            v = verdict(*paired_interval(diffs)) if len(rs) > 1 else verdict(diffs[0], diffs[0])
-            print(f"| {budget} | {label} | {rs[0]['params']} | {len(rs)} "
-                  f"| {_mean([r['frobenius']['data_error'] for r in rs]):.3f}{star['frobenius']} "
-                  f"| {_mean([r['data']['data_error'] for r in rs]):.3f}{star['data']} "
-                  f"| {_mean([r['frobenius']['accuracy'] for r in rs]):.4f} "
-                  f"| {_mean([r['data']['accuracy'] for r in rs]):.4f} "
-                  f"| {_mean([r['frobenius']['frobenius_error'] for r in rs]):.3f} / "
-                  f"{_mean([r['data']['frobenius_error'] for r in rs]):.3f} | {v} |")
+            first, randoms = rs[0], [r["data"] for r in rs if r["start"] == "random" and r is not rs[0]]
+            fits = [r["data"] for r in rs]
+            best = min(fits, key=lambda f: f["data_error"])
+            dim = data["dimensions"][label]
+            bases = [data["baselines"][str(first[k])]["data_svd"] for k in ("svd_rank", "dimension_rank")]
+            verdicts = []
+            for i, base in enumerate(bases):
+                v = verdict(best["data_error"] - base["data_error"], best["data_error"] - base["data_error"])
+                summary["yes"][i] += v == "yes"
+                verdicts.append("no*" if v == "no" and not best["converged"] else v)
+            summary["configs"] += 1
+            summary["lower"] += first["data"]["data_error"] <= first["frobenius"]["data_error"] + 1e-9
+            summary["better"] += first["data"]["accuracy"] > first["frobenius"]["accuracy"]
+            summary["worse"] += first["data"]["accuracy"] < first["frobenius"]["accuracy"]
+            summary["random_best"] += best["data_error"] < first["data"]["data_error"] - 1e-3
+            spread = (f"{_data_cell(randoms)} / {_mean([f['data_error'] for f in randoms]):.3f}"
+                      + (f" ({len(randoms)})" if len(randoms) < seeds else "") if randoms else "-")
+            print(f"| {budget} | {label} | {first['params']} / {dim} "
+                  f"| {_data_cell([first['frobenius']])} / {_data_cell([first['data']])} | {spread} "
+                  f"| {first['frobenius']['accuracy']:.4f} / {first['data']['accuracy']:.4f} "
+                  f"| {best['accuracy']:.4f} | {bases[0]['data_error']:.3f} ({first['svd_rank']}) / "
+                  f"{bases[1]['data_error']:.3f} ({first['dimension_rank']}) | {' / '.join(verdicts)} |")
         for rank in sorted({r["svd_rank"] for r in runs if r["budget"] == budget}):
             b = data["baselines"][str(rank)]
-            print(f"| {budget} | SVD / data-aware SVD, rank {rank} | {rank * (m + n - rank)} | - "
-                  f"| {b['svd']['data_error']:.3f} | {b['data_svd']['data_error']:.3f} | {b['svd']['accuracy']:.4f} "
-                  f"| {b['data_svd']['accuracy']:.4f} | {b['svd']['frobenius_error']:.3f} / "
-                  f"{b['data_svd']['frobenius_error']:.3f} | - |")
-    lower = sum(r["data"]["data_error"] <= r["frobenius"]["data_error"] + 1e-9 for r in runs)
-    better = sum(r["data"]["accuracy"] > r["frobenius"]["accuracy"] for r in runs)
-    worse = sum(r["data"]["accuracy"] < r["frobenius"]["accuracy"] for r in runs)
-    print(f"\nOver the {len(runs)} (configuration, seed) pairs: the data fit's data error is at most the Frobenius "
-          f"fit's in {lower}; its accuracy after surgery is higher in {better}, lower in {worse}.  "
-          f"Not converged: {sum(not r['frobenius']['converged'] for r in runs)} Frobenius fits and "
-          f"{sum(not r['data']['converged'] for r in runs)} data fits of {len(runs)} each.")
+            print(f"| {budget} | SVD / data-aware SVD, rank {rank} | {rank * (m + n - rank)} "
+                  f"| {b['svd']['data_error']:.3f} / {b['data_svd']['data_error']:.3f} | - "
+                  f"| {b['svd']['accuracy']:.4f} / {b['data_svd']['accuracy']:.4f} | - | - | - |")
+    fits = [(r["label"], k, r[k]) for r in runs for k in ("frobenius", "data") if k in r]
+    families: dict[str, list[bool]] = defaultdict(list)
+    for r in runs:
+        families[r["family"]] += [r[k]["converged"] for k in ("frobenius", "data") if k in r]
+    print(f"\nOver the {summary['configs']} configurations, first start: the data fit's data error is at most the "
+          f"Frobenius fit's in {summary['lower']}; its accuracy after surgery is higher in {summary['better']}, "
+          f"lower in {summary['worse']}.  A random start's data fit is lower than the first start's by more than "
+          f"0.001 in {summary['random_best']}.  "
+          f"The data fit beats the data-aware SVD in {summary['yes'][0]} at the rank the parameters buy, "
+          f"{summary['yes'][1]} at the rank the local dimension buys.  Converged: "
+          f"{sum(f['converged'] for _, k, f in fits if k == 'frobenius')} of "
+          f"{sum(k == 'frobenius' for _, k, _ in fits)} Frobenius fits, "
+          f"{sum(f['converged'] for _, k, f in fits if k == 'data')} of {sum(k == 'data' for _, k, _ in fits)} data "
+          f"fits; per family (converged of all fits): "
+          + ", ".join(f"{family} {sum(c)}/{len(c)}" for family, c in families.items()) + ".")
 
 
 def data_tables() -> None:

@@ -28,8 +28,17 @@ def test_records_respect_the_optimum(path: Path) -> None:
         # [W S]_r S^+ is the data-error optimum among rank-r matrices; the plain SVD the Frobenius one.
         assert b["data_svd"]["data_error"] <= b["svd"]["data_error"] + 1e-9, rank
         assert b["svd"]["frobenius_error"] <= b["data_svd"]["frobenius_error"] + 1e-9, rank
+    m, n = data["layer_shape"]
     for r in data["runs"]:
-        if r["family"] == "lowrank":  # a rank-r family cannot beat the data-aware SVD at rank >= r
+        dimension = data["dimensions"][r["label"]]
+        assert dimension <= r["params"] and r["dimension_rank"] <= r["svd_rank"], r["label"]
+        if r["family"] == "lowrank":
+            rank = int(r["label"].split("r=")[1])
+            assert dimension == rank * (m + n - rank), "a rank-r factorisation's dimension is r (m + n - r)"
+            # a rank-r family cannot beat the data-aware SVD at rank >= r
             assert r["data"]["data_error"] >= data["baselines"][str(r["svd_rank"])]["data_svd"]["data_error"] - 1e-6
-        for objective in ("frobenius", "data"):
-            assert 0 <= r[objective]["accuracy"] <= 1 and r[objective]["steps"] <= data["steps_cap"]
+        first = next(f for f in data["runs"] if f["label"] == r["label"])
+        assert ("frobenius" in r) == (r is first), "the Frobenius fit runs from each configuration's first start"
+        for fit in (r[k] for k in ("frobenius", "data") if k in r):
+            assert 0 <= fit["accuracy"] <= 1 and fit["steps"] <= data["steps_cap"]
+            assert isinstance(fit["converged"], bool) and fit["grad_norm"] >= 0
