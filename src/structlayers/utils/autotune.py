@@ -26,6 +26,8 @@ CANDIDATES = ("fft", "dense")
 
 @dataclass(frozen=True)
 class TuneKey:
+    """What a measured backend choice depends on: the layer's shape and kind, the rows, device and dtype."""
+
     layer: str
     size: int
     block: int

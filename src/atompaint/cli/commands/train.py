@@ -12,16 +12,7 @@ from typing import Any
 
 from atompaint.cli.commands._encoder_flags import add_encoder_flags, encoder_overrides
 from atompaint.tasks import TASKS
-from structlayers.clikit import (
-    HelpFormatter,
-    add_deprecated,
-    add_no_progress,
-    add_out_dir,
-    add_resume_arguments,
-    check_output_dir,
-    key_value,
-    warn_deprecated,
-)
+from structlayers import clikit
 
 NAME = "train"
 HELP = "Train a model (neighbor-loc, lba or residue-env) from a YAML config with Lightning."
@@ -35,12 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True,
                         help="YAML training config (see experiments/neighbor_loc/, experiments/lba/ and "
                              "experiments/residue_env/)")
-    add_out_dir(parser, "the run folder is <out-dir>/<config name>: its config, history, checkpoints, CSV logs, "
+    clikit.add_out_dir(parser, "the run folder is <out-dir>/<config name>: its config, history, checkpoints, CSV logs, "
                         "curves and summary (default: runs/)", default=Path("runs"))
-    add_resume_arguments(parser, nargs="?", const=True, default=False, action=_Resume)
+    clikit.add_resume_arguments(parser, nargs="?", const=True, default=False, action=_Resume)
     group = parser.add_argument_group("overrides of the config (each flag left out keeps the config's value)")
     group.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs")
-    add_deprecated(group, "--max-epochs", "--epochs", "epochs", type=int)
+    clikit.add_deprecated(group, "--max-epochs", "--epochs", "epochs", type=int)
     group.add_argument("--devices", default=None, help="trainer.devices, e.g. 1, 4, 0,1 or auto")
     group.add_argument("--strategy", default=None, help="trainer.strategy, e.g. ddp")
     group.add_argument("--accelerator", default=None, help="trainer.accelerator: cpu, gpu or auto")
@@ -55,10 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pretrained", default=None,
                        help="LBA: finetune.pretrained, a neighbor-loc checkpoint (e.g. "
                             "runs/<name>/checkpoints/last.ckpt)")
-    group.add_argument("--set", dest="overrides", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+    group.add_argument("--set", dest="overrides", type=clikit.key_value, action="append", default=[],
+                       metavar="KEY=VALUE",
                        help="any config value by its dotted key, e.g. data.weighted=true or optim.lr=3e-4 "
                             "(repeatable)")
-    add_no_progress(group)
+    clikit.add_no_progress(group)
 
 
 class _Resume(argparse.Action):
@@ -70,14 +62,14 @@ class _Resume(argparse.Action):
         if values is None or values is True:
             namespace.resume = True
         elif values == "last":
-            warn_deprecated(parser, "--resume last", "--resume")
+            clikit.warn_deprecated(parser, "--resume last", "--resume")
             namespace.resume = True
         else:
-            warn_deprecated(parser, "--resume CKPT", "--resume-from CKPT")
+            clikit.warn_deprecated(parser, "--resume CKPT", "--resume-from CKPT")
             namespace.resume_from = Path(values)
 
 
-class _HelpFormatter(HelpFormatter):
+class _HelpFormatter(clikit.HelpFormatter):
     """Shows ``--resume`` without the value that only its deprecated spellings take."""
 
     def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
@@ -122,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.config} is a {config.task!r} config, not {args.task!r}")
     config = replace_fields(config, overrides(args, config.task), "config")
     if not config.trainer.fast_dev_run:  # a smoke test writes nothing, anywhere
-        check_output_dir(args.out_dir, "run folder (--out-dir)")
+        clikit.check_output_dir(args.out_dir, "run folder (--out-dir)")
     result = train(config, out_dir=args.out_dir, resume=args.resume, resume_from=args.resume_from,
                    overwrite=args.overwrite, override=args.override)
     if result.interrupted:

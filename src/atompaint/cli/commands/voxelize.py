@@ -6,14 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from structlayers.clikit import (
-    PLOT_SUFFIXES,
-    add_config_arguments,
-    add_out,
-    add_plot,
-    check_output_path,
-    config_from_args,
-)
+from structlayers import clikit
 
 NAME = "voxelize"
 HELP = "Voxelize a structure around a centre into a (C, L, L, L) image (.npz), optionally drawing its slices."
@@ -26,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--center", default=None, help="X,Y,Z in A (default: the centroid of the atoms)")
     parser.add_argument("--rotate", action="store_true", help="apply a uniform random rotation about the centre")
     parser.add_argument("--seed", type=int, default=0, help="seed of --rotate (default 0)")
-    add_config_arguments(
+    clikit.add_config_arguments(
         parser, ImageParams, only=("length_voxels", "resolution_A", "radius_A", "fill"),
         flags={"length_voxels": "--length", "resolution_A": "--resolution", "radius_A": "--radius"},
         help={"length_voxels": "voxels per side", "resolution_A": "voxel size in A", "radius_A": "atom radius in A",
@@ -40,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-hydrogens", action="store_true", help="image hydrogens too (dropped by default)")
     parser.add_argument("--strict", action="store_true",
                         help="an empty image (no atom of any channel in view) is an error, not a warning")
-    add_out(parser, "output .npz (keys: image, center_A, resolution_A, rotation, channels)", required=True)
-    add_plot(parser, "also draw every z-slice of every channel into this image (PNG, SVG or PDF)", old="--png")
+    clikit.add_out(parser, "output .npz (keys: image, center_A, resolution_A, rotation, channels)", required=True)
+    clikit.add_plot(parser, "also draw every z-slice of every channel into this image (PNG, SVG or PDF)", old="--png")
 
 
 def format_channels(channels: tuple[tuple[str, ...], ...]) -> str:
@@ -79,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from atompaint.voxelize.core import check_render_memory
     from structlayers.utils.memory import check_allocation
 
-    params = config_from_args(ImageParams, args, channels=parse_channels(args.channels))
+    params = clikit.config_from_args(ImageParams, args, channels=parse_channels(args.channels))
     center_given = parse_center(args.center) if args.center is not None else None
-    out = check_output_path(args.out, "image")
-    plot = check_output_path(args.plot, "--plot", PLOT_SUFFIXES)
+    out = clikit.check_output_path(args.out, "image")
+    plot = clikit.check_output_path(args.plot, "--plot", clikit.PLOT_SUFFIXES)
     # The image is computed in float64 and returned in its dtype: both are alive at the end.
     voxels = params.num_channels * params.length_voxels**3
     check_allocation(voxels * (8 + np.dtype(params.dtype).itemsize),

@@ -72,10 +72,14 @@ class EvalResult:
     n: int
     chance: float
     scores: dict[str, ControlScore]
+    #: Share of the examples whose view B needed more than one draw.
     b_redrawn: float
+    #: Share of the examples whose view B is a fallback: no draw passed the criterion, the densest was kept.
     b_fallback: float
+    #: Shares of the examples whose view B holds no atom, and fewer than the criterion's minimum.
     b_empty: float
     b_sparse: float
+    #: Median atom counts of views A and B.
     a_atoms_median: float
     b_atoms_median: float
     #: Accuracy (view B as made) on the examples whose B is empty, and on the others; ``None`` when
