@@ -13,7 +13,7 @@ float32.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -24,8 +24,7 @@ from structlayers.utils.timing import TimingUnavailable, time_interleaved
 CANDIDATES = ("fft", "dense")
 
 
-@dataclass(frozen=True)
-class TuneKey:
+class TuneKey(NamedTuple):
     """What a measured backend choice depends on: the layer's shape and kind, the rows, device and dtype."""
 
     layer: str
@@ -37,7 +36,7 @@ class TuneKey:
     dtype: str
 
     def __str__(self) -> str:
-        return "|".join(map(str, astuple(self)))
+        return "|".join(map(str, self))
 
 
 _DECISIONS: Measurements[TuneKey, str] = Measurements("autotune", lambda v: v if v in CANDIDATES else None)
