@@ -23,7 +23,9 @@ APPROX = ("approx", "--n", "8", "--steps", "2", "--seeds", "1", "--no-progress")
 def test_bias_false_is_false(cli: CLI, tmp_path: Path) -> None:
     code, _, err = cli(*APPROX, "-o", "bias=false", "--json", tmp_path / "r.json")
     assert code == 0, err
-    assert json.loads((tmp_path / "r.json").read_text())["config"]["layer_options"]["bias"] is False
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["config"]["layer"] == "acdc:bias=false"
+    assert record["jobs"][0]["options"]["bias"] is False
     assert parse_options("acdc", {"bias": "FALSE"}) == {"bias": False}
 
 
@@ -55,9 +57,11 @@ def test_depth_is_not_a_layer_option(cli: CLI) -> None:
         parse_options("stack", {"depth": "3"}, depth=4)
 
 
-def test_options_of_the_stack_a_depth_builds_are_accepted(cli: CLI) -> None:
+def test_approx_options_are_the_fitted_family_s(cli: CLI) -> None:
+    """``-o`` goes to each fitted family; a stack-only option (a nonlinearity has no dense form to
+    fit) is refused with the family's options listed."""
     code, _, err = cli(*APPROX, "--depth", "2", "-o", "activation=relu")
-    assert code == 2 and "is not linear: no dense form" in error_line(err), "typed for the stack, refused by the fit"
+    assert code == 2 and "layer 'acdc' has no option(s) 'activation'; its options are:" in error_line(err)
 
 
 def test_a_state_dict_of_another_group_layout_does_not_load() -> None:
