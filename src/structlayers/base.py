@@ -9,7 +9,7 @@ import math
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,9 @@ from torch import Tensor, nn
 from structlayers import flops as _flops
 from structlayers.utils import precision as _precision
 from structlayers.utils.memory import check_allocation
+
+if TYPE_CHECKING:
+    from structlayers.configs import Words
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,15 @@ class StructuredLinear(nn.Module, ABC):
     def option_types(cls, layer_options: dict[str, object]) -> dict[str, object]:
         """The annotated type of every keyword option this layer accepts when built with
         ``layer_options`` (:meth:`option_parameters`; a container that passes options on to parts
-        adds theirs)."""
+        adds theirs).  A word-valued option is annotated ``Annotated[str, Words(...)]``
+        (:class:`~structlayers.configs.Words`), so a spec refuses a word the layer does not take
+        when it is made, as :meth:`check_word` does when the layer is built."""
         return {p.name: typing.Any if p.annotation is p.empty else p.annotation for p in cls.option_parameters()}
+
+    def check_word(self, option: str, value: str, words: Words) -> str:
+        """``value`` of the word-valued ``option`` checked against ``words``, the vocabulary its
+        annotation carries (an alias warns and is replaced by its word)."""
+        return words.check(value, option, f"layer {self.name!r}")
 
     @property
     def is_linear(self) -> bool:

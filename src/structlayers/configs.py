@@ -5,7 +5,8 @@ from a mapping (nested dataclasses recursively), checking every value against th
 annotation and rejecting unknown keys, so a typo never falls back silently to a default.
 :func:`coerce` is the same check for one value, used for layer options read from the command line;
 a dataclass with a ``parse`` classmethod (:class:`structlayers.registry.LayerSpec`) also reads
-from its text form.
+from its text form.  A text option that takes one of a few words is annotated
+``Annotated[str, Words(...)]`` (:class:`Words`), so that the words are checked wherever it is read.
 The command-line flags generated from a dataclass (:mod:`structlayers.clikit`) read their defaults
 from it, as minGPT's ``get_default_config()`` and Lightning's ``LightningCLI`` do.
 """
@@ -13,13 +14,17 @@ from it, as minGPT's ``get_default_config()`` and Lightning's ``LightningCLI`` d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import operator
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -32,13 +37,71 @@ class ConfigError(ValueError):
     """A configuration value that does not fit its declared type, or an unknown key."""
 
 
+@dataclass(frozen=True)
+class Words:
+    """The vocabulary of a text option: the ``accepted`` words and deprecated ``aliases`` (an old
+    word and the word that replaces it), accepted with a warning.  An option annotated
+    ``Annotated[str, Words(...)]`` is checked by :func:`coerce`; :meth:`check` is the same rule
+    where a value arrives otherwise (a constructor called directly).  ``option`` and ``owner`` name
+    the option and what it belongs to in messages (:meth:`named` sets them)."""
+
+    accepted: tuple[str, ...]
+    aliases: Mapping[str, str] = field(default_factory=dict, hash=False)
+    option: str = ""
+    owner: str = ""
+
+    def named(self, option: str, owner: str = "") -> Words:
+        """This vocabulary, its messages naming ``option`` of ``owner``."""
+        return dataclasses.replace(self, option=option, owner=owner)
+
+    def check(self, value: Any, option: str | None = None, owner: str | None = None) -> str:
+        """``value`` if it is an accepted word, its replacement (with a ``DeprecationWarning``) if
+        it is an alias; else :class:`ConfigError` naming the owner, the option, the value and the
+        accepted words."""
+        option = option or self.option or "value"
+        owner = self.owner if owner is None else owner
+        prefix = f"{owner}: " if owner else ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{prefix}{option}: expected one of {self.accepted}, got {value!r}")
+        if value in self.aliases:
+            warnings.warn(f"{prefix}{option}={value!r} is deprecated and will be removed in the next release; "
+                          f"use {option}={self.aliases[value]!r}", DeprecationWarning, stacklevel=3)
+            value = self.aliases[value]
+        if value not in self.accepted:
+            raise ConfigError(f"{prefix}unknown {option} {value!r}; expected one of {self.accepted}")
+        return value
+
+
+def name_words(hint: Any, option: str, owner: str = "") -> Any:
+    """``hint`` with every :class:`Words` in it (``Annotated[str, Words(...)]``, alone or in a
+    union) not named yet naming ``option`` of ``owner`` in its messages."""
+    if typing.get_origin(hint) is Annotated:
+        base, *metadata = typing.get_args(hint)
+        named = (m.named(option, owner) if isinstance(m, Words) and not m.option else m for m in metadata)
+        return Annotated[(base, *named)]
+    if _is_union(hint):
+        return functools.reduce(operator.or_, (name_words(arg, option, owner) for arg in typing.get_args(hint)))
+    return hint
+
+
+def vocabulary(hint: Any) -> Words | None:
+    """The vocabulary an ``Annotated`` hint carries, if any."""
+    if typing.get_origin(hint) is not Annotated:
+        return None
+    return next((m for m in typing.get_args(hint)[1:] if isinstance(m, Words)), None)
+
+
 def _is_union(hint: Any) -> bool:
     return typing.get_origin(hint) in (Union, types.UnionType)
 
 
-def _describe(hint: Any) -> str:
+def describe(hint: Any) -> str:
+    """A type as messages and listings show it (``int | None``; a vocabulary's words, ``'fft' | 'dense'``)."""
+    if typing.get_origin(hint) is Annotated:
+        words = vocabulary(hint)
+        return " | ".join(map(repr, words.accepted)) if words else describe(typing.get_args(hint)[0])
     if _is_union(hint):
-        return " | ".join(_describe(a) for a in typing.get_args(hint))
+        return " | ".join(describe(a) for a in typing.get_args(hint))
     if typing.get_origin(hint) is Literal:
         return " | ".join(repr(a) for a in typing.get_args(hint))
     if hint is type(None):
@@ -60,20 +123,25 @@ def coerce(value: Any, hint: Any, where: str = "value") -> Any:
     :class:`ConfigError` naming ``where`` otherwise."""
     if hint is Any or hint is typing.Any:
         return value
+    if typing.get_origin(hint) is Annotated:
+        words = vocabulary(hint)
+        value = coerce(value, typing.get_args(hint)[0], where)
+        return words.check(value, words.option or where) if words else value
     if _is_union(hint):
         args = typing.get_args(hint)
         if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
             if type(None) in args:
                 return None
         # Non-text targets first, so "3" becomes 3 for int | str.
+        refused_word = None
         for arg in sorted(args, key=lambda a: a is str):
             if arg is type(None):
                 continue
             try:
                 return coerce(value, arg, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
+            except ConfigError as err:
+                refused_word = err if vocabulary(arg) else refused_word
+        raise refused_word or ConfigError(f"{where}: expected {describe(hint)}, got {value!r}")
     origin = typing.get_origin(hint)
     if origin is Literal:
         allowed = typing.get_args(hint)
@@ -151,7 +219,7 @@ def coerce(value: Any, hint: Any, where: str = "value") -> Any:
     if isinstance(hint, type):
         if isinstance(value, hint):
             return value
-        raise ConfigError(f"{where}: expected {_describe(hint)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {describe(hint)}, got {value!r}")
     return value
 
 

@@ -24,7 +24,7 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 from structlayers.base import StructuredLinear
-from structlayers.configs import coerce
+from structlayers.configs import coerce, describe, name_words
 
 ENTRY_POINT_GROUP = "structlayers.layers"
 
@@ -102,14 +102,16 @@ class OptionInfo:
 
 def options(name: str) -> list[OptionInfo]:
     """The keyword options a layer accepts besides ``in_features`` and ``out_features``."""
-    return [OptionInfo(p.name, None if p.default is p.empty else p.default,
-                       getattr(p.annotation, "__name__", str(p.annotation))) for p in get(name).option_parameters()]
+    return [OptionInfo(p.name, None if p.default is p.empty else p.default, describe(p.annotation))
+            for p in get(name).option_parameters()]
 
 
 def option_types(name: str, layer_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """``{option: annotated type}`` of layer ``name`` built with ``layer_options`` (a stack also
-    accepts its factor's options, which it passes on)."""
-    return get(name).option_types(layer_options or {})
+    accepts its factor's options, which it passes on).  The vocabulary of a word-valued option
+    (:class:`~structlayers.configs.Words`) names the option and the layer in its messages."""
+    types = get(name).option_types(layer_options or {})
+    return {key: name_words(hint, key, f"layer {name!r}") for key, hint in types.items()}
 
 
 def accepted_options(name: str, layer_options: dict[str, Any] | None = None) -> set[str]:

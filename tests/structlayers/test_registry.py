@@ -116,7 +116,7 @@ def test_every_plugin_speaks_the_one_init_vocabulary() -> None:
     from structlayers.layers.init import INIT_WORDS
 
     for words in (init.INITS, blockproduct.INITS, butterfly.INITS, projection.DIAGONAL_INITS):
-        assert set(words) <= set(INIT_WORDS), words
+        assert set(words.accepted) <= set(INIT_WORDS), words
     for name in registry.available():
         defaults = {o.name: o.default for o in registry.options(name)}
         if "init" in defaults and defaults["init"] is not None:

@@ -7,12 +7,13 @@ In a stack, ``cascade`` says where the real part is taken (:class:`~structlayers
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
+from structlayers.configs import Words
 from structlayers.layers.diagonal import DiagonalTransformLayer
 from structlayers.layers.init import init_diagonal
 from structlayers.registry import register
@@ -26,7 +27,8 @@ def _complex(diagonal: Tensor) -> Tensor:
     (complex half-precision types do not exist)."""
     return torch.view_as_complex(diagonal.float() if diagonal.dtype in LOW_PRECISION else diagonal)
 
-CASCADES = ("real", "complex")
+#: The words of the ``cascade`` option.
+CASCADES = Words(("real", "complex"))
 
 
 @register("afdf")
@@ -48,11 +50,10 @@ class AFDF(DiagonalTransformLayer):
     #: Real x times complex A: 2 per entry; complex times complex D: 6 per entry.
     scaling_flops = 8
 
-    def __init__(self, in_features: int, out_features: int, *, cascade: str = "real", **options: Any) -> None:
+    def __init__(self, in_features: int, out_features: int, *, cascade: Annotated[str, CASCADES] = "real",
+                 **options: Any) -> None:
         """``options``: those of :class:`~structlayers.layers.diagonal.DiagonalTransformLayer`."""
-        if cascade not in CASCADES:
-            raise ValueError(f"layer 'afdf': unknown cascade {cascade!r}; expected one of {CASCADES}")
-        self.cascade = cascade
+        self.cascade = self.check_word("cascade", cascade, CASCADES)
         super().__init__(in_features, out_features, **options)
 
     def build_transform(self) -> None:

@@ -4,18 +4,20 @@ a grid of ``nblocks x nblocks`` blocks, on the zero-padded input and the cropped
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, dense_weight_dtype, rows_of
-from structlayers.layers.init import LINEAR_ALIASES, check_init
+from structlayers.configs import Words
+from structlayers.layers.init import LINEAR_ALIASES
 from structlayers.layers.projection import block_count
 
 #: Initialisations of the block-product families (words of :mod:`structlayers.layers.init`):
 #: ``linear`` gives the weight entries ``nn.Linear``'s variance; ``project`` is the projection
 #: (``project_padded_``) of an ``nn.Linear``-initialised dense weight.
-INITS = ("linear", "project")
+INITS = Words(("linear", "project"), LINEAR_ALIASES)
 
 
 class BlockProductLayer(StructuredLinear):
@@ -35,10 +37,10 @@ class BlockProductLayer(StructuredLinear):
         nblocks: int | None = None,
         rank: int = 1,
         bias: bool = True,
-        init: str = "linear",
+        init: Annotated[str, INITS] = "linear",
     ) -> None:
         super().__init__(in_features, out_features)
-        self.init = check_init(self.name, init, INITS, LINEAR_ALIASES)
+        self.init = self.check_word("init", init, INITS)
         self.nblocks = block_count(self.name, in_features, out_features, nblocks, rank)
         self.rank = rank
         self.in_block, self.out_block = -(-in_features // self.nblocks), -(-out_features // self.nblocks)

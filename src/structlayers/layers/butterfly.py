@@ -6,17 +6,19 @@ with its own learned 2x2 matrix.  The FFT, the DCT and the Hadamard transform ar
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
-from structlayers.layers.init import check_init
+from structlayers.configs import Words
 from structlayers.layers.projection import REFINE_STEPS, assign_bias, dense_target, padded, refine_, truncated_factors
 from structlayers.layers.square import SquareLayer
 from structlayers.registry import register
 
-INITS = ("ortho", "normal")
+#: The words of the ``init`` option (of :mod:`structlayers.layers.init`'s vocabulary).
+INITS = Words(("ortho", "normal"))
 
 
 @register("butterfly")
@@ -40,10 +42,10 @@ class Butterfly(SquareLayer):
         *,
         bias: bool = True,
         increasing_stride: bool = True,
-        init: str = "ortho",
+        init: Annotated[str, INITS] = "ortho",
     ) -> None:
         super().__init__(in_features, out_features)
-        check_init(self.name, init, INITS)
+        init = self.check_word("init", init, INITS)
         self.size = 1 << (max(in_features, out_features, 2) - 1).bit_length()
         self.levels = self.size.bit_length() - 1
         self.increasing_stride, self.init = increasing_stride, init

@@ -6,12 +6,13 @@ Parameter Redundancy in Deep Networks with Circulant Projections"; Sindhwani et 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
-from structlayers.layers.projection import assign_bias, dense_target, init_diagonals_
+from structlayers.layers.projection import DIAGONAL_INITS, assign_bias, dense_target, init_diagonals_
 from structlayers.layers.square import SquareLayer
 from structlayers.registry import register
 
@@ -61,12 +62,14 @@ class Circulant(SquareLayer):
 
     stackable = True
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "linear") -> None:
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
+                 init: Annotated[str, DIAGONAL_INITS] = "linear") -> None:
         super().__init__(in_features, out_features)
+        init = self.check_word("init", init, DIAGONAL_INITS)
         self.size = max(in_features, out_features)
         self.c = nn.Parameter(torch.empty(self.size))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        init_diagonals_(self.c, 0, init, in_features, self.name)
+        init_diagonals_(self.c, 0, init, in_features)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.crop(circular_convolve(self.pad(x), self.c, self.size))

@@ -6,20 +6,23 @@ like a standard dense initialisation than the near-circulant structure of ``T D 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, rows_of
-from structlayers.layers.init import check_init, check_sigma
+from structlayers.configs import Words
+from structlayers.layers.init import INITS, check_sigma
 from structlayers.layers.projection import diagonal_transform_als, observed_target, padded_bias
-from structlayers.layers.square import SquareLayer, square_size
+from structlayers.layers.square import SHUFFLE_WORDS, SquareLayer, square_size
 from structlayers.transforms.dct import BACKENDS, DCT
 from structlayers.transforms.dft import DFT
-from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
+from structlayers.transforms.shuffle import Permutation, make_permutation
 from structlayers.utils.autotune import cached_backend, choose_backend
 
+#: The words of the ``backend`` option.
+BACKEND_WORDS = Words(BACKENDS)
 #: Most alternating sweeps of a projection with unobserved (padded) entries.
 MASKED_SWEEPS = 400
 
@@ -41,22 +44,19 @@ class DiagonalTransformLayer(SquareLayer):
         out_features: int,
         *,
         bias: bool = True,
-        init: str = "normal",
+        init: Annotated[str, INITS] = "normal",
         sigma: float = 1e-2,
-        backend: str = "fft",
+        backend: Annotated[str, BACKEND_WORDS] = "fft",
         groups: int = 1,
         pow2_blocks: bool = False,
-        inner_shuffle: str = "none",
+        inner_shuffle: Annotated[str, SHUFFLE_WORDS] = "none",
         seed: int | None = None,
     ) -> None:
         super().__init__(in_features, out_features)
-        check_init(self.name, init)
+        init = self.check_word("init", init, INITS)
         check_sigma(self.name, sigma)
-        if backend not in BACKENDS:
-            raise ValueError(f"layer {self.name!r}: unknown backend {backend!r}; expected one of {BACKENDS}")
-        if inner_shuffle not in SHUFFLES:
-            raise ValueError(f"layer {self.name!r}: unknown inner_shuffle {inner_shuffle!r}; "
-                             f"expected one of {SHUFFLES}")
+        backend = self.check_word("backend", backend, BACKEND_WORDS)
+        inner_shuffle = self.check_word("inner_shuffle", inner_shuffle, SHUFFLE_WORDS)
         self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
         self.groups, self.backend, self.init, self.sigma = groups, backend, init, sigma
         generator = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -10,46 +10,26 @@
 | `ortho`    | an orthogonal product, every 2x2 twiddle a random rotation (butterfly)                            |
 
 ``uniform`` meant ``linear`` for monarch, kronecker, circulant and Toeplitz before: there it is a
-deprecated alias (:data:`LINEAR_ALIASES`) that warns.  Replacing a trained model's layers
+deprecated alias (:data:`LINEAR_ALIASES`) that warns.  Each plugin declares the words its ``init``
+takes as a :class:`~structlayers.configs.Words` in the option's annotation
+(``init: Annotated[str, INITS]``), so a spec or ``create`` refuses another word when it is made,
+and the constructor checks with the same vocabulary.  Replacing a trained model's layers
 (:func:`structlayers.replace`) has its own words for where replacements start (``init_from``).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping, Sequence
-
 import torch
 from torch import Tensor
 
+from structlayers.configs import Words
+
 #: Every word of the ``init`` option (what each means: the table above).
 INIT_WORDS = ("normal", "identity", "uniform", "linear", "project", "ortho")
-#: The words of the diagonal families (ACDC, AFDF, diagonal).
-INITS = ("normal", "identity", "uniform")
+#: The words of the diagonal families (ACDC, AFDF).
+INITS = Words(("normal", "identity", "uniform"))
 #: Old words of the families initialised like ``nn.Linear``, accepted with a warning.
 LINEAR_ALIASES: dict[str, str] = {"uniform": "linear"}
-
-
-def check_word(name: str, value: str, accepted: Sequence[str], aliases: Mapping[str, str] | None = None,
-               *, owner: str = "") -> str:
-    """``value`` of the option ``name`` checked against ``accepted``; a deprecated alias (``aliases``)
-    warns and is replaced by its word.  One rule for every vocabulary of words (layer inits here,
-    ``replace``'s starts); ``owner`` prefixes the messages (the layer)."""
-    prefix = f"{owner}: " if owner else ""
-    if aliases and value in aliases:
-        warnings.warn(f"{prefix}{name}={value!r} is deprecated and will be removed in the next release; "
-                      f"use {name}={aliases[value]!r}", DeprecationWarning, stacklevel=3)
-        value = aliases[value]
-    if value not in accepted:
-        raise ValueError(f"{prefix}unknown {name} {value!r}; expected one of {tuple(accepted)}")
-    return value
-
-
-def check_init(layer: str, init: str, accepted: Sequence[str] = INITS,
-               aliases: Mapping[str, str] | None = None) -> str:
-    """``init`` checked against the words of :data:`INIT_WORDS` that ``layer`` accepts (the table
-    above says what each word means)."""
-    return check_word("init", init, accepted, aliases, owner=f"layer {layer!r}")
 
 
 def check_sigma(layer: str, sigma: float) -> None:
@@ -59,11 +39,11 @@ def check_sigma(layer: str, sigma: float) -> None:
 
 @torch.no_grad()
 def init_diagonal(diag: Tensor, init: str, sigma: float = 1e-2) -> Tensor:
-    """Fill ``diag`` in place according to ``init`` (one of :data:`INITS`) and return it."""
+    """Fill ``diag`` in place according to ``init`` (a word of :data:`INITS`) and return it."""
     if init == "normal":
         return diag.normal_(1.0, sigma)
     if init == "identity":
         return diag.fill_(1.0)
     if init == "uniform":
         return diag.uniform_(-1.0, 1.0)
-    raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+    raise ValueError(f"unknown init {init!r}; expected one of {INITS.accepted}")

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from structlayers.base import StructuredLinear
-from structlayers.layers.init import LINEAR_ALIASES, check_init
+from structlayers.configs import Words
+from structlayers.layers.init import LINEAR_ALIASES
 
 
 def dense_target(layer: StructuredLinear, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -272,14 +273,13 @@ def init_product_(layer: StructuredLinear, first: Tensor, first_fan: int, second
 #: :mod:`structlayers.layers.init`): ``linear`` draws every entry like ``nn.Linear``; ``identity`` is
 #: the identity plus N(0, 1e-2^2) noise, for deep stacks, whose product would otherwise shrink
 #: geometrically with depth (like ACDC's N(1, 1e-2^2) diagonals).
-DIAGONAL_INITS = ("linear", "identity")
+DIAGONAL_INITS = Words(("linear", "identity"), LINEAR_ALIASES)
 
 
 @torch.no_grad()
-def init_diagonals_(values: Tensor, main: int, init: str, fan_in: int, layer: str) -> str:
-    """Fill the diagonal values ``values`` (index ``main`` is the main diagonal) per ``init``; the
-    word used (a deprecated alias replaced, see :func:`~structlayers.layers.init.check_init`)."""
-    init = check_init(layer, init, DIAGONAL_INITS, LINEAR_ALIASES)
+def init_diagonals_(values: Tensor, main: int, init: str, fan_in: int) -> None:
+    """Fill the diagonal values ``values`` (index ``main`` is the main diagonal) per ``init``, a
+    word of :data:`DIAGONAL_INITS` (checked by the layer)."""
     if init == "linear":
         linear_uniform_(values, fan_in)
     else:

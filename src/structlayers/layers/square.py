@@ -17,7 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from structlayers.base import StructuredLinear, dense_weight_dtype
+from structlayers.configs import Words
+from structlayers.transforms.shuffle import SHUFFLES
 from structlayers.utils.memory import check_allocation
+
+#: The words of the shuffle options (a stack's ``shuffle``, a factor's ``inner_shuffle``).
+SHUFFLE_WORDS = Words(SHUFFLES)
 
 
 def square_size(layer: str, in_features: int, out_features: int, groups: int, pow2_blocks: bool) -> tuple[int, int]:

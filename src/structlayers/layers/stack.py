@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
@@ -23,16 +23,19 @@ from structlayers.base import (
     dense_weight_dtype,
     rows_of,
 )
+from structlayers.configs import Words
 from structlayers.layers.projection import REFINE_STEPS, observed_target, padded_bias, refine_, relative_error
-from structlayers.layers.square import SquareLayer, square_size
+from structlayers.layers.square import SHUFFLE_WORDS, SquareLayer, square_size
 from structlayers.registry import accepted_options, create, get, option_types, register
 from structlayers.transforms.dct import permute_scale
-from structlayers.transforms.shuffle import SHUFFLES, Permutation, make_permutation
+from structlayers.transforms.shuffle import Permutation, make_permutation
 from structlayers.utils.memory import check_allocation
 from structlayers.utils.precision import compute_dtype
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 NORMS = {"batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}
+#: The words of the ``activation`` and ``norm`` options.
+ACTIVATION_WORDS, NORM_WORDS = Words(tuple(ACTIVATIONS)), Words(tuple(NORMS))
 
 
 class _FeatureBatchNorm(nn.BatchNorm1d):
@@ -40,6 +43,13 @@ class _FeatureBatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def _check_factor(factor: str) -> None:
+    """Refuse a ``factor`` that is not a registered layer that can be stacked."""
+    if not get(factor).stackable:
+        raise ValueError(f"layer 'stack': factor {factor!r} cannot be stacked "
+                         "(it is not a square structured factor)")
 
 
 _JUNCTIONS = ("_junction_between", "_junction_gather", "_junction_scatter")
@@ -63,26 +73,23 @@ class Stack(SquareLayer):
         *,
         factor: str = "acdc",
         depth: int = 2,
-        shuffle: str = "riffle",
+        shuffle: Annotated[str, SHUFFLE_WORDS] = "riffle",
         groups: int = 1,
         pow2_blocks: bool = False,
-        activation: str | None = None,
-        norm: str | None = None,
+        activation: Annotated[str, ACTIVATION_WORDS] | None = None,
+        norm: Annotated[str, NORM_WORDS] | None = None,
         seed: int | None = None,
         **factor_options: Any,
     ) -> None:
         super().__init__(in_features, out_features)
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise ValueError(f"layer 'stack': depth must be a positive integer, got {depth!r}")
-        if shuffle not in SHUFFLES:
-            raise ValueError(f"layer 'stack': unknown shuffle {shuffle!r}; expected one of {SHUFFLES}")
-        if activation is not None and activation not in ACTIVATIONS:
-            raise ValueError(f"layer 'stack': unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
-        if norm is not None and norm not in NORMS:
-            raise ValueError(f"layer 'stack': unknown norm {norm!r}; expected one of {sorted(NORMS)}")
-        if not get(factor).stackable:
-            raise ValueError(f"layer 'stack': factor {factor!r} cannot be stacked "
-                             "(it is not a square structured factor)")
+        shuffle = self.check_word("shuffle", shuffle, SHUFFLE_WORDS)
+        if activation is not None:
+            activation = self.check_word("activation", activation, ACTIVATION_WORDS)
+        if norm is not None:
+            norm = self.check_word("norm", norm, NORM_WORDS)
+        _check_factor(factor)
         self.size, self.block = square_size(self.name, in_features, out_features, groups, pow2_blocks)
         self.factor, self.depth, self.shuffle = factor, depth, shuffle
         # Each factor holds at least a few size-long vectors (its parameters, a shuffle index).
@@ -118,8 +125,9 @@ class Stack(SquareLayer):
 
     @classmethod
     def option_types(cls, layer_options: dict[str, object]) -> dict[str, object]:
-        factor = layer_options.get("factor", inspect.signature(cls.__init__).parameters["factor"].default)
-        return {**option_types(str(factor)), **super().option_types(layer_options)}
+        factor = str(layer_options.get("factor", inspect.signature(cls.__init__).parameters["factor"].default))
+        _check_factor(factor)
+        return {**option_types(factor), **super().option_types(layer_options)}
 
     def _junction_tables(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(between, gather, scatter)``, one row per junction of two factors: the shuffle seen in

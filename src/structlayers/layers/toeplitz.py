@@ -5,12 +5,14 @@ Small-Footprint Deep Learning")."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, rows_of
 from structlayers.layers.circulant import GatheredLinear, circular_convolve, real_fft_flops, spectral_product_flops
-from structlayers.layers.projection import assign_bias, dense_target, init_diagonals_
+from structlayers.layers.projection import DIAGONAL_INITS, assign_bias, dense_target, init_diagonals_
 from structlayers.registry import register
 
 
@@ -26,12 +28,14 @@ class Toeplitz(StructuredLinear):
 
     stackable = True
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, init: str = "linear") -> None:
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
+                 init: Annotated[str, DIAGONAL_INITS] = "linear") -> None:
         super().__init__(in_features, out_features)
+        init = self.check_word("init", init, DIAGONAL_INITS)
         self.fft_size = 1 << (in_features + out_features - 2).bit_length()
         self.t = nn.Parameter(torch.empty(in_features + out_features - 1))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        init_diagonals_(self.t, in_features - 1, init, in_features, self.name)
+        init_diagonals_(self.t, in_features - 1, init, in_features)
 
     def circulant_column(self) -> Tensor:
         """The first column of the embedding circulant (length ``L``)."""

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from structlayers.accounting import count
 from structlayers.base import StructuredLinear, count_params, device_dtype
 from structlayers.collapse import _set_submodule
-from structlayers.layers.init import check_word
+from structlayers.configs import Words
 from structlayers.registry import accepted_options, create, get, resolve
 from structlayers.surgery.fit import FitOptions, fit_layer
 from structlayers.surgery.report import Replacement, ReplaceReport, Skipped
@@ -141,7 +141,7 @@ INIT_ALIASES = {"random": "scratch"}
 def check_init_from(init_from: str) -> str:
     """``init_from`` checked against :data:`INITS`; a deprecated word (:data:`INIT_ALIASES`) warns
     and is replaced by its word."""
-    return check_word("init_from", init_from, INITS, INIT_ALIASES)
+    return Words(INITS, INIT_ALIASES).check(init_from, "init_from")
 
 
 @dataclass(frozen=True)

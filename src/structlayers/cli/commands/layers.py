@@ -31,4 +31,7 @@ def run(args: argparse.Namespace) -> int:
         if args.name:
             print(f"{name}: {doc}\n")
     print(format_table(("layer", "class", "options (defaults)"), rows, "lll"))
+    if args.name:  # one layer: each option's type (a word-valued option: the words it takes)
+        print("\n" + format_table(("option", "default", "type"),
+                                  [(o.name, repr(o.default), o.annotation) for o in options(args.name)], "lll"))
     return 0
