@@ -269,6 +269,26 @@ def test_defaults_are_declared_once():
     assert partial.optim == OptimConfig(optimizer="adamw", schedule="plateau", lr=0.01)
 
 
+@pytest.mark.parametrize("config, batch_size", [(NeighborLocDataConfig, 16), (ResidueEnvDataConfig, 32),
+                                                (LBADataConfig, 16)])
+def test_the_task_data_configs_declare_the_loader_fields_once(config, batch_size):
+    """The seed and the loader settings are TaskDataConfig's fields and check: a task declares one
+    again only for another default, and the checks of its example config still run."""
+    from atompaint.tasks.common import TaskDataConfig
+
+    shared = {f.name: f.default for f in dataclasses.fields(TaskDataConfig)}
+    assert list(shared) == ["seed", "batch_size", "num_workers"]
+    redeclared = set(vars(config)["__annotations__"]) & set(shared)
+    assert all(config.__dataclass_fields__[name].default != shared[name] for name in redeclared)
+    assert (config().seed, config().batch_size, config().num_workers) == (0, batch_size, 0)
+    for bad in ({"batch_size": 0}, {"num_workers": -1}):
+        with pytest.raises(ValueError, match="batch_size must be >= 1 and num_workers >= 0"):
+            config(**bad)
+    if config is not LBADataConfig:
+        with pytest.raises(ValueError, match="cache_structures must be >= 1"):
+            config(cache_structures=0)
+
+
 def test_config_round_trips_through_plain_data():
     config = config_from_dict({**tiny_config(), "data": {"image": {"length_voxels": L, "channels": [["C"], ["*"]],
                                                                    "radius_A": {"C": 0.7, "*": 0.5}},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
@@ -69,18 +70,32 @@ class LRUCache(Generic[K, V]):
         self.__init__(state["size"])
 
 
+@dataclass(frozen=True)
 class TaskDataConfig:
-    """What the data configs of the tasks share (no fields, so theirs keep their order): the
-    encoder's input and the checks of the loader settings.  Expects ``image``, ``batch_size``
-    and ``num_workers``."""
+    """What the data configs of the tasks share: the seed their items derive from, the loader
+    settings (checked when the config is made) and the encoder's input.  A task's data config
+    derives from it before its example config (``class Config(TaskDataConfig, ExampleConfig)``), so
+    these fields follow the example fields; a task with another default declares the field again
+    (residue-env's ``batch_size``).  Expects ``image``.
+
+    Attributes:
+        seed: the seed the items derive from (with the split, epoch and index): their draws and the
+            order of an epoch's keys (:class:`EpochSampler`).
+        batch_size, num_workers: of the loaders.
+    """
+
+    seed: int = 0
+    batch_size: int = 16
+    num_workers: int = 0
 
     if TYPE_CHECKING:
         image: ImageParams
-        batch_size: int
-        num_workers: int
 
-    def check_loading(self) -> None:
-        """Raise ``ValueError`` on loader settings that cannot work."""
+    def __post_init__(self) -> None:
+        """The checks of the classes after this one (the example config), then the loader's."""
+        post_init = getattr(super(), "__post_init__", None)
+        if post_init is not None:
+            post_init()
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("batch_size must be >= 1 and num_workers >= 0")
 

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from atompaint.structures import AtomTable
+from atompaint.tasks.common import TaskDataConfig
 from atompaint.tasks.lba.lmdb_io import AtomLMDB
 from atompaint.voxelize import ImageParams, voxelize
 
@@ -51,8 +52,10 @@ def image_channels(image: ImageParams, ligand_channels: bool) -> int:
 
 
 @dataclass(frozen=True)
-class LBADataConfig:
-    """An Atom3D LBA data set and how it is imaged and loaded.
+class LBADataConfig(TaskDataConfig):
+    """An Atom3D LBA data set and how it is imaged, and how it is loaded
+    (:class:`~atompaint.tasks.common.TaskDataConfig`: ``seed`` orders the training items, a
+    function of the seed and the epoch alone).
 
     Attributes:
         root: the download (``split-by-<split>/data/{train,val,test}`` LMDBs) or a split folder.
@@ -60,29 +63,16 @@ class LBADataConfig:
         image: the voxel images, centred on the ligand.
         ligand_channels: separate element channels for the ligand (``2 C`` channels); off when
             fine-tuning an encoder pretrained on ``C``-channel images.
-        batch_size, num_workers: of the loaders.
-        seed: of the training items' order (a function of the seed and the epoch alone).
     """
 
     root: str = ""
     split: str = "sequence-identity-30"
     image: ImageParams = field(default_factory=ImageParams)
     ligand_channels: bool = True
-    batch_size: int = 16
-    num_workers: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.num_workers < 0:
-            raise ValueError("batch_size must be >= 1 and num_workers >= 0")
 
     @property
     def input_channels(self) -> int:
         return image_channels(self.image, self.ligand_channels)
-
-    @property
-    def input_size(self) -> int:
-        return self.image.length_voxels
 
 
 class LBADataset(Dataset):

@@ -125,9 +125,10 @@ class NeighborLocConfig:
 
 
 @dataclass(frozen=True)
-class NeighborLocDataConfig(NeighborLocConfig, TaskDataConfig):
+class NeighborLocDataConfig(TaskDataConfig, NeighborLocConfig):
     """The data of a training run: how examples are made (every field of :class:`NeighborLocConfig`),
-    where the structures are, how many examples an epoch has and how they are loaded.
+    where the structures are, how many examples an epoch has, and how they are loaded
+    (:class:`~atompaint.tasks.common.TaskDataConfig`).
 
     Attributes:
         structure_dir: structures to index (recursively); the origin index is built, or resumed, at
@@ -138,8 +139,6 @@ class NeighborLocDataConfig(NeighborLocConfig, TaskDataConfig):
         train_size, val_size: examples per training epoch (fresh every epoch) and in the fixed
             validation set.
         val_fraction: share of the structures (split by a hash of their names) held out for validation.
-        seed: the seed examples are derived from (with the split, epoch and index).
-        batch_size, num_workers: of the loaders.
     """
 
     structure_dir: str = ""
@@ -148,9 +147,6 @@ class NeighborLocDataConfig(NeighborLocConfig, TaskDataConfig):
     train_size: int = 10_000
     val_size: int = 1_000
     val_fraction: float = 0.1
-    seed: int = 0
-    batch_size: int = 16
-    num_workers: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -158,7 +154,6 @@ class NeighborLocDataConfig(NeighborLocConfig, TaskDataConfig):
             raise ValueError(f"train_size and val_size must be >= 1, not {self.train_size} and {self.val_size}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
-        self.check_loading()
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,10 @@ class ResidueEnvConfig:
 
 
 @dataclass(frozen=True)
-class ResidueEnvDataConfig(ResidueEnvConfig, TaskDataConfig):
+class ResidueEnvDataConfig(TaskDataConfig, ResidueEnvConfig):
     """The data of a training run: how examples are made (every field of :class:`ResidueEnvConfig`),
-    where the structures are, how they are split and loaded.
+    where the structures are and how they are split, and how they are loaded
+    (:class:`~atompaint.tasks.common.TaskDataConfig`).
 
     Attributes:
         structure_dir: structures to use (recursively).
@@ -96,8 +97,7 @@ class ResidueEnvDataConfig(ResidueEnvConfig, TaskDataConfig):
             names (:func:`~atompaint.tasks.residue_env.datamodule.split_structures3`); never by residue.
         train_size: examples per training epoch (``None``: every training residue once).
         shuffle_labels: permute the training labels among the training residues (a control).
-        seed: the seed examples are derived from (with the split, epoch and index).
-        batch_size, num_workers: of the loaders.
+        batch_size: as in :class:`~atompaint.tasks.common.TaskDataConfig`, 32 by default here.
     """
 
     structure_dir: str = ""
@@ -105,9 +105,7 @@ class ResidueEnvDataConfig(ResidueEnvConfig, TaskDataConfig):
     test_fraction: float = 0.15
     train_size: int | None = None
     shuffle_labels: bool = False
-    seed: int = 0
     batch_size: int = 32
-    num_workers: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,7 +114,6 @@ class ResidueEnvDataConfig(ResidueEnvConfig, TaskDataConfig):
                              f"{self.val_fraction} and {self.test_fraction}")
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"train_size must be >= 1 or null, not {self.train_size}")
-        self.check_loading()
 
 
 @dataclass(frozen=True)
