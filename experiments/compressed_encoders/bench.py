@@ -52,6 +52,10 @@ VARIANTS: dict[str, dict] = {
                                           tensor_product="clebsch-gordan"),
     "grid + dense mixing": dict(conv="grid"),
     "grid + acdc x2": dict(conv="grid", mixing="acdc:depth=2"),
+    # The seed-004 channel plan 5.5x wider (2 -> 11, 16 -> 88 channels): 34.2K encoder parameters and
+    # 5.09G FLOPs per example, matching "irrep-wise + dense mixing + CG" (34.1K, 5.20G) in both
+    # (results/grid_widths.json, grid_widths.py).
+    "grid (matched params) + dense mixing": dict(conv="grid", width=11, max_channels=88),
 }
 BASELINES = ("dense", "dense + CG")
 
@@ -67,6 +71,9 @@ DECOMPOSITION: tuple[tuple[str, str, str], ...] = (
      "irrep-wise + auto mixing + CG"),
     ("grid domain instead of irrep-wise spectral (dense mixing)", "irrep-wise + dense mixing + CG",
      "grid + dense mixing"),
+    ("grid domain at matched parameters instead of irrep-wise spectral (dense mixing)",
+     "irrep-wise + dense mixing + CG", "grid (matched params) + dense mixing"),
+    ("grid channels 5.5x wider (dense mixing)", "grid + dense mixing", "grid (matched params) + dense mixing"),
 )
 
 #: The stated rule for a run too noisy to record.

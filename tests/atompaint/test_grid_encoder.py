@@ -33,7 +33,14 @@ ARCHITECTURES = {
     "resnet-acdc": dict(architecture="resnet", mixing="acdc:depth=2"),
     "shallow-dense": dict(architecture="shallow"),
     "vgg-lowrank-k5": dict(architecture="vgg", mixing="lowrank", kernel_size=5),
+    # the bench's "grid (matched params) + dense mixing": the channel plan 5.5x wider (GEMM-heavier mixing)
+    "resnet-dense-wide": dict(architecture="resnet", width=11, max_channels=88),
 }
+
+
+def grid_config(name: str, **changes) -> EncoderConfig:
+    """The small grid encoder ``name`` of :data:`ARCHITECTURES`."""
+    return EncoderConfig(**(SMALL | ARCHITECTURES[name] | changes))
 
 
 def test_cube_group_is_escnns_cube_grid_closed_under_composition():
@@ -70,7 +77,7 @@ def test_units_commute_with_every_cube_rotation(unit):
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_grid_encoders_are_equivariant_under_all_24_cube_rotations(name, mode):
     torch.manual_seed(0)
-    encoder = build_encoder(EncoderConfig(**SMALL, **ARCHITECTURES[name]))
+    encoder = build_encoder(grid_config(name))
     assert isinstance(encoder, GridEncoder)
     encoder.train(mode == "train")
     x = torch.randn(3, 2, 9, 9, 9, generator=torch.Generator().manual_seed(1))
@@ -98,8 +105,8 @@ def test_grid_encoders_are_approximately_invariant_under_random_rotations():
     0.10-0.16) and by less than half of what a plain CNN's pooled output moves (about 0.58)."""
     torch.manual_seed(0)
     n, trials = 11, 6
-    for name in ("resnet-acdc", "shallow-dense"):
-        encoder = build_encoder(EncoderConfig(**(SMALL | ARCHITECTURES[name] | {"input_size": n}))).eval()
+    for name in ("resnet-acdc", "shallow-dense", "resnet-dense-wide"):
+        encoder = build_encoder(grid_config(name, input_size=n)).eval()
         control = torch.nn.Sequential(torch.nn.Conv3d(2, 8, 3), torch.nn.ELU(), torch.nn.Conv3d(8, 8, 3, stride=2),
                                       torch.nn.ELU(), torch.nn.Conv3d(8, 16, 3)).eval()
         g = torch.Generator().manual_seed(1)
@@ -118,9 +125,10 @@ def test_grid_encoders_are_approximately_invariant_under_random_rotations():
         assert np.mean(errors) < 0.5 * np.mean(control_errors), (name, errors, control_errors)
 
 
-def test_grid_encoder_cost_matches_flop_counter_and_parameters():
+@pytest.mark.parametrize("name", ["resnet-acdc", "resnet-dense-wide"])
+def test_grid_encoder_cost_matches_flop_counter_and_parameters(name):
     torch.manual_seed(0)
-    encoder = build_encoder(EncoderConfig(**SMALL, **ARCHITECTURES["resnet-acdc"])).eval()
+    encoder = build_encoder(grid_config(name)).eval()
     cost = encoder_cost(encoder)
     assert cost.total_params == sum(p.numel() for p in encoder.parameters())
     assert all(cost.flops[k].total > 0 for k in ("conv", "mixing", "orientation", "activation", "norm", "pool"))
@@ -131,10 +139,10 @@ def test_grid_encoder_cost_matches_flop_counter_and_parameters():
     assert cost.total.matmul + mixing.fft + mixing.elementwise == counter.get_total_flops()
 
 
-@pytest.mark.parametrize("name", ["resnet-acdc", "vgg-lowrank-k5"])
+@pytest.mark.parametrize("name", ["resnet-acdc", "vgg-lowrank-k5", "resnet-dense-wide"])
 def test_export_and_collapse_of_grid_encoders(name):
     torch.manual_seed(0)
-    encoder = build_encoder(EncoderConfig(**SMALL, **ARCHITECTURES[name])).eval()
+    encoder = build_encoder(grid_config(name)).eval()
     x = torch.rand(2, 2, 9, 9, 9)
     with torch.no_grad():
         reference = encoder.fields(x)
@@ -149,7 +157,7 @@ def test_export_and_collapse_of_grid_encoders(name):
         everything_dense, report = structlayers.collapse(exported, x, cost=lambda _l, _r, f: f == "structured")
         assert all(c.chosen == "dense" for c in report.choices)
         torch.testing.assert_close(everything_dense.fields(x), reference, rtol=1e-5, atol=1e-6)
-    again = build_encoder(EncoderConfig(**SMALL, **ARCHITECTURES[name])).eval()
+    again = build_encoder(grid_config(name)).eval()
     again.load_state_dict(encoder.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(again.fields(x), reference)
@@ -157,7 +165,7 @@ def test_export_and_collapse_of_grid_encoders(name):
 
 def test_grid_encoder_trains_and_refuses_auto_mixing():
     torch.manual_seed(0)
-    encoder = build_encoder(EncoderConfig(**SMALL, **ARCHITECTURES["shallow-dense"]))
+    encoder = build_encoder(grid_config("shallow-dense"))
     encoder(torch.randn(2, 2, 9, 9, 9)).pow(2).mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
     with pytest.raises(ValueError, match="grid form takes a plugin"):

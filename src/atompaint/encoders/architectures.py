@@ -67,7 +67,8 @@ class EncoderConfig:
     before each step; 1 for the shallow #3, more for its deep variant).  ``kernel_size`` is 3 or 5.
 
     ``conv: grid`` builds the grid-domain form instead (:mod:`atompaint.encoders.grid`: features on
-    the 24 cube rotations, a lifting convolution, then depthwise, orientation and ``mixing`` steps);
+    the 24 cube rotations, a lifting convolution, then depthwise, orientation and ``mixing`` steps;
+    ``width`` and ``max_channels`` then count grid channels of 24 numbers per voxel);
     ``band_limit``, ``grid_size``, ``block``, ``depthwise``, ``dense_stem`` and ``tensor_product``
     concern the spectral forms only.
     ``conv`` is ``dense`` (escnn's ``R3Conv``) or ``separable`` (a depthwise steerable convolution
