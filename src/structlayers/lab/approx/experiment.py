@@ -17,6 +17,7 @@ import statistics
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,7 +36,7 @@ from structlayers.lab.approx.baselines import (
     svd_rank_for_budget,
 )
 from structlayers.lab.approx.families import Candidate, candidates, pick
-from structlayers.lab.approx.stats import paired_interval, verdict
+from structlayers.lab.approx.stats import LEVEL_TEXT, RULE, paired_interval, verdict
 from structlayers.lab.approx.targets import Target, is_generated, make_target
 from structlayers.registry import LayerSpec, accepted_options
 from structlayers.surgery.fit import FitOptions, FitResult, fit_layer, fit_outputs
@@ -206,8 +207,8 @@ class ApproxRow:
     """The runs of one job aggregated over seeds.
 
     ``beats_svd`` judges the paired differences (layer error - SVD error) over seeds by the
-    Student-t 95% interval of their mean, ``diff_low`` .. ``diff_high``
-    (:mod:`structlayers.lab.approx.stats`): ``yes`` / ``no`` when it excludes 0, ``tie`` when not,
+    Student-t interval of their mean at :data:`~structlayers.lab.approx.stats.LEVEL`,
+    ``diff_low`` .. ``diff_high``: ``yes`` / ``no`` when it excludes 0, ``tie`` when not,
     ``?`` with one seed.  The SVD is charged ``charged`` parameters: the nominal count or the local
     ``dimension``.  ``projection_error`` / ``from_projection_error``: the projection onto the
     family and the fit from it (means; NaN without one); ``rel_error_mean`` is the lower of the
@@ -338,8 +339,8 @@ class ApproxResult:
     def _frobenius_table(self, rows: list[ApproxRow]) -> str:
         timed = any(not math.isnan(r.forward_us) for r in rows)
         headers = ["layer", "params", "dim", "seeds", "rel. Frobenius error", "conv", "|g|", "steps",
-                   "random start", "projection -> fit", "SVD rank", "SVD error", "RF error", "err - SVD (95% t)",
-                   "beats SVD", "output MSE"]
+                   "random start", "projection -> fit", "SVD rank", "SVD error", "RF error",
+                   f"err - SVD ({LEVEL_TEXT} t)", "beats SVD", "output MSE"]
         if timed:
             headers += ["fwd us", "x Linear"]
         body = []
@@ -391,7 +392,7 @@ class ApproxResult:
                 "RF = random features (fixed Gaussian projection, least-squares readout, m k <= the same count); "
                 "dim = rank of the Jacobian of the dense matrix w.r.t. the parameters at the fitted point (seed "
                 f"{c.seed_list[0]}; measured up to {DIMENSION_MAX_PARAMS} parameters, or for --charge dimension); "
-                "beats SVD: Student-t 95% interval of the paired differences over seeds")
+                f"beats SVD: {RULE} of the paired differences over seeds")
 
     @classmethod
     def from_json(cls, text: str) -> ApproxResult:
@@ -412,12 +413,25 @@ class ApproxResult:
                 "interrupted": self.interrupted,
                 "skipped": self.skipped,
                 "jobs": [j.to_dict() for j in self.jobs],
+                "verdict_rule": RULE,
                 "rows": [asdict(r) for r in self.rows()],
                 "runs": [asdict(r) for r in self.runs],
             },
             indent=2,
             default=str,
         )
+
+
+def rederive(path: Path) -> ApproxResult:
+    """Rewrite the record at ``path`` with its rows derived again from its runs by the current code
+    (verdicts by :data:`~structlayers.lab.approx.stats.RULE`, whatever rule it was recorded with),
+    and the table beside it (``.txt``: what ``structlayers approx`` printed) when there is one."""
+    result = ApproxResult.from_json(path.read_text())
+    path.write_text(result.to_json())
+    table = path.with_suffix(".txt")
+    if table.exists():
+        table.write_text(result.to_text() + "\n")
+    return result
 
 
 def _layer_options(config: ApproxConfig, spec: LayerSpec) -> dict[str, Any]:
