@@ -12,10 +12,10 @@ run() { if [ -n "$LOCK" ]; then flock "$LOCK" structlayers approx --no-progress 
 FAMILIES=acdc,afdf,afdf:cascade=complex,monarch,butterfly,kronecker,lowrank,lowrank_diag,circulant,toeplitz,blockdiag
 
 case "${1:-all}" in
-null|all)
-  # 0. The test of the verdict test: false-positive rates at a true difference of 0.
+null)
+  # 0. The test of the verdict test alone (the tables case below runs it too).
   python experiments/approx/verdict_null.py
-  ;;&
+  ;;
 gaussian|all)
   # 1. ACDC stacks on 32x32 Gaussian targets, every shuffle, converged L-BFGS, fair baselines.
   run --layer acdc --n 32 --depth 1,2,4,8,16,32 --shuffle random,riffle,none --seeds 5 --steps 10000 \
@@ -71,5 +71,12 @@ data|all)
     ${LOCK:+flock "$LOCK"} python experiments/approx/data_aware.py --target ${pair%%:*} --seeds 3 --steps 2000 \
         --minutes 600 --out $OUT/data_${pair%%:*}.json --weights experiments/approx/targets/models/${pair##*:}.pt
   done
+  ;;&
+tables|all)
+  # 10. After any study above (or a record replaced by hand, e.g. merged with merge_seeds.py): the test of
+  # the verdict test on the records' differences (~4 min), then every record's rows and .txt table
+  # re-derived from its runs with the current verdict rule, and the README's generated blocks rewritten.
+  python experiments/approx/verdict_null.py
+  python experiments/approx/tables.py rederive
   ;;
 esac

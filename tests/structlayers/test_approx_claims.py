@@ -1,15 +1,18 @@
-"""The approximation study's README claims come from its records: the generated findings block is
-what ``experiments/approx/tables.py findings`` prints from the JSON files, and every error, MSE or
-rate quoted in the prose (``experiments/approx/README.md``, the approximation sections of the
-documentation's results page and the top-level README's approximation rows) appears in what
-``tables.py`` renders from those files."""
+"""The approximation study's README claims come from its records: the generated blocks (tables and
+findings) are what ``experiments/approx/tables.py`` prints from the JSON files, the records' verdicts
+follow the current rule, and every error, MSE or rate quoted in the prose
+(``experiments/approx/README.md``, the approximation sections of the documentation's results page
+and the top-level README's approximation rows) appears in what ``tables.py`` renders from them."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+
+from structlayers.lab.approx.stats import RULE
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "experiments" / "approx"
@@ -27,11 +30,24 @@ def _missing(text: str, rendered: str) -> list[str]:
     return sorted({n for n in NUMBER.findall(text) if n not in rendered})
 
 
-def test_generated_findings_block_is_current(tables, rendered: str) -> None:
+def test_generated_blocks_are_current(tables, rendered: str) -> None:
+    """The Gaussian table, the families tables, the findings and the data-aware tables of the README
+    are what ``tables.py`` renders from the records now."""
     readme = (STUDY / "README.md").read_text()
-    start, end = readme.index(tables.BEGIN), readme.index(tables.END) + len(tables.END)
-    block = rendered[rendered.index(tables.BEGIN):rendered.index(tables.END) + len(tables.END)]
-    assert readme[start:end] == block, "rerun `python experiments/approx/tables.py findings` into the README"
+    for begin, end in tables.MARKS:
+        assert tables.generated_block(readme, begin, end) == tables.generated_block(rendered, begin, end), (
+            f"{begin}: rerun `python experiments/approx/tables.py rederive`")
+
+
+def test_recorded_rows_carry_the_current_verdicts(tables) -> None:
+    """Every record whose rows carry verdicts was derived with the current rule: its verdicts are
+    what the rule says of its runs (``tables.py rederive`` re-derives them)."""
+    records = tables.verdict_records()
+    assert {p.name for p in records} >= {"gaussian_acdc_lbfgs.json", "families_gaussian.json"}
+    for path in records:
+        data = json.loads(path.read_text())
+        assert data.get("verdict_rule") == RULE, f"{path.name}: rerun `python experiments/approx/tables.py rederive`"
+        assert {r["config"]: r["beats_svd"] for r in data["rows"]} == tables.t_verdicts(data), path.name
 
 
 def test_every_quoted_number_in_the_study_readme_is_in_the_records(rendered: str) -> None:
