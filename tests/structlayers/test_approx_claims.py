@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from structlayers.lab.approx.stats import RULE
+from structlayers.lab.approx.stats import LEVEL_TEXT, RULE
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "experiments" / "approx"
@@ -48,6 +48,12 @@ def test_recorded_rows_carry_the_current_verdicts(tables) -> None:
         data = json.loads(path.read_text())
         assert data.get("verdict_rule") == RULE, f"{path.name}: rerun `python experiments/approx/tables.py rederive`"
         assert {r["config"]: r["beats_svd"] for r in data["rows"]} == tables.t_verdicts(data), path.name
+
+
+def test_the_prose_names_the_rule_in_the_code() -> None:
+    """The study README and the approximation guide state the verdicts' level that the code uses."""
+    for path in (STUDY / "README.md", ROOT / "docs" / "guide" / "approximation.md"):
+        assert f"Student-t {LEVEL_TEXT} interval" in path.read_text(), path.name
 
 
 def test_every_quoted_number_in_the_study_readme_is_in_the_records(rendered: str) -> None:
