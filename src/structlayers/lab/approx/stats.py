@@ -12,9 +12,7 @@ centred Gamma(4), skewness 1) it says yes or no 6.4-6.6% of the time at a true d
 differences, centred per configuration and resampled): 97% is the lowest level, in steps of 0.5%
 from 95%, whose false-positive rate stays below 5% by more than 3 Monte Carlo standard errors on
 all of them at 3, 5 and 8 seeds (the largest: Gamma(4) at 5 seeds, 4.4%; at 96.5% it is 5.0%, too
-close to call; ``verdict_null.json``, ``calibration``).  Johnson's (1978) skewness-corrected t,
-tried beside it, does worse at these seed counts: its skewness estimate from 3-8 values is noise (at
-97% it still said yes or no 6% of the time on Gamma(4) with 3 seeds).  An exact sign or sign-flip
+close to call; ``verdict_null.json``, ``calibration``).  An exact sign or sign-flip
 test cannot decide at all with 5 seeds (its smallest two-sided p-value is 2/32).  The price is
 power: with 5 seeds and normal differences, a true difference of -0.5 / -1 standard deviation gets
 ``yes`` about 9% / 29% of the time at 97% against 14% / 40% at 95% (``verdict_null.json``,
