@@ -40,12 +40,14 @@ LABELS = {
     "grid-enc": "grid-domain (24 rotations), dense mixing",
     "irrepdense-enc": "separable irrep-wise, dense mixing",
     "fielddense-enc": "separable per-field, dense mixing",
+    "gridwide-enc": "grid-domain (24 rotations), dense mixing, channels x5.5",
 }
-COLORS = {"dense": "C0", "field": "C1", "irrep": "C2", "grid": "C3", "irrepdense": "C4", "fielddense": "C5"}
+COLORS = {"dense": "C0", "field": "C1", "irrep": "C2", "grid": "C3", "irrepdense": "C4", "fielddense": "C5",
+          "gridwide": "C6"}
 #: Step-time runs other than ``step_time.json``, each interleaved with its own dense variant, and the
-#: mark their rows carry in the tables: the compute-matched (width 3) encoders, and the encoders
-#: added for issue 20 item 5.
-SEPARATE_TIMINGS = {"step_time_matched.json": "b", "step_time_more.json": "c"}
+#: mark their rows carry in the tables: the compute-matched (width 3) encoders, the encoders
+#: added for issue 20 item 5, and the 5.5x-wider grid encoder.
+SEPARATE_TIMINGS = {"step_time_matched.json": "b", "step_time_more.json": "c", "step_time_gridwide.json": "d"}
 
 
 def mean_se(values: list[float]) -> tuple[float, float | None]:
@@ -231,8 +233,9 @@ def step_table(timing: dict | None) -> list[str]:
              f"{timing['omp_num_threads']}, load average {timing['load_average_before'][0]:.2f} before and "
              f"{timing['load_average_after'][0]:.2f} after (1-minute); data = the training loader's time per batch "
              "(the same for every variant).", "",
-             "Rows of another run (column `run`: the `width 3` compute-matched encoders, and the grid-domain and "
-             "dense-mixing encoders) come from separate interleaved runs, each with its own dense variant and load ("
+             "Rows of another run (column `run`: the `width 3` compute-matched encoders, the grid-domain (also 5.5x "
+             "wider) and dense-mixing encoders) come from separate interleaved runs, each with its own dense variant "
+             "and load ("
              + "; ".join(f"{source}: load average {load}" for source, load in timing["separate_loads"].items())
              + "); compare them through their model step relative to that run's dense step (last column).", "",
              "| task | variant | run | encoder MFLOPs / image | encoder params | model params | model step ms | "

@@ -31,6 +31,10 @@ ENCODERS: dict[str, dict[str, str]] = {
     "grid": {"encoder.conv": "grid"},
     "irrepdense": {**SEPARABLE_DENSE_MIXING, "encoder.depthwise": "irrep"},
     "fielddense": {**SEPARABLE_DENSE_MIXING, "encoder.depthwise": "field"},
+    # The grid form with the channel plan 5.5x wider (2 -> 11, 4 -> 22), the widening that matches the
+    # seed-004 grid encoder to the irrep-wise + dense-mixing one in parameters and FLOPs
+    # (experiments/compressed_encoders/results/grid_widths.json).
+    "gridwide": {"encoder.conv": "grid", "encoder.width": "11", "encoder.max_channels": "22"},
 }
 HEADS: dict[str, dict[str, str]] = {
     "dense": {},
