@@ -9,7 +9,12 @@
 - the fused batch norm (:class:`atompaint.encoders.layers.IIDBatchNorm`) vs escnn's, training mode;
 - the first Hermite activation as one autograd Function vs autograd's chain of elementwise ops;
 - the whole Fourier activation (transform, Hermite function, transform back) under autograd vs its
-  fused training path in voxel blocks (:class:`atompaint.encoders.layers.FourierActivation`).
+  fused training path in voxel blocks (:class:`atompaint.encoders.layers.FourierActivation`);
+- ``--kinds grid`` (not in the default run): the grid-domain encoder's first block at the matched
+  width (``bench.py``'s "grid (matched params) + dense mixing", 22 channels of 24 orientations at
+  21^3): its depthwise convolution in the default vs the channels-last format, and its dense mixing
+  on transposed rows (:class:`atompaint.encoders.grid.GridMixing`) vs one channel matmul on the
+  channel-major layout (no transposes).
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/micro_layout.py \\
         --json experiments/compressed_encoders/results/micro_layout.json
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from escnn import nn as enn
 
 from atompaint.encoders.fields import spectral_field_type
+from atompaint.encoders.grid import GRID_SIZE, GridMixing
 from atompaint.encoders.layers import FourierActivation, IIDBatchNorm, first_hermite, fourier_pointwise
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec
 from atompaint.encoders.separable import channels_last
@@ -72,6 +78,23 @@ def mixing_pair(fields: int, n: int, layer: str, batch: int) -> list:
     assert torch.allclose(strided(x), scatter(x), atol=1e-5)
     g = torch.randn(batch, field_type.size, n, n, n)
     return [lambda: scatter(x).backward(g), lambda: strided(x).backward(g)]
+
+
+#: (label, channels in, channels out, grid side): the matched-width grid encoder's first block.
+GRID = [("grid 11 -> 22 channels x 24, 21^3", 11, 22, 21)]
+
+
+def grid_mixing_pair(c_in: int, c_out: int, n: int, batch: int) -> list:
+    mixing = GridMixing(c_in, c_out)
+    weight = mixing.map.to_dense()[0].detach().requires_grad_()  # (c_out, c_in)
+    x = torch.randn(batch, c_in * GRID_SIZE, n, n, n, requires_grad=True)
+    g = torch.randn(batch, c_out * GRID_SIZE, n, n, n)
+
+    def matmul() -> torch.Tensor:
+        return torch.matmul(weight, x.view(batch, c_in, -1)).view_as(g)
+
+    assert torch.allclose(mixing(x), matmul(), atol=1e-4)
+    return [lambda: mixing(x).backward(g), lambda: matmul().backward(g)]
 
 
 #: (label, fields, grid side): batch norms of the same layers.
@@ -130,6 +153,11 @@ def main() -> None:
               for label, f, n in ACTIVATIONS]
     cases += [("fourier", label, "autograd", "fused voxel blocks", fourier_pair(f, n, args.batch))
               for label, f, n in ACTIVATIONS if "fourier" in args.kinds]
+    for label, c_in, c_out, n in GRID if "grid" in args.kinds else []:
+        cases += [("grid", f"{label}: depthwise", "default", "channels-last",
+                   conv_pair(c_out * GRID_SIZE, 1, n, args.batch)),
+                  ("grid", f"{label}: dense mixing", "rows (plugin)", "channel matmul",
+                   grid_mixing_pair(c_in, c_out, n, args.batch))]
     for kind, label, before, after, fns in cases:
         if kind not in args.kinds:
             continue
