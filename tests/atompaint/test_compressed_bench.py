@@ -7,10 +7,14 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from atompaint.training.config import load_config
 
 EXPERIMENT = Path(__file__).parents[2] / "experiments" / "compressed_encoders"
 
@@ -72,3 +76,17 @@ def test_noise_rule_passes_a_quiet_tight_run_and_flags_load_and_spread(quick_res
     assert any(reason.startswith("dense + CG vs dense") for reason in reasons)
     del r["machine"]
     assert "unrecorded machine state" in tables.check(r)[0]
+
+
+def test_matched_grid_variant_is_the_recorded_width_scan_choice():
+    """bench.py's "grid (matched params) + dense mixing" is the width results/grid_widths.json chose
+    (closest to its target in parameters and in FLOPs), and counting it today gives the recorded row."""
+    widths = _load("grid_widths")
+    recorded = json.loads((EXPERIMENT / "results" / "grid_widths.json").read_text())
+    changes = bench.VARIANTS["grid (matched params) + dense mixing"]
+    assert changes["width"] == recorded["closest_params"] == recorded["closest_flops"]
+    row = next(r for r in recorded["grid"] if r["width"] == changes["width"])
+    assert row["max_channels"] == changes["max_channels"]
+    config = replace(load_config(EXPERIMENT.parents[1] / recorded["config"]).encoder, **changes)
+    assert widths.describe(config) == {k: row[k] for k in ("params", "flops_per_example", "flops_by_type")}
+    assert abs(row["params"] / recorded["target"]["params"] - 1) < 0.01
