@@ -32,6 +32,7 @@ log|all)
   ;;&
 families|all)
   # 3. Every family at equal parameter budgets on 32x32 targets: unstructured and structured.
+  # The 5-seed records ran as seed shards merged by merge_seeds.py (gaussian: --seeds 0 1, then --seeds 2 3 4 --no-timing), equivalent to this command.
   for target in gaussian linear toeplitz dct lowrank_diag; do
     run --layer $FAMILIES --target $target --n 32 --params-budget 64,128,256,512,1024 --shuffle random --seeds 5 \
         --steps 5000 --json $OUT/families_$target.json --plot $OUT/families_$target.png | tee $OUT/families_$target.txt

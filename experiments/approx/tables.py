@@ -39,12 +39,13 @@ def load(name: str) -> dict:
     return json.loads((HERE / name).read_text())
 
 
-def t_verdicts(data: dict) -> dict[str, str]:
-    """``{row config: verdict}`` from the paired per-seed differences (layer - SVD) of the runs."""
+def t_verdicts(data: dict, error: str = "relative_error") -> dict[str, str]:
+    """``{row config: verdict}`` from the paired per-seed differences (layer - SVD) of the runs;
+    ``error="random_error"`` judges the random start's fits alone."""
     index = {job["label"]: i for i, job in enumerate(data["jobs"])}
     out = {}
     for row in data["rows"]:
-        diffs = [r["relative_error"] - r["svd_error"] for r in data["runs"] if r["job"] == index[row["config"]]]
+        diffs = [r[error] - r["svd_error"] for r in data["runs"] if r["job"] == index[row["config"]]]
         out[row["config"]] = verdict(*paired_interval(diffs))
     return out
 
@@ -187,6 +188,34 @@ def null_rates() -> None:
           f"time, against {power[0.95]}% at 95%.")
 
 
+#: A mean moved by more than this between the random start and the kept (lower) fit is listed.
+START_GAIN = 0.005
+
+
+def starts(data: dict) -> str:
+    """What the projection start changed in a record fitted from both starts (lower error kept per
+    seed): the configurations whose mean error it lowered by more than :data:`START_GAIN`, and the
+    verdicts that differ from the random start's alone."""
+    moved = [f"{r['config']} {r['random_error_mean']:.3f} -> {r['rel_error_mean']:.3f} "
+             f"({r['from_projection']}/{r['seeds']})"
+             for r in data["rows"] if r["random_error_mean"] - r["rel_error_mean"] > START_GAIN]
+    kept, alone = t_verdicts(data), t_verdicts(data, "random_error")
+    changed = [f"{c} {alone[c]} -> {v}" for c, v in kept.items() if alone[c] != v]
+    return (f"mean error lower by more than {START_GAIN} (random start -> kept; seeds kept from the projection): "
+            f"{_names(moved)}; verdicts other than the random start's alone: {_names(changed)} "
+            f"(of {len(kept)} configurations)")
+
+
+def protocol(data: dict) -> str:
+    """The starts a families record was fitted from, and whether its circulant / Toeplitz stacks
+    started near the identity (records made before ``init="identity"`` existed did not)."""
+    starts_ = "best of random and projection start" if data["config"].get("project_start") else "random start"
+    stacks = [j for j in data["jobs"] if j["layer"] in ("circulant", "toeplitz") and j["depth"]]
+    if any("init" not in j["options"] for j in stacks):
+        starts_ += "; circulant / Toeplitz stacks at `nn.Linear`'s scale, not near the identity"
+    return starts_
+
+
 def findings() -> None:
     """The sentence-level findings: per target and budget, which configurations beat the SVD, tie
     or lose (t verdicts from the runs), which run faster than nn.Linear, the fair-charging study,
@@ -203,7 +232,13 @@ def findings() -> None:
         parts = [f"<= {b}: yes {_names(v['yes'])}; tie {_names(v['tie'])}; no {_names(v['no'])}"
                  for b, v in sorted(by_budget.items())]
         seeds = data["rows"][0]["seeds"]
-        print(f"- `families_{name}.json` ({data['target']}, {seeds} seeds): " + ". ".join(parts) + ".")
+        print(f"- `families_{name}.json` ({data['target']}, {seeds} seeds, {protocol(data)}): "
+              + ". ".join(parts) + ".")
+    both = [name for name in FAMILY_TARGETS if load(f"families_{name}.json")["config"].get("project_start")]
+    if both:
+        print("\n**What the projection start changed** (records fitted from both starts):\n")
+        for name in both:
+            print(f"- `families_{name}.json`: {starts(load(f'families_{name}.json'))}.")
     print("\n**Faster than `nn.Linear`** (forward, same shape, timed interleaved in the same run; ratio < 1):\n")
     for name in FAMILY_TARGETS:
         data = load(f"families_{name}.json")

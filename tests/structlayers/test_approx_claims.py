@@ -75,3 +75,22 @@ def test_top_level_readme_approximation_rows_are_in_the_records(rendered: str) -
 
 def test_the_check_catches_a_number_that_is_not_recorded(rendered: str) -> None:
     assert _missing("ACDC K=8 reaches 0.1234 on Gaussian targets", rendered) == ["0.1234"]
+
+
+def test_starts_lists_what_the_projection_start_lowered_and_the_verdicts_it_changed(tables) -> None:
+    """A configuration the projection start lowered past the SVD is listed with both means and its
+    verdict change; one it left alone is not."""
+    svd = [0.50, 0.52, 0.51]
+    runs = ([{"job": 0, "relative_error": e, "random_error": r, "svd_error": s}
+             for e, r, s in zip([0.40, 0.41, 0.42], [0.50, 0.53, 0.49], svd)]
+            + [{"job": 1, "relative_error": e, "random_error": e, "svd_error": s}
+               for e, s in zip([0.60, 0.61, 0.62], svd)])
+    rows = [{"config": "lowered", "rel_error_mean": 0.41, "random_error_mean": 0.507, "from_projection": 3,
+             "seeds": 3},
+            {"config": "alone", "rel_error_mean": 0.61, "random_error_mean": 0.61, "from_projection": 0,
+             "seeds": 3}]
+    data = {"jobs": [{"label": "lowered"}, {"label": "alone"}], "runs": runs, "rows": rows}
+    assert tables.t_verdicts(data, "random_error") == {"lowered": "tie", "alone": "no"}
+    text = tables.starts(data)
+    assert "lowered 0.507 -> 0.410 (3/3)" in text and "lowered tie -> yes" in text
+    assert "alone 0.6" not in text and "(of 2 configurations)" in text
