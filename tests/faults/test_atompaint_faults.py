@@ -172,12 +172,17 @@ def test_a_second_index_writer_is_told_who_holds_the_index(atompaint: AtompaintC
 
 def test_ctrl_c_leaves_a_consistent_index_and_says_how_to_resume(atompaint: AtompaintCLI, tmp_path: Path) -> None:
     # Enough files that the build is still running when the signal lands, however loaded the machine.
+    # One fresh-clone run saw a build exit 0 with every structure indexed after the signal: an attempt
+    # that ends complete tested nothing, so it is repeated on a new index (at most 3 attempts).
     folder = structure_dir(tmp_path, copies=600)
-    db = tmp_path / "origins.db"
-    build = atompaint_process("index", folder, "--out", db, "--no-progress")
-    wait_for_structures(db, 2, build)
-    build.send_signal(signal.SIGINT)
-    _, err = build.communicate(timeout=120)
+    for attempt in range(3):
+        db = tmp_path / f"origins{attempt}.db"
+        build = atompaint_process("index", folder, "--out", db, "--no-progress")
+        wait_for_structures(db, 2, build)
+        build.send_signal(signal.SIGINT)
+        _, err = build.communicate(timeout=120)
+        if not (build.returncode == 0 and index_rows(db)[0] == 1800):
+            break
     assert build.returncode == 130 and "Traceback" not in err, err
     assert "interrupted" in err and "Run the same command again to resume" in err
     assert f"atompaint index {folder} --out {db}" in err
