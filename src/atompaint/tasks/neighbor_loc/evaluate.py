@@ -25,7 +25,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -57,10 +57,10 @@ class ControlScore:
     z: float = 0.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalResult:
     """One validation set scored with every input of :data:`VIEW_CONTROLS` and every rule of
-    :data:`~atompaint.tasks.neighbor_loc.controls.RULES`.
+    :data:`~atompaint.tasks.neighbor_loc.controls.RULES`; related fields stand together.
 
     ``chance``: mean ``1 / |S|``; ``chance_se``: the standard error of a uniform guesser's accuracy
     around it; ``lift``: ``scores['real']`` minus the best of the other scores and the rules (named
@@ -68,10 +68,17 @@ class EvalResult:
     examples allowed each number of directions.
     """
 
+    construction: str
     padding_A: float
     n: int
+    mask_sizes: dict[int, int]
     chance: float
+    chance_se: float
     scores: dict[str, ControlScore]
+    rules: dict[str, ControlScore]
+    best_control: str
+    lift: float
+    lift_se: float
     #: Share of the examples whose view B needed more than one draw.
     b_redrawn: float
     #: Share of the examples whose view B is a fallback: no draw passed the criterion, the densest was kept.
@@ -79,20 +86,13 @@ class EvalResult:
     #: Shares of the examples whose view B holds no atom, and fewer than the criterion's minimum.
     b_empty: float
     b_sparse: float
+    #: Accuracy (view B as made) on the examples whose B is empty, and on the others; ``None`` when
+    #: a group has no example.
+    accuracy_b_empty: float | None
+    accuracy_b_not_empty: float | None
     #: Median atom counts of views A and B.
     a_atoms_median: float
     b_atoms_median: float
-    #: Accuracy (view B as made) on the examples whose B is empty, and on the others; ``None`` when
-    #: a group has no example.
-    accuracy_b_empty: float | None = None
-    accuracy_b_not_empty: float | None = None
-    construction: str = "dense-b"
-    chance_se: float = 0.0
-    rules: dict[str, ControlScore] = field(default_factory=dict)
-    lift: float = 0.0
-    lift_se: float = 0.0
-    best_control: str = ""
-    mask_sizes: dict[int, int] = field(default_factory=dict)
 
 
 def view_atom_counts(dataset: NeighborLocDataset, key: int) -> tuple[int, int]:
