@@ -1,10 +1,11 @@
 """Data-aware approximation of a trained layer, and the model's accuracy right after surgery.
 
 For one trained layer (the MNIST MLP's second hidden layer, 64 x 64; the CIFAR ResNet18's
-layer3.0 shortcut, a strided 1x1 convolution, 64 x 32) with its inputs recorded on the training
-images: every family at each parameter budget (the configuration :mod:`structlayers.lab.approx`
-picks), fitted with L-BFGS, each fit's convergence recorded, two ways from its first start (its
-Frobenius projection where the family has one, else its seed-0 initialisation):
+layer3.0 shortcut, a strided 1x1 convolution, 64 x 32; the centre tap of that block's second 3x3
+convolution, 64 x 64, the other eight taps kept) with its inputs recorded on the training images:
+every family at each parameter budget (the configuration :mod:`structlayers.lab.approx` picks),
+fitted with L-BFGS, each fit's convergence recorded, two ways from its first start (its Frobenius
+projection where the family has one, else its seed-0 initialisation):
 
 * ``frobenius``: minimise ``||W_hat - W||_F`` (the approximation lab's objective);
 * ``data``: minimise ``||(W_hat - W) S||_F``, ``S = C^{1/2}``, ``C`` the inputs' second moment;
@@ -22,6 +23,7 @@ since retraining does not reproduce them bit for bit).  Resumable: runs already 
 
     python experiments/approx/data_aware.py --target mnist_hidden --out experiments/approx/data_mnist_hidden.json
     python experiments/approx/data_aware.py --target cifar_shortcut --out experiments/approx/data_cifar_shortcut.json
+    python experiments/approx/data_aware.py --target cifar_conv --out experiments/approx/data_cifar_conv.json
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ class Setup:
     def weight(self, model: nn.Module) -> nn.Parameter:
         raise NotImplementedError
 
+    def matrix(self, weight: Tensor) -> Tensor:
+        """The ``out x in`` matrix replaced, out of the layer's ``weight``."""
+        return weight.reshape(weight.shape[0], weight.shape[1])
+
+    def with_matrix(self, weight: Tensor, matrix: Tensor) -> Tensor:
+        """``weight`` with its replaced matrix set to ``matrix``."""
+        return matrix.reshape(weight.shape).to(weight.dtype)
+
 
 class MNISTHidden(Setup):
     def cache(self, model: nn.Module, images: Tensor) -> Tensor:
@@ -103,12 +113,37 @@ class CIFARShortcut(Setup):
         return model.layer3[0].shortcut[0].weight
 
 
+class CIFARConvCentre(CIFARShortcut):
+    """The centre tap of layer3.0.conv2: it multiplies the input at the output's own pixel, so its
+    inputs are that convolution's input at every pixel, and its error in the block's output is
+    exactly the data error; the eight other taps stay as trained."""
+
+    def layer_input(self, model: nn.Module, images: Tensor) -> Tensor:
+        block = model.layer3[0]
+        x = block.relu(block.bn1(block.conv1(self.cache(model, images))))
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+    def weight(self, model: nn.Module) -> nn.Parameter:
+        return model.layer3[0].conv2.weight
+
+    def matrix(self, weight: Tensor) -> Tensor:
+        return weight[:, :, 1, 1]
+
+    def with_matrix(self, weight: Tensor, matrix: Tensor) -> Tensor:
+        full = weight.clone()
+        full[:, :, 1, 1] = matrix.to(weight.dtype)
+        return full
+
+
+def _cifar() -> ImageDataModule:
+    return CIFAR10DataModule(DataConfig(data_dir="../shared/data/cifar10/cifar10_subset.npz"))
+
+
 SETUPS: dict[str, Setup] = {
     "mnist_hidden": MNISTHidden("mnist-mlp", "mnist-mlp", {"hidden": 64, "hidden_layers": 2},
-                                lambda: MNISTDataModule(DataConfig()), (256, 512, 1024)),
-    "cifar_shortcut": CIFARShortcut("cifar-resnet18", "resnet18", {"width": 16},
-                                    lambda: CIFAR10DataModule(DataConfig(
-                                        data_dir="../shared/data/cifar10/cifar10_subset.npz")), (256, 512)),
+                                lambda: MNISTDataModule(DataConfig()), (256, 512, 1024, 2048)),
+    "cifar_shortcut": CIFARShortcut("cifar-resnet18", "resnet18", {"width": 16}, _cifar, (256, 512)),
+    "cifar_conv": CIFARConvCentre("cifar-resnet18", "resnet18", {"width": 16}, _cifar, (256, 512, 1024, 2048)),
 }
 
 
@@ -150,12 +185,12 @@ def main() -> None:
     cached = batched(lambda x: setup.cache(model, x), val)
     param = setup.weight(model)
     original = param.detach().clone()
-    w = original.reshape(original.shape[0], original.shape[1]).double()
+    w = setup.matrix(original).double()
     shape = (int(w.shape[0]), int(w.shape[1]))
 
     def accuracy(w_hat: Tensor) -> float:
         with torch.no_grad():
-            param.copy_(w_hat.reshape(original.shape).to(original.dtype))
+            param.copy_(setup.with_matrix(original, w_hat))
             logits = batched(lambda x: setup.tail(model, x), cached)
             param.copy_(original)
         return float((logits.argmax(1) == labels).double().mean())
@@ -177,6 +212,7 @@ def main() -> None:
     if record.get("format") != 2 or record["steps_cap"] != args.steps:
         raise SystemExit(f"{args.out} was recorded with other settings ({record['command']}); give a new --out")
     record["seeds"] = list(range(max(args.seeds, len(record["seeds"]))))  # --seeds 0 first: every first start
+    record["budgets"] = sorted(set(record["budgets"]) | set(setup.budgets))  # a budget added later: its runs too
     record.setdefault("invocations", []).append(f"{command} --minutes {args.minutes}")
     config = ApproxConfig(layers=FAMILIES, budgets=setup.budgets, shuffle="random", n=max(shape))
     jobs, skipped = plan(config, shape)

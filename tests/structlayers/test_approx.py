@@ -1,5 +1,7 @@
+import dataclasses
 import json
 import math
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -330,9 +332,64 @@ def test_interrupt_keeps_finished_rows(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(experiment, "fit_layer", fit_then_interrupt)
-    result = run_approx(ApproxConfig(n=8, depths=(1, 2), seeds=(0, 1), fit=FitOptions(steps=5)), progress=False)
+    config = ApproxConfig(n=8, depths=(1, 2), seeds=(0, 1), fit=FitOptions(steps=5), workers=1)
+    result = run_approx(config, progress=False)
     assert result.interrupted and len(result.runs) == 2
     assert "interrupted" in result.to_text()
+
+
+# --- fits spread over processes ------------------------------------------------------------------
+
+PARALLEL = dict(layers="acdc,monarch,lowrank_diag", n=12, budgets=(48, 96), shuffle="random", seeds=(0, 1, 2),
+                fit=FitOptions(steps=40), timing=False, charge="dimension")
+
+
+def _without_times(runs: list[ApproxRun]) -> list[ApproxRun]:
+    return [dataclasses.replace(run, seconds=0.0) for run in runs]
+
+
+def test_fits_in_processes_give_the_serial_runs_in_the_serial_order() -> None:
+    serial = run_approx(ApproxConfig(**PARALLEL, workers=1), progress=False)
+    spread = run_approx(ApproxConfig(**PARALLEL, workers=3), progress=False)
+    assert len(serial.runs) == 18 and _without_times(spread.runs) == _without_times(serial.runs)
+    assert all(run.dimension > 0 for run in spread.runs)  # each job's seed-0 dimension, charged to every seed
+    assert not multiprocessing.active_children()
+
+
+def test_ctrl_c_while_fits_run_in_processes_keeps_every_finished_run() -> None:
+    pressed: list[ApproxRun] = []
+
+    def interrupt(run: ApproxRun) -> None:  # Ctrl-C once, as the first run is recorded
+        if not pressed:
+            pressed.append(run)
+            raise KeyboardInterrupt
+
+    result = run_approx(ApproxConfig(**PARALLEL, workers=2), progress=False, on_run=interrupt)
+    keys = [(run.job, run.seed) for run in result.runs]
+    assert result.interrupted and keys and keys == sorted(set(keys))
+    assert not multiprocessing.active_children()
+
+
+def test_an_error_in_a_worker_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    import structlayers.lab.approx.experiment as experiment
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("fit diverged")
+
+    monkeypatch.setattr(experiment, "fit_layer", broken)  # the forked workers inherit the patch
+    with pytest.raises(FloatingPointError, match="fit diverged"):
+        run_approx(ApproxConfig(**PARALLEL, workers=2), progress=False)
+    assert not multiprocessing.active_children()
+
+
+def test_default_workers_fill_the_cpus_and_never_exceed_the_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from structlayers.utils import processes
+
+    monkeypatch.setattr(processes, "available_cpus", lambda: 8)
+    assert processes.default_workers(100) == 8 and processes.default_workers(3) == 3
+    assert processes.default_workers(100, threads=2) == 4 and processes.default_workers(100, threads=16) == 1
+    with pytest.raises(ValueError, match="--workers"):
+        ApproxConfig(workers=0).validate()
 
 
 # --- the 2018 protocol ---------------------------------------------------------------------------

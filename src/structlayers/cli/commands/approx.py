@@ -92,6 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="adam: steps over which the loss must improve by ftol")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads during the fits and timings")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="processes the fits are spread over (default: as many as the available CPUs hold at "
+                        "--threads each); the results do not depend on it")
     p.add_argument("--no-timing", action="store_true", help="skip timing the fitted layers' forward pass")
     p.add_argument("--charge", choices=CHARGES, default=d.charge,
                    help="what the SVD and random-features baselines are given: the layer's nominal parameter count "
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         layers=tuple(layer_spec(text, args) for text in args.layer if text.strip()), n=args.n, depths=depths,
         shuffle=",".join(args.shuffle), seeds=seed_list(args.seeds), target=args.target, protocol=args.protocol,
         budgets=tuple(args.params_budget), fit=fit, timing=not args.no_timing, threads=args.threads,
+        workers=args.workers,
         project_start=not args.no_project_start, charge=args.charge, legacy_objective=args.legacy_objective,
     )
     config.validate()

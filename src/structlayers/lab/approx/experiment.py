@@ -42,6 +42,7 @@ from structlayers.registry import LayerSpec, accepted_options
 from structlayers.surgery.fit import FitOptions, FitResult, fit_layer, fit_outputs
 from structlayers.transforms.shuffle import SHUFFLES
 from structlayers.utils.memory import check_allocation
+from structlayers.utils.processes import default_workers, unordered_map
 from structlayers.utils.report import format_table
 from structlayers.utils.timing import time_interleaved
 
@@ -52,7 +53,8 @@ PROTOCOL_DEFAULTS = {"frobenius": (64, tuple(range(5))), "research-log": (log201
 #: the Jacobian of its dense matrix at the fitted point: what its parameters actually buy).
 CHARGES = ("nominal", "dimension")
 #: The default iteration cap: the embedded default job (``approx --layer acdc --depth 16``) finishes
-#: within a minute on 2 cores; its fits stop at the cap, so its errors are starred upper bounds.
+#: within a minute on 2 cores (its 10 fits in two processes); its fits stop at the cap, so its errors are
+#: starred upper bounds.
 #: The recorded studies set their own caps (``experiments/approx/run.sh``).
 DEFAULT_STEPS = 500
 
@@ -71,7 +73,9 @@ class ApproxConfig:
     random-features baselines are given, the layer's nominal parameter count or its local dimension.
     ``legacy_objective`` (``research-log`` with ``cg``): the 2018 objective wrapper, which returns
     the last value and gradient for points within 1e-4 of the last one evaluated.
-    ``threads`` is torch's thread count during the fits (tiny problems run fastest on one).
+    ``threads`` is torch's thread count during the fits (tiny problems run fastest on one);
+    ``workers`` the processes the fits are spread over (``None``: as many as the available CPUs hold
+    at ``threads`` each).  Neither changes a result.
     """
 
     layers: tuple[LayerSpec, ...] = (LayerSpec("acdc"),)
@@ -86,6 +90,7 @@ class ApproxConfig:
     fit: FitOptions = FitOptions(steps=DEFAULT_STEPS)
     timing: bool = True
     threads: int = 1
+    workers: int | None = None
     project_start: bool = True
     charge: str = "nominal"
     legacy_objective: bool = False
@@ -100,8 +105,10 @@ class ApproxConfig:
     def to_dict(self) -> dict[str, Any]:
         """The record's ``config`` mapping: ``layer``, the layers as one comma list, and the fit's
         settings flat (``optimizer``, ``steps``, ...).  ``layer_options`` is empty (records before the
-        options were part of each layer kept the options every layer shared there)."""
-        settings = {k: v for k, v in to_dict(self).items() if k not in ("layers", "fit")}
+        options were part of each layer kept the options every layer shared there).  ``workers`` only
+        when set: it changes no result."""
+        settings = {k: v for k, v in to_dict(self).items()
+                    if k not in ("layers", "fit") and not (k == "workers" and v is None)}
         return {"layer": ",".join(map(str, self.layers)), **settings, **to_dict(self.fit), "layer_options": {}}
 
     @classmethod
@@ -140,6 +147,8 @@ class ApproxConfig:
         for label, value, least in (("--n", self.size, 2), ("--threads", self.threads, 1)):
             if value < least:
                 raise ValueError(f"{label} must be at least {least}, got {value}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.threads > 4096:
             raise ValueError(f"--threads must be at most 4096, got {self.threads}")
         if self.protocol == "research-log" and self.target != "gaussian":
@@ -524,7 +533,7 @@ def _time_layers(layers: dict[int, StructuredLinear], shape: tuple[int, int], ro
 
 
 def _fit(config: ApproxConfig, layer: StructuredLinear, target: Target | log2018.Task,
-         tick: Callable[[int, float], None]) -> FitResult:
+         tick: Callable[[int, float], None] | None) -> FitResult:
     if isinstance(target, log2018.Task):
         if config.legacy_objective:
             return log2018.fit_legacy(layer, target, config.fit, tick)
@@ -547,26 +556,71 @@ def _projected(layer: StructuredLinear, target: Target) -> float | None:
     return float(torch.linalg.norm(weight.double() - target.weight) / torch.linalg.norm(target.weight))
 
 
+@dataclass
+class _Fitted:
+    """One (job, seed) fit as a worker hands it back: the fitted layer, the kept fit, and both starts."""
+
+    index: int
+    seed: int
+    layer: StructuredLinear
+    fit: FitResult
+    start: str
+    random_error: float
+    projection_error: float | None = None
+    from_projection_error: float | None = None
+
+
+@dataclass
+class _Fitter:
+    """The fits of one study, (job index, seed) by (job index, seed): the targets it has made, the
+    planned ``jobs`` and the target ``shape``.  Picklable: each worker process holds a copy."""
+
+    config: ApproxConfig
+    jobs: list[Job] = field(default_factory=list)
+    shape: tuple[int, int] = (0, 0)
+    targets: dict[tuple[int, str], Target | log2018.Task] = field(default_factory=dict)
+
+    @property
+    def research_log(self) -> bool:
+        return self.config.protocol == "research-log"
+
+    def target(self, seed: int, shuffle: str) -> Target | log2018.Task:
+        key = (seed, shuffle if self.research_log else "")
+        if key not in self.targets:
+            self.targets[key] = (log2018.make_task(seed, shuffle, self.config.size) if self.research_log
+                                 else make_target(self.config.target, self.config.size, seed))
+        return self.targets[key]
+
+    def __call__(self, key: tuple[int, int], tick: Callable[[int, float], None] | None = None) -> _Fitted:
+        index, seed = key
+        job = self.jobs[index]
+        target = self.target(seed, job.shuffle)
+        layer = build_layer(job, self.shape, seed, self.research_log)
+        fit = _fit(self.config, layer, target, tick)
+        fitted = _Fitted(index, seed, layer, fit, "random", fit.relative_error)
+        if self.config.project_start and isinstance(target, Target):
+            candidate = build_layer(job, self.shape, seed)
+            fitted.projection_error = _projected(candidate, target)
+            if fitted.projection_error is not None:
+                from_projection = _fit(self.config, candidate, target, tick)
+                fitted.from_projection_error = from_projection.relative_error
+                if from_projection.relative_error < fit.relative_error:
+                    fitted.start, fitted.layer, fitted.fit = "projection", candidate, from_projection
+        return fitted
+
+
 def run_approx(
     config: ApproxConfig, progress: bool = True, on_run: Callable[[ApproxRun], None] | None = None
 ) -> ApproxResult:
-    """Fit every (job, seed); Ctrl-C stops early and returns the runs finished so far."""
+    """Fit every (job, seed), in ``config.workers`` processes; Ctrl-C stops early and returns the runs
+    finished so far.  The runs, their order and the local dimensions do not depend on the workers."""
     config.validate()
-    research_log = config.protocol == "research-log"
-    seeds = config.seed_list
-    targets: dict[tuple[int, str], Target | log2018.Task] = {}
-
-    def target_for(seed: int, shuffle: str) -> Target | log2018.Task:
-        key = (seed, shuffle if research_log else "")
-        if key not in targets:
-            targets[key] = (log2018.make_task(seed, shuffle, config.size) if research_log
-                            else make_target(config.target, config.size, seed))
-        return targets[key]
-
+    fitter = _Fitter(config)
+    research_log, seeds = fitter.research_log, config.seed_list
     if research_log or is_generated(config.target):
         # The float64 target, the fitted layer's dense form and the fit's gradients: a few n x n buffers.
         check_allocation(64 * config.size**2, f"approx --n {config.size}")
-    first = target_for(seeds[0], config.shuffles[0])
+    first = fitter.target(seeds[0], config.shuffles[0])
     shape = (config.size, config.size) if research_log else first.shape
     jobs, skipped = plan(config, shape)
     if not jobs:
@@ -574,48 +628,58 @@ def run_approx(
                          f"for {shape[0]}x{shape[1]} targets ({'; '.join(skipped)}); give larger budgets")
     for job in jobs:
         build_layer(job, shape, 0)  # validate every option before any long work
+    fitter.jobs, fitter.shape = jobs, shape
     result = ApproxResult(config, jobs, skipped=skipped,
                           target_description="" if research_log else first.description.replace(
                               f", seed {seeds[0]}", f", seeds {','.join(map(str, seeds))}"))
+    keys = [(index, seed) for index in range(len(jobs)) for seed in seeds]
+    workers = config.workers or default_workers(len(keys), config.threads)
     fitted: dict[int, StructuredLinear] = {}
     dimensions: dict[int, int] = {}
-    bar = tqdm(total=len(jobs) * len(seeds), disable=not progress, unit="fit", dynamic_ncols=True)
+    finished: dict[tuple[int, int], _Fitted] = {}
+    bar = tqdm(total=len(keys), disable=not progress, unit="fit", dynamic_ncols=True)
+
+    def tick(step: int, loss: float) -> None:
+        if step % 200 == 0:
+            bar.set_postfix(step=step, loss=f"{loss:.3e}")
+
+    def serial(key: tuple[int, int]) -> _Fitted:
+        bar.set_description(f"{jobs[key[0]].label} seed {key[1]}")
+        return fitter(key, tick)
+
+    def record(done: _Fitted) -> None:
+        """The run of ``done`` into the result; a job's first recorded seed (its first seed, unless
+        Ctrl-C came between) gives its timed layer and local dimension."""
+        if done.index not in fitted:
+            fitted[done.index] = done.layer
+            if not research_log and (config.charge == "dimension" or done.layer.params() <= DIMENSION_MAX_PARAMS):
+                dimensions[done.index] = local_dimension(done.layer)
+        run = _record(done.index, done.seed, done.layer, done.fit, fitter.target(done.seed, jobs[done.index].shuffle),
+                      dimensions.get(done.index, -1), config.charge)
+        run.start, run.random_error = done.start, done.random_error
+        if done.projection_error is not None and done.from_projection_error is not None:
+            run.projection_error, run.from_projection_error = done.projection_error, done.from_projection_error
+        result.runs.append(run)
+        if on_run:
+            on_run(run)
+
+    recorded = 0
     try:
-        with _torch_threads(config.threads):
-            for index, job in enumerate(jobs):
-                for seed in seeds:
-                    target = target_for(seed, job.shuffle)
-                    layer = build_layer(job, shape, seed, research_log)
-                    bar.set_description(f"{job.label} seed {seed}")
-
-                    def tick(step: int, loss: float) -> None:
-                        if step % 200 == 0:
-                            bar.set_postfix(step=step, loss=f"{loss:.3e}")
-
-                    fit = _fit(config, layer, target, tick)
-                    start, random_error, projection, from_projection = "random", fit.relative_error, None, None
-                    if config.project_start and isinstance(target, Target):
-                        candidate = build_layer(job, shape, seed)
-                        projection = _projected(candidate, target)
-                        if projection is not None:
-                            from_projection = _fit(config, candidate, target, tick)
-                            if from_projection.relative_error < fit.relative_error:
-                                start, layer, fit = "projection", candidate, from_projection
-                    if seed == seeds[0]:
-                        fitted[index] = layer
-                        if not research_log and (config.charge == "dimension"
-                                                 or layer.params() <= DIMENSION_MAX_PARAMS):
-                            dimensions[index] = local_dimension(layer)
-                    run = _record(index, seed, layer, fit, target, dimensions.get(index, -1), config.charge)
-                    run.start, run.random_error = start, random_error
-                    if projection is not None and from_projection is not None:
-                        run.projection_error, run.from_projection_error = projection, from_projection.relative_error
-                    result.runs.append(run)
-                    bar.update(1)
-                    if on_run:
-                        on_run(result.runs[-1])
+        with _torch_threads(config.threads), unordered_map(serial if workers == 1 else fitter, keys, workers,
+                                                            config.threads) as fits:
+            if workers > 1:
+                bar.set_description(f"{len(keys)} fits in {workers} processes")
+            for done in fits:
+                finished[(done.index, done.seed)] = done
+                bar.update(1)
+                while recorded < len(keys) and keys[recorded] in finished:
+                    record(finished.pop(keys[recorded]))
+                    recorded += 1
     except KeyboardInterrupt:
         result.interrupted = True
+        for key in keys:  # finished after one still running: kept too
+            if key in finished:
+                record(finished.pop(key))
     finally:
         bar.close()
     if config.timing and not result.interrupted:
