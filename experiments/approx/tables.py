@@ -277,7 +277,7 @@ def findings() -> None:
 
 
 #: The data-aware studies (``data_aware.py``), in the README's order.
-DATA_TARGETS = ("mnist_hidden", "cifar_shortcut")
+DATA_TARGETS = ("mnist_hidden", "cifar_shortcut", "cifar_conv")
 
 
 def _mean(values: list[float]) -> float:
