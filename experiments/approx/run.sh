@@ -63,9 +63,11 @@ dimension|all)
       | tee $OUT/families_gaussian_dimension.txt
   ;;&
 default|all)
-  # 8. The embedded default job as `make approx` runs it (torch's default threads), its wall time, and
-  # the load average before and after.
-  { uptime; time env -u OMP_NUM_THREADS structlayers approx --layer acdc --depth 16 --no-progress ; uptime; } \
+  # 8. The embedded default job as `make approx` runs it (torch's default threads; its fits in as many
+  # processes as the CPUs hold), its wall time and the load average before and after; then the same
+  # job with its fits in one process, for the ratio.
+  { uptime; time env -u OMP_NUM_THREADS structlayers approx --layer acdc --depth 16 --no-progress ; uptime;
+    time env -u OMP_NUM_THREADS structlayers approx --layer acdc --depth 16 --no-progress --workers 1 ; uptime; } \
       > $OUT/default_job.txt 2>&1
   ;;&
 data|all)
