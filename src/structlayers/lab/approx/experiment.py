@@ -558,7 +558,8 @@ def _projected(layer: StructuredLinear, target: Target) -> float | None:
 
 @dataclass
 class _Fitted:
-    """One (job, seed) fit as a worker hands it back: the fitted layer, the kept fit, and both starts."""
+    """One (job, seed) fit as a worker hands it back: the fitted layer, the kept fit, and both starts
+    (``projection``: the projection's error and the error of the fit from it, where there is one)."""
 
     index: int
     seed: int
@@ -566,8 +567,7 @@ class _Fitted:
     fit: FitResult
     start: str
     random_error: float
-    projection_error: float | None = None
-    from_projection_error: float | None = None
+    projection: tuple[float, float] | None = None
 
 
 @dataclass
@@ -600,10 +600,10 @@ class _Fitter:
         fitted = _Fitted(index, seed, layer, fit, "random", fit.relative_error)
         if self.config.project_start and isinstance(target, Target):
             candidate = build_layer(job, self.shape, seed)
-            fitted.projection_error = _projected(candidate, target)
-            if fitted.projection_error is not None:
+            projected = _projected(candidate, target)
+            if projected is not None:
                 from_projection = _fit(self.config, candidate, target, tick)
-                fitted.from_projection_error = from_projection.relative_error
+                fitted.projection = (projected, from_projection.relative_error)
                 if from_projection.relative_error < fit.relative_error:
                     fitted.start, fitted.layer, fitted.fit = "projection", candidate, from_projection
         return fitted
@@ -657,8 +657,8 @@ def run_approx(
         run = _record(done.index, done.seed, done.layer, done.fit, fitter.target(done.seed, jobs[done.index].shuffle),
                       dimensions.get(done.index, -1), config.charge)
         run.start, run.random_error = done.start, done.random_error
-        if done.projection_error is not None and done.from_projection_error is not None:
-            run.projection_error, run.from_projection_error = done.projection_error, done.from_projection_error
+        if done.projection is not None:
+            run.projection_error, run.from_projection_error = done.projection
         result.runs.append(run)
         if on_run:
             on_run(run)
