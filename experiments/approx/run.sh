@@ -71,8 +71,8 @@ default|all)
       > $OUT/default_job.txt 2>&1
   ;;&
 data|all)
-  # 9. Data-aware fits of two trained layers (their saved weights) and the accuracy right after surgery.
-  for pair in mnist_hidden:mnist-mlp cifar_shortcut:cifar-resnet18; do
+  # 9. Data-aware fits of three trained layers (their saved weights) and the accuracy right after surgery.
+  for pair in mnist_hidden:mnist-mlp cifar_shortcut:cifar-resnet18 cifar_conv:cifar-resnet18; do
     ${LOCK:+flock "$LOCK"} python experiments/approx/data_aware.py --target ${pair%%:*} --seeds 3 --steps 2000 \
         --minutes 600 --out $OUT/data_${pair%%:*}.json --weights experiments/approx/targets/models/${pair##*:}.pt
   done
