@@ -66,7 +66,8 @@ default|all)
   # 8. The embedded default job as `make approx` runs it (torch's default threads; its fits in as many
   # processes as the CPUs hold), its wall time and the load average before and after; then the same
   # job with its fits in one process, for the ratio.
-  { uptime; time env -u OMP_NUM_THREADS structlayers approx --layer acdc --depth 16 --no-progress ; uptime;
+  { grep -m1 'model name' /proc/cpuinfo; echo "CPUs available: $(env -u OMP_NUM_THREADS nproc)"; uptime
+    time env -u OMP_NUM_THREADS structlayers approx --layer acdc --depth 16 --no-progress ; uptime;
     time env -u OMP_NUM_THREADS structlayers approx --layer acdc --depth 16 --no-progress --workers 1 ; uptime; } \
       > $OUT/default_job.txt 2>&1
   ;;&
