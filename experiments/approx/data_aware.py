@@ -20,6 +20,9 @@ and the data-aware optimum ``[W S]_r S^+``.  After each fit the layer's weight i
 The checkpoints come from ``experiments/approx/targets/make_targets.sh``'s two training runs
 (``runs/approx-targets``; their model weights are saved in ``experiments/approx/targets/models/``,
 since retraining does not reproduce them bit for bit).  Resumable: runs already in ``--out`` are kept.
+With ``--raise-cap``, a record made with a lower ``--steps`` goes on at the higher cap: its runs whose fits
+all converged are kept (a deterministic L-BFGS fit that stopped before the old cap stops at the same point
+under a higher one), the others are fitted again.
 
     python experiments/approx/data_aware.py --target mnist_hidden --out experiments/approx/data_mnist_hidden.json
     python experiments/approx/data_aware.py --target cifar_shortcut --out experiments/approx/data_cifar_shortcut.json
@@ -157,6 +160,19 @@ def fit_record(fit: FitResult) -> dict[str, object]:
             "message": fit.message}
 
 
+def raise_cap(record: dict, steps: int) -> dict:
+    """``record`` (fitted at a lower step cap) as the start of one at ``steps``: its runs whose fits all
+    converged, the others left to fit; a configuration whose first start is refitted loses its local
+    dimension, measured again at the new fit."""
+    kept = [r for r in record["runs"] if all(r[k]["converged"] for k in ("frobenius", "data") if k in r)]
+    refit = {r["label"] for r in record["runs"] if r not in kept and "frobenius" in r}
+    command = record["command"].replace(f"--steps {record['steps_cap']}", f"--steps {steps}")
+    return {**record, "command": command, "steps_cap": steps, "runs": kept, "complete": False,
+            "dimensions": {k: v for k, v in record["dimensions"].items() if k not in refit},
+            "raised_from": {"steps_cap": record["steps_cap"], "kept": len(kept),
+                            "refitted": len(record["runs"]) - len(kept)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=sorted(SETUPS), required=True)
@@ -168,6 +184,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="L-BFGS iteration cap of every fit")
     parser.add_argument("--minutes", type=float, default=9.0, help="stop (resumably) after this long")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--raise-cap", action="store_true",
+                        help="--out was recorded at a lower --steps: keep its converged runs, refit the rest")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.monotonic()
@@ -209,6 +227,8 @@ def main() -> None:
         "seeds": list(range(args.seeds)), "optimizer": "lbfgs", "steps_cap": args.steps,
         "dense": {"accuracy": accuracy(w)}, "baselines": {}, "dimensions": {}, "runs": [], "complete": False,
         "machine": {"threads": 1, "cores": os.cpu_count(), "torch": torch.__version__}}
+    if args.raise_cap and record["steps_cap"] < args.steps:
+        record = raise_cap(record, args.steps)
     if record.get("format") != 2 or record["steps_cap"] != args.steps:
         raise SystemExit(f"{args.out} was recorded with other settings ({record['command']}); give a new --out")
     record["seeds"] = list(range(max(args.seeds, len(record["seeds"]))))  # --seeds 0 first: every first start
@@ -237,6 +257,12 @@ def main() -> None:
     todo = sorted(((i, job, start, seed) for job in jobs for i, (start, seed) in enumerate(starts(job))),
                   key=lambda t: t[0])
     done = {(r["label"], r["start"], r["seed"]) for r in record["runs"]}
+    order = {(job.label, start, seed): k for k, (_, job, start, seed) in enumerate(todo)}
+
+    def save() -> None:
+        record["runs"].sort(key=lambda r: order[(r["label"], r["start"], r["seed"])])  # refitted runs in place
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+
     stopped = False
     for i, job, start, seed in todo:
         if (job.label, start, seed) in done:
@@ -263,10 +289,10 @@ def main() -> None:
         print(f"{job.label:32s} {start} {seed}: data error of the data fit {run['data']['data_error']:.3f} "
               f"({run['data']['steps']} steps), data SVD {base['data_error']:.3f}; accuracy "
               f"{run['data']['accuracy']:.4f}; {time.monotonic() - started:.0f} s", flush=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        save()
     done = {(r["label"], r["start"], r["seed"]) for r in record["runs"]}
     record["complete"] = not stopped and all((job.label, start, seed) in done for _, job, start, seed in todo)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    save()
     print(f"{len(record['runs'])} runs; complete: {record['complete']}; {time.monotonic() - started:.0f} s")
 
 
