@@ -22,7 +22,8 @@ The checkpoints come from ``experiments/approx/targets/make_targets.sh``'s two t
 since retraining does not reproduce them bit for bit).  Resumable: runs already in ``--out`` are kept.
 With ``--raise-cap``, a record made with a lower ``--steps`` goes on at the higher cap: its runs whose fits
 all converged are kept (a deterministic L-BFGS fit that stopped before the old cap stops at the same point
-under a higher one), the others are fitted again.
+under a higher one), the others are fitted again.  ``--shard K/N`` fits only every N-th configuration
+(from the K-th) into its own ``--out``; ``--absorb`` takes the runs of such shards into one record.
 
     python experiments/approx/data_aware.py --target mnist_hidden --out experiments/approx/data_mnist_hidden.json
     python experiments/approx/data_aware.py --target cifar_shortcut --out experiments/approx/data_cifar_shortcut.json
@@ -173,6 +174,28 @@ def raise_cap(record: dict, steps: int) -> dict:
                             "refitted": len(record["runs"]) - len(kept)}}
 
 
+def shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` as ``(K, N)``, ``0 <= K < N``."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"a shard is K/N with 0 <= K < N, got {text!r}")
+    return int(index), int(count)
+
+
+def absorb(record: dict, other: dict, path: Path) -> None:
+    """Add to ``record`` the runs (and their local dimensions and baselines) of ``other``, a record of
+    the same study, e.g. another shard."""
+    same = ("format", "target", "layer_shape", "checkpoint", "steps_cap", "families")
+    if any(record[k] != other[k] for k in same):
+        raise SystemExit(f"{path} is not a record of the same study ({', '.join(same)} must agree)")
+    keys = {(r["label"], r["start"], r["seed"]) for r in record["runs"]}
+    record["runs"] += [r for r in other["runs"] if (r["label"], r["start"], r["seed"]) not in keys]
+    record["dimensions"] = {**other["dimensions"], **record["dimensions"]}
+    record["baselines"] = {**other["baselines"], **record["baselines"]}
+    record.setdefault("invocations", []).extend(i for i in other.get("invocations", [])
+                                                if i not in record.get("invocations", []))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=sorted(SETUPS), required=True)
@@ -186,6 +209,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--raise-cap", action="store_true",
                         help="--out was recorded at a lower --steps: keep its converged runs, refit the rest")
+    parser.add_argument("--shard", type=shard, default=(0, 1), metavar="K/N",
+                        help="fit only the configurations whose index is K modulo N (its record is a part)")
+    parser.add_argument("--absorb", type=Path, nargs="+", default=[],
+                        help="records of the same study (shards) whose runs --out takes before it fits")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.monotonic()
@@ -231,6 +258,8 @@ def main() -> None:
         record = raise_cap(record, args.steps)
     if record.get("format") != 2 or record["steps_cap"] != args.steps:
         raise SystemExit(f"{args.out} was recorded with other settings ({record['command']}); give a new --out")
+    for path in args.absorb:
+        absorb(record, json.loads(path.read_text()), path)
     record["seeds"] = list(range(max(args.seeds, len(record["seeds"]))))  # --seeds 0 first: every first start
     record["budgets"] = sorted(set(record["budgets"]) | set(setup.budgets))  # a budget added later: its runs too
     record.setdefault("invocations", []).append(f"{command} --minutes {args.minutes}")
@@ -256,6 +285,8 @@ def main() -> None:
     # Every configuration's first start before any further one, so that a stopped record is complete per start.
     todo = sorted(((i, job, start, seed) for job in jobs for i, (start, seed) in enumerate(starts(job))),
                   key=lambda t: t[0])
+    index, shards = args.shard
+    mine = {job.label for k, job in enumerate(jobs) if k % shards == index}
     done = {(r["label"], r["start"], r["seed"]) for r in record["runs"]}
     order = {(job.label, start, seed): k for k, (_, job, start, seed) in enumerate(todo)}
 
@@ -265,7 +296,7 @@ def main() -> None:
 
     stopped = False
     for i, job, start, seed in todo:
-        if (job.label, start, seed) in done:
+        if (job.label, start, seed) in done or job.label not in mine:
             continue
         if time.monotonic() - started > 60 * args.minutes:
             stopped = True
@@ -291,7 +322,8 @@ def main() -> None:
               f"{run['data']['accuracy']:.4f}; {time.monotonic() - started:.0f} s", flush=True)
         save()
     done = {(r["label"], r["start"], r["seed"]) for r in record["runs"]}
-    record["complete"] = not stopped and all((job.label, start, seed) in done for _, job, start, seed in todo)
+    record["complete"] = (not stopped and shards == 1
+                          and all((job.label, start, seed) in done for _, job, start, seed in todo))
     save()
     print(f"{len(record['runs'])} runs; complete: {record['complete']}; {time.monotonic() - started:.0f} s")
 

@@ -1,8 +1,10 @@
-"""``experiments/approx/data_aware.py --raise-cap``: a record made at a lower step cap goes on at a
-higher one, keeping exactly the runs a refit would reproduce."""
+"""``experiments/approx/data_aware.py``'s record plumbing: ``--raise-cap`` (a record made at a lower
+step cap goes on at a higher one, keeping exactly the runs a refit would reproduce) and ``--shard`` /
+``--absorb`` (a study fitted in parts, taken back into one record)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -60,3 +62,23 @@ def test_a_fit_that_converged_under_a_cap_ends_the_same_under_a_higher_one() -> 
     (converged, steps, weight), (converged_2, steps_2, weight_2) = results
     assert converged and converged_2 and steps == steps_2 < 400
     assert torch.equal(weight, weight_2)
+
+
+def test_shards_absorb_into_one_record(data_aware: ModuleType) -> None:
+    """``--shard K/N`` parts of a study go back into one record with ``--absorb``: every run once, the
+    dimensions and baselines of both; a record of another study is refused."""
+    assert data_aware.shard("1/2") == (1, 2)
+    for bad in ("2/2", "a/2", "1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            data_aware.shard(bad)
+    study = {"format": 2, "target": "t", "layer_shape": [4, 4], "checkpoint": "c", "steps_cap": 60, "families": "f"}
+    a = {**study, "runs": [{"label": "a", "start": "random", "seed": 0}], "dimensions": {"a": 7},
+         "baselines": {"2": 0.5}, "invocations": ["x --shard 0/2"]}
+    b = {**study, "runs": [{"label": "a", "start": "random", "seed": 0}, {"label": "b", "start": "random", "seed": 0}],
+         "dimensions": {"b": 8}, "baselines": {"3": 0.4}, "invocations": ["x --shard 1/2"]}
+    data_aware.absorb(a, b, Path("b.json"))
+    assert [r["label"] for r in a["runs"]] == ["a", "b"]
+    assert a["dimensions"] == {"a": 7, "b": 8} and a["baselines"] == {"2": 0.5, "3": 0.4}
+    assert a["invocations"] == ["x --shard 0/2", "x --shard 1/2"]
+    with pytest.raises(SystemExit, match="same study"):
+        data_aware.absorb(a, {**b, "steps_cap": 20}, Path("b.json"))
