@@ -72,13 +72,12 @@ default|all)
       > $OUT/default_job.txt 2>&1
   ;;&
 data|all)
-  # 9. Data-aware fits of three trained layers (their saved weights) and the accuracy right after surgery,
-  # at each record's step cap (the first two were fitted at 2000 steps, then went on at 6000 with
-  # --raise-cap, which ends where a run at 6000 from the start ends).
-  for spec in mnist_hidden:mnist-mlp:6000 cifar_shortcut:cifar-resnet18:6000 cifar_conv:cifar-resnet18:2000; do
-    IFS=: read -r target weights steps <<< "$spec"
-    ${LOCK:+flock "$LOCK"} python experiments/approx/data_aware.py --target $target --seeds 3 --steps $steps \
-        --minutes 600 --out $OUT/data_$target.json --weights experiments/approx/targets/models/$weights.pt
+  # 9. Data-aware fits of three trained layers (their saved weights) and the accuracy right after surgery.
+  # The records were fitted at 2000 steps, then went on at 6000 with --raise-cap, which ends where a run at
+  # 6000 from the start ends.
+  for pair in mnist_hidden:mnist-mlp cifar_shortcut:cifar-resnet18 cifar_conv:cifar-resnet18; do
+    ${LOCK:+flock "$LOCK"} python experiments/approx/data_aware.py --target ${pair%%:*} --seeds 3 --steps 6000 \
+        --minutes 600 --out $OUT/data_${pair%%:*}.json --weights experiments/approx/targets/models/${pair##*:}.pt
   done
   ;;&
 tables|all)
