@@ -18,6 +18,10 @@ paths onto irreps absent from the output are skipped, and for ``i = j`` the anti
 Clebsch-Gordan components (which vanish on ``x_i (x) x_i``) are dropped.  At band limit 2 this is
 about 15K FLOPs per field and voxel instead of 87K, with no product that ``W`` multiplies by a
 structural zero.  The fields are not mixed with each other (as in escnn's module).
+
+On CPU the product runs in a fused kernel (:mod:`atompaint.encoders._cg_fused`) that keeps each tile
+of voxels in cache through products, contractions and projections, forward and backward; elsewhere,
+and where the kernel cannot be compiled, in plain PyTorch. Both compute the same arithmetic.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from escnn import nn as enn
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from atompaint.encoders._cg_fused import cg_tensor_product, fused_available
 from atompaint.encoders.mixing import IrrepLayout, check_real_type, irrep_key
 from structlayers.base import FlopCount
 
@@ -125,6 +130,41 @@ class CGTensorProductCore(nn.Module):
         order = np.concatenate([v.reshape(-1) for v in out_layout.positions.values()])
         self.register_buffer("_scatter", None if np.array_equal(order, np.arange(order.size))
                              else torch.from_numpy(np.argsort(order)), persistent=False)
+        spec, blocks = self._kernel_program(out_layout)
+        self.register_buffer("_spec", spec, persistent=False)
+        self.register_buffer("_blocks", blocks, persistent=False)
+
+    def _kernel_program(self, out_layout: IrrepLayout) -> tuple[Tensor, Tensor]:
+        """The fused kernel's description of this product (``_cg_kernel.cpp``, ``parse``): sizes; per
+        weighted output irrep its copies, dimension, paths and output rows; per pair group its pairs,
+        factor rows and feeds (irrep, first column, first path); and the Clebsch-Gordan blocks."""
+        keys = list(self.weights)
+        positions = {irrep_key(k): v for k, v in out_layout.positions.items()}
+        spec = [self.in_size, self.out_size, len(keys), len(self.groups)]
+        for key in keys:
+            copies, paths = self.weights[key].shape[1:]
+            spec += [copies, self.dims[key], paths, *positions[key].reshape(-1).tolist()]
+        starts = dict.fromkeys(keys, 0)
+        for pg, feeds in zip(self.groups, self.feeds):
+            pairs, d1, d2 = pg.left.shape[0], pg.left.shape[1], pg.right.shape[1]
+            spec += [pairs, d1, d2, pg.cg.shape[1], len(feeds), *pg.left.reshape(-1).tolist(),
+                     *pg.right.reshape(-1).tolist()]
+            for key, (_, offset) in zip(feeds, pg.outputs):
+                spec += [keys.index(key), offset, starts[key]]
+                starts[key] += pairs
+        blocks = np.concatenate([pg.cg.T.reshape(-1) for pg in self.groups])
+        return torch.tensor(spec, dtype=torch.int64), torch.from_numpy(blocks).float()
+
+    def fused(self, x: Tensor) -> Tensor:
+        """:meth:`forward` by the fused kernel (``atompaint::cg_tensor_product``); ``x`` a CPU tensor."""
+        b, spatial = x.shape[0], x.shape[2:]
+        if x.shape[1] != self.channels * self.in_size:
+            raise ValueError(f"expected input (B, {self.channels * self.in_size}, ...), got {tuple(x.shape)}")
+        voxels = b * math.prod(spatial)
+        y = cg_tensor_product(x.reshape(b, x.shape[1], -1), list(self.weights.values()), self._spec,
+                              self._blocks.to(x.dtype), self.channels * self.out_size,
+                              self.flop_count(voxels).matmul)
+        return y.reshape(b, -1, *spatial)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.contract(x, self.feed_weights())
@@ -211,6 +251,9 @@ class CGTensorProduct(enn.EquivariantModule):
         if x.type != self.in_type:
             raise ValueError("input field type does not match the tensor product's in_type")
         t = x.tensor
+        fusable = t.dim() > 2 and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+        if fusable and fused_available():
+            return enn.GeometricTensor(self.core.fused(t), self.out_type, x.coords)
         if not (torch.is_grad_enabled() and t.dim() > 2):
             return enn.GeometricTensor(self.core(t), self.out_type, x.coords)
         # Training: voxel chunks, each recomputed in the backward pass (activation checkpointing), so the
