@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 import structlayers
-from atompaint.encoders import EncoderConfig, build_encoder
+from atompaint.encoders import EncoderConfig, build_encoder, fused_available
 from atompaint.encoders.costs import COST_KINDS, _kind, encoder_cost, measure_peak_memory
 from atompaint.tasks.neighbor_loc.count import encoder_form
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
@@ -91,7 +91,8 @@ QUICK = dict(band_limit=1, input_size=9, width=2, max_channels=4)
 
 
 def machine() -> dict:
-    """What the timings were taken on: CPU model, cores, threads, torch and Python versions (no hostname)."""
+    """What the timings were taken on: CPU model, cores, threads, torch and Python versions (no hostname), and
+    whether the Clebsch-Gordan tensor products ran the fused kernel or their plain-PyTorch form."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -102,7 +103,8 @@ def machine() -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
-            "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}"}
+            "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}",
+            "cg_tensor_product": "fused kernel" if fused_available() else "plain PyTorch"}
 
 
 def load_average() -> list[float]:

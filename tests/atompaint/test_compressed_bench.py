@@ -44,6 +44,7 @@ def test_quick_bench_records_machine_paired_ratios_and_noise(quick_result):
     r = quick_result
     assert list(r["variants"]) == ["dense", "dense + CG", "irrep-wise + dense mixing + CG"]
     assert r["machine"]["cpu"] and r["machine"]["torch_threads"] >= 1 and "hostname" not in r["machine"]
+    assert r["machine"]["cg_tensor_product"] in ("fused kernel", "plain PyTorch")
     assert len(r["load_average"]["before"]) == 3 and len(r["load_average"]["during"]) == 2
     row = r["variants"]["irrep-wise + dense mixing + CG"]
     dense = r["variants"]["dense"]["step_seconds"]

@@ -38,7 +38,7 @@ from atompaint.encoders.grid import GridEncoder
 from atompaint.encoders.layers import ACTIVATIONS, FourierActivation, InvariantReadout, first_hermite
 from atompaint.encoders.mixing import IrrepMixing, MixingSpec, PerIrrepLinear
 from atompaint.encoders.separable import ConvSpec, IrrepwiseR3Conv, SeparableR3Conv
-from atompaint.encoders.tensor_product import CGTensorProduct
+from atompaint.encoders.tensor_product import CGTensorProduct, fused_available, plain_form
 from structlayers.utils.tracing import register_tensor_type
 
 register_tensor_type(GeometricTensor, lambda g: g.tensor)
@@ -66,9 +66,11 @@ __all__ = [
     "channel_schedule",
     "export_encoder",
     "first_hermite",
+    "fused_available",
     "plan_channels",
     "plan_no_downsample",
     "plan_resnet",
     "plan_shallow",
     "plan_vgg",
+    "plain_form",
 ]

@@ -123,6 +123,27 @@ inline void pair_products(const Group& g, int64_t p, const T* x, int64_t V, int6
   }
 }
 
+// The tiles of one field (x: its d_in rows of V voxels): acc (rows of TILE) is zeroed, body(g, cg of g, p,
+// v0, n) runs for every pair p of every group g after pair_products put the pair's contraction in z, and
+// acc's first `rows` rows are written to out (rows of V).
+template <typename T, typename Body>
+void over_tiles(const Program& prog, const T* x, int64_t V, const T* cg, T* outer, T* z, T* acc, int64_t rows, T* out,
+                Body&& body) {
+  for (int64_t v0 = 0; v0 < V; v0 += TILE) {
+    const int64_t n = std::min(TILE, V - v0);
+    std::fill(acc, acc + rows * TILE, T(0));
+    for (const Group& g : prog.groups) {
+      const T* cgg = cg + g.cg_offset;
+      for (int64_t p = 0; p < g.pairs; ++p) {
+        pair_products(g, p, x + v0, V, n, cgg, outer, z);
+        body(g, cgg, p, v0, n);
+      }
+    }
+    for (int64_t row = 0; row < rows; ++row)
+      std::copy(acc + row * TILE, acc + row * TILE + n, out + row * V + v0);
+  }
+}
+
 template <typename T>
 void forward_impl(const Program& prog, const at::Tensor& x, const std::vector<at::Tensor>& weights,
                   const at::Tensor& cg_blocks, at::Tensor& y) {
@@ -136,33 +157,22 @@ void forward_impl(const Program& prog, const at::Tensor& x, const std::vector<at
     std::vector<T> outer(prog.max_outer * TILE), z(prog.max_k * TILE), acc(prog.d_out * TILE);
     for (int64_t bc = begin; bc < end; ++bc) {
       const int64_t c = bc % C;
-      const T* xb = xp + bc * prog.d_in * V;
-      T* yb = yp + bc * prog.d_out * V;
-      for (int64_t v0 = 0; v0 < V; v0 += TILE) {
-        const int64_t n = std::min(TILE, V - v0);
-        std::fill(acc.begin(), acc.end(), T(0));
-        for (const Group& g : prog.groups) {
-          const T* cgg = cg + g.cg_offset;
-          for (int64_t p = 0; p < g.pairs; ++p) {
-            pair_products(g, p, xb + v0, V, n, cgg, outer.data(), z.data());
-            for (const Feed& f : g.feeds) {
-              const Irrep& r = prog.irreps[f.irrep];
-              const T* wc = w[f.irrep] + c * r.copies * r.paths;
-              for (int64_t o = 0; o < r.copies; ++o) {
-                const T wv = wc[o * r.paths + f.start + p];
-                for (int64_t m = 0; m < r.dim; ++m) {
-                  T* a = acc.data() + r.rows[o * r.dim + m] * TILE;
-                  const T* zz = z.data() + (f.offset + m) * TILE;
+      over_tiles(prog, xp + bc * prog.d_in * V, V, cg, outer.data(), z.data(), acc.data(), prog.d_out,
+                 yp + bc * prog.d_out * V, [&](const Group& g, const T*, int64_t p, int64_t, int64_t n) {
+        for (const Feed& f : g.feeds) {
+          const Irrep& r = prog.irreps[f.irrep];
+          const T* wc = w[f.irrep] + c * r.copies * r.paths;
+          for (int64_t o = 0; o < r.copies; ++o) {
+            const T wv = wc[o * r.paths + f.start + p];
+            for (int64_t m = 0; m < r.dim; ++m) {
+              T* a = acc.data() + r.rows[o * r.dim + m] * TILE;
+              const T* zz = z.data() + (f.offset + m) * TILE;
 #pragma omp simd
-                  for (int64_t t = 0; t < n; ++t) a[t] += wv * zz[t];
-                }
-              }
+              for (int64_t t = 0; t < n; ++t) a[t] += wv * zz[t];
             }
           }
         }
-        for (int64_t row = 0; row < prog.d_out; ++row)
-          std::copy(acc.data() + row * TILE, acc.data() + row * TILE + n, yb + row * V + v0);
-      }
+      });
     }
   });
 }
@@ -191,68 +201,58 @@ void backward_impl(const Program& prog, const at::Tensor& gy, const at::Tensor& 
         const int64_t bc = b * C + c;
         const T* xb = xp + bc * prog.d_in * V;
         const T* gyb = gyp + bc * prog.d_out * V;
-        T* gxb = gxp + bc * prog.d_in * V;
-        for (int64_t v0 = 0; v0 < V; v0 += TILE) {
-          const int64_t n = std::min(TILE, V - v0);
-          std::fill(gacc.begin(), gacc.end(), T(0));
-          for (const Group& g : prog.groups) {
-            const T* cgg = cg + g.cg_offset;
-            const int64_t dd = g.d1 * g.d2;
-            for (int64_t p = 0; p < g.pairs; ++p) {
-              pair_products(g, p, xb + v0, V, n, cgg, outer.data(), z.data());
-              std::fill(gz.begin(), gz.begin() + g.k * TILE, T(0));
-              for (const Feed& f : g.feeds) {
-                const Irrep& r = prog.irreps[f.irrep];
-                const T* wc = w[f.irrep] + c * r.copies * r.paths;
-                for (int64_t o = 0; o < r.copies; ++o) {
-                  const int64_t q = o * r.paths + f.start + p;
-                  const T wv = wc[q];
-                  T s = 0;
-                  for (int64_t m = 0; m < r.dim; ++m) {
-                    const T* gr = gyb + r.rows[o * r.dim + m] * V + v0;
-                    const T* zz = z.data() + (f.offset + m) * TILE;
-                    T* gzz = gz.data() + (f.offset + m) * TILE;
+        over_tiles(prog, xb, V, cg, outer.data(), z.data(), gacc.data(), prog.d_in, gxp + bc * prog.d_in * V,
+                   [&](const Group& g, const T* cgg, int64_t p, int64_t v0, int64_t n) {
+          std::fill(gz.begin(), gz.begin() + g.k * TILE, T(0));
+          for (const Feed& f : g.feeds) {
+            const Irrep& r = prog.irreps[f.irrep];
+            const T* wc = w[f.irrep] + c * r.copies * r.paths;
+            for (int64_t o = 0; o < r.copies; ++o) {
+              const int64_t q = o * r.paths + f.start + p;
+              const T wv = wc[q];
+              T s = 0;
+              for (int64_t m = 0; m < r.dim; ++m) {
+                const T* gr = gyb + r.rows[o * r.dim + m] * V + v0;
+                const T* zz = z.data() + (f.offset + m) * TILE;
+                T* gzz = gz.data() + (f.offset + m) * TILE;
 #pragma omp simd reduction(+ : s)
-                    for (int64_t t = 0; t < n; ++t) {
-                      s += gr[t] * zz[t];
-                      gzz[t] += wv * gr[t];
-                    }
-                  }
-                  gsum[f.irrep][q] += s;
+                for (int64_t t = 0; t < n; ++t) {
+                  s += gr[t] * zz[t];
+                  gzz[t] += wv * gr[t];
                 }
               }
-              // The products' gradient (reusing outer), then the factors'.
-              for (int64_t ab = 0; ab < dd; ++ab) {
-                T* go = outer.data() + ab * TILE;
-                std::fill(go, go + n, T(0));
-                for (int64_t k = 0; k < g.k; ++k) {
-                  const T ck = cgg[k * dd + ab];
-                  const T* gzk = gz.data() + k * TILE;
+              gsum[f.irrep][q] += s;
+            }
+          }
+          // The products' gradient (reusing outer), then the factors'.
+          const int64_t dd = g.d1 * g.d2;
+          for (int64_t ab = 0; ab < dd; ++ab) {
+            T* go = outer.data() + ab * TILE;
+            std::fill(go, go + n, T(0));
+            for (int64_t k = 0; k < g.k; ++k) {
+              const T ck = cgg[k * dd + ab];
+              const T* gzk = gz.data() + k * TILE;
 #pragma omp simd
-                  for (int64_t t = 0; t < n; ++t) go[t] += ck * gzk[t];
-                }
-              }
-              for (int64_t a = 0; a < g.d1; ++a) {
-                const int64_t la = g.left[p * g.d1 + a];
-                const T* xl = xb + la * V + v0;
-                T* gl = gacc.data() + la * TILE;
-                for (int64_t bb = 0; bb < g.d2; ++bb) {
-                  const int64_t rb = g.right[p * g.d2 + bb];
-                  const T* xr = xb + rb * V + v0;
-                  T* gr = gacc.data() + rb * TILE;
-                  const T* go = outer.data() + (a * g.d2 + bb) * TILE;
-                  for (int64_t t = 0; t < n; ++t) {
-                    const T gt = go[t];
-                    gl[t] += gt * xr[t];
-                    gr[t] += gt * xl[t];
-                  }
-                }
+              for (int64_t t = 0; t < n; ++t) go[t] += ck * gzk[t];
+            }
+          }
+          for (int64_t a = 0; a < g.d1; ++a) {
+            const int64_t la = g.left[p * g.d1 + a];
+            const T* xl = xb + la * V + v0;
+            T* gl = gacc.data() + la * TILE;
+            for (int64_t bb = 0; bb < g.d2; ++bb) {
+              const int64_t rb = g.right[p * g.d2 + bb];
+              const T* xr = xb + rb * V + v0;
+              T* gr = gacc.data() + rb * TILE;
+              const T* go = outer.data() + (a * g.d2 + bb) * TILE;
+              for (int64_t t = 0; t < n; ++t) {
+                const T gt = go[t];
+                gl[t] += gt * xr[t];
+                gr[t] += gt * xl[t];
               }
             }
           }
-          for (int64_t row = 0; row < prog.d_in; ++row)
-            std::copy(gacc.data() + row * TILE, gacc.data() + row * TILE + n, gxb + row * V + v0);
-        }
+        });
       }
       for (size_t r = 0; r < prog.irreps.size(); ++r) {
         const int64_t size = prog.irreps[r].copies * prog.irreps[r].paths;

@@ -36,9 +36,11 @@ from escnn import nn as enn
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from atompaint.encoders._cg_fused import cg_tensor_product, fused_available
+from atompaint.encoders._cg_fused import cg_tensor_product, fused_available, plain_form
 from atompaint.encoders.mixing import IrrepLayout, check_real_type, irrep_key
 from structlayers.base import FlopCount
+
+__all__ = ["CGTensorProduct", "CGTensorProductCore", "escnn_tensor_product_flops", "fused_available", "plain_form"]
 
 #: Rows (examples x fields x voxels) per chunk when training: each chunk's intermediates (~700 numbers a
 #: row at band limit 2) are recomputed in the backward pass instead of being stored.  Smaller chunks keep
