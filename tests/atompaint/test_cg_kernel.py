@@ -16,8 +16,8 @@ from atompaint.encoders import _cg_fused
 from atompaint.encoders.fields import spectral_field_type
 from atompaint.encoders.tensor_product import CGTensorProduct
 
-pytestmark = pytest.mark.skipif(_cg_fused.fused_kernel() is None,
-                                reason="the fused kernel did not build here (no C++ compiler?)")
+needs_kernel = pytest.mark.skipif(_cg_fused.fused_kernel() is None,
+                                  reason="the fused kernel did not build here (no C++ compiler?)")
 
 
 def _values_and_grads(module: CGTensorProduct, x: torch.Tensor, grad: torch.Tensor):
@@ -37,6 +37,7 @@ def _compare(module: CGTensorProduct, x: torch.Tensor, **tolerance) -> None:
         torch.testing.assert_close(a, b, **tolerance)
 
 
+@needs_kernel
 @settings(max_examples=8, deadline=None)
 @given(band=st.integers(1, 2), fields=st.integers(1, 3), batch=st.integers(1, 3),
        spatial=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5)))
@@ -48,6 +49,7 @@ def test_fused_equals_plain_form_in_values_and_gradients(band, fields, batch, sp
     _compare(module, torch.randn(batch, ftype.size, *spatial, dtype=torch.float64), rtol=1e-10, atol=1e-10)
 
 
+@needs_kernel
 def test_fused_in_single_precision_and_interleaved_output_irreps():
     in_type = spectral_field_type(2, 2)
     gs, irrep = in_type.gspace, in_type.fibergroup.irrep
@@ -58,6 +60,7 @@ def test_fused_in_single_precision_and_interleaved_output_irreps():
     _compare(module, torch.randn(3, in_type.size, 9, 8, 7), rtol=1e-4, atol=1e-4)
 
 
+@needs_kernel
 def test_fused_operator_registration_and_gradcheck():
     ftype = spectral_field_type(2, 1)
     torch.manual_seed(0)
@@ -70,6 +73,7 @@ def test_fused_operator_registration_and_gradcheck():
                                     (x, *weights))
 
 
+@needs_kernel
 def test_flop_counter_sees_the_analytic_count_forward_and_backward():
     ftype = spectral_field_type(3, 2)
     module = CGTensorProduct(ftype, ftype)
@@ -83,6 +87,7 @@ def test_flop_counter_sees_the_analytic_count_forward_and_backward():
     assert counter.get_total_flops() == 3 * expected
 
 
+@needs_kernel
 def test_bad_input_and_switching_off(monkeypatch):
     ftype = spectral_field_type(2, 1)
     module = CGTensorProduct(ftype, ftype)
@@ -101,3 +106,25 @@ def test_bad_input_and_switching_off(monkeypatch):
     assert _cg_fused.fused_available()
     with _cg_fused.plain_form():
         assert not _cg_fused.fused_available()
+
+
+def test_a_failed_build_falls_back_to_the_plain_form(monkeypatch):
+    """Where the kernel cannot be compiled, one warning says so and the tensor product runs its plain form."""
+    from torch.utils import cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension: no C++ compiler")
+
+    ftype = spectral_field_type(2, 1)
+    module = CGTensorProduct(ftype, ftype)
+    x = torch.randn(2, ftype.size, 3, 4, 2)
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    _cg_fused.fused_kernel.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="did not build.*no C\\+\\+ compiler.*plain-PyTorch form"):
+            assert not _cg_fused.fused_available()
+        with torch.no_grad():
+            torch.testing.assert_close(module(enn.GeometricTensor(x, ftype)).tensor, module.core(x))
+    finally:
+        monkeypatch.undo()
+        _cg_fused.fused_kernel.cache_clear()
