@@ -111,6 +111,16 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def write_micro(script: str, json_path: Path | None, load_before: list[float], **fields) -> dict:
+    """A micro-benchmark's record: its command line, ``fields``, the machine and the load before and
+    now; written to ``json_path`` when given."""
+    result = {"command": f"python experiments/compressed_encoders/{script} " + " ".join(sys.argv[1:]), **fields,
+              "machine": machine(), "load_average": {"before": load_before, "after": load_average()}}
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def spread(values: list[float]) -> dict:
     """Min / quartiles / median / max of paired ratios and the IQR relative to the median."""
     q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else 3 * values

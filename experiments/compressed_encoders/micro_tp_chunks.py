@@ -10,7 +10,6 @@ against the default.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -62,13 +61,8 @@ def main() -> None:
         rows.append({"chunk_rows": rows_per_chunk, "seconds": list(timing.samples), "speedup_vs_default": ratio})
         print(f"CHUNK_ROWS {rows_per_chunk:6d}: median {timing.median:.3f} s, vs {default}: {ratio['median']:.2f}x "
               f"[{ratio['min']:.2f}-{ratio['max']:.2f}]", flush=True)
-    result = {"command": "python experiments/compressed_encoders/micro_tp_chunks.py " + " ".join(sys.argv[1:]),
-              "default_chunk_rows": default, "batch": args.batch, "fields": args.fields, "size": args.size,
-              "repeats": args.repeats, "machine": bench.machine(),
-              "load_average": {"before": load_before, "after": bench.load_average()}, "cases": rows}
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-
+    bench.write_micro("micro_tp_chunks.py", args.json, load_before, default_chunk_rows=default, batch=args.batch,
+                      fields=args.fields, size=args.size, repeats=args.repeats, cases=rows)
 
 if __name__ == "__main__":
     main()
