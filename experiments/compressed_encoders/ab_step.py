@@ -65,6 +65,8 @@ def worker(args: argparse.Namespace) -> None:
 
 def start(name: str, src: Path, args: argparse.Namespace, compile_: bool) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(src))
+    if src != ROOT / "src":  # an archived commit builds its own C++ kernels, beside its sources
+        env["TORCH_EXTENSIONS_DIR"] = str(src.parent / "torch_extensions")
     command = [sys.executable, __file__, "--worker", "--config", args.config, "--changes", args.changes,
                "--batch", str(args.batch)] + (["--compile"] if compile_ else [])
     proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)

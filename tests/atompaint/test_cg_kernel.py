@@ -8,7 +8,7 @@ import pytest
 import torch
 from escnn import nn as enn
 from escnn.group import directsum
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -40,9 +40,11 @@ def _compare(module: CGTensorProduct, x: torch.Tensor, **tolerance) -> None:
 @needs_kernel
 @settings(max_examples=8, deadline=None)
 @given(band=st.integers(1, 2), fields=st.integers(1, 3), batch=st.integers(1, 3),
-       spatial=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5)))
+       spatial=st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 7)))
+@example(band=2, fields=1, batch=1, spatial=(8, 4, 4))  # exactly one tile
+@example(band=2, fields=2, batch=2, spatial=(8, 8, 7))  # a whole tile and a remainder
 def test_fused_equals_plain_form_in_values_and_gradients(band, fields, batch, spatial):
-    """Any batch and grid (tiles of 64 voxels with a remainder, or less than one tile)."""
+    """Any batch and grid (whole tiles of 128 voxels, with a remainder, or less than one tile)."""
     ftype = spectral_field_type(fields, band)
     torch.manual_seed(0)
     module = CGTensorProduct(ftype, ftype).double()

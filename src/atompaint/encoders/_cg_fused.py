@@ -30,6 +30,8 @@ from torch.utils.flop_counter import register_flop_formula
 #: Set to ``0`` to run the plain-PyTorch tensor product even where the kernel builds.
 ENV_SWITCH = "ATOMPAINT_FUSED_TP"
 SOURCE = Path(__file__).with_name("_cg_kernel.cpp")
+#: Compiler flags of the kernel's build (``-DCG_TILE=n`` added to them sets its tile size).
+CFLAGS = ("-O3", "-march=native", "-fopenmp-simd")
 
 
 _plain = [False]
@@ -61,7 +63,7 @@ def fused_kernel() -> ModuleType | None:
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
         return cpp_extension.load(name="atompaint_cg_kernel", sources=[str(SOURCE)],
-                                  extra_cflags=["-O3", "-march=native", "-fopenmp-simd"], verbose=False)
+                                  extra_cflags=list(CFLAGS), verbose=False)
     except Exception as error:
         warnings.warn(f"the fused Clebsch-Gordan kernel did not build ({type(error).__name__}: "
                       f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}); "

@@ -3,7 +3,7 @@
 // The plain-PyTorch form (CGTensorProductCore.contract) gathers the pair factors, forms their products,
 // contracts them with the Clebsch-Gordan columns and projects the result with the learned weights as
 // separate kernels, each reading and writing whole tensors; in training it recomputes all of that in the
-// backward pass.  Here each channel's fields are processed in tiles of TILE voxels that stay in the L1
+// backward pass.  Here each channel's fields are processed in tiles of TILE voxels that stay in the
 // cache: the products, contractions and projections (and in the backward pass their gradients) run on
 // the tile, and only the input, the output and the weight gradients touch memory.  The arithmetic is the
 // same as the plain form's (dense Clebsch-Gordan blocks), so the analytic FLOP count describes both.
@@ -17,11 +17,20 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace {
 
-constexpr int64_t TILE = 64;
+// Voxels per tile: the fastest of 64-512 at all three seed-004 resolutions (experiments/
+// compressed_encoders/micro_cg_tile.py, which builds other sizes with -DCG_TILE=n).
+#ifndef CG_TILE
+#define CG_TILE 128
+#endif
+constexpr int64_t TILE = CG_TILE;
+#ifndef CG_RUNTIME_COUNT
+#define CG_RUNTIME_COUNT 0
+#endif
 
 struct Feed {
   int64_t irrep;   // index into Program::irreps (and the weight list)
@@ -97,9 +106,9 @@ Program parse(const at::Tensor& spec) {
 
 // One pair's products of its factors (outer: (d1 d2, TILE)) and their Clebsch-Gordan contraction
 // (z: (k, TILE)) on the n voxels of a tile.
-template <typename T>
-inline void pair_products(const Group& g, int64_t p, const T* x, int64_t V, int64_t n, const T* cg, T* outer,
-                          T* z) {
+template <typename T, typename N>
+inline void pair_products(const Group& g, int64_t p, const T* x, int64_t V, N n_, const T* cg, T* outer, T* z) {
+  const int64_t n = n_;
   for (int64_t a = 0; a < g.d1; ++a) {
     const T* xl = x + g.left[p * g.d1 + a] * V;
     for (int64_t b = 0; b < g.d2; ++b) {
@@ -131,14 +140,22 @@ void over_tiles(const Program& prog, const T* x, int64_t V, const T* cg, T* oute
                 Body&& body) {
   for (int64_t v0 = 0; v0 < V; v0 += TILE) {
     const int64_t n = std::min(TILE, V - v0);
-    std::fill(acc, acc + rows * TILE, T(0));
-    for (const Group& g : prog.groups) {
-      const T* cgg = cg + g.cg_offset;
-      for (int64_t p = 0; p < g.pairs; ++p) {
-        pair_products(g, p, x + v0, V, n, cgg, outer, z);
-        body(g, cgg, p, v0, n);
+    auto tile = [&](auto count) {
+      std::fill(acc, acc + rows * TILE, T(0));
+      for (const Group& g : prog.groups) {
+        const T* cgg = cg + g.cg_offset;
+        for (int64_t p = 0; p < g.pairs; ++p) {
+          pair_products(g, p, x + v0, V, count, cgg, outer, z);
+          body(g, cgg, p, v0, count);
+        }
       }
-    }
+    };
+    // Whole tiles with a compile-time trip count, so the inner loops unroll into whole vectors
+    // (CG_RUNTIME_COUNT=1 builds the run-time-count form, for micro_cg_tile.py's comparison).
+    if (n == TILE && !CG_RUNTIME_COUNT)
+      tile(std::integral_constant<int64_t, TILE>{});
+    else
+      tile(n);
     for (int64_t row = 0; row < rows; ++row)
       std::copy(acc + row * TILE, acc + row * TILE + n, out + row * V + v0);
   }
@@ -158,7 +175,8 @@ void forward_impl(const Program& prog, const at::Tensor& x, const std::vector<at
     for (int64_t bc = begin; bc < end; ++bc) {
       const int64_t c = bc % C;
       over_tiles(prog, xp + bc * prog.d_in * V, V, cg, outer.data(), z.data(), acc.data(), prog.d_out,
-                 yp + bc * prog.d_out * V, [&](const Group& g, const T*, int64_t p, int64_t, int64_t n) {
+                 yp + bc * prog.d_out * V, [&](const Group& g, const T*, int64_t p, int64_t, auto count) {
+        const int64_t n = count;
         for (const Feed& f : g.feeds) {
           const Irrep& r = prog.irreps[f.irrep];
           const T* wc = w[f.irrep] + c * r.copies * r.paths;
@@ -202,7 +220,8 @@ void backward_impl(const Program& prog, const at::Tensor& gy, const at::Tensor& 
         const T* xb = xp + bc * prog.d_in * V;
         const T* gyb = gyp + bc * prog.d_out * V;
         over_tiles(prog, xb, V, cg, outer.data(), z.data(), gacc.data(), prog.d_in, gxp + bc * prog.d_in * V,
-                   [&](const Group& g, const T* cgg, int64_t p, int64_t v0, int64_t n) {
+                   [&](const Group& g, const T* cgg, int64_t p, int64_t v0, auto count) {
+          const int64_t n = count;
           std::fill(gz.begin(), gz.begin() + g.k * TILE, T(0));
           for (const Feed& f : g.feeds) {
             const Irrep& r = prog.irreps[f.irrep];
