@@ -57,12 +57,9 @@ def main() -> None:
         for y in outputs[1:]:
             torch.testing.assert_close(y, outputs[0], rtol=1e-5, atol=1e-4)
 
-        def step(kernel=None) -> None:
-            kernel.forward(x, weights, core._spec, core._blocks)
-            kernel.backward(grad, x, weights, core._spec, core._blocks)
-
-        timings = time_interleaved([lambda k=k: step(k) for k in kernels], torch.device("cpu"), warmup=1,
-                                   repeats=args.repeats)
+        program = (weights, core._spec, core._blocks)
+        timings = time_interleaved([lambda k=k, p=program, x=x, grad=grad: (k.forward(x, *p), k.backward(grad, x, *p))
+                                    for k in kernels], torch.device("cpu"), warmup=1, repeats=args.repeats)
         rows = {}
         for arm, timing in zip(arms, timings):
             ratio = bench.paired_ratio(list(timings[0].samples), list(timing.samples))
