@@ -34,6 +34,7 @@ from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
 from atompaint.training.config import load_config
 from structlayers.base import count_params
 from structlayers.lab.bench.allocator import keep_freed_memory
+from structlayers.utils.cache import cpu_description
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 
@@ -91,17 +92,12 @@ QUICK = dict(band_limit=1, input_size=9, width=2, max_channels=4)
 
 
 def machine() -> dict:
-    """What the timings were taken on: CPU model, cores, threads, torch and Python versions (no hostname), and
-    whether the Clebsch-Gordan tensor products ran the fused kernel or their plain-PyTorch form."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    """What the timings were taken on: CPU model (with its family, model and stepping numbers and vector
+    width), cores, threads, torch and Python versions (no hostname), and whether the Clebsch-Gordan
+    tensor products ran the fused kernel or their plain-PyTorch form."""
+    cpu = cpu_description()
+    return {"cpu": cpu["name"], "cpu_id": {k: v for k, v in cpu.items() if k != "name"}, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
             "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}",
             "cg_tensor_product": "fused kernel" if fused_available() else "plain PyTorch"}

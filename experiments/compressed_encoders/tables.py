@@ -39,7 +39,9 @@ def header(result: dict) -> str:
     during = max(row[0] for row in load["during"]) if load["during"] else float("nan")
     # Runs before the fused kernel existed do not say: their tensor products ran the plain-PyTorch form.
     products = m.get("cg_tensor_product", "plain PyTorch")
-    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), torch {m['torch']}, "
+    ident = m.get("cpu_id", {})
+    cpu = m["cpu"] + (f" ({', '.join(f'{k} {v}' for k, v in ident.items())})" if ident else "")
+    return (f"Machine: {cpu}, {m['cores']} cores, {m['torch_threads']} torch thread(s), torch {m['torch']}, "
             f"Clebsch-Gordan tensor products: {products}; "
             f"1-minute load average before {load['before'][0]:.2f}, at most {during:.2f} during the timed steps, "
             f"after {load['after'][0]:.2f}. {result['repeats']} paired steps of batch {result['batch']} pairs "

@@ -49,15 +49,30 @@ def cache_dir() -> Path | None:
     return Path(base) / "structlayers"
 
 
-@lru_cache(maxsize=16)
-def _cpu_name() -> str:
+@lru_cache(maxsize=1)
+def cpu_description() -> dict[str, str]:
+    """The CPU as ``/proc/cpuinfo`` names it: ``name`` and, where listed, ``family`` / ``model`` /
+    ``stepping`` and the widest x86 vector extension (``vector``: ``avx512``, ``avx2`` or ``sse``).
+    Virtual machines often report only a brand ("AMD EPYC") as the name, shared by CPU generations
+    whose speed differs, so the numbers and vector width are what tell two machines apart."""
+    fields = {"model name": "name", "cpu family": "family", "model": "model", "stepping": "stepping"}
+    found: dict[str, str] = {}
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break  # the first processor's block describes them all
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in fields:
+                found[fields[key]] = value
+            elif key == "flags":
+                flags = set(value.split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    description = {"name": found.pop("name", None) or platform.processor() or platform.machine(), **found}
+    if flags:
+        description["vector"] = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse"
+    return description
 
 
 def device_fingerprint(device: torch.device | str) -> str:
@@ -67,7 +82,7 @@ def device_fingerprint(device: torch.device | str) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         name = torch.cuda.get_device_name(index)
     else:
-        name = _cpu_name()
+        name = " ".join(cpu_description().values())
     return f"{device.type}|{name}|torch {torch.__version__}|threads {torch.get_num_threads()}"
 
 
