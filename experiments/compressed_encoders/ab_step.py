@@ -112,6 +112,9 @@ def main() -> None:
             return Path(tmp) / name / "src"
 
         if args.before:
+            # Recorded as the commit it names now, not as a name like HEAD that moves.
+            args.before = subprocess.run(["git", "rev-parse", "--short", args.before], cwd=ROOT, check=True,
+                                         capture_output=True, text=True).stdout.strip()
             arms["before"] = start("before", source(args.before, "before"), args, False)
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True).stdout.strip()
