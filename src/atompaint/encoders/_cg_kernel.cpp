@@ -104,6 +104,24 @@ Program parse(const at::Tensor& spec) {
   return prog;
 }
 
+// out[t] = sum_r coef[r * stride] * rows[r * TILE + t] for the n voxels of a tile, summed in a local
+// array: with the running sum in memory that the rows might alias, every step of the sum was stored,
+// and the stores limited the loop.
+template <typename T, typename N>
+inline void combine_rows(const T* coef, int64_t stride, const T* rows, int64_t count, N n_, T* out) {
+  const int64_t n = n_;
+  alignas(64) T sum[TILE];
+#pragma omp simd
+  for (int64_t t = 0; t < n; ++t) sum[t] = T(0);
+  for (int64_t r = 0; r < count; ++r) {
+    const T c = coef[r * stride];
+    const T* row = rows + r * TILE;
+#pragma omp simd
+    for (int64_t t = 0; t < n; ++t) sum[t] += c * row[t];
+  }
+  std::copy(sum, sum + n, out);
+}
+
 // One pair's products of its factors (outer: (d1 d2, TILE)) and their Clebsch-Gordan contraction
 // (z: (k, TILE)) on the n voxels of a tile.
 template <typename T, typename N>
@@ -120,15 +138,8 @@ inline void pair_products(const Group& g, int64_t p, const T* x, int64_t V, N n_
   }
   const int64_t dd = g.d1 * g.d2;
   for (int64_t k = 0; k < g.k; ++k) {
-    T* zk = z + k * TILE;
-    std::fill(zk, zk + n, T(0));
     const T* row = cg + k * dd;
-    for (int64_t ab = 0; ab < dd; ++ab) {
-      const T c = row[ab];
-      const T* o = outer + ab * TILE;
-#pragma omp simd
-      for (int64_t t = 0; t < n; ++t) zk[t] += c * o[t];
-    }
+    combine_rows(row, 1, outer, dd, n_, z + k * TILE);
   }
 }
 
@@ -245,16 +256,8 @@ void backward_impl(const Program& prog, const at::Tensor& gy, const at::Tensor& 
           }
           // The products' gradient (reusing outer), then the factors'.
           const int64_t dd = g.d1 * g.d2;
-          for (int64_t ab = 0; ab < dd; ++ab) {
-            T* go = outer.data() + ab * TILE;
-            std::fill(go, go + n, T(0));
-            for (int64_t k = 0; k < g.k; ++k) {
-              const T ck = cgg[k * dd + ab];
-              const T* gzk = gz.data() + k * TILE;
-#pragma omp simd
-              for (int64_t t = 0; t < n; ++t) go[t] += ck * gzk[t];
-            }
-          }
+          for (int64_t ab = 0; ab < dd; ++ab)
+            combine_rows(cgg + ab, dd, gz.data(), g.k, count, outer.data() + ab * TILE);
           for (int64_t a = 0; a < g.d1; ++a) {
             const int64_t la = g.left[p * g.d1 + a];
             const T* xl = xb + la * V + v0;
