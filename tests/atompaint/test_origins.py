@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import shutil
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +250,33 @@ def test_ctrl_c_during_a_build_keeps_whole_structures(structure_dir: Path, tmp_p
     monkeypatch.undo()
     report = build_index(find_structures(structure_dir), db)
     assert (report.added, report.skipped, report.n_structures) == (2, 1, 3)
+
+
+def test_a_signal_inside_c_code_finishes_the_structure_then_stops(structure_dir: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # C code that calls back into Python can replace a KeyboardInterrupt raised there by an error of its
+    # own (numpy's np.char turns it into a TypeError): the build takes Ctrl-C as a request instead.
+    import atompaint.origins.index as index_module
+
+    calls = []
+
+    def select_inside_c_code(atoms, params):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            try:
+                time.sleep(0.01)  # the handler runs here
+            except KeyboardInterrupt:
+                raise TypeError("result array type does not match underlying function") from None
+        return select_origins(atoms, params)
+
+    monkeypatch.setattr(index_module, "select_origins", select_inside_c_code)
+    db = tmp_path / "origins.db"
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(BuildInterrupted) as info:
+        build_index(find_structures(structure_dir), db)
+    assert (info.value.report.added, info.value.report.n_structures) == (2, 2)  # the one in hand finished
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_held_lock_makes_a_second_build_wait_or_refuse(structure_dir: Path, tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from structlayers.utils.interrupt import StopRequest
+
 from ..structures import StructureError, is_structure_file, load, structure_name
 from .select import OriginParams, select_origins
 
@@ -123,7 +125,8 @@ def build_index(
     """Add the origins of every structure in ``paths`` to the index at ``db_path`` (created if absent).
 
     Resumable: structures already in the index are skipped, so an interrupted build continues where
-    it stopped (each structure is committed on its own; Ctrl-C raises :class:`BuildInterrupted`).
+    it stopped (each structure is committed on its own; Ctrl-C stops the build after the structure in hand, a
+    second one at once, and raises :class:`BuildInterrupted`).
     Structures whose file was deleted are dropped, and those whose file changed (modification time or
     size) are indexed again.  Unreadable files are recorded in ``failures``, reported with a warning,
     and retried on the next build.  ``wait``: seconds to wait for another build of the same index to
@@ -142,7 +145,9 @@ def build_index(
         con = sqlite3.connect(db_path, timeout=60)
         report = BuildReport(added=0, skipped=0, failed=[], n_structures=0, n_origins=0)
         try:
-            _build(con, db_path, params, paths, names, progress, report)
+            message = "interrupted: stopping after the current structure (Ctrl-C again to stop at once)"
+            with StopRequest(message) as stop:
+                _build(con, db_path, params, paths, names, progress, report, stop)
         except KeyboardInterrupt:
             raise BuildInterrupted(db_path, _count(con, report)) from None
         else:
@@ -175,9 +180,10 @@ def _build(
     names: list[str],
     progress: bool,
     report: BuildReport,
+    stop: StopRequest,
 ) -> None:
     """The work of :func:`build_index`, recorded in ``report`` as it goes (so an interrupted build
-    can say what it did)."""
+    can say what it did); a Ctrl-C (``stop``) ends it between structures."""
     con.executescript(_SCHEMA)
     _add_missing_columns(con)
     _check_or_write_meta(con, params, db_path)
@@ -194,6 +200,8 @@ def _build(
 
         iterator = tqdm(todo, desc="indexing structures", unit="structure")
     for path, name in iterator:
+        if stop.requested:
+            raise KeyboardInterrupt
         try:
             stat = path.stat()
             atoms = load(path, **LOAD_OPTIONS, **params.load_context)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from structlayers.lightning.checkpoints import LAST, RUN_KEY, atomic_save
 from structlayers.lightning.directory import RunDirectory, RunPlan
+from structlayers.utils.interrupt import StopRequest
 
 __all__ = ["AtomicCheckpointIO", "RunCheckpoints", "build_trainer", "fit_run"]
 
@@ -81,11 +81,8 @@ class RunCheckpoints(ModelCheckpoint):
         #: ``(epoch, global_step)`` where an interrupted run stopped, and the signal that stopped it.
         self.stopped_at: tuple[int, int] | None = None
         self.stop_signal: int | None = None
-        self._stop_requested = False
-        self._previous_handler: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_previous_handler": None}
+        self._stop = StopRequest(f"interrupted: stopping after the current batch and saving {self.last_path} "
+                                 "(Ctrl-C again to stop at once without saving)")
 
     # -- the run folder ---------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -101,8 +98,8 @@ class RunCheckpoints(ModelCheckpoint):
         trainer.strategy.barrier("structlayers-run-recorded")
         self._last_global_step_saved = trainer.global_step  # a resumed run does not re-save what it loaded
         # Installed after Lightning saved the signal handlers it restores when fit ends.
-        if self.graceful_interrupt and threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        if self.graceful_interrupt:
+            self._stop.__enter__()
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
@@ -120,32 +117,19 @@ class RunCheckpoints(ModelCheckpoint):
         self._save_last(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._restore_handler()  # Lightning skips the teardown hooks after an exception
+        self._stop.restore()  # Lightning skips the teardown hooks after an exception
         if isinstance(exception, SIGTERMException):
             self.interrupted, self.stop_signal = True, int(signal.SIGTERM)
             self.stopped_at = (trainer.current_epoch, trainer.global_step)
             self._save_last(trainer)
 
     # -- Ctrl-C -----------------------------------------------------------------------------
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._stop_requested:
-            signal.signal(signal.SIGINT, self._previous_handler or signal.default_int_handler)
-            raise KeyboardInterrupt
-        self._stop_requested = True
-        print(f"\ninterrupted: stopping after the current batch and saving {self.last_path} "
-              "(Ctrl-C again to stop at once without saving)", file=sys.stderr, flush=True)
-
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().teardown(trainer, pl_module, stage)
-        self._restore_handler()
-
-    def _restore_handler(self) -> None:
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        self._stop.restore()
 
     def _check_stop(self, trainer: pl.Trainer) -> None:
-        stop = self._stop_requested
+        stop = self._stop.requested
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop and not self.interrupted:
