@@ -101,11 +101,15 @@ def test_first_hermite_values_and_gradients():
 @pytest.mark.parametrize("function", ["hermite", "elu", "leaky_hardshrink"])
 def test_fused_fourier_activation_equals_autograd(function, monkeypatch):
     """The training path of the Fourier activation (voxel blocks, ``f'`` saved) gives the outputs and
-    input gradients of :func:`fourier_pointwise` under autograd, with a last block shorter than the others."""
+    input gradients of :func:`fourier_pointwise` under autograd, with blocks of 4 of the 6 fields and 10
+    of the 27 voxels (the last ones shorter)."""
     from atompaint.encoders import layers
 
-    monkeypatch.setattr(layers, "FOURIER_BLOCK", 10)
     activation = layers.FourierActivation(2, 1, 1, function)
+    monkeypatch.setattr(layers, "FOURIER_BLOCK_VOXELS", 10)
+    monkeypatch.setattr(layers, "FOURIER_BLOCK_SAMPLES", 4 * 10 * activation.A.shape[0])
+    assert [(r.start, b.start) for r, b in layers._fourier_blocks(6, activation.A.shape[0], 27)][:4] == [
+        (0, 0), (0, 10), (0, 20), (4, 0)]
     torch.manual_seed(0)
     x = (2 * torch.randn(3, activation.in_type.size, 3, 3, 3)).requires_grad_()
     g = torch.randn(3, activation.out_type.size, 3, 3, 3)
@@ -115,6 +119,24 @@ def test_fused_fourier_activation_equals_autograd(function, monkeypatch):
     (grad_plain,) = torch.autograd.grad(plain, x, g)
     torch.testing.assert_close(fused, plain)
     torch.testing.assert_close(grad, grad_plain)
+
+
+def test_fused_fourier_activation_runs_in_its_inputs_precision_under_autocast():
+    from atompaint.encoders import layers
+
+    activation = layers.FourierActivation(2, 1, 1, "elu")
+    torch.manual_seed(0)
+    x = torch.randn(3, activation.in_type.size, 3, 3, 3)
+    g = torch.randn(3, activation.out_type.size, 3, 3, 3)
+    plain = layers.fourier_pointwise(x.requires_grad_(), activation.A, activation.Ainv, activation._function, 2)
+    (grad_plain,) = torch.autograd.grad(plain, x, g)
+    half = x.detach().bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = activation(enn.GeometricTensor(half, activation.in_type)).tensor
+    (grad,) = torch.autograd.grad(y, half, g.bfloat16())
+    assert y.dtype == grad.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), plain, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(grad.float(), grad_plain, rtol=0.05, atol=0.1)
 
 
 @pytest.mark.parametrize("kind", ["spectral", "gated"])
