@@ -211,35 +211,6 @@ class FourierActivation(enn.FourierPointwise):
         return f"function={self.function_name}, grid=thomson_cube(N={self.grid_size})"
 
 
-class _FieldAffine(torch.autograd.Function):
-    """``fields * scale (+ shift)`` for training, ``fields (B, C, size, *spatial)``, ``scale (1, C, 1, ...)``
-    (one per field), ``shift (1, C, size, 1, ...)`` or ``None``.  The backward pass reads the output
-    gradient three times (the input's gradient, one dot product per field and example for the scale's,
-    a sum for the shift's); autograd's ``addcmul`` backward also multiplied the gradient by the unit
-    ``value`` twice and wrote ``gradient * fields`` out whole before summing it."""
-
-    @staticmethod
-    def forward(ctx, fields: Tensor, scale: Tensor, shift: Tensor | None) -> Tensor:
-        ctx.save_for_backward(fields, scale)
-        ctx.has_shift = shift is not None
-        return fields * scale if shift is None else torch.addcmul(shift, fields, scale)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        fields, scale = ctx.saved_tensors
-        b, c, size = fields.shape[:3]
-        grad = grad.contiguous()
-        grad_fields = grad * scale if ctx.needs_input_grad[0] else None
-        grad_scale = grad_shift = None
-        if ctx.needs_input_grad[1]:
-            dots = torch.matmul(grad.view(b, c, 1, -1), fields.contiguous().view(b, c, -1, 1))
-            grad_scale = dots.sum(0).view(scale.shape)
-        if ctx.has_shift and ctx.needs_input_grad[2]:
-            grad_shift = grad.view(b, c, size, -1).sum(dim=(0, 3)).view(1, c, size, *(1,) * (fields.dim() - 3))
-        return grad_fields, grad_scale, grad_shift
-
-
 class IIDBatchNorm(enn.IIDBatchNorm3d):
     """escnn's ``IIDBatchNorm3d`` (same parameters, buffers, statistics and export) with a fused
     forward pass for uniform field types: the batch statistics (which escnn detaches from the graph)
@@ -285,11 +256,7 @@ class IIDBatchNorm(enn.IIDBatchNorm3d):
             bias = torch.einsum("ij,cj->ci", getattr(self, f"{key}_change_of_basis"), getattr(self, f"{key}_bias"))
             shift = bias - means * scales
         view = (1, scales.shape[0], -1, *(1,) * len(spatial))
-        scales, shift = scales.view(view), None if shift is None else shift.view(view)
-        if torch.is_grad_enabled() and (x.requires_grad or scales.requires_grad):
-            y = _FieldAffine.apply(fields, scales, shift)
-        else:
-            y = fields * scales if shift is None else torch.addcmul(shift, fields, scales)
+        y = fields * scales.view(view) if shift is None else torch.addcmul(shift.view(view), fields, scales.view(view))
         return enn.GeometricTensor(y.view_as(x), self.out_type, input.coords)
 
 
