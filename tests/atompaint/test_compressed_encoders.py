@@ -57,10 +57,11 @@ def test_mixing_between_scalars_and_fields_is_zero_where_schur_says_so():
     assert weight[[r for r in range(weight.shape[0]) if r not in scalar_rows]].abs().sum() == 0
 
 
-def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_falls_back_otherwise():
-    """Spectral fields take the strided path (no gather, scatter or zero-filled buffer), a gated type
-    (scalar gates, then fields) the gather/scatter one; both equal the dense matrix, and so do
-    channels-last irrep parts (as the irrep-wise convolution hands them over)."""
+@pytest.mark.parametrize("spec", [MixingSpec("acdc", 2), MixingSpec("dense")], ids=["acdc", "dense"])
+def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_falls_back_otherwise(spec):
+    """Spectral fields take the strided path (no gather, scatter or zero-filled buffer; dense maps on
+    channel-major blocks), a gated type (scalar gates, then fields) the gather/scatter one; both equal
+    the dense matrix, and so do channels-last irrep parts (as the irrep-wise convolution hands them over)."""
     from atompaint.encoders.layers import gate_field_type
     from atompaint.encoders.mixing import IrrepLayout
 
@@ -71,12 +72,12 @@ def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_fal
     torch.manual_seed(0)
     for in_type, out_type in ((spectral, spectral_field_type(2, 2)), (gated, spectral_field_type(2, 1)),
                               (spectral_field_type(2, 1), gated), (trivial_field_type(3), spectral)):
-        mixing = IrrepMixing(in_type, out_type, MixingSpec("acdc", 2)).double()
+        mixing = IrrepMixing(in_type, out_type, spec, bias=True).double()
         linear = mixing.linear
         assert (linear.in_blocks is None) == (in_type is gated) and (linear.out_blocks is None) == (out_type is gated)
         x = torch.randn(2, in_type.size, 3, 4, 5, dtype=torch.float64)
-        weight, _ = mixing.to_dense()
-        expected = torch.einsum("oc,bc...->bo...", weight, x)
+        weight, bias = mixing.to_dense()
+        expected = torch.einsum("oc,bc...->bo...", weight, x) + bias[:, None, None, None]
         torch.testing.assert_close(linear(x), expected)
         torch.testing.assert_close(linear(x.contiguous(memory_format=torch.channels_last_3d)), expected)
         if linear.basis_in is None:
@@ -84,6 +85,39 @@ def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_fal
             channels_last = [p.contiguous(memory_format=torch.channels_last_3d) for p in parts]
             torch.testing.assert_close(linear.forward_irreps(parts), expected)
             torch.testing.assert_close(linear.forward_irreps(channels_last), expected)
+
+
+def test_dense_mixing_on_channel_major_blocks_has_the_gradients_of_the_row_form(monkeypatch):
+    """Dense maps into spectral fields run on channel-major blocks (no transposes); their input and
+    weight gradients equal those of the rows ``(B * V * d, m)`` the other plugins take."""
+    from atompaint.encoders.mixing import PerIrrepLinear
+
+    torch.manual_seed(0)
+    mixing = IrrepMixing(spectral_field_type(3, 2), spectral_field_type(2, 2), MixingSpec("dense"), bias=True).double()
+    linear = mixing.linear
+    assert all(linear._runs_channel_major(m) for m in linear.maps.values())
+    x = torch.randn(2, linear.in_features, 3, 4, 5, dtype=torch.float64)
+    parts = [x[:, getattr(linear, f"{key}_in").view(linear.dims[key], -1).T.reshape(-1)] for key in linear.maps]
+    g = torch.randn(2, linear.out_features, 3, 4, 5, dtype=torch.float64)
+
+    def gradients():
+        results = []
+        for run in (lambda: linear(x), lambda: linear.forward_irreps(parts)):
+            inputs = [x] + parts
+            for t in inputs:
+                t.requires_grad_(True)
+            mixing.zero_grad()
+            grads = torch.autograd.grad(run(), inputs + list(mixing.parameters()), g, allow_unused=True)
+            results.append([t for t in grads if t is not None])
+        return results
+
+    channel_major = gradients()
+    monkeypatch.setattr(PerIrrepLinear, "_runs_channel_major", lambda self, module: False)
+    rows = gradients()
+    for a, b in zip(channel_major, rows, strict=True):
+        assert len(a) == len(b) > len(linear.maps)  # the input's and every weight's
+        for u, v in zip(a, b, strict=True):
+            torch.testing.assert_close(u, v)
 
 
 def test_first_hermite_values_and_gradients():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from escnn import nn as enn
 from torch import Tensor, nn
 
 from structlayers.base import FlopCount, StructuredLinear, count_params, dense_weight_dtype, device_dtype, linear_flops
+from structlayers.layers import Dense
 from structlayers.registry import LayerSpec, accepted_options, resolve
 
 #: The mixing name that chooses each layer's plugin by measurement (:mod:`atompaint.encoders.automix`).
@@ -172,11 +173,11 @@ def _keyed_blocks(layout: IrrepLayout) -> tuple[int, dict[str, tuple[int, int]]]
 
 
 class _FieldBlocks(torch.autograd.Function):
-    """The per-irrep outputs ``y`` ``(B, V, d, fields, copies)`` written into the field-uniform layout
-    ``(B, fields, size, V)`` (each into its strided block ``(offset, copies, d)`` of every field, zeros
-    in the ``(offset, width)`` ranges of irreps without a map).  Its backward pass hands each ``y`` a
-    view of the output gradient; autograd's in-place copies into one buffer cloned the whole gradient
-    once per irrep."""
+    """The per-irrep outputs ``y`` ``(B, fields, copies, d, V)`` (views of any strides) written into the
+    field-uniform layout ``(B, fields, size, V)`` (each into its strided block ``(offset, copies, d)`` of
+    every field, zeros in the ``(offset, width)`` ranges of irreps without a map).  Its backward pass
+    hands each ``y`` a view of the output gradient; autograd's in-place copies into one buffer cloned
+    the whole gradient once per irrep."""
 
     @staticmethod
     def forward(ctx, grid_shape: tuple[int, ...], blocks: tuple, zeros: tuple, *ys: Tensor) -> Tensor:
@@ -185,7 +186,7 @@ class _FieldBlocks(torch.autograd.Function):
         for offset, width in zeros:
             grid[:, :, offset:offset + width].zero_()
         for (offset, copies, d), y in zip(blocks, ys):
-            grid[:, :, offset:offset + copies * d].view(b, fields, copies, d, voxels).copy_(y.permute(0, 3, 4, 2, 1))
+            grid[:, :, offset:offset + copies * d].view(b, fields, copies, d, voxels).copy_(y)
         ctx.blocks = blocks
         return grid
 
@@ -193,9 +194,29 @@ class _FieldBlocks(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         b, fields, _, voxels = grad.shape
-        views = (grad[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, voxels).permute(0, 4, 3, 1, 2)
+        views = (grad[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, voxels)
                  for offset, copies, d in ctx.blocks)
         return (None, None, None, *views)
+
+
+def _linear_weights(module: nn.Module) -> tuple[Tensor, Tensor | None] | None:
+    """``(weight, bias)`` of a map that is exactly ``F.linear(x, weight, bias)`` (the dense plugin,
+    ``nn.Linear``), else ``None``: such a map can run on channel-major blocks, no transposes."""
+    if type(module) in (Dense, nn.Linear):
+        return module.weight, module.bias
+    return None
+
+
+class _ChannelMajor(NamedTuple):
+    """An irrep's input as channel-major blocks ``(B, m_in, d * V)``, for a linear map."""
+
+    blocks: Tensor
+
+    def mix(self, weights: tuple[Tensor, Tensor | None]) -> Tensor:
+        """``W x + b`` over the copies: ``(B, m_out, d * V)``."""
+        weight, bias = weights
+        y = torch.matmul(weight, self.blocks)
+        return y if bias is None else y + bias[:, None]
 
 
 class PerIrrepLinear(nn.Module):
@@ -252,15 +273,18 @@ class PerIrrepLinear(nn.Module):
             last = x.dim() > 2 and not x.is_contiguous() and x.movedim(1, -1).is_contiguous()
             grid = x.movedim(1, -1).reshape(b, -1, fields, size) if last else x.reshape(b, fields, size, -1)
             rows = []
-            for key in self.maps:
+            for key, module in self.maps.items():
                 offset, copies = self.in_blocks[1][key]
                 d = self.dims[key]
                 if last:  # (B, V, fields, copies, d) -> (B, V, d, fields, copies)
                     block = grid[..., offset:offset + copies * d].reshape(b, -1, fields, copies, d)
                     rows.append(block.permute(0, 1, 4, 2, 3))
-                else:  # (B, fields, copies, d, V) -> (B, V, d, fields, copies)
+                else:
                     block = grid[:, :, offset:offset + copies * d].reshape(b, fields, copies, d, -1)
-                    rows.append(block.permute(0, 4, 3, 1, 2))
+                    if self._runs_channel_major(module):  # (B, fields * copies, d * V)
+                        rows.append(_ChannelMajor(block.reshape(b, fields * copies, -1)))
+                    else:  # (B, V, d, fields, copies)
+                        rows.append(block.permute(0, 4, 3, 1, 2))
             return self._mix(rows, b, spatial)
         channels_last = x.reshape(b, self.in_features, -1).transpose(1, 2)
         rows = [channels_last[..., getattr(self, f"{key}_in")] for key in self.maps]
@@ -276,25 +300,38 @@ class PerIrrepLinear(nn.Module):
         b, spatial = parts[0].shape[0], parts[0].shape[2:]
         voxels = math.prod(spatial)
         rows = []
-        for key, part in zip(self.maps, parts):
+        for (key, module), part in zip(self.maps.items(), parts):
             d = self.dims[key]
+            if part.is_contiguous() and self._runs_channel_major(module):  # (B, m, d * V)
+                rows.append(_ChannelMajor(part.reshape(b, -1, d * voxels)))
             # (B, m, d, V) -> (B, V, d, m): the rows of the gather in forward(), components before copies.
-            if part.is_contiguous():
+            elif part.is_contiguous():
                 rows.append(part.reshape(b, -1, d, voxels).permute(0, 3, 2, 1))
             else:  # channels-last, as the irrep-wise convolution returns it: (B, V, m, d) in memory
                 rows.append(part.movedim(1, -1).reshape(b, voxels, -1, d).transpose(2, 3))
         return self._mix(rows, b, spatial)
 
-    def _mix(self, rows: list[Tensor], b: int, spatial: torch.Size) -> Tensor:
-        """Every map on its rows ``(B, V, d, m_in)`` (any strides); the outputs written into the output
-        layout: strided block copies for field-uniform outputs, else one scatter."""
+    def _runs_channel_major(self, module: nn.Module) -> bool:
+        """Whether ``module`` runs on channel-major blocks ``(B, m_in, d * V)``: a linear map
+        (:func:`_linear_weights`) into a field-uniform output.  Its input and output then move as
+        contiguous slabs; rows ``(B * V * d, m)`` take a transposing copy each way."""
+        return self.out_blocks is not None and _linear_weights(module) is not None
+
+    def _mix(self, rows: list[Tensor | _ChannelMajor], b: int, spatial: torch.Size) -> Tensor:
+        """Every map on its rows ``(B, V, d, m_in)`` (any strides), or on channel-major blocks
+        ``(B, m_in, d * V)`` (:meth:`_runs_channel_major`); the outputs written into the output layout:
+        strided block copies for field-uniform outputs, else one scatter."""
         voxels = math.prod(spatial)
         if self.out_blocks is not None:
             fields = self.out_blocks[0]
             ys, blocks = [], []
             for (key, module), x in zip(self.maps.items(), rows):
                 d = self.dims[key]
-                ys.append(module(x.reshape(b * voxels * d, -1)).view(b, voxels, d, fields, -1))
+                if isinstance(x, _ChannelMajor):
+                    y = x.mix(_linear_weights(module)).view(b, fields, -1, d, voxels)
+                else:
+                    y = module(x.reshape(b * voxels * d, -1)).view(b, voxels, d, fields, -1).permute(0, 3, 4, 2, 1)
+                ys.append(y)
                 blocks.append((self.out_blocks[1][key][0], self.out_blocks[1][key][1], d))
             grid_shape = (b, fields, self.out_features // fields, voxels)
             y = _FieldBlocks.apply(grid_shape, tuple(blocks), tuple(self.out_zero), *ys)
