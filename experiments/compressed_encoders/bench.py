@@ -94,13 +94,17 @@ QUICK = dict(band_limit=1, input_size=9, width=2, max_channels=4)
 def machine() -> dict:
     """What the timings were taken on: CPU model (with its family, model and stepping numbers and vector
     width), cores, threads, torch and Python versions (no hostname), and whether the Clebsch-Gordan
-    tensor products ran the fused kernel or their plain-PyTorch form."""
+    tensor products ran the fused kernel or their plain-PyTorch form, and the allocator's settings from the
+    environment (glibc ``MALLOC_*`` variables, ``LD_PRELOAD``: they decide how often large temporaries
+    are mapped afresh and page-faulted in, which this memory-bound step feels)."""
     cpu = cpu_description()
     return {"cpu": cpu["name"], "cpu_id": {k: v for k, v in cpu.items() if k != "name"}, "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
             "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}",
-            "cg_tensor_product": "fused kernel" if fused_available() else "plain PyTorch"}
+            "cg_tensor_product": "fused kernel" if fused_available() else "plain PyTorch",
+            "allocator_env": {k: v for k, v in sorted(os.environ.items())
+                              if k.startswith("MALLOC_") or k == "LD_PRELOAD"}}
 
 
 def load_average() -> list[float]:
