@@ -150,7 +150,7 @@ class PerIrrepConv(nn.Module):
             raise ValueError(f"expected input (B, {self.size}, ...), got {tuple(x.shape)}")
         if self.basis_in is not None:
             x = torch.einsum("oc,bc...->bo...", self.basis_in.to(x.dtype), x)
-        return tuple(self.convs[key](x.index_select(1, getattr(self, f"{key}_index")))
+        return tuple(self.convs[key](channels_last(x.index_select(1, getattr(self, f"{key}_index"))))
                      for key in (keys if keys is not None else self.convs))
 
     def forward(self, x: Tensor) -> Tensor:
