@@ -2,7 +2,8 @@
 tensor-product shapes: the kernel built once per arm, forward + backward of 8 volumes, one thread,
 interleaved paired rounds, each arm's time relative to the first.  Arms: tiles of 64 voxels with a
 run-time loop count (``-DCG_RUNTIME_COUNT=1``, the kernel's first form), then each tile size
-(``-DCG_TILE=n``) with the compile-time count of whole tiles.
+(``-DCG_TILE=n``) with the compile-time count of whole tiles.  With ``--skip-zeros``: the kernel's
+tiles against the same build skipping the zero Clebsch-Gordan coefficients (``-DCG_SKIP_ZEROS=1``).
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/micro_cg_tile.py \\
         --json experiments/compressed_encoders/results/micro_cg_tile.json
@@ -37,13 +38,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-zeros", action="store_true",
+                        help="arms: the default build, and the same skipping zero coefficients")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     load_before = bench.load_average()
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    arms = {"64, run-time count": ["-DCG_TILE=64", "-DCG_RUNTIME_COUNT=1"],
-            **{str(tile): [f"-DCG_TILE={tile}"] for tile in args.tiles}}
-    kernels = [cpp_extension.load(name=f"atompaint_cg_kernel_arm{i}", sources=[str(SOURCE)],
+    if args.skip_zeros:
+        arms = {"128": ["-DCG_TILE=128"], "128, zeros skipped": ["-DCG_TILE=128", "-DCG_SKIP_ZEROS=1"]}
+    else:
+        arms = {"64, run-time count": ["-DCG_TILE=64", "-DCG_RUNTIME_COUNT=1"],
+                **{str(tile): [f"-DCG_TILE={tile}"] for tile in args.tiles}}
+    prefix = "atompaint_cg_kernel_zeros_arm" if args.skip_zeros else "atompaint_cg_kernel_arm"
+    kernels = [cpp_extension.load(name=f"{prefix}{i}", sources=[str(SOURCE)],
                                   extra_cflags=[*CFLAGS, *flags]) for i, flags in enumerate(arms.values())]
     cases = []
     for fields, edge in SHAPES:

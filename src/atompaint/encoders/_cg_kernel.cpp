@@ -31,6 +31,11 @@ constexpr int64_t TILE = CG_TILE;
 #ifndef CG_RUNTIME_COUNT
 #define CG_RUNTIME_COUNT 0
 #endif
+// -DCG_SKIP_ZEROS=1 skips the zero Clebsch-Gordan coefficients (an experiment of micro_cg_tile.py: the
+// analytic FLOP count describes the dense blocks, which the default build runs).
+#ifndef CG_SKIP_ZEROS
+#define CG_SKIP_ZEROS 0
+#endif
 
 struct Feed {
   int64_t irrep;   // index into Program::irreps (and the weight list)
@@ -115,6 +120,7 @@ inline void combine_rows(const T* coef, int64_t stride, const T* rows, int64_t c
   for (int64_t t = 0; t < n; ++t) sum[t] = T(0);
   for (int64_t r = 0; r < count; ++r) {
     const T c = coef[r * stride];
+    if (CG_SKIP_ZEROS && c == T(0)) continue;
     const T* row = rows + r * TILE;
 #pragma omp simd
     for (int64_t t = 0; t < n; ++t) sum[t] += c * row[t];
