@@ -334,9 +334,120 @@ std::vector<at::Tensor> cg_backward(const at::Tensor& gy, const at::Tensor& x, c
   return gw;
 }
 
+// ---- Per-irrep mixing from channels-last parts (atompaint.encoders.mixing) ---------------------------
+// y[b, o, k, v] = sum_i w[o, i] x[b, v, i, k]: the copies of one irrep, read in the channels-last layout
+// the irrep-wise convolutions return (x: (B, V, m_in, d)) and written channel-major (y: (B, m_out, d, V)),
+// a tile of voxels at a time, so the transposes happen in the cache instead of as copies of whole tensors.
+
+// x's tile transposed to (d, m_in, TILE).
+template <typename T>
+inline void transpose_tile(const T* x, int64_t n, int64_t mi, int64_t d, T* buf) {
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < mi; ++i)
+      for (int64_t k = 0; k < d; ++k) buf[(k * mi + i) * TILE + t] = x[(t * mi + i) * d + k];
+}
+
+template <typename T>
+void mix_forward_impl(const at::Tensor& x, const at::Tensor& w, at::Tensor& y) {
+  const int64_t B = x.size(0), V = x.size(1), mi = x.size(2), d = x.size(3), mo = w.size(0);
+  const int64_t tiles = (V + TILE - 1) / TILE;
+  const T* xp = x.data_ptr<T>();
+  const T* wp = w.data_ptr<T>();
+  T* yp = y.data_ptr<T>();
+  at::parallel_for(0, B * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> buf(d * mi * TILE);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / tiles, v0 = (job % tiles) * TILE, n = std::min(TILE, V - v0);
+      transpose_tile(xp + (b * V + v0) * mi * d, n, mi, d, buf.data());
+      auto rows = [&](auto count) {
+        for (int64_t o = 0; o < mo; ++o)
+          for (int64_t k = 0; k < d; ++k)
+            combine_rows(wp + o * mi, 1, buf.data() + k * mi * TILE, mi, count, yp + ((b * mo + o) * d + k) * V + v0);
+      };
+      if (n == TILE) rows(std::integral_constant<int64_t, TILE>{}); else rows(n);
+    }
+  });
+}
+
+template <typename T>
+void mix_backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w, at::Tensor& gx,
+                       at::Tensor& gw) {
+  const int64_t B = x.size(0), V = x.size(1), mi = x.size(2), d = x.size(3), mo = w.size(0);
+  const int64_t tiles = (V + TILE - 1) / TILE;
+  const T* xp = x.data_ptr<T>();
+  const T* gyp = gy.data_ptr<T>();
+  const T* wp = w.data_ptr<T>();
+  T* gxp = gx.data_ptr<T>();
+  // The weight gradient summed per thread (in double), then over threads.
+  std::vector<double> partial(at::get_num_threads() * mo * mi, 0.0);
+  at::parallel_for(0, B * tiles, 1, [&](int64_t begin, int64_t end) {
+    double* gwt = partial.data() + at::get_thread_num() * mo * mi;
+    std::vector<T> xbuf(d * mi * TILE), gbuf(d * mo * TILE), out(TILE);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / tiles, v0 = (job % tiles) * TILE, n = std::min(TILE, V - v0);
+      transpose_tile(xp + (b * V + v0) * mi * d, n, mi, d, xbuf.data());
+      for (int64_t o = 0; o < mo; ++o)
+        for (int64_t k = 0; k < d; ++k)
+          std::copy(gyp + ((b * mo + o) * d + k) * V + v0, gyp + ((b * mo + o) * d + k) * V + v0 + n,
+                    gbuf.data() + (k * mo + o) * TILE);
+      T* gxb = gxp + (b * V + v0) * mi * d;
+      for (int64_t k = 0; k < d; ++k)
+        for (int64_t i = 0; i < mi; ++i) {
+          combine_rows(wp + i, mi, gbuf.data() + k * mo * TILE, mo, n, out.data());
+          for (int64_t t = 0; t < n; ++t) gxb[(t * mi + i) * d + k] = out[t];
+        }
+      for (int64_t o = 0; o < mo; ++o)
+        for (int64_t i = 0; i < mi; ++i) {
+          T acc = T(0);
+          for (int64_t k = 0; k < d; ++k) {
+            const T* g = gbuf.data() + (k * mo + o) * TILE;
+            const T* xx = xbuf.data() + (k * mi + i) * TILE;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t t = 0; t < n; ++t) acc += g[t] * xx[t];
+          }
+          gwt[o * mi + i] += acc;
+        }
+    }
+  });
+  T* gwp = gw.data_ptr<T>();
+  for (int64_t j = 0; j < mo * mi; ++j) {
+    double total = 0.0;
+    for (size_t p = j; p < partial.size(); p += mo * mi) total += partial[p];
+    gwp[j] = static_cast<T>(total);
+  }
+}
+
+void check_mix(const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous(), "x must be a contiguous (B, V, m_in, d) tensor");
+  TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.size(1) == x.size(2) && w.scalar_type() == x.scalar_type(),
+              "w must be a contiguous (m_out, m_in) tensor of x's dtype");
+}
+
+at::Tensor mix_forward(const at::Tensor& x, const at::Tensor& w) {
+  check_mix(x, w);
+  auto y = at::empty({x.size(0), w.size(0), x.size(3), x.size(1)}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mix_forward", [&] { mix_forward_impl<scalar_t>(x, w, y); });
+  return y;
+}
+
+std::vector<at::Tensor> mix_backward(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w) {
+  check_mix(x, w);
+  const auto gy_c = gy.contiguous();
+  TORCH_CHECK(gy_c.dim() == 4 && gy_c.size(0) == x.size(0) && gy_c.size(1) == w.size(0) &&
+                  gy_c.size(2) == x.size(3) && gy_c.size(3) == x.size(1) && gy_c.scalar_type() == x.scalar_type(),
+              "the output gradient does not match the output");
+  auto gx = at::empty_like(x);
+  auto gw = at::empty_like(w);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mix_backward", [&] { mix_backward_impl<scalar_t>(gy_c, x, w, gx, gw); });
+  return {gx, gw};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("mix_forward", &mix_forward, "per-irrep mixing, channels-last parts in (x (B, V, m_in, d), w) -> "
+        "channel-major y (B, m_out, d, V)");
+  m.def("mix_backward", &mix_backward, "its gradients (gy, x, w) -> [gx, gw]");
   m.def("forward", &cg_forward, "Clebsch-Gordan tensor product, fused (x, weights, spec, blocks) -> y");
   m.def("backward", &cg_backward, "its gradients (gy, x, weights, spec, blocks) -> [gx, *gweights]");
 }
