@@ -130,35 +130,3 @@ def test_a_failed_build_falls_back_to_the_plain_form(monkeypatch):
     finally:
         monkeypatch.undo()
         _cg_fused.fused_kernel.cache_clear()
-
-
-# -- the per-irrep mixing of channels-last parts ----------------------------------------------------
-
-
-@needs_kernel
-@settings(max_examples=10, deadline=None)
-@given(batch=st.integers(1, 3), voxels=st.integers(1, 300), m_in=st.integers(1, 6), d=st.sampled_from([1, 3, 5]),
-       m_out=st.integers(1, 6))
-@example(batch=2, voxels=256, m_in=4, d=5, m_out=3)  # whole tiles only
-@example(batch=1, voxels=130, m_in=2, d=3, m_out=2)  # a whole tile and a remainder
-def test_channels_last_mixing_equals_einsum_in_values_and_gradients(batch, voxels, m_in, d, m_out):
-    torch.manual_seed(0)
-    x = torch.randn(batch, voxels, m_in, d, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(m_out, m_in, dtype=torch.float64, requires_grad=True)
-    g = torch.randn(batch, m_out, d, voxels, dtype=torch.float64)
-    y = _cg_fused.mix_channels_last(x, w, 0)
-    expected = torch.einsum("oi,bvik->bokv", w, x)
-    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
-    for a, b in zip(torch.autograd.grad(y, [x, w], g), torch.autograd.grad(expected, [x, w], g)):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
-
-
-@needs_kernel
-def test_channels_last_mixing_is_a_registered_operator_with_its_flops():
-    x = torch.randn(2, 150, 4, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
-    flops = 2 * 2 * 150 * 3 * 4 * 5
-    torch.library.opcheck(_cg_fused.mix_channels_last, (x, w, flops))
-    with FlopCounterMode(display=False) as counter:
-        _cg_fused.mix_channels_last(x, w, flops).sum().backward()
-    assert counter.get_total_flops() == 3 * flops  # forward, and the two gradients

@@ -88,9 +88,8 @@ def test_mixing_reads_and_writes_field_uniform_layouts_as_strided_blocks_and_fal
 
 
 def test_dense_mixing_on_channel_major_blocks_has_the_gradients_of_the_row_form(monkeypatch):
-    """Dense maps into spectral fields run on channel-major blocks (no transposes), or from
-    channels-last parts through the fused kernel; their input and weight gradients equal those of the
-    rows ``(B * V * d, m)`` the other plugins take."""
+    """Dense maps into spectral fields run on channel-major blocks (no transposes); their input and
+    weight gradients equal those of the rows ``(B * V * d, m)`` the other plugins take."""
     from atompaint.encoders.mixing import PerIrrepLinear
 
     torch.manual_seed(0)
@@ -99,13 +98,12 @@ def test_dense_mixing_on_channel_major_blocks_has_the_gradients_of_the_row_form(
     assert all(linear._runs_channel_major(m) for m in linear.maps.values())
     x = torch.randn(2, linear.in_features, 3, 4, 5, dtype=torch.float64)
     parts = [x[:, getattr(linear, f"{key}_in").view(linear.dims[key], -1).T.reshape(-1)] for key in linear.maps]
-    last = [p.contiguous(memory_format=torch.channels_last_3d) for p in parts]
     g = torch.randn(2, linear.out_features, 3, 4, 5, dtype=torch.float64)
 
     def gradients():
         results = []
-        for run in (lambda: linear(x), lambda: linear.forward_irreps(parts), lambda: linear.forward_irreps(last)):
-            inputs = [x] + parts + last
+        for run in (lambda: linear(x), lambda: linear.forward_irreps(parts)):
+            inputs = [x] + parts
             for t in inputs:
                 t.requires_grad_(True)
             mixing.zero_grad()

@@ -1,6 +1,4 @@
-"""The fused CPU kernels (``_cg_kernel.cpp``) as PyTorch operators: the Clebsch-Gordan tensor product,
-and the per-irrep dense mixing of channels-last parts into channel-major fields
-(:func:`mix_channels_last`).
+"""The fused CPU kernel of the Clebsch-Gordan tensor product (``_cg_kernel.cpp``) as a PyTorch operator.
 
 The kernel is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja are
 needed; the build is cached in ``TORCH_EXTENSIONS_DIR``).  Without a compiler, or with
@@ -123,55 +121,3 @@ def _forward_flops(*args, flops: int | None = None, out_shape=None, **kwargs) ->
 @register_flop_formula(torch.ops.atompaint.cg_tensor_product_backward)
 def _backward_flops(*args, flops: int | None = None, out_shape=None, **kwargs) -> int:
     return 2 * (args[5] if flops is None else flops)
-
-
-@torch.library.custom_op("atompaint::mix_channels_last", mutates_args=())
-def mix_channels_last(x: Tensor, weight: Tensor, flops: int) -> Tensor:
-    """``y[b, o, k, v] = sum_i weight[o, i] x[b, v, i, k]``: ``x (B, V, m_in, d)`` (an irrep's copies in
-    the channels-last layout of the irrep-wise convolutions) to ``y (B, m_out, d, V)`` (channel-major),
-    the transposes done per tile of voxels in the cache.  ``flops``: the analytic count, for counters."""
-    kernel = fused_kernel()
-    if kernel is None:
-        raise RuntimeError("the fused kernels are not available")
-    return kernel.mix_forward(x.contiguous(), weight.contiguous())
-
-
-@mix_channels_last.register_fake
-def _(x, weight, flops):
-    return x.new_empty(x.shape[0], weight.shape[0], x.shape[3], x.shape[1])
-
-
-@torch.library.custom_op("atompaint::mix_channels_last_backward", mutates_args=())
-def mix_channels_last_backward(grad: Tensor, x: Tensor, weight: Tensor, flops: int) -> list[Tensor]:
-    """``[grad x, grad weight]`` of :func:`mix_channels_last` (not differentiable again)."""
-    return fused_kernel().mix_backward(grad, x.contiguous(), weight.contiguous())
-
-
-@mix_channels_last_backward.register_fake
-def _(grad, x, weight, flops):
-    return [torch.empty_like(x), torch.empty_like(weight)]
-
-
-def _mix_setup(ctx, inputs, output) -> None:
-    x, weight, flops = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.flops = flops
-
-
-def _mix_backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    grad_x, grad_weight = mix_channels_last_backward(grad, x, weight, ctx.flops)
-    return grad_x, grad_weight, None
-
-
-mix_channels_last.register_autograd(_mix_backward, setup_context=_mix_setup)
-
-
-@register_flop_formula(torch.ops.atompaint.mix_channels_last)
-def _mix_forward_flops(*args, flops: int | None = None, out_shape=None, **kwargs) -> int:
-    return args[2] if flops is None else flops
-
-
-@register_flop_formula(torch.ops.atompaint.mix_channels_last_backward)
-def _mix_backward_flops(*args, flops: int | None = None, out_shape=None, **kwargs) -> int:
-    return 2 * (args[3] if flops is None else flops)

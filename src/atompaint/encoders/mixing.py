@@ -28,7 +28,6 @@ import torch
 from escnn import nn as enn
 from torch import Tensor, nn
 
-from atompaint.encoders._cg_fused import fused_available, mix_channels_last
 from structlayers.base import FlopCount, StructuredLinear, count_params, dense_weight_dtype, device_dtype, linear_flops
 from structlayers.layers import Dense
 from structlayers.registry import LayerSpec, accepted_options, resolve
@@ -208,30 +207,6 @@ def _linear_weights(module: nn.Module) -> tuple[Tensor, Tensor | None] | None:
     return None
 
 
-class _ChannelsLast(NamedTuple):
-    """An irrep's input as the irrep-wise convolution returns it, ``(B, V, m_in, d)`` in memory, for a
-    linear map run by the fused kernel (:func:`~atompaint.encoders._cg_fused.mix_channels_last`)."""
-
-    parts: Tensor
-
-    def mix(self, weights: tuple[Tensor, Tensor | None]) -> Tensor:
-        """``W x + b`` over the copies, channel-major: ``(B, m_out, d * V)``."""
-        weight, bias = weights
-        b, voxels, m_in, d = self.parts.shape
-        y = mix_channels_last(self.parts, weight, 2 * b * voxels * d * m_in * weight.shape[0])
-        y = y.view(b, weight.shape[0], d * voxels)
-        return y if bias is None else y + bias[:, None]
-
-    @staticmethod
-    def runs(part: Tensor, weights: tuple[Tensor, Tensor | None]) -> bool:
-        """Whether the fused kernel takes ``part`` with ``weights``: in training (inference and export
-        keep plain operators), on CPU, in float32/64 of one dtype, where the kernel is built."""
-        weight = weights[0]
-        return (torch.is_grad_enabled() and (part.requires_grad or weight.requires_grad)
-                and part.device.type == "cpu" and part.dtype in (torch.float32, torch.float64)
-                and weight.dtype == part.dtype and fused_available())
-
-
 class _ChannelMajor(NamedTuple):
     """An irrep's input as channel-major blocks ``(B, m_in, d * V)``, for a linear map."""
 
@@ -333,11 +308,7 @@ class PerIrrepLinear(nn.Module):
             elif part.is_contiguous():
                 rows.append(part.reshape(b, -1, d, voxels).permute(0, 3, 2, 1))
             else:  # channels-last, as the irrep-wise convolution returns it: (B, V, m, d) in memory
-                cl = part.movedim(1, -1).reshape(b, voxels, -1, d)
-                if self._runs_channel_major(module) and _ChannelsLast.runs(cl, _linear_weights(module)):
-                    rows.append(_ChannelsLast(cl))
-                else:
-                    rows.append(cl.transpose(2, 3))
+                rows.append(part.movedim(1, -1).reshape(b, voxels, -1, d).transpose(2, 3))
         return self._mix(rows, b, spatial)
 
     def _runs_channel_major(self, module: nn.Module) -> bool:
@@ -346,10 +317,9 @@ class PerIrrepLinear(nn.Module):
         contiguous slabs; rows ``(B * V * d, m)`` take a transposing copy each way."""
         return self.out_blocks is not None and _linear_weights(module) is not None
 
-    def _mix(self, rows: list[Tensor | _ChannelMajor | _ChannelsLast], b: int, spatial: torch.Size) -> Tensor:
+    def _mix(self, rows: list[Tensor | _ChannelMajor], b: int, spatial: torch.Size) -> Tensor:
         """Every map on its rows ``(B, V, d, m_in)`` (any strides), or on channel-major blocks
-        ``(B, m_in, d * V)`` (:meth:`_runs_channel_major`), or channels-last parts through the fused
-        kernel, with channel-major outputs; the outputs written into the output layout:
+        ``(B, m_in, d * V)`` (:meth:`_runs_channel_major`); the outputs written into the output layout:
         strided block copies for field-uniform outputs, else one scatter."""
         voxels = math.prod(spatial)
         if self.out_blocks is not None:
@@ -357,7 +327,7 @@ class PerIrrepLinear(nn.Module):
             ys, blocks = [], []
             for (key, module), x in zip(self.maps.items(), rows):
                 d = self.dims[key]
-                if isinstance(x, (_ChannelMajor, _ChannelsLast)):
+                if isinstance(x, _ChannelMajor):
                     y = x.mix(_linear_weights(module)).view(b, fields, -1, d, voxels)
                 else:
                     y = module(x.reshape(b * voxels * d, -1)).view(b, voxels, d, fields, -1).permute(0, 3, 4, 2, 1)
