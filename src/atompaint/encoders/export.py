@@ -14,13 +14,13 @@ import copy
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from escnn import nn as enn
 from torch import Tensor, nn
 
 from atompaint.encoders.blocks import ResBlock
 from atompaint.encoders.layers import FourierActivation, fourier_pointwise
 from atompaint.encoders.mixing import IrrepMixing
+from atompaint.encoders.pooling import BlurPoolExport
 from atompaint.encoders.separable import SeparableR3Conv
 from atompaint.encoders.tensor_product import CGTensorProduct
 
@@ -79,19 +79,6 @@ class GateExport(nn.Module):
         return (gates * fields).reshape(b, self.gates * self.field_size, *spatial)
 
 
-class BlurPoolExport(nn.Module):
-    """Plain version of ``PointwiseAvgPoolAntialiased3D``: a fixed depthwise Gaussian convolution."""
-
-    def __init__(self, module: enn.PointwiseAvgPoolAntialiased3D) -> None:
-        super().__init__()
-        self.register_buffer("filter", module.filter.detach().clone())
-        self.stride = module.stride
-        self.padding = module.padding
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv3d(x, self.filter, stride=self.stride, padding=self.padding, groups=x.shape[1])
-
-
 class ResBlockExport(nn.Module):
     """Plain version of :class:`~atompaint.encoders.blocks.ResBlock`."""
 
@@ -143,7 +130,7 @@ def export_module(module: nn.Module) -> nn.Module:
     if isinstance(module, enn.GatedNonLinearity1):
         return GateExport(module)
     if isinstance(module, enn.PointwiseAvgPoolAntialiased3D):
-        return BlurPoolExport(module)
+        return BlurPoolExport(module.filter[0, 0], module.stride, module.padding)
     if isinstance(module, (enn.R3Conv, enn.IIDBatchNorm3d)):
         return module.export()
     raise TypeError(f"don't know how to export {type(module).__name__}")

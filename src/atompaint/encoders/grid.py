@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from atompaint.encoders.fields import aligned_pool_padding
 from atompaint.encoders.mixing import MixingSpec, build_map
+from atompaint.encoders.pooling import BlurPoolExport, blur_pool3d, gaussian_cube, gaussian_taps
 from structlayers.base import FlopCount, linear_flops
 
 
@@ -302,20 +303,18 @@ class GridPool(GridModule):
 
     def __init__(self, size: int, sigma: float = 0.33) -> None:
         super().__init__()
-        k = 2 * int(round(3 * sigma)) + 1
-        self.padding = aligned_pool_padding(size, k, 2)
-        axis = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
-        g1 = torch.exp(-(axis**2) / (2 * sigma**2))
-        kernel = g1[:, None, None] * g1[None, :, None] * g1[None, None, :]
-        self.register_buffer("kernel", (kernel / kernel.sum()).float()[None, None], persistent=False)
+        taps = gaussian_taps(sigma)
+        self.padding = aligned_pool_padding(size, len(taps), 2)
+        self.register_buffer("taps", taps.float(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        c = x.shape[1]
-        return F.conv3d(x, self.kernel.expand(c, 1, *self.kernel.shape[2:]), stride=2, padding=self.padding,
-                        groups=c)
+        return blur_pool3d(x, self.taps.to(x.dtype), [2] * 3, [self.padding] * 3)
 
     def flop_count(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> FlopCount:
-        return FlopCount(matmul=2 * math.prod(y_shape) * self.kernel.shape[-1] ** 3)
+        return FlopCount(matmul=2 * math.prod(y_shape) * len(self.taps) ** 3)
+
+    def export(self) -> BlurPoolExport:
+        return BlurPoolExport(gaussian_cube(self.taps), (2,) * 3, (self.padding,) * 3)
 
 
 class GridSeparableConv(nn.Sequential):

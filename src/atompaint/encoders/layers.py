@@ -18,6 +18,7 @@ from atompaint.encoders.fields import (
     so3_gspace,
     spectral_irreps,
 )
+from atompaint.encoders.pooling import BlurPool3d, gaussian_taps
 from atompaint.encoders.separable import ConvSpec, make_conv
 
 _FIRST_HERMITE_COEFF = math.sqrt(2) * math.pi ** (-1 / 4)
@@ -289,16 +290,15 @@ def conv_bn_act(
     )
 
 
-def aligned_blur_pool(field_type: enn.FieldType, size: int, sigma: float = 0.33) -> enn.PointwiseAvgPoolAntialiased3D:
+def aligned_blur_pool(field_type: enn.FieldType, size: int, sigma: float = 0.33) -> BlurPool3d:
     """Anti-aliased (Gaussian) stride-2 average pooling whose padding keeps odd grids centred.
 
     Averaging acts on space only, so it is equivariant for any field type; the Gaussian is
     symmetric under the cube's rotations and the centred grid makes the down-sampling commute
     with 90-degree rotations exactly.
     """
-    kernel_size = 2 * int(round(3 * sigma)) + 1
-    padding = aligned_pool_padding(size, kernel_size, 2)
-    return enn.PointwiseAvgPoolAntialiased3D(field_type, sigma=sigma, stride=2, padding=padding)
+    padding = aligned_pool_padding(size, len(gaussian_taps(sigma)), 2)
+    return BlurPool3d(field_type, sigma=sigma, stride=2, padding=padding)
 
 
 class InvariantReadout(nn.Module):
