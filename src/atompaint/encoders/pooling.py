@@ -61,6 +61,12 @@ def _is_channels_last(x: Tensor) -> bool:
     return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
 
+def _empty_like_layout(x: Tensor, size: list[int]) -> Tensor:
+    """An empty ``(B, C, *size)`` tensor in the layout :func:`_apply` gives ``x``'s result."""
+    layout = torch.channels_last_3d if _is_channels_last(x) else torch.contiguous_format
+    return torch.empty(x.shape[0], x.shape[1], *size, dtype=x.dtype, device=x.device, memory_format=layout)
+
+
 def _apply(x: Tensor, pz: Tensor, py: Tensor, px: Tensor) -> Tensor:
     """``(P_z (x) P_y (x) P_x) x`` on ``(B, C, Z, Y, X)``, in ``x``'s layout (channels-last or contiguous)."""
     b, c, z, y, w = x.shape
@@ -85,7 +91,7 @@ def blur_pool3d(x: Tensor, taps: Tensor, stride: list[int], padding: list[int]) 
 @blur_pool3d.register_fake
 def _(x, taps, stride, padding):
     size = [pool_output_size(n, taps.shape[0], s, p) for n, s, p in zip(x.shape[2:], stride, padding)]
-    return x.new_empty(x.shape[0], x.shape[1], *size)
+    return _empty_like_layout(x, size)
 
 
 @torch.library.custom_op("atompaint::blur_pool3d_backward", mutates_args=())
@@ -97,7 +103,7 @@ def blur_pool3d_backward(grad: Tensor, taps: Tensor, stride: list[int], padding:
 
 @blur_pool3d_backward.register_fake
 def _(grad, taps, stride, padding, size):
-    return grad.new_empty(grad.shape[0], grad.shape[1], *size)
+    return _empty_like_layout(grad, size)
 
 
 def _setup(ctx, inputs, output) -> None:
