@@ -23,6 +23,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from structlayers.lab.bench.allocator import keep_freed_memory_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,7 +66,8 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def start(name: str, src: Path, args: argparse.Namespace, compile_: bool) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(src))
+    # bench.py's allocator settings, the same in every worker whatever code it runs.
+    env = dict(os.environ, PYTHONPATH=str(src), **keep_freed_memory_env())
     if src != ROOT / "src":  # an archived commit builds its own C++ kernels, beside its sources
         env["TORCH_EXTENSIONS_DIR"] = str(src.parent / "torch_extensions")
     command = [sys.executable, __file__, "--worker", "--config", args.config, "--changes", args.changes,
@@ -148,7 +151,8 @@ def main() -> None:
         "command": "python experiments/compressed_encoders/ab_step.py " + " ".join(sys.argv[1:]),
         "variant": args.variant, "changes": json.loads(args.changes), "before_commit": args.before,
         "after": args.after or f"working tree when its worker started (HEAD {head})",
-        "batch": args.batch, "repeats": args.repeats, "machine": bench.machine(),
+        "batch": args.batch, "repeats": args.repeats,
+        "machine": {**bench.machine(), "worker_allocator_env": keep_freed_memory_env()},
         "load_average": {"before": load_before, "during": during, "after": bench.load_average()},
         "step_seconds": times, "warmup_seconds": warmups,
         "speedup_vs_" + reference: {k: bench.paired_ratio(times[reference], v) for k, v in times.items()},

@@ -33,7 +33,7 @@ from atompaint.tasks.neighbor_loc.count import encoder_form
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
 from atompaint.training.config import load_config
 from structlayers.base import count_params
-from structlayers.lab.bench.allocator import keep_freed_memory
+from structlayers.lab.bench.allocator import AllocatorSettings, keep_freed_memory
 from structlayers.utils.cache import cpu_description
 
 warnings.filterwarnings("ignore", message=".*py3nj.*")
@@ -91,12 +91,13 @@ NOISE_RULE = {
 QUICK = dict(band_limit=1, input_size=9, width=2, max_channels=4)
 
 
-def machine() -> dict:
+def machine(allocator: AllocatorSettings | None = None) -> dict:
     """What the timings were taken on: CPU model (with its family, model and stepping numbers and vector
     width), cores, threads, torch and Python versions (no hostname), and whether the Clebsch-Gordan
     tensor products ran the fused kernel or their plain-PyTorch form, and the allocator's settings from the
     environment (glibc ``MALLOC_*`` variables, ``LD_PRELOAD``: they decide how often large temporaries
-    are mapped afresh and page-faulted in, which this memory-bound step feels)."""
+    are mapped afresh and page-faulted in, which this memory-bound step feels), and ``allocator``'s
+    settings where the run set them (:func:`~structlayers.lab.bench.allocator.keep_freed_memory`)."""
     cpu = cpu_description()
     return {"cpu": cpu["name"], "cpu_id": {k: v for k, v in cpu.items() if k != "name"}, "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
@@ -104,7 +105,8 @@ def machine() -> dict:
             "python": platform.python_version(), "system": f"{platform.system()} {platform.machine()}",
             "cg_tensor_product": "fused kernel" if fused_available() else "plain PyTorch",
             "allocator_env": {k: v for k, v in sorted(os.environ.items())
-                              if k.startswith("MALLOC_") or k == "LD_PRELOAD"}}
+                              if k.startswith("MALLOC_") or k == "LD_PRELOAD"},
+            **({"allocator": allocator.describe()} if allocator is not None else {})}
 
 
 def load_average() -> list[float]:
@@ -236,7 +238,7 @@ def build_variants(base: EncoderConfig, labels: list[str], config, batch: int) -
 
 
 def run(args: argparse.Namespace) -> dict:
-    keep_freed_memory()
+    allocator = keep_freed_memory()
     config = load_config(args.config)
     base: EncoderConfig = replace(config.encoder, **QUICK) if args.quick else config.encoder
     labels = list(dict.fromkeys([*BASELINES, *(args.variants or VARIANTS)]))
@@ -273,7 +275,7 @@ def run(args: argparse.Namespace) -> dict:
     result = {
         "command": args.command, "config": args.config, "quick": args.quick, "encoder": asdict(base),
         "batch": args.batch, "memory_batch": args.memory_batch, "repeats": args.repeats,
-        "machine": machine(),
+        "machine": machine(allocator),
         "load_average": {"before": load_before, "timed_start": load_timed_start, "during": during,
                          "after": load_after},
         "noise_rule": NOISE_RULE, "variants": rows,

@@ -62,8 +62,11 @@ def detached(value):
     return value
 
 
-def plain(value) -> Tensor:
-    return value.tensor if isinstance(value, enn.GeometricTensor) else value
+def outputs(value) -> list[Tensor]:
+    """The tensors of a unit's output (a tensor, a geometric tensor or a tuple of them)."""
+    if isinstance(value, tuple):
+        return [t for v in value for t in outputs(v)]
+    return [value.tensor if isinstance(value, enn.GeometricTensor) else value]
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -77,13 +80,13 @@ def median_seconds(fn, repeats: int) -> float:
 
 def time_call(forward, repeats: int) -> tuple[float, float]:
     """Median forward and backward seconds of ``forward()`` (a fresh graph each round)."""
-    grad = torch.randn_like(plain(forward()).detach())
+    grads = [torch.randn_like(t.detach()) for t in outputs(forward())]
     fwd, bwd = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        out = plain(forward())
+        out = outputs(forward())
         middle = time.perf_counter()
-        out.backward(grad)
+        torch.autograd.backward(out, grads)
         fwd.append(middle - start)
         bwd.append(time.perf_counter() - middle)
     return statistics.median(fwd), statistics.median(bwd)
@@ -95,13 +98,13 @@ def separable_parts(conv: SeparableR3Conv, x: enn.GeometricTensor, repeats: int)
     source = x.tensor
 
     def gather():
-        return torch.cat([channels_last(source.index_select(1, getattr(core, f"{k}_index"))).flatten() for k in keys])
+        return tuple(channels_last(source.index_select(1, getattr(core, f"{k}_index"))) for k in keys)
 
     gathered = [detached(channels_last(source.detach().index_select(1, getattr(core, f"{k}_index")))) for k in keys]
     parts = detached(core.parts(source.detach(), keys))
     return {"input gather": time_call(gather, repeats),
             "grouped convolutions": time_call(
-                lambda: torch.cat([core.convs[k](p).flatten() for k, p in zip(keys, gathered)]), repeats),
+                lambda: tuple(core.convs[k](p) for k, p in zip(keys, gathered)), repeats),
             "mixing": time_call(lambda: conv.mixing(parts), repeats)}
 
 
@@ -140,11 +143,11 @@ def main() -> None:
 
     rows, totals, split = [], defaultdict(lambda: [0.0, 0.0]), defaultdict(lambda: [0.0, 0.0])
     for kind, module, inputs in calls:
-        fwd, bwd = time_call(lambda: module(*inputs), args.repeats)
+        fwd, bwd = time_call(lambda module=module, inputs=inputs: module(*inputs), args.repeats)
         totals[kind][0] += fwd
         totals[kind][1] += bwd
-        row = {"unit": kind, "input": list(plain(inputs[0]).shape) if not isinstance(inputs[0], tuple) else
-               [list(t.shape) for t in inputs[0]], "forward_s": fwd, "backward_s": bwd}
+        row = {"unit": kind, "input": [list(t.shape) for t in outputs(inputs[0])], "forward_s": fwd,
+               "backward_s": bwd}
         if isinstance(module, SeparableR3Conv) and module.irrepwise:
             parts = separable_parts(module, inputs[0], args.repeats)
             row["parts"] = {name: {"forward_s": f, "backward_s": b} for name, (f, b) in parts.items()}

@@ -41,8 +41,9 @@ def header(result: dict) -> str:
     products = m.get("cg_tensor_product", "plain PyTorch")
     ident = m.get("cpu_id", {})
     cpu = m["cpu"] + (f" ({', '.join(f'{k} {v}' for k, v in ident.items())})" if ident else "")
-    # Runs before the allocator's settings were recorded ran with glibc's defaults.
-    allocator = ", ".join(f"{k}={v}" for k, v in m.get("allocator_env", {}).items()) or "glibc defaults"
+    # Runs before the allocator's settings were recorded ran bench.py's keep_freed_memory() of then.
+    allocator = "; ".join([m.get("allocator", "glibc malloc, allocations over 32 MiB mapped, trim threshold 1024 MiB"),
+                           *(f"{k}={v}" for k, v in m.get("allocator_env", {}).items())])
     return (f"Machine: {cpu}, {m['cores']} cores, {m['torch_threads']} torch thread(s), torch {m['torch']}, "
             f"Clebsch-Gordan tensor products: {products}, allocator: {allocator}; "
             f"1-minute load average before {load['before'][0]:.2f}, at most {during:.2f} during the timed steps, "

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from structlayers.cli import main
 from structlayers.collapse import collapse
-from structlayers.lab.bench.allocator import keep_freed_memory
+from structlayers.lab.bench.allocator import keep_freed_memory, keep_freed_memory_env
 from structlayers.lab.bench.harness import BenchConfig, run_bench
 from structlayers.lab.bench.machine import bytes_moved
 from structlayers.registry import LayerSpec, create
@@ -377,7 +377,7 @@ _PAGE_FAULTS = """
 import resource, sys, torch
 from structlayers.lab.bench.allocator import keep_freed_memory
 # "keep": the defaults; "trim": glibc's initial thresholds (128 KiB), fixed so that they cannot adapt.
-settings = keep_freed_memory() if sys.argv[1] == "keep" else keep_freed_memory(128 << 10, 128 << 10)
+settings = keep_freed_memory() if sys.argv[1] == "keep" else keep_freed_memory(128 << 10, 128 << 10, map_large=True)
 assert settings.applied
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -400,6 +400,41 @@ def test_keep_freed_memory_stops_page_faults_of_repeated_allocations() -> None:
 
     assert faults_per_call("keep") < 2
     assert faults_per_call("trim") > 100
+
+
+_LARGE_FAULTS = """
+import resource, sys, torch
+from structlayers.lab.bench.allocator import keep_freed_memory
+assert keep_freed_memory(map_large=sys.argv[1] == "map").applied
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    torch.ones(10 << 20)
+start = faults()
+for _ in range(5):
+    torch.ones(10 << 20)
+print((faults() - start) / 5)
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc mallopt")
+def test_keep_freed_memory_reuses_allocations_over_glibcs_largest_mmap_threshold() -> None:
+    """A 40 MiB tensor a call (a seed-004 activation): glibc maps it fresh each time above its largest
+    mmap threshold (32 MiB) unless no allocation may be mapped, keep_freed_memory's default."""
+    def faults_per_call(setting: str) -> float:
+        run = subprocess.run([sys.executable, "-c", _LARGE_FAULTS, setting], capture_output=True, text=True,
+                             check=True)
+        return float(run.stdout.strip())
+
+    mapped = faults_per_call("map")  # about one per 4 KiB page: 10K
+    assert mapped > 5000
+    assert faults_per_call("heap") < mapped / 4
+
+
+def test_keep_freed_memory_env_names_the_same_settings() -> None:
+    assert keep_freed_memory_env() == {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+                                       "MALLOC_MMAP_MAX_": "0"}
+    assert keep_freed_memory_env(map_large=True)["MALLOC_MMAP_MAX_"] == "65536"
 
 
 def test_keep_freed_memory_rejects_negative_sizes() -> None:

@@ -49,7 +49,7 @@ from atompaint.encoders.layers import InvariantReadout
 from atompaint.encoders.mixing import IrrepMixing
 from atompaint.encoders.tensor_product import CGTensorProduct, escnn_tensor_product_flops
 from structlayers.base import FlopCount, count_params, device_dtype
-from structlayers.utils.memory import release_free_memory, set_malloc_thresholds
+from structlayers.utils.memory import DEFAULT_MMAP_MAX, release_free_memory, set_malloc_thresholds
 from structlayers.utils.tracing import record_shapes, run_example
 
 #: The module types an encoder's cost is split into, in report order.
@@ -219,7 +219,7 @@ def _forward_backward(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Non
 def _return_free_memory_to_os() -> None:
     """Make RSS follow live memory: mmap every allocation over 128 KiB (glibc otherwise raises the
     threshold after frees and recycles heap pages, hiding new allocations) and trim the heap."""
-    set_malloc_thresholds(128 * 1024)
+    set_malloc_thresholds(128 * 1024, mmap_max=DEFAULT_MMAP_MAX)
     release_free_memory()
 
 

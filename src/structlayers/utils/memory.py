@@ -66,6 +66,9 @@ def check_allocation(nbytes: float, what: str, device: torch.device | str = "cpu
 #: glibc ``mallopt`` parameter numbers (``malloc.h``).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
+#: glibc's default ``M_MMAP_MAX``: how many allocations may be mapped at once.
+DEFAULT_MMAP_MAX = 65536
 INT_MAX = 2**31 - 1  # mallopt takes a C int
 
 
@@ -78,17 +81,22 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
-def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int | None = None) -> bool:
+def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int | None = None, *,
+                          mmap_max: int | None = None) -> bool:
     """Fix glibc's mmap threshold (and the trim threshold, if given) in bytes; fixing them also
-    stops glibc from adapting them as memory is freed.  False off glibc or if glibc refused."""
-    if mmap_threshold < 0 or (trim_threshold is not None and trim_threshold < 0):
-        raise ValueError("mmap_threshold and trim_threshold must be non-negative byte counts")
+    stops glibc from adapting them as memory is freed.  ``mmap_max``, if given, caps how many
+    allocations glibc maps at once (0: none, every allocation comes from the heap;
+    :data:`DEFAULT_MMAP_MAX` restores glibc's default).  False off glibc or if glibc refused."""
+    if mmap_threshold < 0 or (trim_threshold is not None and trim_threshold < 0) or (mmap_max or 0) < 0:
+        raise ValueError("mmap_threshold, trim_threshold and mmap_max must be non-negative")
     libc = _glibc()
     if libc is None:
         return False
     ok = libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)) == 1
     if trim_threshold is not None:
         ok = libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(min(trim_threshold, INT_MAX))) == 1 and ok
+    if mmap_max is not None:
+        ok = libc.mallopt(M_MMAP_MAX, ctypes.c_int(min(mmap_max, INT_MAX))) == 1 and ok
     return ok
 
 
