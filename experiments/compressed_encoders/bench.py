@@ -238,7 +238,7 @@ def build_variants(base: EncoderConfig, labels: list[str], config, batch: int) -
 
 
 def run(args: argparse.Namespace) -> dict:
-    allocator = keep_freed_memory()
+    allocator = keep_freed_memory(map_large=args.map_large)
     config = load_config(args.config)
     base: EncoderConfig = replace(config.encoder, **QUICK) if args.quick else config.encoder
     labels = list(dict.fromkeys([*BASELINES, *(args.variants or VARIANTS)]))
@@ -297,6 +297,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="paired timed steps per variant (after one warm-up)")
     parser.add_argument("--memory-batch", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="band-limit-1 sanity shape (seconds, for tests)")
+    parser.add_argument("--map-large", action="store_true",
+                        help="let glibc map allocations over 32 MiB fresh (the setting of runs before v11)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.memory_batch = min(args.memory_batch, args.batch)

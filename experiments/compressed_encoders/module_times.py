@@ -1,11 +1,12 @@
-"""Where one training step's time goes, per encoder unit, without a profiler: every unit call of one step
-(convolutions, mixings, batch norms, Fourier activations, tensor products, poolings) is replayed alone on
-a copy of its recorded input, forward and backward timed apart (median of ``--repeats``); irrep-wise
-separable convolutions are also split into their input gather (index select + channels-last copy), the
-grouped convolutions and the mixing.  The step itself is timed too; the difference is what runs outside
-the units (residual sums, read-out, head, loss, autograd).  torch.profiler inflates some calls several
-times over at this step (e.g. one pooling's backward, 56 ms alone, 270-300 ms under it), so shares
-are taken from here.
+"""Where one training step's time goes, per encoder unit, without a profiler.
+
+Every unit call of one step (convolutions, mixings, batch norms, Fourier activations, tensor products,
+poolings) is replayed alone on a copy of its recorded input, forward and backward timed apart (median
+of ``--repeats``); irrep-wise separable convolutions are also split into their input gather (index
+select + channels-last copy), the grouped convolutions and the mixing.  The step itself is timed too;
+the difference is what runs outside the units (residual sums, read-out, head, loss, autograd).  The
+allocator is set as in bench.py.  torch.profiler inflates some calls several times over at this step
+(e.g. one pooling's backward, 56 ms alone, 270-300 ms under it), so shares are taken from here.
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/module_times.py \\
         --variant "irrep-wise + dense mixing + CG" --json experiments/compressed_encoders/results/module_times.json
@@ -31,6 +32,7 @@ from atompaint.encoders.mixing import IrrepMixing
 from atompaint.encoders.separable import SeparableR3Conv, channels_last
 from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
 from atompaint.training.config import load_config
+from structlayers.lab.bench.allocator import keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench
@@ -117,6 +119,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    allocator = keep_freed_memory()  # as bench.py
     load_before = bench.load_average()
     config = load_config(args.config)
     encoder_config = replace(config.encoder, **bench.VARIANTS[args.variant])
@@ -166,7 +169,8 @@ def main() -> None:
     print(f"  {'outside the units':22s} {step_seconds - units_total:.3f} s")
     for name, (f, b) in split.items():
         print(f"  irrep-wise separable conv, {name}: fwd {f:.3f} s  bwd {b:.3f} s  {100 * (f + b) / step_seconds:.1f}%")
-    bench.write_micro("module_times.py", args.json, load_before, variant=args.variant, batch=args.batch,
+    bench.write_micro("module_times.py", args.json, load_before, allocator=allocator.describe(),
+                      variant=args.variant, batch=args.batch,
                       repeats=args.repeats, step_seconds=step_seconds, units_seconds=units_total, by_unit=summary,
                       irrepwise_split={k: {"forward_s": f, "backward_s": b} for k, (f, b) in split.items()},
                       calls=rows)
