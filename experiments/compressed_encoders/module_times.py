@@ -5,8 +5,8 @@ poolings) is replayed alone on a copy of its recorded input, forward and backwar
 of ``--repeats``); irrep-wise separable convolutions are also split into their input gather (index
 select + channels-last copy), the grouped convolutions and the mixing.  The step itself is timed too;
 the difference is what runs outside the units (residual sums, read-out, head, loss, autograd).  The
-allocator is set as in bench.py.  torch.profiler inflates some calls several times over at this step
-(e.g. one pooling's backward, 56 ms alone, 270-300 ms under it), so shares are taken from here.
+allocator is set as in bench.py.  Unlike torch.profiler, which adds its own cost to every one of the
+step's many small calls, this leaves the step as it runs; the sum of the units alone is its check.
 
     env OMP_NUM_THREADS=1 python experiments/compressed_encoders/module_times.py \\
         --variant "irrep-wise + dense mixing + CG" --json experiments/compressed_encoders/results/module_times.json

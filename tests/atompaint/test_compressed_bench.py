@@ -35,8 +35,8 @@ tables = _load("tables")
 def quick_result():
     config = EXPERIMENT.parents[1] / "experiments" / "neighbor_loc" / "seed004_gamma_log16.yaml"
     args = argparse.Namespace(config=str(config), quick=True,
-                              variants=["irrep-wise + dense mixing + CG"], batch=1, memory_batch=1, repeats=2, map_large=False,
-                              command="test")
+                              variants=["irrep-wise + dense mixing + CG"], batch=1, memory_batch=1, repeats=2,
+                              map_large=False, command="test")
     return bench.run(args)
 
 
