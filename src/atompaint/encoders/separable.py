@@ -112,31 +112,6 @@ def channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=CHANNELS_LAST.get(x.dim(), torch.contiguous_format))
 
 
-class _GatherChannelsLast(torch.autograd.Function):
-    """``x (B, C, *spatial)`` -> one channels-last tensor of the channels ``index`` per index set (the
-    sets disjoint; ``covered``: together they hold every channel).  The backward pass writes each
-    part's gradient into its channels of one buffer (zeros only where no set reads): autograd's own
-    backward of ``index_select`` zero-fills a whole input-sized gradient per part and sums them."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, covered: bool, *indices: Tensor) -> tuple[Tensor, ...]:
-        ctx.save_for_backward(*indices)
-        ctx.shape, ctx.covered = x.shape, covered
-        return tuple(channels_last(x.index_select(1, index)) for index in indices)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
-        indices = ctx.saved_tensors
-        reference = next(g for g in grads if g is not None)
-        make = torch.empty if ctx.covered and all(g is not None for g in grads) else torch.zeros
-        grad_x = make(ctx.shape, dtype=reference.dtype, device=reference.device)
-        for index, grad in zip(indices, grads):
-            if grad is not None:
-                grad_x.index_copy_(1, index, grad)
-        return (grad_x, None, *(None for _ in indices))
-
-
 class PerIrrepConv(nn.Module):
     """Irrep-wise depthwise convolution on plain tensors ``(B, C, *spatial)``.
 
@@ -175,10 +150,8 @@ class PerIrrepConv(nn.Module):
             raise ValueError(f"expected input (B, {self.size}, ...), got {tuple(x.shape)}")
         if self.basis_in is not None:
             x = torch.einsum("oc,bc...->bo...", self.basis_in.to(x.dtype), x)
-        keys = list(keys if keys is not None else self.convs)
-        gathered = _GatherChannelsLast.apply(x, len(keys) == len(self.convs),
-                                             *(getattr(self, f"{key}_index") for key in keys))
-        return tuple(self.convs[key](part) for key, part in zip(keys, gathered))
+        return tuple(self.convs[key](channels_last(x.index_select(1, getattr(self, f"{key}_index"))))
+                     for key in (keys if keys is not None else self.convs))
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.cat(self.parts(x), 1).index_select(1, self.inverse).contiguous()
