@@ -28,31 +28,19 @@ def worker(variant: str, setting: str, steps: int, batch: int) -> None:
     import resource
     import time
     import warnings
-    from dataclasses import replace
 
     import bench
-    import torch
 
-    from atompaint.encoders import build_encoder
-    from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
-    from atompaint.training.config import load_config
     from structlayers.lab.bench.allocator import keep_freed_memory
 
     warnings.filterwarnings("ignore")
     if setting != SETTINGS[0]:
         keep_freed_memory(map_large=setting == SETTINGS[1])
-    config = load_config("experiments/neighbor_loc/seed004_gamma_log16.yaml")
-    encoder_config = replace(config.encoder, **bench.VARIANTS[variant])
-    torch.manual_seed(0)
-    model = NeighborLocClassifier(build_encoder(encoder_config), config.data.num_classes, config.head).train()
-    shape = (encoder_config.in_channels, *3 * [encoder_config.input_size])
-    views = tuple(torch.rand(batch, *shape, generator=torch.Generator().manual_seed(i)) for i in range(2))
-    target = torch.zeros(batch, dtype=torch.long)
+    _, step = bench.training_step("experiments/neighbor_loc/seed004_gamma_log16.yaml", variant, batch)
     rows = []
     for _ in range(steps + 1):
         before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        model.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(*views), target).backward()
+        step()
         wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
         rows.append({"wall_s": wall, "user_s": after.ru_utime - before.ru_utime,
                      "system_s": after.ru_stime - before.ru_stime, "minor_faults": after.ru_minflt - before.ru_minflt})

@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -113,6 +114,16 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def micro_parser(description: str, *, batch: int = 8, repeats: int = 7) -> argparse.ArgumentParser:
+    """The command line every micro-benchmark shares: ``--batch`` (volumes), ``--repeats`` (paired
+    rounds), ``--json`` (where :func:`write_micro` writes the record)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--json", type=Path, default=None)
+    return parser
+
+
 def write_micro(script: str, json_path: Path | None, load_before: list[float], **fields) -> dict:
     """A micro-benchmark's record: its command line, ``fields``, the machine and the load before and
     now; written to ``json_path`` when given."""
@@ -152,6 +163,27 @@ def noise_reasons(result: dict) -> list[str]:
             if ratio and ratio["iqr_over_median"] > rule["max_ratio_iqr_over_median"]:
                 reasons.append(f"{label} vs {base}: paired-ratio IQR {100 * ratio['iqr_over_median']:.0f}% of median")
     return reasons
+
+
+def training_step(config_path: str, variant: str, batch: int) -> tuple[torch.nn.Module, Callable[[], None]]:
+    """The neighbor-location model of ``config_path`` with ``variant``'s encoder (train mode, seed 0) and
+    its training step (gradients zeroed, forward, cross-entropy, backward) on a fixed batch of
+    ``batch`` random view pairs: what the per-step scripts (``module_times.py``,
+    ``allocator_faults.py``) time."""
+    config = load_config(config_path)
+    encoder_config = replace(config.encoder, **VARIANTS[variant])
+    torch.manual_seed(0)
+    model = NeighborLocClassifier(build_encoder(encoder_config), config.data.num_classes, config.head).train()
+    shape = (encoder_config.in_channels, *3 * [encoder_config.input_size])
+    generator = torch.Generator().manual_seed(0)
+    views = tuple(torch.rand(batch, *shape, generator=generator) for _ in range(2))
+    target = torch.zeros(batch, dtype=torch.long)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(*views), target).backward()
+
+    return model, step
 
 
 def step_seconds(model: torch.nn.Module, views: tuple[torch.Tensor, torch.Tensor]) -> float:

@@ -11,7 +11,6 @@ convolution's useful FLOPs (``2 (C / groups) k^3`` per output), as the cost tabl
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -105,11 +104,7 @@ def routes(kernel, channels: int, d: int, n: int, batch: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = bench.micro_parser(__doc__.splitlines()[0]).parse_args()
     kernel = build()
     load_before = bench.load_average()
     rows = []

@@ -10,7 +10,6 @@ with the batch as channels (the output gradient as a ``21^3`` kernel).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -62,11 +61,7 @@ def routes(channels: int, per_group: int, n: int, batch: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = bench.micro_parser(__doc__.splitlines()[0], repeats=5).parse_args()
     load_before = bench.load_average()
     rows = []
     for label, channels, per_group, n in CASES:

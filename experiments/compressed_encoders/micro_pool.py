@@ -9,7 +9,6 @@ contiguous inputs (as in the encoders) and channels-last ones.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -49,11 +48,7 @@ def routes(channels: int, n: int, batch: int, memory_format: torch.memory_format
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = bench.micro_parser(__doc__.splitlines()[0]).parse_args()
     load_before = bench.load_average()
     rows = []
     for channels, n in CASES:

@@ -20,18 +20,14 @@ import sys
 import time
 import warnings
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from escnn import nn as enn
 from torch import Tensor
 
-from atompaint.encoders import build_encoder
 from atompaint.encoders.mixing import IrrepMixing
 from atompaint.encoders.separable import SeparableR3Conv, channels_last
-from atompaint.tasks.neighbor_loc.model import NeighborLocClassifier
-from atompaint.training.config import load_config
 from structlayers.lab.bench.allocator import keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -121,19 +117,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     allocator = keep_freed_memory()  # as bench.py
     load_before = bench.load_average()
-    config = load_config(args.config)
-    encoder_config = replace(config.encoder, **bench.VARIANTS[args.variant])
-    torch.manual_seed(0)
-    model = NeighborLocClassifier(build_encoder(encoder_config), config.data.num_classes, config.head).train()
-    shape = (encoder_config.in_channels, *3 * [encoder_config.input_size])
-    generator = torch.Generator().manual_seed(0)
-    views = tuple(torch.rand(args.batch, *shape, generator=generator) for _ in range(2))
-    target = torch.zeros(args.batch, dtype=torch.long)
-
-    def step() -> None:
-        model.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(*views), target).backward()
-
+    model, step = bench.training_step(args.config, args.variant, args.batch)
     step()
     step_seconds = median_seconds(step, args.repeats)
     nested = {id(sub) for m in model.modules() if unit_kind(m) for sub in m.modules() if sub is not m}
